@@ -1,0 +1,41 @@
+// The backend registry: maps names to factories. Device backends appear only
+// when compiled in, and are "available" only when a device is present.
+#include "backends/registry.h"
+
+#include "core/error.h"
+
+namespace tessera {
+
+std::vector<std::string> compiled_backends() {
+    std::vector<std::string> names{"cpu", "reference"};
+#ifdef TESSERA_HAVE_CUDA
+    names.push_back("cuda");
+#endif
+    return names;
+}
+
+std::vector<std::string> available_backends() {
+    std::vector<std::string> names{"cpu", "reference"};
+#ifdef TESSERA_HAVE_CUDA
+    if (cuda_device_count() > 0) names.push_back("cuda");
+#endif
+    return names;
+}
+
+std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options) {
+    if (name == "cpu") return make_cpu_backend(options);
+    if (name == "reference") return make_reference_backend(options);
+    if (name == "cuda") {
+#ifdef TESSERA_HAVE_CUDA
+        TESSERA_CHECK(cuda_device_count() > 0, "backend 'cuda': no CUDA device found");
+        return make_cuda_backend(options);
+#else
+        throw Error("backend 'cuda': this build has no CUDA support (configure with TESSERA_CUDA=ON and nvcc)");
+#endif
+    }
+    std::string known;
+    for (const auto& n : compiled_backends()) known += (known.empty() ? "" : ", ") + n;
+    throw Error("unknown backend '" + name + "' (known: " + known + ")");
+}
+
+}  // namespace tessera

@@ -1,0 +1,81 @@
+// The backend interface: a backend owns buffers in its own memory, says which
+// ops and types it supports, copies tensors in and out, and computes a graph.
+// reference (the scalar oracle), cpu (xsimd + OpenMP) and cuda plug in here;
+// core/ and models/ never name a concrete backend.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+
+namespace tessera {
+
+class Backend;
+
+class Buffer {
+public:
+    virtual ~Buffer() = default;
+    virtual void* base() const = 0;  // in the owning backend's address space
+    virtual size_t size() const = 0;
+    virtual bool is_host() const = 0;  // base() is CPU-addressable
+};
+
+// Host memory: owned (64-byte aligned, zeroed) or borrowed (e.g. a read-only file mapping).
+class HostBuffer final : public Buffer {
+public:
+    explicit HostBuffer(size_t size);                  // owned
+    HostBuffer(void* borrowed, size_t size);           // not freed here
+    ~HostBuffer() override;
+    HostBuffer(const HostBuffer&) = delete;
+    HostBuffer& operator=(const HostBuffer&) = delete;
+    void* base() const override { return base_; }
+    size_t size() const override { return size_; }
+    bool is_host() const override { return true; }
+
+private:
+    void* base_ = nullptr;
+    size_t size_ = 0;
+    bool owned_ = false;
+};
+
+struct BackendOptions {
+    int threads = 0;  // 0 = the default (physical cores)
+    int device = 0;   // device index for device backends
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual std::string name() const = 0;
+    // True when the backend computes on host memory (tensors it reads may live in HostBuffers).
+    virtual bool is_host() const = 0;
+    // Whether this backend can compute `node` with its sources' types and layouts.
+    virtual bool supports(const Tensor& node) const = 0;
+    virtual std::unique_ptr<Buffer> alloc_buffer(size_t bytes) = 0;
+    // Copies bytes into / out of t's storage (t must have storage on this backend).
+    virtual void set_tensor(Tensor& t, const void* src, size_t offset, size_t size) = 0;
+    virtual void get_tensor(const Tensor& t, void* dst, size_t offset, size_t size) = 0;
+    // Runs every node in order. Throws tessera::Error on an unsupported node or bad input (e.g. a row id
+    // out of range), naming the node.
+    virtual void compute(const Graph& graph) = 0;
+    virtual void set_threads(int threads) { (void)threads; }
+    virtual int threads() const { return 1; }
+};
+
+// The registry: "reference", "cpu", and "cuda" when built with it and a device is present.
+std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options = {});
+// Names of backends compiled in (whether or not a device is present).
+std::vector<std::string> compiled_backends();
+// Names of backends usable now.
+std::vector<std::string> available_backends();
+
+// Plans the graph's intermediates, allocates one buffer on `backend` for them and points them in.
+// Returns the buffer (keep it alive while the graph is used) and fills peak_bytes if given.
+std::unique_ptr<Buffer> allocate_graph(const Graph& graph, Backend& backend, size_t* peak_bytes = nullptr);
+
+// Number of physical cores (not SMT siblings); at least 1.
+int physical_cores();
+
+}  // namespace tessera

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what tessera needs on Debian, only what is missing. Runs apt-get when
+# it may (root, or sudo without a password); otherwise prints the exact command.
+set -euo pipefail
+
+packages=(cmake g++ make pkg-config libxsimd-dev libstb-dev doctest-dev libpcre2-dev libomp-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "tessera: installing missing packages: ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+else
+  echo "tessera: cannot install as this user. Run:" >&2
+  echo "  sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
