@@ -13,7 +13,7 @@ void quantize_activations(DType, const float* x, void* dst, int64_t k) { std::me
 
 void dot_tile(DType w, int64_t k, const void* weights, size_t w_stride, int64_t nr, const void* acts,
               size_t act_stride, int64_t nc, float* out, int64_t out_row_stride) {
-    std::vector<float> row(size_t(k));
+    std::vector<float> row(static_cast<size_t>(k));
     for (int64_t r = 0; r < nr; ++r) {
         type_traits(w).to_float(static_cast<const char*>(weights) + r * w_stride, row.data(), k);
         for (int64_t c = 0; c < nc; ++c) {
