@@ -19,6 +19,12 @@ enum class GGUFType : uint32_t {
 };
 const char* gguf_type_name(GGUFType t);
 
+// Limits the reader enforces; the writer refuses anything the reader would reject.
+inline constexpr size_t kGGUFMaxNameBytes = 63;            // tensor names: llama.cpp's GGML_MAX_NAME (64) counts the NUL
+inline constexpr size_t kGGUFMaxAlignment = size_t(1) << 20;  // general.alignment: power of two, 1 .. 1 MiB
+inline constexpr int kGGUFMaxArrayDepth = 8;               // arrays of arrays nest at most this deep
+inline constexpr uint64_t kGGUFMaxArrayElements = uint64_t(1) << 24;  // all array elements of one file together
+
 // One metadata value. Scalars hold their value; arrays hold their element type and elements
 // (strings as std::string, numbers widened to int64/uint64/double, nested arrays recursively).
 struct GGUFValue {
@@ -41,6 +47,7 @@ public:
         uint64_t offset;        // relative to the data section
         size_t nbytes;
         const void* data;       // inside the mapping
+        int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }  // checked not to overflow
     };
 
     // Maps and validates the file; throws tessera::Error naming the file and the problem.
