@@ -1,0 +1,34 @@
+// The architecture table. Adding an architecture is one line here (see models/model.h).
+#include <functional>
+
+#include "models/llama.h"
+#include "models/model.h"
+
+namespace tessera {
+
+namespace {
+
+struct Entry {
+    const char* name;
+    std::unique_ptr<Architecture> (*make)();
+};
+
+const Entry kArchitectures[] = {
+    {"llama", make_llama_architecture},
+};
+
+}  // namespace
+
+std::unique_ptr<Architecture> make_architecture(const std::string& name) {
+    for (const Entry& e : kArchitectures)
+        if (name == e.name) return e.make();
+    return nullptr;
+}
+
+std::vector<std::string> architecture_names() {
+    std::vector<std::string> names;
+    for (const Entry& e : kArchitectures) names.push_back(e.name);
+    return names;
+}
+
+}  // namespace tessera

@@ -1,0 +1,169 @@
+#include "models/model.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "models/kv_cache.h"
+
+namespace tessera {
+
+std::string dims_str(const int64_t* ne, int n) {
+    std::string s = "[";
+    for (int i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+    return s + "]";
+}
+
+// ---- hyper-parameters ----
+
+int64_t HParamReader::require_int(const std::string& name) const {
+    const std::string k = key(name);
+    TESSERA_CHECK(file_.has(k), "%s: missing key '%s'", file_.path().c_str(), k.c_str());
+    const int64_t v = file_.get<int64_t>(k);
+    TESSERA_CHECK(v > 0, "%s: key '%s' is %lld, must be > 0", file_.path().c_str(), k.c_str(), (long long)v);
+    return v;
+}
+
+int64_t HParamReader::get_int(const std::string& name, int64_t fallback) const {
+    const std::string k = key(name);
+    return file_.has(k) ? file_.get<int64_t>(k) : fallback;
+}
+
+float HParamReader::get_float(const std::string& name, float fallback) const {
+    const std::string k = key(name);
+    if (!file_.has(k)) return fallback;
+    const GGUFValue* v = file_.find(k);
+    // Some converters write float-valued keys as integers; accept both.
+    if (v->type == GGUFType::FLOAT32 || v->type == GGUFType::FLOAT64) return float(file_.get<double>(k));
+    return float(file_.get<int64_t>(k));
+}
+
+std::string HParamReader::get_str(const std::string& name, const std::string& fallback) const {
+    const std::string k = key(name);
+    return file_.has(k) ? file_.get<std::string>(k) : fallback;
+}
+
+// ---- weights ----
+
+bool TensorBinder::has(const std::string& name) const { return model_.file_->find_tensor(name) != nullptr; }
+
+Tensor* TensorBinder::require(const std::string& name, std::initializer_list<Dim> dims) {
+    const GGUFFile::TensorInfo* info = model_.file_->find_tensor(name);
+    TESSERA_CHECK(info != nullptr, "%s: missing tensor %s", model_.path().c_str(), name.c_str());
+    return bind(*info, dims);
+}
+
+Tensor* TensorBinder::optional(const std::string& name, std::initializer_list<Dim> dims) {
+    const GGUFFile::TensorInfo* info = model_.file_->find_tensor(name);
+    return info ? bind(*info, dims) : nullptr;
+}
+
+Tensor* TensorBinder::bind(const GGUFFile::TensorInfo& info, std::initializer_list<Dim> dims) {
+    const std::string& path = model_.path();
+    int i = 0;
+    for (const Dim& d : dims) {
+        if (info.ne[i] != d.value) {
+            int shown = std::max<int>(info.n_dims, int(dims.size()));
+            throw Error(format("%s: tensor %s: shape %s does not match %s %lld (dim %d is %lld)", path.c_str(),
+                               info.name.c_str(), dims_str(info.ne, shown).c_str(), d.what, (long long)d.value, i,
+                               (long long)info.ne[i]));
+        }
+        ++i;
+    }
+    for (; i < kMaxDims; ++i)
+        TESSERA_CHECK(info.ne[i] == 1, "%s: tensor %s: shape %s has more dims than the %zu expected", path.c_str(),
+                      info.name.c_str(), dims_str(info.ne, info.n_dims).c_str(), dims.size());
+    const TypeTraits& tt = type_traits(info.type);
+    TESSERA_CHECK(tt.to_float != nullptr, "%s: tensor %s has type %s, which is not a weight type", path.c_str(),
+                  info.name.c_str(), tt.name);
+
+    Tensor* t = model_.weights_.new_tensor(info.type, info.ne, info.name);
+    t->flags |= kFlagWeight;
+    t->buffer = model_.mapping_.get();
+    t->data = const_cast<void*>(info.data);
+    return t;
+}
+
+// ---- the batch graph's cache access ----
+
+BatchGraph::BatchGraph(Context& ctx_, Graph& graph_, KVCache& cache, int64_t n_tokens_, int64_t kv_span_,
+                       bool logits_all_)
+    : ctx(ctx_), graph(graph_), n_tokens(n_tokens_), kv_span(kv_span_), logits_all(logits_all_), cache_(cache) {
+    tokens = ctx.new_tensor(DType::I32, {n_tokens}, "tokens");
+    positions = ctx.new_tensor(DType::I32, {n_tokens}, "positions");
+    kv_positions = ctx.new_tensor(DType::I32, {kv_span}, "kv_positions");
+    for (Tensor* t : {tokens, positions, kv_positions}) t->flags |= kFlagInput;
+}
+
+void BatchGraph::store_kv(int layer, Tensor* k, Tensor* v) {
+    const LayerCache& l = cache_.layer(layer);
+    auto store = [&](Tensor* src, Tensor* dst, int64_t width, const char* what) {
+        TESSERA_CHECK(src->nelements() == width * n_tokens, "layer %d: %s to store has %lld elements, expected %lld x %lld",
+                      layer, what, (long long)src->nelements(), (long long)width, (long long)n_tokens);
+        if (!src->is_contiguous()) src = cont(ctx, src);
+        src = reshape_2d(ctx, src, width, n_tokens);
+        const size_t slot_bytes = dst->nb[1];
+        Tensor* slots = view_2d(ctx, dst, width, n_tokens, slot_bytes, 0);  // moved to the batch's slots per step
+        slot_views.push_back({slots, slot_bytes});
+        graph.expand(cpy(ctx, src, slots));
+    };
+    store(k, cache_.k(layer), l.k_width, "K");
+    if (l.v_width > 0) {
+        TESSERA_CHECK(v != nullptr, "layer %d: V is null", layer);
+        store(v, cache_.v(layer), l.v_width, "V");
+    }
+}
+
+Tensor* BatchGraph::cache_k(int layer) {
+    const LayerCache& l = cache_.layer(layer);
+    Tensor* k = cache_.k(layer);
+    return view_3d(ctx, k, l.head_dim_k, l.k_width / l.head_dim_k, kv_span, row_bytes(k->type, l.head_dim_k), k->nb[1],
+                   0);
+}
+
+Tensor* BatchGraph::cache_v(int layer) {
+    const LayerCache& l = cache_.layer(layer);
+    if (l.kind == CacheKind::Latent) {
+        // MLA: V is the first head_dim_v elements of each latent K row.
+        Tensor* k = cache_.k(layer);
+        return view_3d(ctx, k, l.head_dim_v, 1, kv_span, k->nb[1], k->nb[1], 0);
+    }
+    Tensor* v = cache_.v(layer);
+    return view_3d(ctx, v, l.head_dim_v, l.v_width / l.head_dim_v, kv_span, row_bytes(v->type, l.head_dim_v), v->nb[1],
+                   0);
+}
+
+Tensor* BatchGraph::select_output_rows(Tensor* x) {
+    if (logits_all || n_tokens == 1) return x;
+    return view_2d(ctx, x, x->ne[0], 1, x->nb[1], size_t(n_tokens - 1) * x->nb[1]);
+}
+
+// ---- the model ----
+
+std::unique_ptr<Model> Model::open(const std::string& path, const ModelOptions& options) {
+    return from_file(GGUFFile::open(path), options);
+}
+
+std::unique_ptr<Model> Model::from_file(std::unique_ptr<GGUFFile> file, const ModelOptions&) {
+    std::unique_ptr<Model> m(new Model());
+    m->file_ = std::move(file);
+    const GGUFFile& f = *m->file_;
+    TESSERA_CHECK(f.has("general.architecture"), "%s: missing key 'general.architecture'", f.path().c_str());
+    const std::string arch = f.get<std::string>("general.architecture");
+    m->arch_ = make_architecture(arch);
+    if (!m->arch_) {
+        std::string known;
+        for (const auto& n : architecture_names()) known += (known.empty() ? "" : ", ") + n;
+        throw Error(format("%s: architecture '%s' is not supported (supported: %s)", f.path().c_str(), arch.c_str(),
+                           known.c_str()));
+    }
+    m->mapping_ = std::make_unique<HostBuffer>(const_cast<void*>(f.file_data()), f.file_size());
+    m->hp_.arch = arch;
+    m->hp_.bos = int32_t(f.get_or<int64_t>("tokenizer.ggml.bos_token_id", -1));
+    m->hp_.eos = int32_t(f.get_or<int64_t>("tokenizer.ggml.eos_token_id", -1));
+    TensorBinder binder(*m);
+    m->arch_->load(f, m->hp_, binder);
+    for (const auto& t : f.tensors()) m->weight_bytes_ += t.nbytes;
+    return m;
+}
+
+}  // namespace tessera

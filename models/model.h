@@ -1,0 +1,193 @@
+// A model: a GGUF file, its hyper-parameters, its weights bound as leaf
+// tensors that point into the file mapping, and the Architecture that knows
+// how to turn a batch of tokens into a graph.
+//
+// ---- Adding an architecture (gemma, gemma2, gemma3, deepseek2, ...) ----
+// 1. Write models/<arch>.{h,cpp} with a class deriving from Architecture:
+//    - load(): read hyper-parameters with HParamReader (keys "<arch>.*", llama.cpp's
+//      names and defaults), fill the common HParams fields, then bind every weight
+//      with TensorBinder::require / optional, giving each dim as a Dim naming the
+//      hyper-parameter it must equal. Shape and missing-tensor errors then come out
+//      in the project's format without any extra code.
+//    - cache_layout(): one LayerCache per layer saying what the KV cache stores:
+//      kind Full (a slot per position up to n_ctx), Window (a ring of `window` slots;
+//      layers of this kind may still be given a full-size cache until the session
+//      implements rings: visibility is decided by k_pos either way), or Latent (MLA:
+//      one row of k_width per token, V read from the same row, v_width = 0).
+//    - build(): the forward pass for one batch, written top to bottom with core/ops.h,
+//      reading and writing the cache only through BatchGraph (store_kv, cache_k,
+//      cache_v), and returning the logits node (F32 [n_vocab, n_out]).
+// 2. Add one line to the table in models/architectures.cpp. (The table is explicit
+//    because self-registering statics in a static library are dropped by the linker
+//    when nothing references their object file.)
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/gguf.h"
+#include "core/ops.h"
+
+namespace tessera {
+
+class KVCache;
+
+// Hyper-parameters every decoder-only architecture has. Architecture-specific
+// extras live in the Architecture subclass.
+struct HParams {
+    std::string arch;          // general.architecture
+    int64_t n_vocab = 0;
+    int64_t n_ctx_train = 0;   // <arch>.context_length
+    int64_t n_embd = 0;
+    int64_t n_layer = 0;
+    int64_t n_head = 0;
+    int64_t n_head_kv = 0;
+    int64_t head_dim_k = 0;    // <arch>.attention.key_length, default n_embd / n_head
+    int64_t head_dim_v = 0;    // <arch>.attention.value_length, default n_embd / n_head
+    int64_t n_ff = 0;
+    float norm_eps = 1e-5f;
+    int32_t bos = -1, eos = -1;  // tokenizer.ggml.{bos,eos}_token_id, -1 when absent
+};
+
+// What the KV cache keeps for one layer.
+enum class CacheKind { Full, Window, Latent };
+struct LayerCache {
+    CacheKind kind = CacheKind::Full;
+    int64_t k_width = 0;  // elements per token in the K row (d_k * n_kv_head, or the latent width)
+    int64_t v_width = 0;  // elements per token in the V row (0 for Latent: V is read from the K row)
+    int64_t head_dim_k = 0;  // how the K row splits into heads when read for attention
+    int64_t head_dim_v = 0;
+    int32_t window = 0;      // for Window layers
+};
+
+// Reads "<arch>.<name>" keys with llama.cpp's defaults; errors name the file and key.
+class HParamReader {
+public:
+    HParamReader(const GGUFFile& file, std::string arch) : file_(file), arch_(std::move(arch)) {}
+    std::string key(const std::string& name) const { return arch_ + "." + name; }
+    int64_t require_int(const std::string& name) const;  // must be present and > 0
+    int64_t get_int(const std::string& name, int64_t fallback) const;
+    float get_float(const std::string& name, float fallback) const;
+    std::string get_str(const std::string& name, const std::string& fallback) const;
+    bool has(const std::string& name) const { return file_.has(key(name)); }
+    const GGUFFile& file() const { return file_; }
+
+private:
+    const GGUFFile& file_;
+    std::string arch_;
+};
+
+// One expected dimension of a weight: its value and what it is, for the error message
+// ("n_embd", "n_head * head_dim", ...).
+struct Dim {
+    int64_t value;
+    const char* what;
+};
+
+// Binds weight names to leaf tensors pointing into the file mapping.
+class Model;
+class TensorBinder {
+public:
+    explicit TensorBinder(Model& model) : model_(model) {}
+    // The tensor must exist with exactly these dims (ne[0] first); else an Error naming it.
+    Tensor* require(const std::string& name, std::initializer_list<Dim> dims);
+    // Null when absent; a present tensor must still have the given dims.
+    Tensor* optional(const std::string& name, std::initializer_list<Dim> dims);
+    bool has(const std::string& name) const;
+
+private:
+    Tensor* bind(const GGUFFile::TensorInfo& info, std::initializer_list<Dim> dims);
+    Model& model_;
+};
+
+// The inputs and cache access of one batch graph, handed to Architecture::build.
+// The session owns it; architectures only read it and call its helpers.
+class BatchGraph {
+public:
+    BatchGraph(Context& ctx, Graph& graph, KVCache& cache, int64_t n_tokens, int64_t kv_span, bool logits_all);
+
+    Context& ctx;
+    Graph& graph;
+    const int64_t n_tokens;  // tokens in this batch
+    const int64_t kv_span;   // cache slots attention reads (slots >= kv_span are all empty)
+    const bool logits_all;   // logits for every token, or only the last
+
+    Tensor* tokens = nullptr;     // I32 [n_tokens]
+    Tensor* positions = nullptr;  // I32 [n_tokens]: q_pos and the RoPE positions
+    Tensor* kv_positions = nullptr;  // I32 [kv_span]: position held by each slot, -1 when empty
+
+    // Writes this batch's K and V rows (F32 [k_width, n_tokens], [v_width, n_tokens], any
+    // shape with that element count) into the cache at the batch's slots. The writes are
+    // added to the graph at once, so nodes expanded later (the attention) run after them.
+    void store_kv(int layer, Tensor* k, Tensor* v);
+    // The layer's cache as attention reads it: [head_dim, n_kv_head, kv_span] in the cache type.
+    Tensor* cache_k(int layer);
+    Tensor* cache_v(int layer);
+    // Keeps only the last token's column of x [ne0, n_tokens] unless logits_all.
+    Tensor* select_output_rows(Tensor* x);
+
+    // Views whose offsets the session moves to the batch's first slot before each compute.
+    struct SlotView {
+        Tensor* view;
+        size_t slot_bytes;
+    };
+    std::vector<SlotView> slot_views;
+
+private:
+    KVCache& cache_;
+};
+
+class Architecture {
+public:
+    virtual ~Architecture() = default;
+    virtual const char* name() const = 0;
+    // Reads hyper-parameters into hp and binds the weights. Throws Error naming key or tensor.
+    virtual void load(const GGUFFile& file, HParams& hp, TensorBinder& bind) = 0;
+    virtual std::vector<LayerCache> cache_layout(const HParams& hp) const = 0;
+    // The forward pass; returns the logits node F32 [n_vocab, n_tokens or 1].
+    virtual Tensor* build(BatchGraph& b) const = 0;
+    // Bytes of weights one decoded token reads (for bandwidth figures): every matrix once,
+    // and one row of the embedding table unless it doubles as the output.
+    virtual size_t decode_weight_bytes() const = 0;
+};
+
+// The registry (models/architectures.cpp): null when unknown.
+std::unique_ptr<Architecture> make_architecture(const std::string& name);
+std::vector<std::string> architecture_names();
+
+struct ModelOptions {
+    // Reserved for device backends (weights uploaded once); host backends read the mapping in place.
+    std::string backend = "cpu";
+};
+
+class Model {
+public:
+    // Opens, validates and binds. Errors name the file and the key or tensor.
+    static std::unique_ptr<Model> open(const std::string& path, const ModelOptions& options = {});
+    // Same from an already opened file (tests build files in memory).
+    static std::unique_ptr<Model> from_file(std::unique_ptr<GGUFFile> file, const ModelOptions& options = {});
+
+    const GGUFFile& file() const { return *file_; }
+    const HParams& hparams() const { return hp_; }
+    const Architecture& arch() const { return *arch_; }
+    // Total bytes of all weights in the file.
+    size_t weight_bytes() const { return weight_bytes_; }
+    const std::string& path() const { return file_->path(); }
+
+private:
+    friend class TensorBinder;
+    Model() = default;
+    std::unique_ptr<GGUFFile> file_;
+    HParams hp_;
+    std::unique_ptr<Architecture> arch_;
+    Context weights_;                       // the bound leaf tensors
+    std::unique_ptr<HostBuffer> mapping_;   // borrowed: the file's bytes, not freed here
+    size_t weight_bytes_ = 0;
+};
+
+// "[4096, 32]" for the first n dims.
+std::string dims_str(const int64_t* ne, int n);
+
+}  // namespace tessera
