@@ -1,0 +1,361 @@
+// Quant types: byte compatibility with llama.cpp's files, round-trip error per type, hand-built blocks
+// decoded by hand, and the cpu backend's SIMD dot tiles against the reference conversions.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/quant_dot.h"
+#include "core/error.h"
+#include "core/gguf.h"
+#include "core/quant.h"
+#include "tests/testing.h"
+
+using namespace tessera;
+
+namespace {
+
+std::vector<float> normal_floats(size_t n, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> v(n);
+    for (auto& x : v) x = nd(rng);
+    return v;
+}
+
+std::vector<uint8_t> quantize(DType t, const std::vector<float>& x) {
+    std::vector<uint8_t> q(row_bytes(t, int64_t(x.size())));
+    type_traits(t).from_float(x.data(), q.data(), int64_t(x.size()));
+    return q;
+}
+
+std::vector<float> dequantize(DType t, const void* q, int64_t n) {
+    std::vector<float> y(static_cast<size_t>(n));
+    type_traits(t).to_float(q, y.data(), n);
+    return y;
+}
+
+const DType kQuantTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q8_1,
+                             DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K};
+const DType kWeightTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                              DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------
+// (a) llama.cpp's own files: the golden quantized models were made by llama.cpp from the same weights
+// as the F32 files beside them. Quantizing the F32 tensors must give llama.cpp's bytes.
+
+namespace {
+
+struct GoldenCompare {
+    int64_t tensors = 0, blocks = 0, identical = 0;
+    double max_dequant_err_over_scale = 0;  // sanity: dequantized golden vs f32, relative to the row's max
+};
+
+GoldenCompare compare_with_golden(const std::string& f32_name, const std::string& quant_name) {
+    auto ref = GGUFFile::open(testing::shared_path("golden/" + f32_name));
+    auto q = GGUFFile::open(testing::shared_path("golden/" + quant_name));
+    GoldenCompare res;
+    for (const auto& t : q->tensors()) {
+        const TypeTraits& tr = type_traits(t.type);
+        if (!tr.quantized) continue;
+        const auto* r = ref->find_tensor(t.name);
+        REQUIRE_MESSAGE(r != nullptr, t.name);
+        REQUIRE(r->type == DType::F32);
+        for (int d = 0; d < 4; ++d) REQUIRE(r->ne[d] == t.ne[d]);
+        const int64_t k = t.ne[0], rows = t.ne[1] * t.ne[2] * t.ne[3];
+        const size_t rb = row_bytes(t.type, k);
+        REQUIRE(rb * size_t(rows) == t.nbytes);
+        std::vector<uint8_t> mine(rb);
+        std::vector<float> deq(static_cast<size_t>(k));
+        ++res.tensors;
+        for (int64_t i = 0; i < rows; ++i) {
+            const float* src = static_cast<const float*>(r->data) + i * k;
+            const uint8_t* theirs = static_cast<const uint8_t*>(t.data) + size_t(i) * rb;
+            tr.from_float(src, mine.data(), k);
+            for (int64_t b = 0; b < k / tr.block_size; ++b) {
+                ++res.blocks;
+                res.identical += std::memcmp(mine.data() + b * tr.block_bytes, theirs + b * tr.block_bytes,
+                                             tr.block_bytes) == 0;
+            }
+            tr.to_float(theirs, deq.data(), k);
+            float amax = 0, emax = 0;
+            for (int64_t j = 0; j < k; ++j) {
+                amax = std::max(amax, std::fabs(src[j]));
+                emax = std::max(emax, std::fabs(deq[j] - src[j]));
+            }
+            if (amax > 0) res.max_dequant_err_over_scale = std::max(res.max_dequant_err_over_scale, double(emax / amax));
+        }
+    }
+    return res;
+}
+
+}  // namespace
+
+TEST_CASE("golden files: our reference quantizers reproduce llama.cpp's bytes (Q8_0, Q4_0, Q4_K_M = Q4_K + Q6_K)") {
+    if (!testing::shared_available()) return;
+    const char* pairs[][2] = {
+        {"llama-gqa.gguf", "llama-gqa-q8_0.gguf"}, {"llama-gqa.gguf", "llama-gqa-q4_0.gguf"},
+        {"llama-gqa.gguf", "llama-gqa-q4_k_m.gguf"}, {"gemma2.gguf", "gemma2-q8_0.gguf"},
+        {"gemma2.gguf", "gemma2-q4_0.gguf"}, {"gemma2.gguf", "gemma2-q4_k_m.gguf"},
+    };
+    for (auto& p : pairs) {
+        CAPTURE(p[1]);
+        const GoldenCompare c = compare_with_golden(p[0], p[1]);
+        MESSAGE(p[1], ": ", c.identical, "/", c.blocks, " blocks identical over ", c.tensors, " tensors");
+        CHECK(c.tensors > 0);
+        CHECK(c.identical == c.blocks);
+        // The worst element of any row is off by at most about one quantization step of the coarsest type
+        // used (Q2..Q4: 1/8..1/4 of the row's max); more means the dequantizer reads the layout wrong.
+        CHECK(c.max_dequant_err_over_scale < 0.25);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// (b) round trip on normal(0,1) data. The bound is what a plain uniform quantizer with each group's own
+// step would give, step^2 / 12 averaged over groups (step = the group's range / levels, as the type's
+// scale rule defines it). The reference quantizers either use that grid exactly (legacy types, Q3_K's
+// start) or search for a better one; f16 scales and the 4/6-bit sub-block scales of the K-quants add a
+// little, hence 5 %. The searching K-quants must also clearly beat the plain grid they start from.
+
+namespace {
+
+struct GridSpec {
+    DType type;
+    int group;       // values sharing one scale
+    bool asym;       // scale from max - min (with min clamped to <= 0 for the K-quants) vs from max |x|
+    bool clamp_min;  // K-quants with a min: the stored min is <= 0
+    int levels;      // range / step
+    bool searches;   // the reference quantizer searches the scale (must beat the plain grid)
+};
+
+double plain_grid_rmse(const std::vector<float>& x, const GridSpec& g) {
+    double s = 0;
+    const size_t ng = x.size() / size_t(g.group);
+    for (size_t i = 0; i < ng; ++i) {
+        const float* v = x.data() + i * size_t(g.group);
+        float mn = v[0], mx = v[0], amax = 0;
+        for (int j = 0; j < g.group; ++j) {
+            mn = std::min(mn, v[j]);
+            mx = std::max(mx, v[j]);
+            amax = std::max(amax, std::fabs(v[j]));
+        }
+        if (g.clamp_min) mn = std::min(mn, 0.0f);
+        const double step = (g.asym ? double(mx) - mn : amax) / g.levels;
+        s += step * step / 12;
+    }
+    return std::sqrt(s / double(ng));
+}
+
+}  // namespace
+
+TEST_CASE("round trip: rms error per type within the plain-grid bound its bits imply") {
+    const std::vector<float> x = normal_floats(1 << 16, 42);
+    const GridSpec specs[] = {
+        {DType::Q4_0, 32, false, false, 8, false},   {DType::Q4_1, 32, true, false, 15, false},
+        {DType::Q5_0, 32, false, false, 16, false},  {DType::Q5_1, 32, true, false, 31, false},
+        {DType::Q8_0, 32, false, false, 127, false}, {DType::Q8_1, 32, false, false, 127, false},
+        {DType::Q2_K, 16, true, true, 3, true},      {DType::Q3_K, 16, false, false, 4, false},
+        {DType::Q4_K, 32, true, true, 15, true},     {DType::Q5_K, 32, true, true, 31, true},
+        {DType::Q6_K, 16, false, false, 32, true},   {DType::Q8_K, 256, false, false, 127, false},
+    };
+    for (const auto& g : specs) {
+        const std::string tname = type_name(g.type);
+        CAPTURE(tname);
+        const auto q = quantize(g.type, x);
+        const auto y = dequantize(g.type, q.data(), int64_t(x.size()));
+        double s = 0;
+        for (size_t i = 0; i < x.size(); ++i) s += (double(y[i]) - x[i]) * (double(y[i]) - x[i]);
+        const double rmse = std::sqrt(s / double(x.size()));
+        const double bound = plain_grid_rmse(x, g);
+        MESSAGE(tname, ": rmse ", rmse, ", plain grid ", bound);
+        CHECK(rmse <= 1.05 * bound);
+        // Searching quantizers measured at 0.85..0.93 of the plain grid; 0.97 catches a search that
+        // silently stopped working (it would land at ~1.0).
+        if (g.searches) CHECK(rmse <= 0.97 * bound);
+    }
+}
+
+TEST_CASE("round trip: values already on a type's grid come back exactly") {
+    // Q8_0 with amax 127 * 2^-4: d = 2^-4 exactly in f16, every multiple of d in range is representable.
+    std::vector<float> x(64);
+    for (int i = 0; i < 64; ++i) x[size_t(i)] = float((i * 37) % 255 - 127) / 16.0f;
+    x[0] = 127.0f / 16;
+    x[32] = -127.0f / 16;
+    CHECK(dequantize(DType::Q8_0, quantize(DType::Q8_0, x).data(), 64) == x);
+    // Q4_0: max magnitude -8 * 0.25, all values integers times 0.25 within -8..7.
+    std::vector<float> y(32);
+    for (int i = 0; i < 32; ++i) y[size_t(i)] = float(i % 16 - 8) * 0.25f;
+    CHECK(dequantize(DType::Q4_0, quantize(DType::Q4_0, y).data(), 32) == y);
+}
+
+TEST_CASE("quantizers: all-zero input gives zero output; bad lengths throw") {
+    std::vector<float> z(512, 0.0f);
+    for (DType t : kQuantTypes) {
+        const std::string tname = type_name(t);
+        CAPTURE(tname);
+        const auto y = dequantize(t, quantize(t, z).data(), 512);
+        for (float v : y) CHECK(v == 0.0f);
+        std::vector<uint8_t> buf(4096);
+        std::vector<float> f(1000);
+        const int64_t bad = type_traits(t).block_size + 1;
+        CHECK_THROWS_AS(type_traits(t).from_float(f.data(), buf.data(), bad), Error);
+        CHECK_THROWS_AS(type_traits(t).to_float(buf.data(), f.data(), bad), Error);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// (c) hand-built blocks, decoded by hand from the layout (not by running the code under test).
+
+TEST_CASE("hand-built Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 blocks") {
+    block_q4_0 b4{};
+    b4.d = fp32_to_fp16(0.5f);
+    for (int j = 0; j < 16; ++j) b4.qs[j] = uint8_t(j | ((15 - j) << 4));  // low nibble: element j, high: j + 16
+    float y[32];
+    dequantize_row_q4_0(&b4, y, 32);
+    for (int j = 0; j < 16; ++j) {
+        CHECK(y[j] == (j - 8) * 0.5f);
+        CHECK(y[j + 16] == ((15 - j) - 8) * 0.5f);
+    }
+
+    block_q4_1 b41{};
+    b41.d = fp32_to_fp16(0.25f);
+    b41.m = fp32_to_fp16(-1.0f);
+    for (int j = 0; j < 16; ++j) b41.qs[j] = uint8_t(j | (3 << 4));
+    dequantize_row_q4_1(&b41, y, 32);
+    CHECK(y[0] == -1.0f);
+    CHECK(y[15] == 15 * 0.25f - 1.0f);
+    CHECK(y[20] == 3 * 0.25f - 1.0f);
+
+    // Q5_0: qh bit j is element j's 5th bit, bit j + 16 element j + 16's. Element 1: low 3, high bit set
+    // -> 19 - 16 = 3. Element 17: low 0, high set -> 0. Element 2: low 0, high clear -> -16.
+    block_q5_0 b5{};
+    b5.d = fp32_to_fp16(2.0f);
+    b5.qs[1] = 0x03;
+    const uint32_t qh = (1u << 1) | (1u << 17);
+    std::memcpy(b5.qh, &qh, 4);
+    dequantize_row_q5_0(&b5, y, 32);
+    CHECK(y[1] == 3 * 2.0f);
+    CHECK(y[17] == 0.0f);
+    CHECK(y[2] == -16 * 2.0f);
+
+    block_q5_1 b51{};
+    b51.d = fp32_to_fp16(1.0f);
+    b51.m = fp32_to_fp16(0.5f);
+    b51.qs[0] = 0xF0;  // element 0 low 0, element 16 low 15
+    const uint32_t qh1 = 1u << 16;  // element 16's 5th bit
+    std::memcpy(b51.qh, &qh1, 4);
+    dequantize_row_q5_1(&b51, y, 32);
+    CHECK(y[0] == 0.5f);
+    CHECK(y[16] == 31.5f);
+
+    block_q8_0 b8{};
+    b8.d = fp32_to_fp16(0.125f);
+    for (int j = 0; j < 32; ++j) b8.qs[j] = int8_t(j - 16);
+    dequantize_row_q8_0(&b8, y, 32);
+    for (int j = 0; j < 32; ++j) CHECK(y[j] == (j - 16) * 0.125f);
+}
+
+TEST_CASE("hand-built K-quant blocks") {
+    float y[256];
+
+    // Q2_K: sub-block 0 scale byte 0x21 (scale 1, min 2); qs[0] = 0b11'10'01'00 -> element 0 (bits 0-1) = 0,
+    // element 32 (bits 2-3) = 1 in sub-block 2, element 64 = 2 in sub-block 4, element 96 = 3 in sub-block 6.
+    block_q2_K q2{};
+    q2.d = fp32_to_fp16(1.0f);
+    q2.dmin = fp32_to_fp16(0.5f);
+    q2.scales[0] = 0x21;
+    q2.scales[2] = 0x12;  // scale 2, min 1
+    q2.scales[4] = 0x03;  // scale 3, min 0
+    q2.scales[6] = 0x50;  // scale 0, min 5
+    q2.qs[0] = 0xE4;
+    dequantize_row_q2_K(&q2, y, 256);
+    CHECK(y[0] == 1 * 0 - 0.5f * 2);
+    CHECK(y[32] == 2 * 1 - 0.5f * 1);
+    CHECK(y[64] == 3 * 2 - 0.0f);
+    CHECK(y[96] == 0 * 3 - 0.5f * 5);
+
+    // Q3_K: scale j = (low nibble | 2 high bits << 4) - 32. Scale 0: low 0xF in scales[0], high bits 0b10 at
+    // scales[8] bits 0-1 -> 47 - 32 = 15. Element 0: q bits 0b01, hmask bit 0 set -> 1; element 1: hmask clear,
+    // q 0b11 -> 3 - 4 = -1.
+    block_q3_K q3{};
+    q3.d = fp32_to_fp16(0.5f);
+    q3.scales[0] = 0x0F;
+    q3.scales[8] = 0x02;
+    q3.qs[0] = 0x01;
+    q3.qs[1] = 0x03;
+    q3.hmask[0] = 0x01;
+    dequantize_row_q3_K(&q3, y, 256);
+    CHECK(y[0] == 0.5f * 15 * 1);
+    CHECK(y[1] == 0.5f * 15 * -1);
+    // Scale 9 (elements 144..159): low nibble in scales[1] high half, high bits at scales[8 + 9 % 4] bits 2 * (9 / 4) = 4-5.
+    // Element 144 sits at qs[32 + 16] bits 0-1 (second 128 half, first shift), hmask[16] bit 4.
+    q3.scales[1] = 0x30;  // low nibble of scale 9 = 3
+    q3.scales[9] = 0x10;  // high bits of scale 9 (bits 4-5) = 01 -> 3 | 16 = 19 -> -13
+    q3.qs[48] = 0x02;
+    q3.hmask[16] = 0x10;
+    dequantize_row_q3_K(&q3, y, 256);
+    CHECK(y[144] == 0.5f * -13 * 2);
+
+    // Q4_K: 6-bit scale/min pairs. j < 4: scales[j] & 63, scales[j + 4] & 63. j >= 4: low 4 bits from
+    // scales[j + 4] (scale low nibble, min high nibble), top 2 bits from scales[j - 4] >> 6 and scales[j] >> 6.
+    block_q4_K q4{};
+    q4.d = fp32_to_fp16(1.0f);
+    q4.dmin = fp32_to_fp16(0.25f);
+    q4.scales[0] = 5;               // sub-block 0 scale 5
+    q4.scales[4] = 3 | (2 << 6);    // sub-block 0 min 3; top bits of sub-block 4's min = 2
+    q4.scales[0] |= (1 << 6);       // top bits of sub-block 4's scale = 1
+    q4.scales[8] = 0x7 | (0x9 << 4);  // sub-block 4: scale low 7, min low 9 -> scale 16 + 7 = 23, min 32 + 9 = 41
+    q4.qs[0] = 0x2A;               // element 0 = 10 (sub-block 0), element 32 = 2 (sub-block 1)
+    q4.qs[64] = 0x04;              // element 128 (sub-block 4) = 4
+    dequantize_row_q4_K(&q4, y, 256);
+    CHECK(y[0] == 5.0f * 10 - 0.25f * 3);
+    CHECK(y[128] == 23.0f * 4 - 0.25f * 41);
+    CHECK(y[32] == 0.0f * 2 - 0.0f);
+
+    // Q5_K: as Q4_K plus qh: element 64p + l has its 5th bit at bit 2p of qh[l], element 64p + 32 + l at 2p + 1.
+    block_q5_K q5{};
+    q5.d = fp32_to_fp16(1.0f);
+    q5.dmin = fp32_to_fp16(0.0f);
+    q5.scales[1] = 2;   // sub-block 1 (elements 32..63) scale 2
+    q5.scales[2] = 1;   // sub-block 2 (elements 64..95) scale 1
+    q5.qs[3] = 0x50;    // element 35 low nibble 5
+    q5.qh[3] = 0x02 | 0x04;  // element 35 (p=0, high half) + element 67 (p=1, low half) 5th bits
+    dequantize_row_q5_K(&q5, y, 256);
+    CHECK(y[35] == 2.0f * (5 + 16));
+    CHECK(y[67] == 1.0f * 16);
+
+    // Q6_K: element 64 + l: low 4 bits = ql[l] >> 4, high 2 bits = (qh[l] >> 4) & 3, scale index 4 + l / 16.
+    block_q6_K q6{};
+    q6.d = fp32_to_fp16(0.5f);
+    q6.scales[4] = -3;
+    q6.ql[1] = 0x90;      // element 65 low bits 9
+    q6.qh[1] = 0x30;      // element 65 high bits 3 -> 9 + 48 = 57 -> 57 - 32 = 25
+    q6.scales[0] = 2;     // elements 0..15: all levels 0 -> -32
+    dequantize_row_q6_K(&q6, y, 256);
+    CHECK(y[65] == 0.5f * -3 * 25);
+    CHECK(y[0] == 0.5f * 2 * -32);
+
+    block_q8_K q8{};
+    q8.d = 0.75f;
+    q8.qs[200] = -100;
+    dequantize_row_q8_K(&q8, y, 256);
+    CHECK(y[200] == -75.0f);
+    CHECK(y[0] == 0.0f);
+}
+
+TEST_CASE("Q8_K quantizer keeps its block sums consistent") {
+    const auto x = normal_floats(1024, 7);
+    const auto q = quantize(DType::Q8_K, x);
+    const auto* b = reinterpret_cast<const block_q8_K*>(q.data());
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 16; ++j) {
+            int s = 0;
+            for (int l = 0; l < 16; ++l) s += b[i].qs[16 * j + l];
+            CHECK(b[i].bsums[j] == s);
+        }
+}
