@@ -1,0 +1,149 @@
+/* tessera.h: the C API of libtessera.
+ *
+ * Plain C, small and stable. Every function that can fail returns a tessera_status;
+ * TESSERA_OK is 0. On failure, tessera_last_error() returns a message naming the
+ * problem (per thread, valid until the next failing call on that thread). No function
+ * exits or aborts on bad input; C++ exceptions never cross this boundary.
+ *
+ * Typical use:
+ *   tessera_model* m;   tessera_model_open("model.gguf", NULL, &m);
+ *   tessera_session* s; tessera_session_create(m, NULL, &s);
+ *   tessera_tokenize(m, "Once upon a time", -1, 1, 0, ids, 64, &n);
+ *   tessera_decode(s, ids, n);
+ *   tessera_sampler* smp; tessera_sampler_create(m, NULL, &smp);
+ *   loop: tessera_sample(smp, s, &tok); tessera_token_to_piece(...); tessera_decode(s, &tok, 1);
+ *   tessera_sampler_free(smp); tessera_session_free(s); tessera_model_free(m);
+ */
+#ifndef TESSERA_H
+#define TESSERA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef int32_t tessera_token;
+typedef struct tessera_model tessera_model;
+typedef struct tessera_session tessera_session;
+typedef struct tessera_sampler tessera_sampler;
+
+typedef enum tessera_status {
+    TESSERA_OK = 0,
+    TESSERA_ERR_INVALID_ARGUMENT = 1, /* a null pointer, bad id, bad size or option */
+    TESSERA_ERR_FILE = 2,             /* the model file cannot be read, or is malformed */
+    TESSERA_ERR_UNSUPPORTED = 3,      /* architecture, type, backend not supported */
+    TESSERA_ERR_CONTEXT_FULL = 4,     /* the session's context cannot hold the tokens */
+    TESSERA_ERR_BUFFER_TOO_SMALL = 5, /* output buffer too small; the size needed is returned */
+    TESSERA_ERR_OUT_OF_MEMORY = 6,
+    TESSERA_ERR_INTERNAL = 7
+} tessera_status;
+
+/* The message of the last failure on this thread ("" when none). */
+const char* tessera_last_error(void);
+const char* tessera_status_name(tessera_status status);
+const char* tessera_version(void);
+
+/* ---- models ---- */
+typedef struct tessera_model_params {
+    const char* backend; /* reserved for device backends; NULL = "cpu" */
+} tessera_model_params;
+tessera_model_params tessera_model_default_params(void);
+
+/* params may be NULL for the defaults. */
+tessera_status tessera_model_open(const char* path, const tessera_model_params* params, tessera_model** out);
+void tessera_model_free(tessera_model* model);
+
+const char* tessera_model_arch(const tessera_model* model); /* "llama" */
+int32_t tessera_model_n_vocab(const tessera_model* model);
+int32_t tessera_model_n_ctx_train(const tessera_model* model);
+int32_t tessera_model_n_embd(const tessera_model* model);
+int32_t tessera_model_n_layer(const tessera_model* model);
+uint64_t tessera_model_size(const tessera_model* model); /* bytes of all weights */
+/* Bytes of weights one decoded token reads (every matrix once, one embedding row). */
+uint64_t tessera_model_decode_bytes(const tessera_model* model);
+tessera_token tessera_model_bos(const tessera_model* model); /* -1 when none */
+tessera_token tessera_model_eos(const tessera_model* model);
+/* 1 when the token ends generation (EOS, EOT, end-of-turn tokens). */
+int tessera_model_is_eog(const tessera_model* model, tessera_token token);
+
+/* Any metadata key as text (numbers formatted, arrays abbreviated), snprintf-style: writes at most
+ * buf_size bytes including the terminating NUL and returns the full length, or -1 when the key is absent. */
+int32_t tessera_model_meta_str(const tessera_model* model, const char* key, char* buf, size_t buf_size);
+
+/* ---- tokens ---- */
+/* text_len -1 = NUL-terminated. add_special: BOS/EOS as the model asks. parse_special: recognize control
+ * token texts. Writes up to n_max ids; *n_out = the count needed (TESSERA_ERR_BUFFER_TOO_SMALL if > n_max). */
+tessera_status tessera_tokenize(const tessera_model* model, const char* text, int32_t text_len, int add_special,
+                                int parse_special, tessera_token* tokens, int32_t n_max, int32_t* n_out);
+/* The bytes of one token (may be part of a UTF-8 character). NUL-terminated; *len_out = bytes without NUL. */
+tessera_status tessera_token_to_piece(const tessera_model* model, tessera_token token, char* buf, size_t buf_size,
+                                      size_t* len_out);
+tessera_status tessera_detokenize(const tessera_model* model, const tessera_token* tokens, int32_t n_tokens,
+                                  char* buf, size_t buf_size, size_t* len_out);
+
+/* ---- sessions ---- */
+typedef enum tessera_cache_type {
+    TESSERA_CACHE_F16 = 0,
+    TESSERA_CACHE_F32 = 1,
+    TESSERA_CACHE_Q8_0 = 2
+} tessera_cache_type;
+
+typedef struct tessera_session_params {
+    int32_t n_ctx;      /* 0 = the model's training context */
+    int32_t n_threads;  /* 0 = physical cores */
+    int32_t n_batch;    /* prefill chunk; 0 = 512 */
+    tessera_cache_type cache_type;
+    const char* backend; /* "cpu" (NULL), "reference" */
+    int logits_all;      /* keep logits for every token of a decode call (evaluation) */
+} tessera_session_params;
+tessera_session_params tessera_session_default_params(void);
+
+tessera_status tessera_session_create(tessera_model* model, const tessera_session_params* params,
+                                      tessera_session** out);
+void tessera_session_free(tessera_session* session);
+
+/* Runs the tokens at the next positions (prefill in chunks of n_batch). A full context is
+ * TESSERA_ERR_CONTEXT_FULL and leaves the session unchanged (no shifting). */
+tessera_status tessera_decode(tessera_session* session, const tessera_token* tokens, int32_t n_tokens);
+/* Logits (n_vocab floats) of row `row` of the last decode: 0..n-1 with logits_all, else only 0
+ * (the last token). -1 = the last row. NULL on a bad row (see tessera_last_error). Valid until the next decode. */
+const float* tessera_get_logits(tessera_session* session, int32_t row);
+int32_t tessera_n_logit_rows(const tessera_session* session);
+
+int32_t tessera_session_n_past(const tessera_session* session); /* tokens in the cache */
+int32_t tessera_session_n_ctx(const tessera_session* session);
+/* Keeps the first n_keep tokens of the cache (chat: keep the prompt prefix); 0 resets. */
+tessera_status tessera_session_truncate(tessera_session* session, int32_t n_keep);
+tessera_status tessera_session_reset(tessera_session* session);
+/* The KV cache's size: bytes per token (all layers, K and V) and in total. */
+uint64_t tessera_session_cache_bytes_per_token(const tessera_session* session);
+uint64_t tessera_session_cache_bytes(const tessera_session* session);
+
+/* ---- sampling ---- */
+typedef struct tessera_sampler_params {
+    float temperature;    /* <= 0: greedy (argmax, ties to the lowest id) */
+    int32_t top_k;        /* 0 = off */
+    float top_p;          /* 1 = off */
+    float min_p;          /* 0 = off */
+    float repeat_penalty; /* 1 = off */
+    float frequency_penalty, presence_penalty; /* 0 = off */
+    int32_t penalty_last_n; /* tokens looked back for penalties */
+    uint64_t seed;
+} tessera_sampler_params;
+tessera_sampler_params tessera_sampler_default_params(void);
+
+tessera_status tessera_sampler_create(const tessera_model* model, const tessera_sampler_params* params,
+                                      tessera_sampler** out);
+void tessera_sampler_free(tessera_sampler* sampler);
+/* Picks a token from the session's last logits row and records it for the penalties. */
+tessera_status tessera_sample(tessera_sampler* sampler, tessera_session* session, tessera_token* out);
+/* Records a token the caller chose itself (e.g. the prompt) for the penalties. */
+tessera_status tessera_sampler_accept(tessera_sampler* sampler, tessera_token token);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TESSERA_H */

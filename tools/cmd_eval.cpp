@@ -1,0 +1,96 @@
+// `tessera eval -m MODEL --tokens "1 2 3" --logits-out FILE`: the logits after every token,
+// n_tokens x n_vocab float32 little-endian, row-major (row i = after token i, at position i).
+// --incremental feeds one token at a time through the KV cache; the logits must be the same.
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tools/command.h"
+#include "tools/session_flags.h"
+
+namespace tessera::cli {
+
+namespace {
+
+int eval(int argc, char** argv) {
+    SessionFlags sf;
+    std::string tokens_text, prompt, out_path;
+    bool incremental = false;
+    ArgParser p("eval", "-m MODEL (--tokens \"1 2 3\" | -p TEXT) --logits-out FILE [options]",
+                "Writes the logits after every token: n_tokens x n_vocab float32, little-endian, row-major.");
+    sf.add_to(p);
+    p.option("--tokens", &tokens_text, "IDS", "token ids, space- or comma-separated");
+    p.option("-p,--prompt", &prompt, "TEXT", "text to tokenize (with BOS) instead of --tokens");
+    p.option("--logits-out", &out_path, "FILE", "where the logits go (required)");
+    p.flag("--incremental", &incremental, "one token at a time through the cache instead of one batch");
+    if (!p.parse(argc, argv)) return 0;
+    if (sf.model.empty()) throw UsageError("-m MODEL is required");
+    if (out_path.empty()) throw UsageError("--logits-out FILE is required");
+    if (p.given("--tokens") == p.given("--prompt")) throw UsageError("give exactly one of --tokens and -p");
+
+    ModelHandle model;
+    check(tessera_model_open(sf.model.c_str(), nullptr, &model.m), "loading the model");
+    std::vector<int32_t> ids;
+    if (p.given("--tokens")) {
+        ids = parse_ids("--tokens", tokens_text);
+    } else {
+        ids.resize(prompt.size() + 8);
+        int32_t n = 0;
+        check(tessera_tokenize(model.m, prompt.c_str(), int32_t(prompt.size()), 1, 0, ids.data(), int32_t(ids.size()),
+                               &n),
+              "tokenizing");
+        ids.resize(size_t(n));
+    }
+    if (ids.empty()) throw UsageError("no tokens to evaluate");
+
+    tessera_session_params sp = sf.params();
+    sp.logits_all = 1;
+    if (sp.n_ctx == 0) sp.n_ctx = std::max<int>(int(ids.size()), std::min(tessera_model_n_ctx_train(model.m), 4096));
+    SessionHandle session;
+    check(tessera_session_create(model.m, &sp, &session.s), "creating the session");
+    print_cache_size(session.s);
+
+    const int n_vocab = tessera_model_n_vocab(model.m);
+    std::vector<float> logits;
+    logits.reserve(ids.size() * size_t(n_vocab));
+    auto take_rows = [&] {
+        const int rows = tessera_n_logit_rows(session.s);
+        for (int r = 0; r < rows; ++r) {
+            const float* row = tessera_get_logits(session.s, r);
+            if (!row) throw std::runtime_error(tessera_last_error());
+            logits.insert(logits.end(), row, row + n_vocab);
+        }
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    if (incremental) {
+        for (int32_t id : ids) {
+            check(tessera_decode(session.s, &id, 1), "decoding");
+            take_rows();
+        }
+    } else {
+        check(tessera_decode(session.s, ids.data(), int32_t(ids.size())), "decoding");
+        take_rows();
+    }
+    const double secs = seconds_since(t0);
+
+    FILE* f = std::fopen(out_path.c_str(), "wb");
+    if (!f) throw std::runtime_error("cannot write " + out_path);
+    // The host is little-endian (x86-64, aarch64), so the floats are written as they lie in memory.
+    const size_t written = std::fwrite(logits.data(), sizeof(float), logits.size(), f);
+    const bool ok = std::fclose(f) == 0 && written == logits.size();
+    if (!ok) throw std::runtime_error("writing " + out_path + " failed");
+    std::fprintf(stderr, "eval: %zu tokens (%s) in %.1f ms; wrote %zu x %d logits to %s\n", ids.size(),
+                 incremental ? "one at a time" : "one batch", secs * 1000.0, ids.size(), n_vocab, out_path.c_str());
+    return 0;
+}
+
+int cmd_eval(int argc, char** argv) {
+    return run_guarded("eval", [&] { return eval(argc, argv); });
+}
+
+RegisterCommand reg("eval", "logits for a token sequence (-m MODEL --tokens IDS --logits-out FILE)", cmd_eval);
+
+}  // namespace
+
+}  // namespace tessera::cli

@@ -1,0 +1,179 @@
+// `tessera run -m MODEL -p PROMPT`: generates text. stdout carries only the generated text,
+// streamed as it comes; load time, cache size and speeds go to stderr.
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tools/command.h"
+#include "tools/session_flags.h"
+
+namespace tessera::cli {
+
+namespace {
+
+// Length of the longest prefix of s that does not end inside a UTF-8 sequence.
+size_t complete_utf8_prefix(const std::string& s) {
+    size_t n = s.size();
+    // Walk back over at most 3 continuation bytes to the lead byte of the last sequence.
+    size_t i = n;
+    int cont = 0;
+    while (i > 0 && cont < 3 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80) {
+        --i;
+        ++cont;
+    }
+    if (i == 0) return n;
+    const unsigned char lead = static_cast<unsigned char>(s[i - 1]);
+    const int need = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0;
+    return need > cont ? i - 1 : n;
+}
+
+// Prints generated text as it completes, holding back what could still become a stop string
+// or an unfinished UTF-8 character.
+class Printer {
+public:
+    explicit Printer(std::vector<std::string> stops) : stops_(std::move(stops)) {
+        for (const auto& s : stops_) hold_ = std::max(hold_, s.size());
+    }
+    // Returns true when a stop string was reached (text before it printed, the rest dropped).
+    bool push(const std::string& piece) {
+        pending_ += piece;
+        if (first_ && !pending_.empty()) {
+            // The continuation's leading space is the SentencePiece word marker of its first token.
+            if (pending_[0] == ' ') pending_.erase(0, 1);
+            first_ = pending_.empty();
+        }
+        for (const auto& s : stops_) {
+            const size_t at = pending_.find(s);
+            if (!s.empty() && at != std::string::npos) {
+                emit(pending_.substr(0, at));
+                pending_.clear();
+                return true;
+            }
+        }
+        size_t ready = pending_.size() > hold_ ? pending_.size() - hold_ : 0;
+        ready = complete_utf8_prefix(pending_.substr(0, ready));
+        emit(pending_.substr(0, ready));
+        pending_.erase(0, ready);
+        return false;
+    }
+    void finish() {
+        emit(pending_);
+        pending_.clear();
+    }
+
+private:
+    void emit(const std::string& s) {
+        if (s.empty()) return;
+        std::fwrite(s.data(), 1, s.size(), stdout);
+        std::fflush(stdout);
+    }
+    std::vector<std::string> stops_;
+    size_t hold_ = 0;
+    std::string pending_;
+    bool first_ = true;
+};
+
+int run(int argc, char** argv) {
+    SessionFlags sf;
+    std::string prompt;
+    int n_predict = 128;
+    float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f;
+    int top_k = 40;
+    uint64_t seed = 0;
+    bool ignore_eos = false;
+    std::vector<std::string> stops;
+    ArgParser p("run", "-m MODEL -p PROMPT [options]",
+                "Generates text from PROMPT. Only the generated text goes to stdout; timings go to stderr.");
+    sf.add_to(p);
+    p.option("-p,--prompt", &prompt, "TEXT", "prompt (tokenized with BOS, as the model asks)");
+    p.option("-n,--n-predict", &n_predict, "N", "tokens to generate (default 128)", 0, 1 << 24);
+    p.option("--temp", &temp, "T", "temperature; 0 = greedy (default 0.8)", 0.0, 100.0);
+    p.option("--top-k", &top_k, "K", "keep the K most likely tokens; 0 = off (default 40)", 0, 1 << 24);
+    p.option("--top-p", &top_p, "P", "nucleus sampling mass; 1 = off (default 0.95)", 1e-6, 1.0);
+    p.option("--min-p", &min_p, "P", "drop tokens below P x the top one; 0 = off (default 0.05)", 0.0, 0.999);
+    p.option("--repeat-penalty", &repeat_penalty, "X", "penalty on recent tokens; 1 = off (default)", 1e-3, 100.0);
+    p.option("--seed", &seed, "S", "sampling seed (default 0)");
+    p.repeated("--stop", &stops, "TEXT", "stop when the output contains TEXT (may be repeated)");
+    p.flag("--ignore-eos", &ignore_eos, "keep generating past the end-of-sequence token");
+    if (!p.parse(argc, argv)) return 0;
+    if (sf.model.empty()) throw UsageError("-m MODEL is required");
+    if (!p.given("--prompt")) throw UsageError("-p PROMPT is required");
+
+    const auto t_load = std::chrono::steady_clock::now();
+    ModelHandle model;
+    check(tessera_model_open(sf.model.c_str(), nullptr, &model.m), "loading the model");
+    SessionHandle session;
+    const tessera_session_params sp = sf.params();
+    check(tessera_session_create(model.m, &sp, &session.s), "creating the session");
+    std::fprintf(stderr, "model: %s (%s, %d layers, n_embd %d, vocab %d), loaded in %.0f ms\n", sf.model.c_str(),
+                 tessera_model_arch(model.m), tessera_model_n_layer(model.m), tessera_model_n_embd(model.m),
+                 tessera_model_n_vocab(model.m), seconds_since(t_load) * 1000.0);
+    print_cache_size(session.s);
+
+    std::vector<tessera_token> ids(prompt.size() + 8);
+    int32_t n_ids = 0;
+    tessera_status st = tessera_tokenize(model.m, prompt.c_str(), int32_t(prompt.size()), 1, 0, ids.data(),
+                                         int32_t(ids.size()), &n_ids);
+    if (st == TESSERA_ERR_BUFFER_TOO_SMALL) {
+        ids.resize(size_t(n_ids));
+        st = tessera_tokenize(model.m, prompt.c_str(), int32_t(prompt.size()), 1, 0, ids.data(), n_ids, &n_ids);
+    }
+    check(st, "tokenizing the prompt");
+    ids.resize(size_t(n_ids));
+    if (ids.empty()) throw UsageError("the prompt gives no tokens");
+
+    tessera_sampler_params smp = tessera_sampler_default_params();
+    smp.temperature = temp;
+    smp.top_k = top_k;
+    smp.top_p = top_p;
+    smp.min_p = min_p;
+    smp.repeat_penalty = repeat_penalty;
+    smp.seed = seed;
+    SamplerHandle sampler;
+    check(tessera_sampler_create(model.m, &smp, &sampler.s), "creating the sampler");
+    for (tessera_token t : ids) check(tessera_sampler_accept(sampler.s, t), "sampler");
+
+    const auto t_prompt = std::chrono::steady_clock::now();
+    check(tessera_decode(session.s, ids.data(), int32_t(ids.size())), "evaluating the prompt");
+    const double prompt_s = seconds_since(t_prompt);
+
+    Printer printer(stops);
+    const auto t_gen = std::chrono::steady_clock::now();
+    int generated = 0;
+    std::vector<char> piece(256);
+    for (; generated < n_predict; ++generated) {
+        tessera_token tok;
+        check(tessera_sample(sampler.s, session.s, &tok), "sampling");
+        if (!ignore_eos && tessera_model_is_eog(model.m, tok)) break;
+        size_t len = 0;
+        st = tessera_token_to_piece(model.m, tok, piece.data(), piece.size(), &len);
+        if (st == TESSERA_ERR_BUFFER_TOO_SMALL) {
+            piece.resize(len + 1);
+            st = tessera_token_to_piece(model.m, tok, piece.data(), piece.size(), &len);
+        }
+        check(st, "detokenizing");
+        if (printer.push(std::string(piece.data(), len))) {
+            ++generated;
+            break;
+        }
+        if (generated + 1 < n_predict) check(tessera_decode(session.s, &tok, 1), "decoding");
+    }
+    printer.finish();
+    std::fputc('\n', stdout);
+    const double gen_s = seconds_since(t_gen);
+    std::fprintf(stderr, "prompt: %zu tokens in %.1f ms (%.1f tok/s); generated: %d tokens in %.1f ms (%.1f tok/s)\n",
+                 ids.size(), prompt_s * 1000.0, double(ids.size()) / std::max(prompt_s, 1e-9), generated,
+                 gen_s * 1000.0, generated / std::max(gen_s, 1e-9));
+    return 0;
+}
+
+int cmd_run(int argc, char** argv) {
+    return run_guarded("run", [&] { return run(argc, argv); });
+}
+
+RegisterCommand reg("run", "generate text from a prompt (-m MODEL -p PROMPT)", cmd_run);
+
+}  // namespace
+
+}  // namespace tessera::cli

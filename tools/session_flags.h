@@ -1,0 +1,99 @@
+// Flags every model command shares (model path, context, threads, batch, cache type, backend),
+// turned into the C API's session parameters, plus small helpers over the C API. Header-only:
+// each command includes it and the tools stay on the public API.
+#pragma once
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <stdexcept>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tessera.h"
+#include "tools/args.h"
+
+namespace tessera::cli {
+
+struct SessionFlags {
+    std::string model;
+    int ctx = 0;
+    int threads = 0;
+    int batch = 512;
+    std::string cache_type = "f16";
+    std::string backend = "cpu";
+
+    void add_to(ArgParser& p, bool with_ctx = true) {
+        p.option("-m,--model", &model, "FILE", "GGUF model file (required)");
+        if (with_ctx) p.option("-c,--ctx", &ctx, "N", "context size in tokens (default: the model's)", 0, 1 << 24);
+        p.option("-t,--threads", &threads, "N", "threads (default: physical cores)", 0, 1024);
+        p.option("-b,--batch", &batch, "N", "prefill chunk size (default 512)", 1, 1 << 20);
+        p.option("--cache-type", &cache_type, "TYPE", "KV cache type: f16 (default), f32, q8_0");
+        p.option("--backend", &backend, "NAME", "backend: cpu (default), reference");
+    }
+
+    tessera_session_params params() const {
+        tessera_session_params sp = tessera_session_default_params();
+        sp.n_ctx = ctx;
+        sp.n_threads = threads;
+        sp.n_batch = batch;
+        if (cache_type == "f16") sp.cache_type = TESSERA_CACHE_F16;
+        else if (cache_type == "f32") sp.cache_type = TESSERA_CACHE_F32;
+        else if (cache_type == "q8_0") sp.cache_type = TESSERA_CACHE_Q8_0;
+        else throw UsageError("--cache-type: '" + cache_type + "' is not one of f16, f32, q8_0");
+        sp.backend = backend.c_str();
+        return sp;
+    }
+};
+
+// Throws tessera's message when a C API call fails.
+inline void check(tessera_status s, const char* what) {
+    if (s != TESSERA_OK) throw std::runtime_error(std::string(what) + ": " + tessera_last_error());
+}
+
+// Owners that free C API handles on every path.
+struct ModelHandle {
+    tessera_model* m = nullptr;
+    ~ModelHandle() { tessera_model_free(m); }
+};
+struct SessionHandle {
+    tessera_session* s = nullptr;
+    ~SessionHandle() { tessera_session_free(s); }
+};
+struct SamplerHandle {
+    tessera_sampler* s = nullptr;
+    ~SamplerHandle() { tessera_sampler_free(s); }
+};
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Parses "1 2 3" or "1,2,3" into ids; throws UsageError naming the bad item.
+inline std::vector<int32_t> parse_ids(const std::string& flag, const std::string& text) {
+    std::vector<int32_t> ids;
+    std::string item;
+    auto flush = [&] {
+        if (item.empty()) return;
+        char* end = nullptr;
+        const long v = std::strtol(item.c_str(), &end, 10);
+        if (*end != '\0' || v < 0 || v > INT32_MAX) throw UsageError(flag + ": '" + item + "' is not a token id");
+        ids.push_back(int32_t(v));
+        item.clear();
+    };
+    for (char ch : text) {
+        if (ch == ' ' || ch == ',' || ch == '\t' || ch == '\n') flush();
+        else item += ch;
+    }
+    flush();
+    return ids;
+}
+
+inline void print_cache_size(tessera_session* s) {
+    const double per_tok = double(tessera_session_cache_bytes_per_token(s));
+    const double total = double(tessera_session_cache_bytes(s));
+    std::fprintf(stderr, "kv cache: %d tokens, %.1f KiB per token, %.2f MiB total\n", tessera_session_n_ctx(s),
+                 per_tok / 1024.0, total / (1024.0 * 1024.0));
+}
+
+}  // namespace tessera::cli
