@@ -1,4 +1,11 @@
-// PLACEHOLDER while the foundation lands: the cpu backend delegates to the reference ops.
+// The cpu backend: runs a graph's nodes in order on host memory. Ops with a
+// fast path (xsimd inner loops, OpenMP across rows / weight panels) go to the
+// cpu_*.cpp kernels when the node's layout suits them; attention goes to the
+// fused kernel in attention.cpp; everything else (and any layout a fast path
+// declines) is computed by the reference ops, so the backend supports exactly
+// what the reference does plus its own fast paths.
+#include "backends/cpu/attention.h"
+#include "backends/cpu/cpu_ops.h"
 #include "backends/host_backend.h"
 #include "backends/reference/reference_ops.h"
 #include "backends/registry.h"
@@ -7,20 +14,80 @@ namespace tessera {
 
 namespace {
 
+enum class Path { View, MulMat, MulMatId, Elementwise, NormRopeSoftmax, Copy, Attention, Reference };
+
+Path choose_path(const Tensor& node) {
+    if (op_is_view(node.op)) return Path::View;
+    switch (node.op) {
+        case Op::MulMat: return cpu::mul_mat_fast_ok(node) ? Path::MulMat : Path::Reference;
+        case Op::MulMatId: return cpu::mul_mat_id_fast_ok(node) ? Path::MulMatId : Path::Reference;
+        case Op::Add:
+        case Op::Mul:
+        case Op::Div:
+        case Op::Scale:
+        case Op::Silu:
+        case Op::Gelu:
+        case Op::GeluErf:
+        case Op::Sigmoid:
+        case Op::Softcap:
+        case Op::SwiGlu:
+        case Op::GeGlu: return cpu::elementwise_fast_ok(node) ? Path::Elementwise : Path::Reference;
+        case Op::RmsNorm:
+        case Op::Norm:
+        case Op::Rope:
+        case Op::SoftMax: return cpu::norm_rope_softmax_fast_ok(node) ? Path::NormRopeSoftmax : Path::Reference;
+        case Op::GetRows:
+        case Op::Cont:
+        case Op::Cpy: return cpu::copy_fast_ok(node) ? Path::Copy : Path::Reference;
+        case Op::Attention: return Path::Attention;
+        default: return Path::Reference;
+    }
+}
+
 class CpuBackend final : public HostBackendBase {
 public:
     explicit CpuBackend(int threads) : threads_(threads > 0 ? threads : physical_cores()) {}
     std::string name() const override { return "cpu"; }
-    bool supports(const Tensor& node) const override { return ref::supports(node); }
-    void compute(const Graph& graph) override {
-        for (Tensor* node : graph.nodes())
-            if (!op_is_view(node->op)) ref::compute_node(node);
+
+    bool supports(const Tensor& node) const override {
+        const Path p = choose_path(node);
+        if (p == Path::Reference || p == Path::Attention) return ref::supports(node);
+        return true;
     }
+
+    void compute(const Graph& graph) override {
+        for (Tensor* node : graph.nodes()) compute_node(node);
+    }
+
     void set_threads(int threads) override { threads_ = threads > 0 ? threads : physical_cores(); }
     int threads() const override { return threads_; }
 
 private:
+    void compute_node(Tensor* node) {
+        const Path p = choose_path(*node);
+        if (p == Path::View) return;
+        if (p != Path::Reference) check_storage(node);
+        switch (p) {
+            case Path::MulMat: return cpu::mul_mat(node, threads_, scratch_);
+            case Path::MulMatId: return cpu::mul_mat_id(node, threads_, scratch_);
+            case Path::Elementwise: return cpu::elementwise(node, threads_);
+            case Path::NormRopeSoftmax: return cpu::norm_rope_softmax(node, threads_);
+            case Path::Copy: return cpu::copy(node, threads_, scratch_);
+            case Path::Attention: return cpu::attention(node, threads_);
+            default: return ref::compute_node(node);
+        }
+    }
+
+    static void check_storage(const Tensor* node) {
+        TESSERA_CHECK(node->data != nullptr, "cpu backend: %s '%s' has no storage", op_name(node->op),
+                      node->name.c_str());
+        for (const Tensor* s : node->src)
+            TESSERA_CHECK(!s || s->data != nullptr, "cpu backend: %s '%s': source '%s' has no storage",
+                          op_name(node->op), node->name.c_str(), s->name.c_str());
+    }
+
     int threads_;
+    cpu::Scratch scratch_;  // reused across nodes and calls; one backend serves one graph at a time
 };
 
 }  // namespace

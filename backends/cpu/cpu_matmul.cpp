@@ -1,0 +1,212 @@
+// mul_mat on the cpu backend: work split into panels of weight rows (OpenMP),
+// register-blocked xsimd kernels for f32/f16/bf16 weights, quant_dot.h tiles
+// for quantized ones.
+//
+// Float weights: decode-sized products (few activation rows) stream each
+// weight row once, widening f16/bf16 on the fly, so they run at memory
+// bandwidth. Prefill-sized products widen a panel of weight rows x a k-block
+// to f32 once per thread and reuse it against every activation row; the panel
+// stays in L2 and the kernel runs from cache.
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "backends/cpu/cpu_matmul_kernel.h"
+#include "backends/cpu/cpu_ops.h"
+#include "backends/cpu/quant_dot.h"
+#include "core/error.h"
+
+namespace tessera::cpu {
+
+namespace {
+
+constexpr int64_t kPackMinCols = 8;      // from this many activation rows on, widen weight panels to f32
+constexpr int64_t kStreamPanelRows = 32;  // weight rows per work item when streaming (decode)
+constexpr int64_t kPackPanelRows = 64;    // weight rows per work item when packing (prefill)
+constexpr int64_t kBlockK = 1024;         // k-block of a packed panel: 64 x 1024 f32 = 256 KiB, fits L2
+constexpr int64_t kQuantCols = 16;        // activation rows per quant dot_tile call
+
+size_t elem_size(DType t) { return t == DType::F32 ? 4 : 2; }
+
+template <class W>
+void float_panel(const MatmulJob& job, int64_t r0, int64_t r1, float* panel) {
+    using T = typename W::T;
+    const int64_t ws = int64_t(job.w_stride / sizeof(T));
+    const T* w0 = reinterpret_cast<const T*>(job.w) + r0 * ws;
+    const int64_t as = int64_t(job.act_stride), os = int64_t(job.out_stride), k = job.k, rows = r1 - r0;
+    float* out = job.out + r0;
+
+    if (job.m < kPackMinCols) {
+        for (int64_t j0 = 0; j0 < job.m; j0 += kBlockCols) {
+            const int rm = int(std::min<int64_t>(kBlockCols, job.m - j0));
+            for (int64_t i0 = 0; i0 < rows; i0 += kBlockRows) {
+                const int rn = int(std::min<int64_t>(kBlockRows, rows - i0));
+                dot_block_for<W>(rn, rm)(w0 + i0 * ws, ws, job.act + j0 * as, as, k, out + j0 * os + i0, os, false);
+            }
+        }
+        return;
+    }
+
+    for (int64_t k0 = 0; k0 < k; k0 += kBlockK) {
+        const int64_t kc = std::min(kBlockK, k - k0);
+        const float* wp;
+        int64_t wps;
+        if constexpr (std::is_same_v<W, F32Elem>) {
+            wp = w0 + k0;
+            wps = ws;
+        } else {
+            const int64_t kv = kc / kLanes * kLanes;
+            for (int64_t r = 0; r < rows; ++r) {
+                const T* src = w0 + r * ws + k0;
+                float* dst = panel + r * kc;
+                for (int64_t p = 0; p < kv; p += kLanes) W::load(src + p).store_unaligned(dst + p);
+                for (int64_t p = kv; p < kc; ++p) dst[p] = W::scalar(src[p]);
+            }
+            wp = panel;
+            wps = kc;
+        }
+        for (int64_t j0 = 0; j0 < job.m; j0 += kBlockCols) {
+            const int rm = int(std::min<int64_t>(kBlockCols, job.m - j0));
+            for (int64_t i0 = 0; i0 < rows; i0 += kBlockRows) {
+                const int rn = int(std::min<int64_t>(kBlockRows, rows - i0));
+                dot_block_for<F32Elem>(rn, rm)(wp + i0 * wps, wps, job.act + j0 * as + k0, as, kc,
+                                               out + j0 * os + i0, os, k0 > 0);
+            }
+        }
+    }
+}
+
+void quant_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* tile) {
+    const int64_t nr = r1 - r0;
+    const char* w = job.w + size_t(r0) * job.w_stride;
+    if (job.m == 1) {  // the output column is contiguous over weight rows: write it in place
+        dot_tile(job.wtype, job.k, w, job.w_stride, nr, qact, qstride, 1, job.out + r0, 1);
+        return;
+    }
+    for (int64_t j0 = 0; j0 < job.m; j0 += kQuantCols) {
+        const int64_t nc = std::min(kQuantCols, job.m - j0);
+        dot_tile(job.wtype, job.k, w, job.w_stride, nr, qact + size_t(j0) * qstride, qstride, nc, tile, nc);
+        for (int64_t c = 0; c < nc; ++c) {
+            float* o = job.out + (j0 + c) * int64_t(job.out_stride) + r0;
+            for (int64_t r = 0; r < nr; ++r) o[r] = tile[r * nc + c];
+        }
+    }
+}
+
+struct WorkItem {
+    size_t job;
+    int64_t r0, r1;
+};
+
+}  // namespace
+
+bool matmul_weight_type_ok(DType t) {
+    if (t == DType::F32 || t == DType::F16 || t == DType::BF16) return true;
+    if (t == DType::Q8_K) return false;  // an activation format, not a weight format
+    const TypeTraits& tr = type_traits(t);
+    return tr.quantized && tr.to_float != nullptr;
+}
+
+void run_matmul_jobs(const std::vector<MatmulJob>& jobs, int threads, Scratch& scratch) {
+    scratch.prepare(threads);
+
+    // Quantized weights: convert every activation row once, in parallel.
+    std::vector<size_t> qoffset(jobs.size(), 0), qstride(jobs.size(), 0);
+    std::vector<std::pair<size_t, int64_t>> qrows;
+    size_t qtotal = 0;
+    for (size_t j = 0; j < jobs.size(); ++j) {
+        if (!type_traits(jobs[j].wtype).quantized) continue;
+        qstride[j] = activation_row_bytes(jobs[j].wtype, jobs[j].k);
+        qoffset[j] = qtotal;
+        qtotal += qstride[j] * size_t(jobs[j].m);
+        for (int64_t r = 0; r < jobs[j].m; ++r) qrows.push_back({j, r});
+    }
+    char* qbuf = qtotal ? scratch.shared(0, qtotal) : nullptr;
+    parallel_chunks(int64_t(qrows.size()), threads, [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) {
+            const auto [j, r] = qrows[size_t(i)];
+            const MatmulJob& job = jobs[j];
+            quantize_activations(job.wtype, job.act + r * int64_t(job.act_stride),
+                                 qbuf + qoffset[j] + size_t(r) * qstride[j], job.k);
+        }
+    });
+
+    std::vector<WorkItem> items;
+    for (size_t j = 0; j < jobs.size(); ++j) {
+        const int64_t panel = jobs[j].m < kPackMinCols ? kStreamPanelRows : kPackPanelRows;
+        for (int64_t r0 = 0; r0 < jobs[j].n; r0 += panel) items.push_back({j, r0, std::min(jobs[j].n, r0 + panel)});
+    }
+    const size_t tile_floats =
+        size_t(std::max(kPackPanelRows * kBlockK, kPackPanelRows * kQuantCols)) + size_t(kLanes);
+    parallel_for(int64_t(items.size()), threads, [&](int64_t i, int tid) {
+        const WorkItem& it = items[size_t(i)];
+        const MatmulJob& job = jobs[it.job];
+        float* buf = scratch.thread_floats(tid, tile_floats);
+        switch (job.wtype) {
+            case DType::F32: float_panel<F32Elem>(job, it.r0, it.r1, buf); break;
+            case DType::F16: float_panel<F16Elem>(job, it.r0, it.r1, buf); break;
+            case DType::BF16: float_panel<BF16Elem>(job, it.r0, it.r1, buf); break;
+            default: quant_panel(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf); break;
+        }
+    });
+}
+
+bool mul_mat_fast_ok(const Tensor& node) {
+    const Tensor* a = node.src[0];
+    const Tensor* b = node.src[1];
+    if (!a || !b || b->type != DType::F32 || node.type != DType::F32 || !node.is_contiguous()) return false;
+    if (!matmul_weight_type_ok(a->type) || a->nb[0] != type_traits(a->type).block_bytes) return false;
+    if (!type_traits(a->type).quantized)
+        for (int d = 1; d < kMaxDims; ++d)
+            if (a->nb[d] % elem_size(a->type) != 0) return false;
+    return b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0;
+}
+
+void mul_mat(Tensor* dst, int threads, Scratch& scratch) {
+    const Tensor* a = dst->src[0];
+    const Tensor* b = dst->src[1];
+    const int64_t k = a->ne[0], m = b->ne[1];
+    const int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
+
+    // Activations: used in place when rows are contiguous floats, else packed once.
+    const bool b_rows_ok = b->nb[0] == sizeof(float) && b->nb[1] % sizeof(float) == 0;
+    const char* bbase = static_cast<const char*>(b->data);
+    size_t bnb1 = b->nb[1], bnb2 = b->nb[2], bnb3 = b->nb[3];
+    if (!b_rows_ok) {
+        const int64_t nrows = b->nrows();
+        float* packed = reinterpret_cast<float*>(scratch.shared(1, size_t(nrows * k) * sizeof(float)));
+        parallel_chunks(nrows, threads, [&](int64_t r0, int64_t r1, int) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const int64_t i1 = r % b->ne[1], i2 = (r / b->ne[1]) % b->ne[2], i3 = r / (b->ne[1] * b->ne[2]);
+                const char* src = b->at(0, i1, i2, i3);
+                float* d = packed + r * k;
+                for (int64_t i = 0; i < k; ++i) std::memcpy(d + i, src + i * int64_t(b->nb[0]), sizeof(float));
+            }
+        });
+        bbase = reinterpret_cast<const char*>(packed);
+        bnb1 = size_t(k) * sizeof(float);
+        bnb2 = bnb1 * size_t(b->ne[1]);
+        bnb3 = bnb2 * size_t(b->ne[2]);
+    }
+
+    std::vector<MatmulJob> jobs;
+    jobs.reserve(size_t(b->ne[2] * b->ne[3]));
+    for (int64_t i3 = 0; i3 < b->ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < b->ne[2]; ++i2) {
+            MatmulJob job;
+            job.wtype = a->type;
+            job.w = a->at(0, 0, i2 / r2, i3 / r3);
+            job.w_stride = a->nb[1];
+            job.n = a->ne[1];
+            job.k = k;
+            job.act = reinterpret_cast<const float*>(bbase + size_t(i2) * bnb2 + size_t(i3) * bnb3);
+            job.act_stride = bnb1 / sizeof(float);
+            job.m = m;
+            job.out = reinterpret_cast<float*>(dst->at(0, 0, i2, i3));
+            job.out_stride = dst->nb[1] / sizeof(float);
+            jobs.push_back(job);
+        }
+    run_matmul_jobs(jobs, threads, scratch);
+}
+
+}  // namespace tessera::cpu

@@ -1,0 +1,64 @@
+// The register-blocked inner kernel of the float-weight matmul: RN weight rows
+// times RM activation rows in one pass over k, RN*RM vector accumulators.
+// Each weight vector loaded is used RM times and each activation vector RN
+// times, which is what lets prefill run from cache at FMA speed; with RM = 1
+// (decode) it streams the weight rows once. Private to backends/cpu.
+#pragma once
+#include "backends/cpu/cpu_simd.h"
+
+namespace tessera::cpu {
+
+constexpr int kBlockRows = 4;  // RN: weight rows per kernel call
+constexpr int kBlockCols = 4;  // RM: activation rows per kernel call
+
+// out[c * os + r] (+)= dot(w row r, a row c) over k elements, r < RN, c < RM.
+// w rows are ws elements apart, a rows as floats apart.
+template <class W, int RN, int RM>
+void dot_block(const typename W::T* w, int64_t ws, const float* a, int64_t as, int64_t k, float* out, int64_t os,
+               bool accumulate) {
+    vfloat acc[RN * RM];
+    for (int i = 0; i < RN * RM; ++i) acc[i] = vfloat(0.0f);
+    const int64_t kv = k / kLanes * kLanes;
+    for (int64_t p = 0; p < kv; p += kLanes) {
+        vfloat av[RM];
+#pragma GCC unroll 8
+        for (int c = 0; c < RM; ++c) av[c] = vload(a + c * as + p);
+#pragma GCC unroll 8
+        for (int r = 0; r < RN; ++r) {
+            const vfloat wv = W::load(w + r * ws + p);
+#pragma GCC unroll 8
+            for (int c = 0; c < RM; ++c) acc[r * RM + c] = xsimd::fma(wv, av[c], acc[r * RM + c]);
+        }
+    }
+    alignas(64) float sums[RN * RM];
+    if constexpr (RN * RM == 16) {
+        reduce16(acc, sums);
+    } else {
+        for (int i = 0; i < RN * RM; ++i) sums[i] = xsimd::hadd(acc[i]);
+    }
+    for (int64_t p = kv; p < k; ++p)  // k tail, scalar
+        for (int r = 0; r < RN; ++r)
+            for (int c = 0; c < RM; ++c) sums[r * RM + c] += W::scalar(w[r * ws + p]) * a[c * as + p];
+    for (int c = 0; c < RM; ++c)
+        for (int r = 0; r < RN; ++r) {
+            float& o = out[c * os + r];
+            o = accumulate ? o + sums[r * RM + c] : sums[r * RM + c];
+        }
+}
+
+template <class W>
+using DotBlockFn = void (*)(const typename W::T*, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool);
+
+// The kernel for rn (1..kBlockRows) rows by rm (1..kBlockCols) columns: full blocks and edge blocks.
+template <class W>
+DotBlockFn<W> dot_block_for(int rn, int rm) {
+    static constexpr DotBlockFn<W> table[kBlockRows][kBlockCols] = {
+        {dot_block<W, 1, 1>, dot_block<W, 1, 2>, dot_block<W, 1, 3>, dot_block<W, 1, 4>},
+        {dot_block<W, 2, 1>, dot_block<W, 2, 2>, dot_block<W, 2, 3>, dot_block<W, 2, 4>},
+        {dot_block<W, 3, 1>, dot_block<W, 3, 2>, dot_block<W, 3, 3>, dot_block<W, 3, 4>},
+        {dot_block<W, 4, 1>, dot_block<W, 4, 2>, dot_block<W, 4, 3>, dot_block<W, 4, 4>},
+    };
+    return table[rn - 1][rm - 1];
+}
+
+}  // namespace tessera::cpu

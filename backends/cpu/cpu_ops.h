@@ -1,0 +1,48 @@
+// The cpu backend's fast paths, one entry per op family. Each kernel file
+// owns its layout checks: `*_fast_ok` says whether the fast path takes the
+// node as laid out, and the backend falls back to the reference otherwise.
+// Private to backends/cpu.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "backends/cpu/cpu_parallel.h"
+#include "core/tensor.h"
+
+namespace tessera::cpu {
+
+// One 2-D product: out[j * out_stride + i] = dot(weight row i, activation row j),
+// i < n, j < m. Activations are contiguous f32 rows.
+struct MatmulJob {
+    DType wtype = DType::F32;
+    const char* w = nullptr;  // weight row 0
+    size_t w_stride = 0;      // bytes between weight rows
+    int64_t n = 0, k = 0;
+    const float* act = nullptr;  // activation row 0
+    size_t act_stride = 0;       // floats between activation rows
+    int64_t m = 0;
+    float* out = nullptr;
+    size_t out_stride = 0;  // floats between output columns (one per activation row)
+};
+
+// Weight types the matmul fast path computes (f32/f16/bf16 directly, the rest through quant_dot.h).
+bool matmul_weight_type_ok(DType t);
+// Runs the jobs, all threads sharing the work (weight row panels of every job).
+void run_matmul_jobs(const std::vector<MatmulJob>& jobs, int threads, Scratch& scratch);
+
+bool mul_mat_fast_ok(const Tensor& node);
+void mul_mat(Tensor* dst, int threads, Scratch& scratch);
+bool mul_mat_id_fast_ok(const Tensor& node);
+void mul_mat_id(Tensor* dst, int threads, Scratch& scratch);
+
+bool elementwise_fast_ok(const Tensor& node);  // add/mul/div/scale/unary/glu
+void elementwise(Tensor* dst, int threads);
+
+bool norm_rope_softmax_fast_ok(const Tensor& node);  // rms_norm, norm, rope, softmax
+void norm_rope_softmax(Tensor* dst, int threads);
+
+bool copy_fast_ok(const Tensor& node);  // get_rows, cont/cast, cpy
+void copy(Tensor* dst, int threads, Scratch& scratch);
+
+}  // namespace tessera::cpu
