@@ -1,10 +1,351 @@
-// PLACEHOLDER until the flash kernel lands: delegates to the reference.
+// The cpu attention: FlashAttention's tiled online softmax (Dao et al.,
+// FlashAttention-2, Algorithm 1), written for decode-heavy CPU use.
+//
+// Work unit = (KV head, tile of queries[, slice of the key sequence]). A unit
+// holds every query head that reads its KV head ("group" rows per query), so
+// each K/V tile is read from the cache and converted to float once per group,
+// not once per head: that is where GQA/MQA/MLA save bandwidth. For each tile
+// of keys the unit computes the scores of all its rows, applies softcap and
+// mask, and folds them into a running max / sum / output per row; no score
+// matrix larger than rows x kv_tile ever exists.
+//
+// Tiles are skipped from their key position range (min/max over the tile, so
+// ring caches with unsorted positions work): a tile no query of the unit can
+// see is never read. With few units (decode: one query token, and MQA/MLA have
+// one KV head), the key sequence is cut into slices run on different threads,
+// whose partial (max, sum, output) are merged by log-sum-exp at the end.
 #include "backends/cpu/attention.h"
 
-#include "backends/reference/reference_ops.h"
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "backends/cpu/attention_kernels.h"
+#include "backends/cpu/attention_plan.h"
+#include "core/error.h"
+#include "core/quant.h"
 
 namespace tessera::cpu {
 
-void attention(Tensor* dst, int) { ref::attention(dst); }
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+bool visible(int64_t qp, int64_t kp, bool causal, int64_t window) {
+    return kp >= 0 && (!causal || kp <= qp) && (window == 0 || qp - kp < window);
+}
+
+// Key positions of one kv tile: the range of its occupied slots.
+struct TileRange {
+    int64_t min = 0, max = -1;
+    bool any = false;  // at least one occupied slot
+    bool all = false;  // every slot occupied
+};
+
+// How a kv tile relates to a query tile: only partially visible tiles need a per-pair mask.
+enum class Visibility : uint8_t { None, Partial, Full };
+
+Visibility classify(const TileRange& k, int64_t qmin, int64_t qmax, bool causal, int64_t window) {
+    if (!k.any) return Visibility::None;
+    if (causal && k.min > qmax) return Visibility::None;          // every key is in every query's future
+    if (window > 0 && qmin - k.max >= window) return Visibility::None;  // every key slid out of every window
+    const bool full = k.all && (!causal || k.max <= qmin) && (window == 0 || qmax - k.min < window);
+    return full ? Visibility::Full : Visibility::Partial;
+}
+
+// Per-thread tiles, kept between calls so decode does not page-fault fresh scratch every layer.
+// Holds no state that outlives one call's meaning: every buffer is rewritten before it is read.
+struct Scratch {
+    std::vector<float> q, o, s, m, l, k, v;
+};
+Scratch& thread_scratch() {
+    thread_local Scratch scratch;
+    return scratch;
+}
+
+float* sized(std::vector<float>& v, int64_t n) {
+    if (int64_t(v.size()) < n) v.resize(size_t(n));
+    return v.data();
+}
+
+// Everything a unit needs, read-only while the units run.
+struct Job {
+    const AttentionPlan& plan;
+    const Tensor& q;
+    const Tensor& k;
+    const Tensor& v;
+    const int32_t* q_pos;
+    const int32_t* k_pos;
+    float scale, softcap;
+    int64_t window;
+    bool causal;
+    // active[qt]: the kv tiles query tile qt can see, with their visibility (never None)
+    std::vector<std::vector<std::pair<int32_t, Visibility>>> active;
+    Tensor& dst;
+    // split partials: unit (kvh, qt, split) -> rows x dv_padded outputs, then rows maxima, then rows sums
+    std::vector<float> partial;
+};
+
+size_t partial_floats_per_unit(const AttentionPlan& p) { return size_t(p.rows_per_unit() * (p.dv_padded + 2)); }
+
+void load_queries(const Job& job, int64_t kvh, int64_t q0, int64_t nq, float* qbuf) {
+    const AttentionPlan& p = job.plan;
+    const Tensor& q = job.q;
+    for (int64_t qi = 0; qi < nq; ++qi)
+        for (int64_t hh = 0; hh < p.group; ++hh) {
+            float* row = qbuf + (qi * p.group + hh) * p.dk_padded;
+            const char* src = q.at(0, kvh * p.group + hh, q0 + qi);
+            if (q.nb[0] == sizeof(float)) {
+                std::memcpy(row, src, size_t(p.d_k) * sizeof(float));
+            } else {
+                for (int64_t c = 0; c < p.d_k; ++c) std::memcpy(row + c, src + c * int64_t(q.nb[0]), sizeof(float));
+            }
+            // scale folded into q: (s q).k instead of s (q.k), one multiply per query element, not per score
+            for (int64_t c = 0; c < p.d_k; ++c) row[c] *= job.scale;
+            std::fill(row + p.d_k, row + p.dk_padded, 0.0f);
+        }
+}
+
+void run_unit(Job& job, int64_t kvh, int64_t qt, int64_t split) {
+    const AttentionPlan& p = job.plan;
+    const int64_t q0 = qt * p.q_tile;
+    const int64_t nq = std::min(p.q_tile, p.n_q - q0);
+    const int64_t rows = nq * p.group;
+    const int64_t dkp = p.dk_padded, dvp = p.dv_padded, bk = p.kv_tile;
+
+    Scratch& sc = thread_scratch();
+    float* qbuf = sized(sc.q, p.rows_per_unit() * dkp);
+    float* out = sized(sc.o, p.rows_per_unit() * dvp);
+    float* s = sized(sc.s, p.rows_per_unit() * bk);
+    float* m = sized(sc.m, p.rows_per_unit());
+    float* l = sized(sc.l, p.rows_per_unit());
+    float* kt = sized(sc.k, bk * dkp);
+    float* vt = p.v_in_k ? kt : sized(sc.v, bk * dvp);
+    const int64_t ldv = p.v_in_k ? dkp : dvp;
+
+    load_queries(job, kvh, q0, nq, qbuf);
+    std::fill(out, out + rows * dvp, 0.0f);
+    std::fill(m, m + rows, kNegInf);
+    std::fill(l, l + rows, 0.0f);
+
+    const auto& tiles = job.active[size_t(qt)];
+    const size_t first = tiles.size() * size_t(split) / size_t(p.n_splits);
+    const size_t last = tiles.size() * size_t(split + 1) / size_t(p.n_splits);
+    for (size_t t = first; t < last; ++t) {
+        const int64_t j0 = int64_t(tiles[t].first) * bk;
+        const int64_t nk = std::min(bk, p.n_kv - j0);
+        // the group's one conversion of this tile
+        for (int64_t j = 0; j < nk; ++j) attn::row_to_f32(job.k.type, job.k.at(0, kvh, j0 + j), p.d_k, kt + j * dkp, dkp);
+        if (!p.v_in_k)
+            for (int64_t j = 0; j < nk; ++j)
+                attn::row_to_f32(job.v.type, job.v.at(0, kvh, j0 + j), p.d_v, vt + j * dvp, dvp);
+
+        attn::scores(qbuf, dkp, rows, kt, dkp, nk, dkp, s, bk);
+        if (job.softcap > 0)
+            for (int64_t r = 0; r < rows; ++r) attn::apply_softcap(s + r * bk, nk, job.softcap);
+        if (tiles[t].second == Visibility::Partial)
+            for (int64_t qi = 0; qi < nq; ++qi)
+                for (int64_t j = 0; j < nk; ++j)
+                    if (!visible(job.q_pos[q0 + qi], job.k_pos[j0 + j], job.causal, job.window))
+                        for (int64_t hh = 0; hh < p.group; ++hh) s[(qi * p.group + hh) * bk + j] = kNegInf;
+        for (int64_t r = 0; r < rows; ++r) {
+            const float factor = attn::softmax_step(s + r * bk, nk, &m[r], &l[r]);
+            if (factor != 1.0f) attn::scale_row(out + r * dvp, dvp, factor);
+        }
+        attn::accumulate_pv(s, bk, rows, vt, ldv, nk, dvp, out, dvp);
+    }
+
+    if (p.n_splits == 1) {
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t qi = r / p.group, h = kvh * p.group + r % p.group;
+            float* dst = reinterpret_cast<float*>(job.dst.at(0, h, q0 + qi));
+            const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;  // no visible key: zeros, by contract
+            for (int64_t c = 0; c < p.d_v; ++c) dst[c] = out[r * dvp + c] * inv;
+        }
+        return;
+    }
+    float* part = job.partial.data() + ((kvh * p.n_q_tiles + qt) * p.n_splits + split) * partial_floats_per_unit(p);
+    std::memcpy(part, out, size_t(rows * dvp) * sizeof(float));
+    std::memcpy(part + p.rows_per_unit() * dvp, m, size_t(rows) * sizeof(float));
+    std::memcpy(part + p.rows_per_unit() * (dvp + 1), l, size_t(rows) * sizeof(float));
+}
+
+// Log-sum-exp merge of the split partials of unit (kvh, qt) into dst.
+void merge_splits(Job& job, int64_t kvh, int64_t qt) {
+    const AttentionPlan& p = job.plan;
+    const int64_t q0 = qt * p.q_tile;
+    const int64_t nq = std::min(p.q_tile, p.n_q - q0);
+    const int64_t dvp = p.dv_padded, R = p.rows_per_unit();
+    const float* base = job.partial.data() + (kvh * p.n_q_tiles + qt) * p.n_splits * partial_floats_per_unit(p);
+    auto part = [&](int64_t split) { return base + split * partial_floats_per_unit(p); };
+    for (int64_t r = 0; r < nq * p.group; ++r) {
+        const int64_t qi = r / p.group, h = kvh * p.group + r % p.group;
+        float* dst = reinterpret_cast<float*>(job.dst.at(0, h, q0 + qi));
+        float mx = kNegInf;
+        for (int64_t sp = 0; sp < p.n_splits; ++sp) mx = std::max(mx, part(sp)[R * dvp + r]);
+        std::fill(dst, dst + p.d_v, 0.0f);
+        if (mx == kNegInf) continue;  // no split saw a visible key
+        float total = 0;
+        for (int64_t sp = 0; sp < p.n_splits; ++sp) {
+            const float ms = part(sp)[R * dvp + r];
+            if (ms == kNegInf) continue;
+            const float w = std::exp(ms - mx);
+            total += w * part(sp)[R * (dvp + 1) + r];
+            const float* o = part(sp) + r * dvp;
+            for (int64_t c = 0; c < p.d_v; ++c) dst[c] += w * o[c];
+        }
+        const float inv = 1.0f / total;
+        for (int64_t c = 0; c < p.d_v; ++c) dst[c] *= inv;
+    }
+}
+
+void validate(const Tensor& dst) {
+    const Tensor& q = *dst.src[0];
+    const Tensor& k = *dst.src[1];
+    const Tensor& v = *dst.src[2];
+    TESSERA_CHECK(q.type == DType::F32 && dst.src[3]->type == DType::I32 && dst.src[4]->type == DType::I32,
+                  "attention '%s': q must be f32 and positions i32", dst.name.c_str());
+    TESSERA_CHECK(dst.type == DType::F32 && dst.is_contiguous(), "attention '%s': output must be contiguous f32",
+                  dst.name.c_str());
+    for (const Tensor* t : {&k, &v}) {
+        TESSERA_CHECK(t->type == DType::F32 || t->type == DType::F16 || t->type == DType::Q8_0,
+                      "attention '%s': cpu backend reads f32, f16 or q8_0 caches, not %s", dst.name.c_str(),
+                      type_name(t->type));
+        TESSERA_CHECK(t->nb[0] == size_t(type_traits(t->type).block_bytes) && t->ne[0] % type_traits(t->type).block_size == 0,
+                      "attention '%s': cache rows of '%s' must be contiguous whole blocks", dst.name.c_str(),
+                      t->name.c_str());
+    }
+    TESSERA_CHECK(q.ne[1] % k.ne[1] == 0 && q.ne[0] == k.ne[0],
+                  "attention '%s': q %s does not fit k %s", dst.name.c_str(), q.shape_str().c_str(),
+                  k.shape_str().c_str());
+}
+
+}  // namespace
+
+int64_t attention_kv_tile(int64_t d_k, int64_t d_v) {
+    // K and V tiles of one unit (in floats) should stay within ~64 KiB so they live in L2 beside the rows' outputs.
+    const int64_t per_key = attn::padded(d_k) + attn::padded(d_v);
+    int64_t tile = 16;
+    while (tile < 128 && (tile * 2) * per_key * int64_t(sizeof(float)) <= 64 * 1024) tile *= 2;
+    return tile;
+}
+
+// ~64 rows per unit: enough rows to reuse each converted K/V tile many times, few enough that the
+// rows' queries, outputs and scores stay in L2.
+int64_t attention_q_tile(int64_t group) { return std::max<int64_t>(1, 64 / std::max<int64_t>(group, 1)); }
+
+AttentionPlan plan_attention(const Tensor& dst, int n_threads) {
+    const Tensor& q = *dst.src[0];
+    const Tensor& k = *dst.src[1];
+    const Tensor& v = *dst.src[2];
+    AttentionPlan p;
+    p.n_threads = std::max(1, n_threads);
+    p.d_k = q.ne[0];
+    p.d_v = v.ne[0];
+    p.dk_padded = attn::padded(p.d_k);
+    p.dv_padded = attn::padded(p.d_v);
+    p.n_head = q.ne[1];
+    p.n_kv_head = k.ne[1];
+    p.group = p.n_head / p.n_kv_head;
+    p.n_q = q.ne[2];
+    p.n_kv = k.ne[2];
+    p.q_tile = std::min(attention_q_tile(p.group), std::max<int64_t>(p.n_q, 1));
+    p.kv_tile = attention_kv_tile(p.d_k, p.d_v);
+    p.n_q_tiles = (p.n_q + p.q_tile - 1) / p.q_tile;
+    p.n_kv_tiles = (p.n_kv + p.kv_tile - 1) / p.kv_tile;
+    const int64_t base_units = p.n_kv_head * p.n_q_tiles;
+    if (p.n_threads > 1 && base_units < 2 * p.n_threads) {
+        // too few units to keep every thread busy (decode with one or few KV heads): split the keys too,
+        // about 4 pieces per thread so uneven pieces (skipped tiles) still balance
+        p.n_splits = std::clamp<int64_t>((4 * p.n_threads + base_units - 1) / base_units, 1, std::max<int64_t>(p.n_kv_tiles, 1));
+    }
+    // MLA: v is the first d_v values of each k row (same storage, same strides): one converted tile serves both.
+    p.v_in_k = v.data != nullptr && v.data == k.data && v.type == k.type && v.nb[1] == k.nb[1] &&
+               v.nb[2] == k.nb[2] && p.d_v <= p.d_k;
+    return p;
+}
+
+size_t attention_scratch_bytes(const Tensor& dst, int n_threads) {
+    const AttentionPlan p = plan_attention(dst, n_threads);
+    const int64_t R = p.rows_per_unit();
+    const int64_t per_thread = R * p.dk_padded + R * p.dv_padded + R * p.kv_tile + 2 * R +
+                               p.kv_tile * p.dk_padded + (p.v_in_k ? 0 : p.kv_tile * p.dv_padded);
+    size_t bytes = size_t(per_thread) * sizeof(float) * size_t(p.n_threads);
+    if (p.n_splits > 1) bytes += size_t(p.n_kv_head * p.n_q_tiles * p.n_splits) * partial_floats_per_unit(p) * sizeof(float);
+    // active tile lists: at most one entry per (query tile, kv tile) pair, plus the tile ranges
+    bytes += size_t(p.n_q_tiles * p.n_kv_tiles) * sizeof(std::pair<int32_t, Visibility>) +
+             size_t(p.n_kv_tiles) * sizeof(TileRange);
+    return bytes;
+}
+
+void attention(Tensor* dst, int n_threads) {
+    validate(*dst);
+    const AttentionPlan plan = plan_attention(*dst, n_threads);
+    Job job{plan,
+            *dst->src[0],
+            *dst->src[1],
+            *dst->src[2],
+            dst->src[3]->data_as<const int32_t>(),
+            dst->src[4]->data_as<const int32_t>(),
+            dst->param_f(0),
+            dst->param_f(1),
+            dst->param_i(2),
+            dst->param_i(3) != 0,
+            {},
+            *dst,
+            {}};
+    if (plan.n_q == 0) return;
+
+    std::vector<TileRange> ranges(size_t(plan.n_kv_tiles));
+    for (int64_t t = 0; t < plan.n_kv_tiles; ++t) {
+        TileRange& r = ranges[size_t(t)];
+        r.all = true;
+        r.min = std::numeric_limits<int64_t>::max();
+        for (int64_t j = t * plan.kv_tile; j < std::min(plan.n_kv, (t + 1) * plan.kv_tile); ++j) {
+            const int64_t kp = job.k_pos[j];
+            if (kp < 0) {
+                r.all = false;
+                continue;
+            }
+            r.any = true;
+            r.min = std::min(r.min, kp);
+            r.max = std::max(r.max, kp);
+        }
+    }
+    job.active.resize(size_t(plan.n_q_tiles));
+    for (int64_t qt = 0; qt < plan.n_q_tiles; ++qt) {
+        int64_t qmin = std::numeric_limits<int64_t>::max(), qmax = std::numeric_limits<int64_t>::min();
+        for (int64_t i = qt * plan.q_tile; i < std::min(plan.n_q, (qt + 1) * plan.q_tile); ++i) {
+            qmin = std::min<int64_t>(qmin, job.q_pos[i]);
+            qmax = std::max<int64_t>(qmax, job.q_pos[i]);
+        }
+        for (int64_t t = 0; t < plan.n_kv_tiles; ++t) {
+            const Visibility vis = classify(ranges[size_t(t)], qmin, qmax, job.causal, job.window);
+            if (vis != Visibility::None) job.active[size_t(qt)].emplace_back(int32_t(t), vis);
+        }
+    }
+    if (plan.n_splits > 1)
+        job.partial.resize(size_t(plan.n_kv_head * plan.n_q_tiles * plan.n_splits) * partial_floats_per_unit(plan));
+
+    const int64_t n_units = plan.n_units();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(plan.n_threads)
+    for (int64_t u = 0; u < n_units; ++u) {
+        const int64_t split = u % plan.n_splits;
+        const int64_t rest = u / plan.n_splits;
+        const int64_t kvh = rest % plan.n_kv_head;
+        // last query tiles first: under a causal mask they see the most keys, so the long units start early
+        const int64_t qt = plan.n_q_tiles - 1 - rest / plan.n_kv_head;
+        run_unit(job, kvh, qt, split);
+    }
+    if (plan.n_splits > 1) {
+        const int64_t n_merge = plan.n_kv_head * plan.n_q_tiles;
+#pragma omp parallel for schedule(static) num_threads(plan.n_threads)
+        for (int64_t u = 0; u < n_merge; ++u) merge_splits(job, u % plan.n_kv_head, u / plan.n_kv_head);
+    }
+}
 
 }  // namespace tessera::cpu

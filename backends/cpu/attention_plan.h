@@ -1,0 +1,41 @@
+// How the cpu attention cuts one attention node into work: tile sizes, the
+// split of the key sequence for decode, and the scratch it needs. Exposed so
+// tests can put sequence lengths at tile edges and the benchmark can report
+// memory; the kernel itself uses the same functions.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace tessera::cpu {
+
+struct AttentionPlan {
+    int64_t d_k = 0, d_v = 0;          // head dims
+    int64_t dk_padded = 0, dv_padded = 0;  // rounded up to the SIMD width
+    int64_t n_head = 0, n_kv_head = 0, group = 0;  // group = query heads per KV head
+    int64_t n_q = 0, n_kv = 0;
+    int64_t q_tile = 0;   // queries per work unit; a unit holds q_tile * group rows (all heads of its KV head)
+    int64_t kv_tile = 0;  // keys per tile: each K/V tile is converted to float once per unit
+    int64_t n_q_tiles = 0, n_kv_tiles = 0;
+    int64_t n_splits = 1;  // >1: the key sequence is split across threads, merged by log-sum-exp
+    bool v_in_k = false;   // v is a view of the first d_v values of each k row (MLA): one tile serves both
+    int n_threads = 1;
+
+    int64_t rows_per_unit() const { return q_tile * group; }
+    int64_t n_units() const { return n_kv_head * n_q_tiles * n_splits; }
+};
+
+// The plan for this attention node (dst = attention(...)) on n_threads threads.
+AttentionPlan plan_attention(const Tensor& dst, int n_threads);
+
+// The kv tile length used for these head dims, and the queries per unit for this group size (query heads
+// per KV head): tests place sequence lengths around them.
+int64_t attention_kv_tile(int64_t d_k, int64_t d_v);
+int64_t attention_q_tile(int64_t group);
+
+// Bytes of scratch the cpu attention allocates for this node (all threads together): per-thread tiles
+// plus split partials and the per-tile bookkeeping. Grows linearly with the sequence, never with its square.
+size_t attention_scratch_bytes(const Tensor& dst, int n_threads);
+
+}  // namespace tessera::cpu
