@@ -12,20 +12,33 @@ namespace tessera::cli {
 
 namespace {
 
-// Length of the longest prefix of s that does not end inside a UTF-8 sequence.
-size_t complete_utf8_prefix(const std::string& s) {
-    size_t n = s.size();
-    // Walk back over at most 3 continuation bytes to the lead byte of the last sequence.
-    size_t i = n;
-    int cont = 0;
-    while (i > 0 && cont < 3 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80) {
-        --i;
-        ++cont;
+// Splits bytes into printable UTF-8 (invalid bytes become U+FFFD, never raw) and a held-back tail:
+// an unfinished sequence at the end that the next token may complete.
+std::string take_valid_utf8(const std::string& s, std::string* tail) {
+    std::string out;
+    size_t i = 0;
+    while (i < s.size()) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        const int need = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
+        if (need < 0 || (need == 1 && c < 0xC2) || (need == 3 && c > 0xF4)) {
+            out += "\xEF\xBF\xBD";
+            ++i;
+            continue;
+        }
+        size_t j = 1;
+        while (j <= size_t(need) && i + j < s.size() && (static_cast<unsigned char>(s[i + j]) & 0xC0) == 0x80) ++j;
+        if (j == size_t(need) + 1) {
+            out.append(s, i, j);
+            i += j;
+        } else if (i + j == s.size()) {
+            break;  // unfinished at the end: hold it back
+        } else {
+            out += "\xEF\xBF\xBD";
+            i += j;
+        }
     }
-    if (i == 0) return n;
-    const unsigned char lead = static_cast<unsigned char>(s[i - 1]);
-    const int need = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0;
-    return need > cont ? i - 1 : n;
+    *tail = s.substr(i);
+    return out;
 }
 
 // Prints generated text as it completes, holding back what could still become a stop string
@@ -51,14 +64,16 @@ public:
                 return true;
             }
         }
-        size_t ready = pending_.size() > hold_ ? pending_.size() - hold_ : 0;
-        ready = complete_utf8_prefix(pending_.substr(0, ready));
-        emit(pending_.substr(0, ready));
-        pending_.erase(0, ready);
+        const size_t ready = pending_.size() > hold_ ? pending_.size() - hold_ : 0;
+        std::string tail;
+        emit(take_valid_utf8(pending_.substr(0, ready), &tail));
+        pending_ = tail + pending_.substr(ready);
         return false;
     }
     void finish() {
-        emit(pending_);
+        std::string tail;
+        emit(take_valid_utf8(pending_, &tail));
+        if (!tail.empty()) emit("\xEF\xBF\xBD");
         pending_.clear();
     }
 

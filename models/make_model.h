@@ -1,0 +1,39 @@
+// Random-weight GGUF files in llama.cpp's exact layout (keys, tensor names and
+// shapes, a real vocabulary section), for demos, benchmarks and tests.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+struct LlamaShape {
+    int64_t n_vocab = 0;  // 0 = the vocabulary's size
+    int64_t n_ctx = 0, n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0;
+    float rope_base = 10000.0f;
+    float norm_eps = 1e-5f;
+    bool tied_output = false;  // no output.weight: logits from token_embd
+};
+
+struct MakeModelOptions {
+    std::string arch = "llama";
+    std::string preset = "tiny";  // tiny, tinyllama-1.1b, llama3-8b-shape (see make_model_presets)
+    std::string type = "f16";     // f32, f16, q8_0, q4_0, q4_k_m
+    uint64_t seed = 1;
+    std::string vocab_path;       // copy tokenizer.* from this GGUF; empty = synthesize an SPM vocabulary
+    bool has_shape = false;       // use `shape` instead of the preset
+    LlamaShape shape;
+};
+
+std::vector<std::string> make_model_presets();
+LlamaShape llama_preset(const std::string& name);  // throws Error for an unknown name
+
+struct MadeModel {
+    int64_t n_params = 0;
+    size_t file_bytes = 0;
+    int64_t n_vocab = 0;
+};
+// Writes the file; throws Error naming the problem.
+MadeModel make_model(const MakeModelOptions& options, const std::string& out_path);
+
+}  // namespace tessera
