@@ -359,3 +359,130 @@ TEST_CASE("Q8_K quantizer keeps its block sums consistent") {
             CHECK(b[i].bsums[j] == s);
         }
 }
+
+// ------------------------------------------------------------------------------------------------
+// (d) cpu dot tiles against the reference: dequantized weights dotted (in double) with
+//   - the dequantized quantized activations: the kernels do exact integer block sums and round only when
+//     scaling/accumulating in float, a few ulp (2^-24) per block; 1e-5 of sum |w x| covers that with room
+//     and is still ~100x below any layout mistake (which is off by O(1) of the sum).
+//   - the original f32 activations: additionally off by the activation rounding, |x - x_q| <= d / 2 plus the
+//     f16 rounding of Q8_0's scale (127 * d * 2^-11), i.e. < 0.57 * d per element with d = the block's
+//     max |x| / 127; the bound is sum |w_i| * 0.57 * d_block(i).
+
+namespace {
+
+struct DotCase {
+    int64_t nr, nc, nblocks;
+    size_t w_pad, a_pad;  // extra bytes between rows (strided inputs)
+    int64_t out_pad;
+};
+
+void check_dot_tile(DType wt, const DotCase& dc, uint64_t seed) {
+    const int64_t bs = type_traits(wt).block_size;
+    const int64_t k = dc.nblocks * bs;
+    const DType at = cpu::activation_type(wt);
+    const size_t wrow = row_bytes(wt, k) + dc.w_pad;
+    const size_t arow = cpu::activation_row_bytes(wt, k) + dc.a_pad;
+    std::vector<uint8_t> W(wrow * size_t(dc.nr)), A(arow * size_t(dc.nc));
+    std::vector<float> wdeq(size_t(dc.nr * k)), xf(size_t(dc.nc * k)), xdeq(size_t(dc.nc * k));
+    for (int64_t r = 0; r < dc.nr; ++r) {
+        const auto src = normal_floats(size_t(k), seed + uint64_t(r));
+        type_traits(wt).from_float(src.data(), W.data() + size_t(r) * wrow, k);
+        type_traits(wt).to_float(W.data() + size_t(r) * wrow, wdeq.data() + r * k, k);
+    }
+    for (int64_t c = 0; c < dc.nc; ++c) {
+        auto src = normal_floats(size_t(k), seed * 7919 + uint64_t(c));
+        for (auto& v : src) v *= 3.0f;  // activations larger than weights, as after a norm with gain
+        std::copy(src.begin(), src.end(), xf.begin() + c * k);
+        cpu::quantize_activations(wt, src.data(), A.data() + size_t(c) * arow, k);
+        type_traits(at).to_float(A.data() + size_t(c) * arow, xdeq.data() + c * k, k);
+    }
+    const int64_t ors = dc.nc + dc.out_pad;
+    std::vector<float> out(size_t(dc.nr * ors), -12345.0f);
+    cpu::dot_tile(wt, k, W.data(), wrow, dc.nr, A.data(), arow, dc.nc, out.data(), ors);
+    const int64_t ablock = type_traits(at).block_size;
+    for (int64_t r = 0; r < dc.nr; ++r) {
+        for (int64_t c = 0; c < dc.nc; ++c) {
+            const float* w = wdeq.data() + r * k;
+            const float* x = xf.data() + c * k;
+            const float* xq = xdeq.data() + c * k;
+            double ref_q = 0, ref_f = 0, mag_q = 0, act_bound = 0;
+            for (int64_t b0 = 0; b0 < k; b0 += ablock) {
+                float amax = 0;
+                for (int64_t i = b0; i < b0 + ablock; ++i) amax = std::max(amax, std::fabs(x[i]));
+                for (int64_t i = b0; i < b0 + ablock; ++i) {
+                    ref_q += double(w[i]) * xq[i];
+                    ref_f += double(w[i]) * x[i];
+                    mag_q += std::fabs(double(w[i]) * xq[i]);
+                    act_bound += std::fabs(double(w[i])) * 0.57 * amax / 127;
+                }
+            }
+            const double got = out[size_t(r * ors + c)];
+            CAPTURE(r);
+            CAPTURE(c);
+            CHECK(std::fabs(got - ref_q) <= 1e-5 * mag_q + 1e-30);
+            CHECK(std::fabs(got - ref_f) <= act_bound + 1e-5 * mag_q);
+        }
+        for (int64_t c = dc.nc; c < ors; ++c) CHECK(out[size_t(r * ors + c)] == -12345.0f);  // padding untouched
+    }
+}
+
+}  // namespace
+
+TEST_CASE("dot_tile matches dequantize + double dot for every weight type, odd shapes and strides") {
+    const DotCase cases[] = {
+        {1, 1, 1, 0, 0, 0}, {7, 3, 2, 0, 0, 0},  {5, 9, 3, 8, 4, 3}, {4, 4, 1, 0, 0, 0},
+        {9, 1, 5, 2, 0, 0}, {13, 6, 2, 0, 6, 1}, {3, 17, 1, 0, 0, 0},
+    };
+    uint64_t seed = 1;
+    for (DType wt : kWeightTypes) {
+        const std::string tname = type_name(wt);
+        CAPTURE(tname);
+        for (const auto& dc : cases) {
+            CAPTURE(dc.nr);
+            CAPTURE(dc.nc);
+            CAPTURE(dc.nblocks);
+            check_dot_tile(wt, dc, seed++);
+        }
+    }
+}
+
+TEST_CASE("dot_tile: many blocks (long k) stay within the bounds") {
+    for (DType wt : kWeightTypes) {
+        const std::string tname = type_name(wt);
+        CAPTURE(tname);
+        const int64_t nblocks = type_traits(wt).block_size == 32 ? 131 : 17;  // k = 4192 / 4352
+        check_dot_tile(wt, {6, 5, nblocks, 0, 0, 0}, 99);
+    }
+}
+
+TEST_CASE("dot_tile: activation types follow the weight's block family") {
+    for (DType wt : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0})
+        CHECK(cpu::activation_type(wt) == DType::Q8_0);
+    for (DType wt : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+        CHECK(cpu::activation_type(wt) == DType::Q8_K);
+    CHECK(cpu::activation_type(DType::F16) == DType::F32);
+    CHECK(cpu::activation_row_bytes(DType::Q4_0, 64) == 2 * sizeof(block_q8_0));
+    CHECK(cpu::activation_row_bytes(DType::Q4_K, 512) == 2 * sizeof(block_q8_K));
+}
+
+TEST_CASE("dot_tile: f16 weights take the float path") {
+    const int64_t k = 40, nr = 3, nc = 2;
+    const auto wf = normal_floats(size_t(nr * k), 5), xf = normal_floats(size_t(nc * k), 6);
+    std::vector<uint16_t> w16(wf.size());
+    for (size_t i = 0; i < wf.size(); ++i) w16[i] = fp32_to_fp16(wf[i]);
+    std::vector<uint8_t> act(cpu::activation_row_bytes(DType::F16, k) * size_t(nc));
+    for (int64_t c = 0; c < nc; ++c)
+        cpu::quantize_activations(DType::F16, xf.data() + c * k, act.data() + size_t(c) * cpu::activation_row_bytes(DType::F16, k), k);
+    std::vector<float> out(size_t(nr * nc));
+    cpu::dot_tile(DType::F16, k, w16.data(), size_t(k) * 2, nr, act.data(), size_t(k) * 4, nc, out.data(), nc);
+    for (int64_t r = 0; r < nr; ++r)
+        for (int64_t c = 0; c < nc; ++c) {
+            double ref = 0, mag = 0;
+            for (int64_t i = 0; i < k; ++i) {
+                ref += double(fp16_to_fp32(w16[size_t(r * k + i)])) * xf[size_t(c * k + i)];
+                mag += std::fabs(double(fp16_to_fp32(w16[size_t(r * k + i)])) * xf[size_t(c * k + i)]);
+            }
+            CHECK(std::fabs(out[size_t(r * nc + c)] - ref) <= 1e-5 * mag);  // float accumulation of 40 terms
+        }
+}

@@ -1,0 +1,73 @@
+// Private to backends/cpu/quant_dot*.cpp: the register-blocked tile kernels and the SIMD helpers they share.
+// A tile kernel computes R weight rows x C activation rows (R, C <= kTileRows/kTileCols) over `nblocks`
+// blocks of the weight type; activations are in activation_type(w) (Q8_0 or Q8_K blocks).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/quant.h"
+#include "core/types.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define TESSERA_QDOT_AVX2 1
+#endif
+
+namespace tessera::cpu::qdot {
+
+constexpr int kTileRows = 4;
+constexpr int kTileCols = 4;
+
+using TileFn = void (*)(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride,
+                        float* out, int64_t out_row_stride);
+
+// The kernel for an R x C tile (1 <= R <= kTileRows, 1 <= C <= kTileCols), or nullptr when this build has
+// no SIMD kernel for the type (the caller then uses the portable path).
+TileFn legacy_tile(DType w, int R, int C);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 with Q8_0 activations
+TileFn k_tile(DType w, int R, int C);       // Q2_K .. Q6_K with Q8_K activations
+
+#if TESSERA_QDOT_AVX2
+
+inline float h2f(uint16_t h) {
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    return fp16_to_fp32(h);
+#endif
+}
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+inline __m256i loadu256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define TESSERA_QDOT_VNNI 1
+#endif
+
+// acc + sums of 4 adjacent u8 x s8 products per int32 lane. Without VNNI the pairwise int16 step
+// saturates above 32767, so callers keep u <= 127 there (2 * 127 * 127 < 32767).
+inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
+#if TESSERA_QDOT_VNNI
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+// acc + sums of 2 adjacent int16 x int16 products per int32 lane.
+inline __m256i dot_s16(__m256i acc, __m256i a, __m256i b) {
+#if TESSERA_QDOT_VNNI
+    return _mm256_dpwssd_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+#endif  // TESSERA_QDOT_AVX2
+
+}  // namespace tessera::cpu::qdot

@@ -1,0 +1,176 @@
+// Tile kernels for the 32-element weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against Q8_0 activations.
+//
+// Per 32-element block, weights are unpacked once per row into unsigned bytes u = q + offset (Q4_0: offset
+// 8, Q5_0: 16, Q8_0: 128; the _1 types are already unsigned) and shared by the C activation columns; each
+// activation block's sum is computed once per column and shared by the R rows. Then for every (row, col):
+//     sum(q * x) = sum(u * x) - offset * sum(x)     one u8 x s8 dot, the correction as its accumulator input
+//     acc += float(that) * (d_w * d_x)              (+ m_w * d_x * sum(x) for the _1 types)
+// Sums of x are exact integers here, so llama.cpp's Q8_1 activations (which carry d * sum(x) rounded to
+// f16) are not needed: one activation format serves all five types and is slightly more exact.
+#include "backends/cpu/quant_dot_kernels.h"
+
+#include <cstring>
+
+namespace tessera::cpu::qdot {
+
+#if TESSERA_QDOT_AVX2
+
+namespace {
+
+// 16 packed bytes -> 32 bytes: element j = low nibble of byte j, element j + 16 = its high nibble.
+inline __m256i unpack_nibbles(const uint8_t* qs) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+}
+
+// Bit i of the little-endian 32-bit qh -> 0x10 in byte i.
+inline __m256i fifth_bits(const uint8_t* qh4) {
+    uint32_t bits;
+    std::memcpy(&bits, qh4, 4);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    return _mm256_maskz_mov_epi8(__mmask32(bits), _mm256_set1_epi8(0x10));
+#else
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(int(bits)), _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2,
+                                                       2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+#endif
+}
+
+struct Q4_0W {
+    using Block = block_q4_0;
+    static constexpr int kOffsetShift = 3;  // offset 8
+    static constexpr bool kHasMin = false;
+    static __m256i unpack(const Block& b) { return unpack_nibbles(b.qs); }
+    static float min(const Block&) { return 0; }
+};
+struct Q4_1W {
+    using Block = block_q4_1;
+    static constexpr int kOffsetShift = -1;
+    static constexpr bool kHasMin = true;
+    static __m256i unpack(const Block& b) { return unpack_nibbles(b.qs); }
+    static float min(const Block& b) { return h2f(b.m); }
+};
+struct Q5_0W {
+    using Block = block_q5_0;
+    static constexpr int kOffsetShift = 4;  // offset 16
+    static constexpr bool kHasMin = false;
+    static __m256i unpack(const Block& b) { return _mm256_or_si256(unpack_nibbles(b.qs), fifth_bits(b.qh)); }
+    static float min(const Block&) { return 0; }
+};
+struct Q5_1W {
+    using Block = block_q5_1;
+    static constexpr int kOffsetShift = -1;
+    static constexpr bool kHasMin = true;
+    static __m256i unpack(const Block& b) { return _mm256_or_si256(unpack_nibbles(b.qs), fifth_bits(b.qh)); }
+    static float min(const Block& b) { return h2f(b.m); }
+};
+// Q8_0 weights: u = q + 128 (flip the sign bit). Needs the VNNI dot (u up to 255); without it, q itself
+// goes through the sign trick (|q| x sign(x, q)), see tile().
+struct Q8_0W {
+    using Block = block_q8_0;
+#if TESSERA_QDOT_VNNI
+    static constexpr int kOffsetShift = 7;
+#else
+    static constexpr int kOffsetShift = -2;  // marks the sign-trick path
+#endif
+    static constexpr bool kHasMin = false;
+    static __m256i unpack(const Block& b) {
+        const __m256i q = loadu256(b.qs);
+        return kOffsetShift == 7 ? _mm256_xor_si256(q, _mm256_set1_epi8(int8_t(0x80))) : q;
+    }
+    static float min(const Block&) { return 0; }
+};
+
+template <class W, int R, int C>
+void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
+          int64_t out_row_stride) {
+    using Block = typename W::Block;
+    constexpr bool kOffset = W::kOffsetShift >= 0;
+    constexpr bool kSignTrick = W::kOffsetShift == -2;
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256 acc[R][C];
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+
+    for (int64_t b = 0; b < nblocks; ++b) {
+        __m256i xq[C], corr[C];
+        __m256 dx[C], xsum[C];
+        for (int c = 0; c < C; ++c) {
+            const block_q8_0& xb = reinterpret_cast<const block_q8_0*>(a + size_t(c) * a_stride)[b];
+            xq[c] = loadu256(xb.qs);
+            dx[c] = _mm256_set1_ps(h2f(xb.d));
+            if constexpr (kOffset || W::kHasMin) {
+                const __m256i s = dot_u8s8(_mm256_setzero_si256(), ones, xq[c]);
+                if constexpr (kOffset) corr[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s, kOffset ? W::kOffsetShift : 0));
+                if constexpr (W::kHasMin) xsum[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(s), dx[c]);
+            }
+        }
+        for (int r = 0; r < R; ++r) {
+            const Block& wb = reinterpret_cast<const Block*>(w + size_t(r) * w_stride)[b];
+            const __m256i u = W::unpack(wb);
+            const __m256 dw = _mm256_set1_ps(h2f(wb.d));
+            [[maybe_unused]] __m256i au;
+            if constexpr (kSignTrick) au = _mm256_sign_epi8(u, u);
+            [[maybe_unused]] __m256 mw;
+            if constexpr (W::kHasMin) mw = _mm256_set1_ps(W::min(wb));
+            for (int c = 0; c < C; ++c) {
+                __m256i p;
+                if constexpr (kSignTrick)
+                    p = dot_u8s8(_mm256_setzero_si256(), au, _mm256_sign_epi8(xq[c], u));
+                else if constexpr (kOffset)
+                    p = dot_u8s8(corr[c], u, xq[c]);
+                else
+                    p = dot_u8s8(_mm256_setzero_si256(), u, xq[c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, dx[c]), acc[r][c]);
+                if constexpr (W::kHasMin) acc[r][c] = _mm256_fmadd_ps(xsum[c], mw, acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) out[r * out_row_stride + c] = hsum(acc[r][c]);
+}
+
+template <class W, int R>
+TileFn pick_c(int C) {
+    switch (C) {
+        case 1: return tile<W, R, 1>;
+        case 2: return tile<W, R, 2>;
+        case 3: return tile<W, R, 3>;
+        case 4: return tile<W, R, 4>;
+    }
+    return nullptr;
+}
+
+template <class W>
+TileFn pick(int R, int C) {
+    switch (R) {
+        case 1: return pick_c<W, 1>(C);
+        case 2: return pick_c<W, 2>(C);
+        case 3: return pick_c<W, 3>(C);
+        case 4: return pick_c<W, 4>(C);
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+TileFn legacy_tile(DType w, int R, int C) {
+    switch (w) {
+        case DType::Q4_0: return pick<Q4_0W>(R, C);
+        case DType::Q4_1: return pick<Q4_1W>(R, C);
+        case DType::Q5_0: return pick<Q5_0W>(R, C);
+        case DType::Q5_1: return pick<Q5_1W>(R, C);
+        case DType::Q8_0: return pick<Q8_0W>(R, C);
+        default: return nullptr;
+    }
+}
+
+#else
+
+TileFn legacy_tile(DType, int, int) { return nullptr; }
+
+#endif
+
+}  // namespace tessera::cpu::qdot
