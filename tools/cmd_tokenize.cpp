@@ -1,0 +1,84 @@
+// `tessera tokenize -m MODEL [-p TEXT | -f FILE] [--no-bos] [--parse-special] [--ids]`: shows how a model's
+// vocabulary splits text. Reads only the tokenizer.* metadata, so vocab-only GGUF files work too (it uses the
+// tokenizer directly rather than the C API, which needs a loadable model).
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "core/gguf.h"
+#include "models/tokenizer.h"
+#include "models/unicode.h"
+#include "tools/args.h"
+#include "tools/command.h"
+
+namespace tessera::cli {
+
+namespace {
+
+// A piece as printable text: valid UTF-8 is shown as is, other bytes (a part of a character) as \xNN.
+std::string show_piece(const std::string& piece) {
+    std::string out;
+    for (size_t i = 0; i < piece.size();) {
+        size_t len = unicode::valid_utf8_at(piece, i);
+        if (len > 0 && uint8_t(piece[i]) >= 0x20 && piece[i] != 0x7F) {
+            out.append(piece, i, len);
+            i += len;
+        } else {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02X", unsigned(uint8_t(piece[i])));
+            out += buf;
+            i += 1;
+        }
+    }
+    return out;
+}
+
+int tokenize(int argc, char** argv) {
+    std::string model, prompt, file;
+    bool no_bos = false, parse_special = false, ids_only = false;
+    ArgParser p("tokenize", "-m MODEL (-p TEXT | -f FILE) [options]",
+                "Prints the tokens of TEXT: one \"id<TAB>'piece'\" line per token, or with --ids the ids on one line.");
+    p.option("-m,--model", &model, "FILE", "GGUF file with a vocabulary (vocab-only files work)");
+    p.option("-p,--prompt", &prompt, "TEXT", "text to tokenize");
+    p.option("-f,--file", &file, "FILE", "read the text from FILE");
+    p.flag("--no-bos", &no_bos, "add no special tokens (no BOS, no EOS)");
+    p.flag("--parse-special", &parse_special, "recognize special token texts such as <|eot_id|>");
+    p.flag("--ids", &ids_only, "print only the ids, space-separated, on one line");
+    if (!p.parse(argc, argv)) return 0;
+    if (model.empty()) throw UsageError("-m MODEL is required");
+    if (p.given("--prompt") == p.given("--file")) throw UsageError("give exactly one of -p TEXT and -f FILE");
+    if (p.given("--file")) {
+        std::ifstream in(file, std::ios::binary);
+        if (!in) throw UsageError("-f: cannot read '" + file + "'");
+        std::stringstream ss;
+        ss << in.rdbuf();
+        prompt = ss.str();
+    }
+
+    auto gguf = GGUFFile::open(model);
+    auto tok = Tokenizer::from_gguf(*gguf);
+    const auto ids = tok->tokenize(prompt, !no_bos, parse_special);
+    if (ids_only) {
+        std::string line;
+        for (size_t i = 0; i < ids.size(); ++i) {
+            if (i) line += ' ';
+            line += std::to_string(ids[i]);
+        }
+        std::printf("%s\n", line.c_str());
+    } else {
+        for (TokenId id : ids)
+            std::printf("%d\t'%s'\n", id, show_piece(tok->token_to_piece(id, /*render_special=*/true)).c_str());
+    }
+    return 0;
+}
+
+int cmd_tokenize(int argc, char** argv) {
+    return run_guarded("tokenize", [&] { return tokenize(argc, argv); });
+}
+
+RegisterCommand reg("tokenize", "show the tokens of a text (-m MODEL -p TEXT)", cmd_tokenize);
+
+}  // namespace
+
+}  // namespace tessera::cli
