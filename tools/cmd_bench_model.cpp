@@ -1,0 +1,181 @@
+// `tessera bench -m MODEL`: prompt processing (pp) and generation (tg) speed, with the bytes a
+// generated token reads and the memory bandwidth that implies, against the bandwidth this machine
+// measures in the same run (a read-sum over 2 GiB). Decode is memory-bound: that fraction is the
+// efficiency figure.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <omp.h>
+
+#include "tools/command.h"
+#include "tools/session_flags.h"
+
+namespace tessera::cli {
+
+namespace {
+
+struct Stats {
+    double median = 0, min = 0, max = 0;
+};
+
+Stats stats_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    Stats s;
+    s.min = v.front();
+    s.max = v.back();
+    const size_t n = v.size();
+    s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    return s;
+}
+
+// Read bandwidth in GB/s: the best of a few passes summing `bytes` of memory with `threads` threads.
+double measure_bandwidth(size_t bytes, int threads) {
+    const size_t n = bytes / sizeof(double);
+    std::unique_ptr<double[]> buf(new double[n]);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t i = 0; i < n; ++i) buf[i] = double(i & 7);  // touch every page (first touch by the reader)
+    double best = 0, sink = 0;
+    for (int pass = 0; pass < 3; ++pass) {
+        const auto t0 = std::chrono::steady_clock::now();
+        double total = 0;
+        // Eight independent sums per thread so the adds are not one dependency chain.
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+        {
+            const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            const size_t lo = n / size_t(nt) * size_t(t) / 8 * 8;
+            const size_t hi = t == nt - 1 ? n / 8 * 8 : n / size_t(nt) * size_t(t + 1) / 8 * 8;
+            double acc[8] = {};
+            for (size_t i = lo; i < hi; i += 8)
+                for (int j = 0; j < 8; ++j) acc[j] += buf[i + size_t(j)];
+            for (double a : acc) total += a;
+        }
+        const double secs = seconds_since(t0);
+        sink += total;
+        best = std::max(best, double(bytes) / secs / 1e9);
+    }
+    if (sink == -1.0) std::fprintf(stderr, " ");  // keeps the sums observable
+    return best;
+}
+
+std::vector<int> parse_list(const std::string& flag, const std::string& text) {
+    std::vector<int> out;
+    for (int32_t v : parse_ids(flag, text)) {
+        if (v < 0) throw UsageError(flag + ": counts must be >= 0");
+        out.push_back(v);
+    }
+    return out;
+}
+
+int bench(int argc, char** argv) {
+    SessionFlags sf;
+    std::string pp_list = "512", tg_list = "128";
+    int reps = 3;
+    bool json = false, no_bw = false;
+    ArgParser p("bench -m", "MODEL [-p 512] [-n 128] [-r REPS] [--json] [options]",
+                "Prompt processing (ppN: N tokens in one batch) and generation (tgN: N tokens one at a time)\n"
+                "speeds, bytes read per generated token and the bandwidth they imply, against the measured\n"
+                "memory bandwidth (read-sum over 2 GiB). Random token ids; the cache starts empty each rep.");
+    sf.add_to(p);
+    p.option("-p,--n-prompt", &pp_list, "N[,N]", "prompt lengths (default 512; 0 = skip)");
+    p.option("-n,--n-gen", &tg_list, "N[,N]", "generation lengths (default 128; 0 = skip)");
+    p.option("-r,--repetitions", &reps, "R", "repetitions per test (default 3)", 1, 1000);
+    p.flag("--json", &json, "one JSON object per line");
+    p.flag("--no-bandwidth", &no_bw, "skip the memory bandwidth measurement");
+    if (!p.parse(argc, argv)) return 0;
+    if (sf.model.empty()) throw UsageError("-m MODEL is required");
+    const auto pps = parse_list("-p", pp_list), tgs = parse_list("-n", tg_list);
+
+    ModelHandle model;
+    check(tessera_model_open(sf.model.c_str(), nullptr, &model.m), "loading the model");
+    int max_len = 1;
+    for (int n : pps) max_len = std::max(max_len, n);
+    for (int n : tgs) max_len = std::max(max_len, n);
+    tessera_session_params sp = sf.params();
+    if (sp.n_ctx == 0) sp.n_ctx = max_len;
+    SessionHandle session;
+    check(tessera_session_create(model.m, &sp, &session.s), "creating the session");
+    const int threads = sf.threads > 0 ? sf.threads : omp_get_num_procs();
+    if (!json) print_cache_size(session.s);
+
+    const double bw = no_bw ? 0.0 : measure_bandwidth(size_t(2) << 30, threads);
+    const int n_vocab = tessera_model_n_vocab(model.m);
+    const double weight_bytes = double(tessera_model_decode_bytes(model.m));
+    const double kv_per_tok = double(tessera_session_cache_bytes_per_token(session.s));
+    if (!json)
+        std::fprintf(stderr, "model %s: %.1f MiB of weights, %.1f MiB read per decoded token; bandwidth %.1f GB/s (%d threads)\n",
+                     sf.model.c_str(), double(tessera_model_size(model.m)) / 1048576.0, weight_bytes / 1048576.0, bw,
+                     threads);
+
+    std::srand(1234);
+    auto random_ids = [&](int n) {
+        std::vector<tessera_token> ids(static_cast<size_t>(n));
+        for (auto& id : ids) id = std::rand() % n_vocab;
+        return ids;
+    };
+
+    auto report = [&](const std::string& test, int n_tokens, const std::vector<double>& secs, bool gen) {
+        std::vector<double> tps;
+        for (double s : secs) tps.push_back(n_tokens / s);
+        const Stats st = stats_of(tps);
+        // A generated token reads every weight once plus the K/V rows before it (on average half the run).
+        const double bytes = gen ? weight_bytes + kv_per_tok * (n_tokens + 1) / 2.0 : 0.0;
+        const double gbs = bytes * st.median / 1e9;
+        if (json) {
+            std::printf("{\"test\": \"%s\", \"threads\": %d, \"tokens_per_s\": %.3f, \"tokens_per_s_min\": %.3f, "
+                        "\"tokens_per_s_max\": %.3f, \"reps\": %zu, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f, "
+                        "\"bandwidth_gb_per_s\": %.3f, \"bandwidth_fraction\": %.4f}\n",
+                        test.c_str(), threads, st.median, st.min, st.max, secs.size(), bytes, gbs, bw,
+                        bw > 0 && gen ? gbs / bw : 0.0);
+        } else if (gen) {
+            std::printf("%-8s %3d threads  %9.2f tok/s  (min %.2f, max %.2f)  %7.1f MiB/token  %6.2f GB/s = %4.1f %% of %.1f GB/s\n",
+                        test.c_str(), threads, st.median, st.min, st.max, bytes / 1048576.0, gbs,
+                        bw > 0 ? 100.0 * gbs / bw : 0.0, bw);
+        } else {
+            std::printf("%-8s %3d threads  %9.2f tok/s  (min %.2f, max %.2f)\n", test.c_str(), threads, st.median,
+                        st.min, st.max);
+        }
+        std::fflush(stdout);
+    };
+
+    for (int n : pps) {
+        if (n == 0) continue;
+        std::vector<double> secs;
+        for (int r = 0; r <= reps; ++r) {  // rep 0 warms up (builds the graphs, pages the weights in)
+            check(tessera_session_reset(session.s), "reset");
+            const auto ids = random_ids(n);
+            const auto t0 = std::chrono::steady_clock::now();
+            check(tessera_decode(session.s, ids.data(), n), "prompt");
+            if (r > 0) secs.push_back(seconds_since(t0));
+        }
+        report("pp" + std::to_string(n), n, secs, false);
+    }
+    for (int n : tgs) {
+        if (n == 0) continue;
+        std::vector<double> secs;
+        for (int r = 0; r <= reps; ++r) {
+            check(tessera_session_reset(session.s), "reset");
+            const auto ids = random_ids(n);
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int i = 0; i < n; ++i) check(tessera_decode(session.s, &ids[size_t(i)], 1), "generation");
+            if (r > 0) secs.push_back(seconds_since(t0));
+        }
+        report("tg" + std::to_string(n), n, secs, true);
+    }
+    return 0;
+}
+
+int cmd_bench_model(int argc, char** argv) {
+    return run_guarded("bench", [&] { return bench(argc, argv); });
+}
+
+RegisterBench reg("model", "a model's prompt and generation speed (bench -m MODEL)", cmd_bench_model);
+
+}  // namespace
+
+}  // namespace tessera::cli
