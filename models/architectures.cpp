@@ -1,6 +1,8 @@
 // The architecture table. Adding an architecture is one line here (see models/model.h).
 #include <functional>
 
+#include "models/deepseek2.h"
+#include "models/gemma.h"
 #include "models/llama.h"
 #include "models/model.h"
 
@@ -15,6 +17,10 @@ struct Entry {
 
 const Entry kArchitectures[] = {
     {"llama", make_llama_architecture},
+    {"gemma", make_gemma_architecture},
+    {"gemma2", make_gemma2_architecture},
+    {"gemma3", make_gemma3_architecture},
+    {"deepseek2", make_deepseek2_architecture},
 };
 
 }  // namespace
