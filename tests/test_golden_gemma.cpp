@@ -1,0 +1,78 @@
+// Golden logits for the Gemma family: every gemma, gemma2 (F32, F16, Q8_0, Q4_0, Q4_K_M) and gemma3
+// case of ../shared/golden/manifest.json through the library, in one batch, one token at a time, and
+// in odd-sized prefill chunks (window layers then see keys written by earlier chunks). The yardstick
+// is llama.cpp's logits; the tolerances are the manifest's (see golden/README.md: they already allow
+// for llama.cpp's table GELU and its activation quantization).
+#include <doctest/doctest.h>
+
+#include "tests/golden_util.h"
+
+using namespace tessera;
+using namespace tessera::testing;
+namespace golden = tessera::testing::golden;
+
+namespace {
+
+std::vector<golden::Case> gemma_cases() { return golden::cases_for({"gemma", "gemma2", "gemma3"}); }
+
+}  // namespace
+
+TEST_CASE("golden gemma: every gemma/gemma2/gemma3 case, batch and incremental, F32 cache") {
+    if (!shared_available()) {
+        MESSAGE("skipped: ../shared is missing");
+        return;
+    }
+    const auto cases = gemma_cases();
+    REQUIRE(cases.size() >= 7);  // gemma, gemma2 (+ f16, q8_0, q4_0, q4_k_m), gemma3
+    for (const auto& c : cases) {
+        auto model = Model::open(c.gguf);
+        CHECK(model->hparams().arch == c.arch);
+        const auto ids = golden::read_tokens(c.tokens);
+        const auto want = golden::read_f32(c.logits);
+        REQUIRE(int64_t(ids.size()) == c.n_tokens);
+        REQUIRE(int64_t(want.size()) == c.n_tokens * c.n_vocab);
+        golden::RunOptions o;  // F32 cache, as the golden run
+        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch");
+        o.incremental = true;
+        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental");
+    }
+}
+
+TEST_CASE("golden gemma: prefill in chunks of 5 tokens crosses the 8-token window") {
+    if (!shared_available()) return;
+    for (const auto& c : gemma_cases()) {
+        if (c.weight_type != "F32") continue;
+        auto model = Model::open(c.gguf);
+        golden::RunOptions o;
+        o.n_batch = 5;  // odd, smaller than the window: every chunk reads keys of one or two earlier chunks
+        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
+                           golden::read_f32(c.logits), c.tol_rel_rms, "chunks of 5");
+    }
+}
+
+TEST_CASE("golden gemma: F32 cases on the reference backend") {
+    if (!shared_available()) return;
+    for (const auto& c : gemma_cases()) {
+        if (c.weight_type != "F32") continue;
+        auto model = Model::open(c.gguf);
+        golden::RunOptions o;
+        o.backend = "reference";
+        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
+                           golden::read_f32(c.logits), c.tol_rel_rms, "reference batch");
+    }
+}
+
+TEST_CASE("golden gemma: the default F16 cache") {
+    if (!shared_available()) return;
+    for (const auto& c : gemma_cases()) {
+        if (c.weight_type != "F32") continue;
+        auto model = Model::open(c.gguf);
+        golden::RunOptions o;
+        o.cache = DType::F16;
+        // F16 K/V rows carry a relative rounding error up to 2^-11 (4.9e-4) each; through 2-6 layers that
+        // moves the logits by about that much relative. The bound is the manifest's tolerance plus 2e-3
+        // (4x the rounding unit), still far below what a wrong rope mode, window or norm produces (>= 0.05).
+        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
+                           golden::read_f32(c.logits), c.tol_rel_rms + 2e-3, "batch, f16 cache");
+    }
+}
