@@ -1,0 +1,110 @@
+// Chat formats: a system + user + assistant + user conversation in each family's format, written out by hand
+// from the published format definitions (model cards / reference templates), and template detection.
+#include <doctest/doctest.h>
+
+#include "core/error.h"
+#include "models/chat_template.h"
+
+using namespace tessera;
+
+namespace {
+
+const std::vector<ChatMessage> kConversation = {
+    {"system", "You are helpful."},
+    {"user", "Hi"},
+    {"assistant", "Hello!"},
+    {"user", "How are you?"},
+};
+
+const std::string kDsUser = "<\xEF\xBD\x9CUser\xEF\xBD\x9C>";                // <｜User｜>
+const std::string kDsAsst = "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>";        // <｜Assistant｜>
+const std::string kDsEnd = "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>";  // <｜end▁of▁sentence｜>
+
+}  // namespace
+
+TEST_CASE("chat: chatml") {
+    CHECK(format_chat(ChatFormat::ChatML, kConversation, true) ==
+          "<|im_start|>system\nYou are helpful.<|im_end|>\n"
+          "<|im_start|>user\nHi<|im_end|>\n"
+          "<|im_start|>assistant\nHello!<|im_end|>\n"
+          "<|im_start|>user\nHow are you?<|im_end|>\n"
+          "<|im_start|>assistant\n");
+    CHECK(format_chat(ChatFormat::ChatML, {{"user", "x"}}, false) == "<|im_start|>user\nx<|im_end|>\n");
+}
+
+TEST_CASE("chat: llama2 (BOS of the first turn comes from the tokenizer)") {
+    CHECK(format_chat(ChatFormat::Llama2, kConversation, true) ==
+          "[INST] <<SYS>>\nYou are helpful.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] How are you? [/INST]");
+    CHECK(format_chat(ChatFormat::Llama2, {{"user", "  Hi  "}}, true) == "[INST] Hi [/INST]");
+}
+
+TEST_CASE("chat: llama3") {
+    CHECK(format_chat(ChatFormat::Llama3, kConversation, true) ==
+          "<|start_header_id|>system<|end_header_id|>\n\nYou are helpful.<|eot_id|>"
+          "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+          "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+          "<|start_header_id|>user<|end_header_id|>\n\nHow are you?<|eot_id|>"
+          "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+TEST_CASE("chat: gemma (system text opens the first user turn)") {
+    CHECK(format_chat(ChatFormat::Gemma, kConversation, true) ==
+          "<start_of_turn>user\nYou are helpful.\n\nHi<end_of_turn>\n"
+          "<start_of_turn>model\nHello!<end_of_turn>\n"
+          "<start_of_turn>user\nHow are you?<end_of_turn>\n"
+          "<start_of_turn>model\n");
+}
+
+TEST_CASE("chat: deepseek v2") {
+    CHECK(format_chat(ChatFormat::DeepSeek2, kConversation, true) ==
+          "You are helpful.\n\nUser: Hi\n\nAssistant: Hello!" + kDsEnd + "User: How are you?\n\nAssistant:");
+}
+
+TEST_CASE("chat: deepseek v3 / r1") {
+    CHECK(format_chat(ChatFormat::DeepSeek3, kConversation, true) ==
+          "You are helpful." + kDsUser + "Hi" + kDsAsst + "Hello!" + kDsEnd + kDsUser + "How are you?" + kDsAsst);
+    // R1: the reasoning of earlier answers is not repeated.
+    std::vector<ChatMessage> r1 = {{"user", "Q"}, {"assistant", "<think>\nhmm\n</think>\n\nA"}, {"user", "Q2"}};
+    CHECK(format_chat(ChatFormat::DeepSeek3, r1, true) ==
+          kDsUser + "Q" + kDsAsst + "\n\nA" + kDsEnd + kDsUser + "Q2" + kDsAsst);
+}
+
+TEST_CASE("chat: phi3 and zephyr") {
+    CHECK(format_chat(ChatFormat::Phi3, kConversation, true) ==
+          "<|system|>\nYou are helpful.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello!<|end|>\n"
+          "<|user|>\nHow are you?<|end|>\n<|assistant|>\n");
+    CHECK(format_chat(ChatFormat::Zephyr, kConversation, true) ==
+          "<|system|>\nYou are helpful.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello!</s>\n"
+          "<|user|>\nHow are you?</s>\n<|assistant|>\n");
+}
+
+TEST_CASE("chat: detection from template text (matched, never executed)") {
+    // Excerpts of the families' Jinja templates: only their distinctive markers matter.
+    CHECK(detect_chat_format("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                             "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}") == ChatFormat::ChatML);
+    CHECK(detect_chat_format("{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{{ '<<SYS>>\\n' }}") ==
+          ChatFormat::Llama2);
+    CHECK(detect_chat_format("{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+                             "+ message['content'] | trim + '<|eot_id|>' %}") == ChatFormat::Llama3);
+    CHECK(detect_chat_format("{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + "
+                             "'<end_of_turn>\\n' }}") == ChatFormat::Gemma);
+    CHECK(detect_chat_format("{{'" + kDsUser + "' + message['content']}}{{'" + kDsAsst + "' + content + '" + kDsEnd +
+                             "'}}") == ChatFormat::DeepSeek3);
+    CHECK(detect_chat_format("{{ 'User: ' + message['content'] + '\\n\\n' }}{{ 'Assistant: ' + message['content'] + "
+                             "eos_token }}") == ChatFormat::DeepSeek2);
+    CHECK(detect_chat_format("{{'<|user|>' + '\\n' + message['content'] + '<|end|>' + '\\n' + '<|assistant|>' + "
+                             "'\\n'}}") == ChatFormat::Phi3);
+    CHECK(detect_chat_format("{{ '<|user|>\\n' + message['content'] + eos_token }}{{ '<|assistant|>' }}") ==
+          ChatFormat::Zephyr);
+    CHECK(detect_chat_format("") == ChatFormat::Unknown);
+    CHECK(detect_chat_format("{{ cycler.__init__.__globals__.os.popen('id').read() }}") == ChatFormat::Unknown);
+}
+
+TEST_CASE("chat: names, errors") {
+    for (const auto& n : chat_format_names()) CHECK(chat_format_name(chat_format_from_name(n)) == n);
+    CHECK(chat_format_from_name("deepseek-r1") == ChatFormat::DeepSeek3);
+    CHECK_THROWS_WITH_AS(chat_format_from_name("nope"), doctest::Contains("chatml"), Error);
+    CHECK_THROWS_WITH_AS(format_chat(ChatFormat::ChatML, {{"tool", "x"}}, true), doctest::Contains("tool"), Error);
+    CHECK_THROWS_AS(format_chat(ChatFormat::Unknown, kConversation, true), Error);
+    CHECK(chat_format_stops(ChatFormat::ChatML) == std::vector<std::string>{"<|im_end|>"});
+}
