@@ -26,6 +26,10 @@ constexpr int64_t kPackPanelRows = 64;    // weight rows per work item when pack
 constexpr int64_t kBlockK = 1024;         // k-block of a packed panel: 64 x 1024 f32 = 256 KiB, fits L2
 constexpr int64_t kQuantCols = 16;        // activation rows per quant dot_tile call
 
+// A row stride (in floats) of at least n that is not a multiple of 1 KiB: rows a power-of-two
+// apart map to the same L1 sets and evict each other in the register-blocked kernel.
+int64_t padded_stride(int64_t n) { return (n * 4) % 1024 == 0 ? n + 16 : n; }
+
 size_t elem_size(DType t) { return t == DType::F32 ? 4 : 2; }
 
 template <class W>
@@ -49,22 +53,16 @@ void float_panel(const MatmulJob& job, int64_t r0, int64_t r1, float* panel) {
 
     for (int64_t k0 = 0; k0 < k; k0 += kBlockK) {
         const int64_t kc = std::min(kBlockK, k - k0);
-        const float* wp;
-        int64_t wps;
-        if constexpr (std::is_same_v<W, F32Elem>) {
-            wp = w0 + k0;
-            wps = ws;
-        } else {
-            const int64_t kv = kc / kLanes * kLanes;
-            for (int64_t r = 0; r < rows; ++r) {
-                const T* src = w0 + r * ws + k0;
-                float* dst = panel + r * kc;
-                for (int64_t p = 0; p < kv; p += kLanes) W::load(src + p).store_unaligned(dst + p);
-                for (int64_t p = kv; p < kc; ++p) dst[p] = W::scalar(src[p]);
-            }
-            wp = panel;
-            wps = kc;
+        // The panel's row stride is padded (see padded_stride) so its rows do not share L1 sets.
+        const int64_t wps = padded_stride(kc);
+        const int64_t kv = kc / kLanes * kLanes;
+        for (int64_t r = 0; r < rows; ++r) {
+            const T* src = w0 + r * ws + k0;
+            float* dst = panel + r * wps;
+            for (int64_t p = 0; p < kv; p += kLanes) W::load(src + p).store_unaligned(dst + p);
+            for (int64_t p = kv; p < kc; ++p) dst[p] = W::scalar(src[p]);
         }
+        const float* wp = panel;
         for (int64_t j0 = 0; j0 < job.m; j0 += kBlockCols) {
             const int rm = int(std::min<int64_t>(kBlockCols, job.m - j0));
             for (int64_t i0 = 0; i0 < rows; i0 += kBlockRows) {
@@ -137,7 +135,7 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, int threads, Scratch& s
         for (int64_t r0 = 0; r0 < jobs[j].n; r0 += panel) items.push_back({j, r0, std::min(jobs[j].n, r0 + panel)});
     }
     const size_t tile_floats =
-        size_t(std::max(kPackPanelRows * kBlockK, kPackPanelRows * kQuantCols)) + size_t(kLanes);
+        size_t(std::max(kPackPanelRows * (kBlockK + 16), kPackPanelRows * kQuantCols)) + size_t(kLanes);
     parallel_for(int64_t(items.size()), threads, [&](int64_t i, int tid) {
         const WorkItem& it = items[size_t(i)];
         const MatmulJob& job = jobs[it.job];
@@ -169,22 +167,28 @@ void mul_mat(Tensor* dst, int threads, Scratch& scratch) {
     const int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
 
     // Activations: used in place when rows are contiguous floats, else packed once.
-    const bool b_rows_ok = b->nb[0] == sizeof(float) && b->nb[1] % sizeof(float) == 0;
+    // Prefill-sized products also repack when the row stride is a multiple of 1 KiB (see padded_stride).
+    const bool b_rows_ok = b->nb[0] == sizeof(float) && b->nb[1] % sizeof(float) == 0 &&
+                           !(m >= kPackMinCols && b->ne[1] > 1 && b->nb[1] % 1024 == 0);
     const char* bbase = static_cast<const char*>(b->data);
     size_t bnb1 = b->nb[1], bnb2 = b->nb[2], bnb3 = b->nb[3];
     if (!b_rows_ok) {
         const int64_t nrows = b->nrows();
-        float* packed = reinterpret_cast<float*>(scratch.shared(1, size_t(nrows * k) * sizeof(float)));
+        const int64_t stride = padded_stride(k);
+        float* packed = reinterpret_cast<float*>(scratch.shared(1, size_t(nrows * stride) * sizeof(float)));
         parallel_chunks(nrows, threads, [&](int64_t r0, int64_t r1, int) {
             for (int64_t r = r0; r < r1; ++r) {
                 const int64_t i1 = r % b->ne[1], i2 = (r / b->ne[1]) % b->ne[2], i3 = r / (b->ne[1] * b->ne[2]);
                 const char* src = b->at(0, i1, i2, i3);
-                float* d = packed + r * k;
-                for (int64_t i = 0; i < k; ++i) std::memcpy(d + i, src + i * int64_t(b->nb[0]), sizeof(float));
+                float* d = packed + r * stride;
+                if (b->nb[0] == sizeof(float))
+                    std::memcpy(d, src, size_t(k) * sizeof(float));
+                else
+                    for (int64_t i = 0; i < k; ++i) std::memcpy(d + i, src + i * int64_t(b->nb[0]), sizeof(float));
             }
         });
         bbase = reinterpret_cast<const char*>(packed);
-        bnb1 = size_t(k) * sizeof(float);
+        bnb1 = size_t(stride) * sizeof(float);
         bnb2 = bnb1 * size_t(b->ne[1]);
         bnb3 = bnb2 * size_t(b->ne[2]);
     }

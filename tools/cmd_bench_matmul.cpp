@@ -1,0 +1,251 @@
+// `tessera bench matmul`: GFLOP/s of mul_mat on the cpu backend for each weight type, at decode (m = 1)
+// and prefill (m = 512) shapes, with 1 and 2 threads; beside them this machine's FMA peak (from the clock
+// in /proc/cpuinfo) and its memory bandwidth measured in the same run (a read-sum over a large buffer), so
+// each figure is also a ratio: prefill against peak, decode's weight bytes per second against bandwidth.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "tools/args.h"
+#include "tools/command.h"
+
+namespace tessera::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Times f: one warm-up when a run is quick, then up to `reps` runs within about `budget_s`; the median.
+template <class F>
+double time_median(F&& f, int reps, double budget_s) {
+    auto t0 = Clock::now();
+    f();
+    const double first = seconds_since(t0);
+    std::vector<double> times;
+    if (first > 0.5) times.push_back(first);  // slow case: the first run counts, no separate warm-up
+    const int n = std::max(1, std::min(reps, int(budget_s / std::max(first, 1e-9))));
+    for (int i = int(times.size()); i < n; ++i) {
+        t0 = Clock::now();
+        f();
+        times.push_back(seconds_since(t0));
+    }
+    return median(times);
+}
+
+// The clock in MHz from /proc/cpuinfo's first "cpu MHz" line (0 if absent).
+double cpu_mhz() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("cpu MHz", 0) == 0) return std::atof(line.c_str() + line.find(':') + 1);
+    return 0.0;
+}
+
+// Read bandwidth: sums a buffer (already written once, so its pages exist) on `threads` threads. Sixteen
+// independent partial sums per thread let the compiler vectorize the loop without reassociating floats,
+// so the loop is bound by memory, not by the latency of one add chain.
+double read_bandwidth_gbs(const std::vector<float>& buf, int threads, int reps) {
+    constexpr int64_t kW = 16;
+    const int64_t n = int64_t(buf.size()) / kW * kW;
+    const float* p = buf.data();
+    volatile float sink = 0;
+    const double t = time_median(
+        [&] {
+            float total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+            {
+                float acc[kW] = {};
+#pragma omp for schedule(static)
+                for (int64_t i = 0; i < n; i += kW)
+                    for (int64_t j = 0; j < kW; ++j) acc[j] += p[i + j];
+                for (int64_t j = 0; j < kW; ++j) total += acc[j];
+            }
+            sink = sink + total;
+        },
+        reps, 2.0);
+    return double(n) * sizeof(float) / t / 1e9;
+}
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+struct Result {
+    std::string type;
+    int64_t m;
+    int threads;
+    double seconds, gflops, weight_gbs;
+};
+
+// One mul_mat graph: weights [k, n] of `type` (random, quantized by the reference quantizer), activations
+// [k, m]. Returns the median time of backend.compute.
+double time_matmul(Backend& backend, DType type, int64_t k, int64_t n, int64_t m, const std::vector<float>& wf,
+                   int reps, double budget_s) {
+    Context ctx;
+    Tensor* a = ctx.new_tensor(type, {k, n}, "weights");
+    Tensor* b = ctx.new_tensor(DType::F32, {k, m}, "activations");
+    Tensor* out = mul_mat(ctx, a, b);
+    out->flags |= kFlagOutput;
+    Graph graph;
+    graph.expand(out);
+
+    auto wbuf = backend.alloc_buffer(a->nbytes());
+    a->buffer = wbuf.get();
+    a->data = wbuf->base();
+    const TypeTraits& tr = type_traits(type);
+    const size_t rb = a->row_bytes();
+    for (int64_t r = 0; r < n; ++r)
+        tr.from_float(wf.data() + size_t(r * k), static_cast<char*>(a->data) + size_t(r) * rb, k);
+
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    std::vector<float> bf(size_t(k * m));
+    for (float& x : bf) x = dist(rng);
+    auto bbuf = backend.alloc_buffer(b->nbytes());
+    b->buffer = bbuf.get();
+    b->data = bbuf->base();
+    backend.set_tensor(*b, bf.data(), 0, bf.size() * sizeof(float));
+
+    auto inter = allocate_graph(graph, backend);
+    return time_median([&] { backend.compute(graph); }, reps, budget_s);
+}
+
+int bench_matmul(int argc, char** argv) {
+    int size = 4096, reps = 5, bw_mib = 1024;
+    std::string types_s = "f32,f16,bf16,q8_0,q4_0", threads_s = "1,2", m_s = "1,512";
+    bool json = false;
+    ArgParser p("bench matmul", "tessera bench matmul [options]",
+                "GFLOP/s of mul_mat on the cpu backend per weight type, decode (m = 1) and prefill (m = 512),\n"
+                "against this machine's FMA peak and its measured read bandwidth.");
+    p.option("-n,--size", &size, "N", "weights are N x N (default 4096)", 32, 65536);
+    p.option("--types", &types_s, "LIST", "weight types, comma-separated (default f32,f16,bf16,q8_0,q4_0)");
+    p.option("-m,--m", &m_s, "LIST", "activation rows per product, comma-separated (default 1,512)");
+    p.option("-t,--threads", &threads_s, "LIST", "thread counts, comma-separated (default 1,2)");
+    p.option("-r,--reps", &reps, "N", "timed runs per case, median reported (default 5)", 1, 1000);
+    p.option("--bw-mib", &bw_mib, "MIB", "buffer for the bandwidth measurement (default 1024)", 64, 16384);
+    p.flag("--json", &json, "one JSON object per line");
+    if (!p.parse(argc, argv)) return 0;
+
+    std::vector<DType> types;
+    for (const auto& t : split(types_s)) types.push_back(type_from_name(t));
+    auto ints = [](const std::string& list, const char* flag, int64_t lo, int64_t hi) {
+        std::vector<int64_t> v;
+        for (const auto& s : split(list)) {
+            char* end = nullptr;
+            const long long x = std::strtoll(s.c_str(), &end, 10);
+            if (*end != '\0' || x < lo || x > hi)
+                throw UsageError(std::string(flag) + ": '" + s + "' is not an integer in [" + std::to_string(lo) +
+                                 ", " + std::to_string(hi) + "]");
+            v.push_back(x);
+        }
+        if (v.empty()) throw UsageError(std::string(flag) + ": empty list");
+        return v;
+    };
+    const std::vector<int64_t> ms = ints(m_s, "--m", 1, 65536);
+    const std::vector<int64_t> thread_counts = ints(threads_s, "--threads", 1, 1024);
+    for (DType t : types)
+        if (type_traits(t).from_float == nullptr || t == DType::Q8_K)
+            throw UsageError(std::string("--types: ") + type_name(t) + " cannot be a weight type here");
+
+    // The machine: clock, FMA peak, measured read bandwidth per thread count.
+    const double mhz = cpu_mhz();
+    const double peak_core = 2.0 * 8 * 2 * mhz / 1000.0;  // 2 FMA units x 8 f32 lanes (AVX2) x 2 flop, GFLOP/s
+    std::vector<float> bwbuf(size_t(bw_mib) * 1024 * 1024 / sizeof(float), 1.0f);
+    std::vector<double> bw;
+    for (int64_t t : thread_counts) bw.push_back(read_bandwidth_gbs(bwbuf, int(t), 5));
+    bwbuf = {};
+    if (json) {
+        std::printf("{\"bench\":\"matmul\",\"kind\":\"machine\",\"cpu_mhz\":%.1f,\"clock_source\":\"/proc/cpuinfo cpu MHz\","
+                    "\"peak_gflops_per_core\":%.1f,\"bw_buffer_mib\":%d",
+                    mhz, peak_core, bw_mib);
+        for (size_t i = 0; i < thread_counts.size(); ++i)
+            std::printf(",\"read_gbs_%lldt\":%.2f", (long long)thread_counts[i], bw[i]);
+        std::printf("}\n");
+    } else {
+        std::printf("tessera bench matmul: weights %d x %d, cpu backend, median of up to %d runs\n", size, size, reps);
+        std::printf("peak: %.1f GFLOP/s per core = 2 FMA units x 8 f32 lanes (AVX2) x 2 flop x %.3f GHz "
+                    "(clock read from /proc/cpuinfo 'cpu MHz')\n",
+                    peak_core, mhz / 1000.0);
+        std::printf("memory: read-sum over %d MiB:", bw_mib);
+        for (size_t i = 0; i < thread_counts.size(); ++i)
+            std::printf(" %.1f GB/s with %lld thread%s%s", bw[i], (long long)thread_counts[i],
+                        thread_counts[i] > 1 ? "s" : "", i + 1 < thread_counts.size() ? "," : "");
+        std::printf("\n\n%-6s %5s %7s %10s %9s %7s %9s %6s\n", "type", "m", "threads", "ms", "GFLOP/s", "%peak",
+                    "weight", "%bw");
+        std::printf("%-6s %5s %7s %10s %9s %7s %9s %6s\n", "", "", "", "(median)", "", "", "GB/s", "");
+    }
+    std::fflush(stdout);
+
+    const int64_t k = size, n = size;
+    std::vector<float> wf(size_t(k * n));
+    {
+        std::mt19937 rng(1);
+        std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+        for (float& x : wf) x = dist(rng);
+    }
+    auto backend = create_backend("cpu");
+    for (DType type : types) {
+        const double wbytes = double(row_bytes(type, k)) * double(n);
+        for (int64_t m : ms)
+            for (size_t ti = 0; ti < thread_counts.size(); ++ti) {
+                const int threads = int(thread_counts[ti]);
+                backend->set_threads(threads);
+                const double s = time_matmul(*backend, type, k, n, m, wf, reps, m > 16 ? 3.0 : 1.0);
+                const double gflops = 2.0 * double(k) * double(n) * double(m) / s / 1e9;
+                const double peak = peak_core * threads;
+                const double wgbs = wbytes / s / 1e9;  // weights are read once per product
+                if (json) {
+                    std::printf("{\"bench\":\"matmul\",\"type\":\"%s\",\"n\":%lld,\"k\":%lld,\"m\":%lld,\"threads\":%d,"
+                                "\"ms\":%.4f,\"gflops\":%.2f,\"peak_gflops\":%.1f,\"pct_peak\":%.1f,"
+                                "\"weight_gbs\":%.2f,\"read_gbs\":%.2f,\"pct_bw\":%.1f}\n",
+                                type_name(type), (long long)n, (long long)k, (long long)m, threads, s * 1e3, gflops,
+                                peak, 100.0 * gflops / peak, wgbs, bw[ti], 100.0 * wgbs / bw[ti]);
+                } else if (m <= 16) {
+                    std::printf("%-6s %5lld %7d %10.3f %9.1f %6.1f%% %9.1f %5.1f%%\n", type_name(type), (long long)m,
+                                threads, s * 1e3, gflops, 100.0 * gflops / peak, wgbs, 100.0 * wgbs / bw[ti]);
+                } else {
+                    std::printf("%-6s %5lld %7d %10.3f %9.1f %6.1f%% %9s %6s\n", type_name(type), (long long)m,
+                                threads, s * 1e3, gflops, 100.0 * gflops / peak, "", "");
+                }
+                std::fflush(stdout);
+            }
+    }
+    if (!json)
+        std::printf("\n%%peak: prefill should approach it (compute-bound); %%bw: decode (m = 1) reads each weight "
+                    "byte once, so weight GB/s against the measured read bandwidth is its efficiency.\n");
+    return 0;
+}
+
+int cmd_bench_matmul(int argc, char** argv) {
+    return run_guarded("bench matmul", [&] { return bench_matmul(argc, argv); });
+}
+
+RegisterBench reg("matmul", "mul_mat GFLOP/s per weight type vs. FMA peak and measured bandwidth", cmd_bench_matmul);
+
+}  // namespace
+
+}  // namespace tessera::cli
