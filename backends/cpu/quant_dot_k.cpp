@@ -20,28 +20,60 @@ namespace tessera::cpu::qdot {
 
 namespace {
 
-// Per weight row and super-block: the sub-block scales as int16 multipliers for each 32-value group
-// (lanes 0-7 cover values 0-15 of the group, lanes 8-15 values 16-31), and the per-16-value multipliers
-// of the activation sums: mins (subtracted, times dmin) or the level offset (subtracted, times d).
+// Per weight row and super-block, in registers: the scale of each 16-value sub-block as 16 int16 lanes
+// (the 32-value sub-blocks of Q4_K/Q5_K fill two lanes each), and the per-16-value multipliers of the
+// activation sums: the mins (times dmin) or the scales again (times the level offset).
 struct Prepared {
-    alignas(32) int16_t scale[8][16];
-    alignas(32) int16_t sum_mul[16];
+    __m256i sc16, mul16;
     float d, dmin;  // dmin: weight of the min term (0 when the type has none)
 };
 
-inline void fill_pair(int16_t* dst, int lo, int hi) {
-    for (int l = 0; l < 8; ++l) dst[l] = int16_t(lo);
-    for (int l = 8; l < 16; ++l) dst[l] = int16_t(hi);
+// The group-g scale vector: lanes 0-7 take sub-block 2g's scale (values 0-15 of the group, as int16 pairs),
+// lanes 8-15 sub-block 2g + 1's.
+inline __m256i group_scales(__m256i sc16, int g) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    const __m256i idx = _mm256_set_m128i(_mm_set1_epi16(short(2 * g + 1)), _mm_set1_epi16(short(2 * g)));
+    return _mm256_permutexvar_epi16(idx, sc16);
+#else
+    alignas(32) int16_t v[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(v), sc16);
+    return _mm256_set_m128i(_mm_set1_epi16(v[2 * g + 1]), _mm_set1_epi16(v[2 * g]));
+#endif
 }
 
-inline void k4_scale_min(int j, const uint8_t* q, int* sc, int* m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4);
-    }
+inline __m256i widen_s8(const int8_t* b16) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b16)));
+}
+
+inline uint32_t load32(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// Q4_K / Q5_K 12-byte packing -> sc16 / mul16 (each 32-value sub-block's scale / min in both of its lanes).
+// Bytes 0-3: scales 0-3 (low 6 bits), bytes 4-7: mins 0-3; bytes 8-11: low nibble scale 4-7, high nibble
+// min 4-7, whose top 2 bits are bits 6-7 of bytes 0-3 (scales) and 4-7 (mins). Four bytes at a time.
+inline void k4_scales_mins(const uint8_t* q, Prepared& p) {
+    const uint32_t a = load32(q), b = load32(q + 4), c = load32(q + 8);
+    const uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
+    const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
+    const __m128i v = _mm_set_epi32(int(m_hi), int(m_lo), int(sc_hi), int(sc_lo));  // sc 0-7 | min 0-7
+    p.sc16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v));
+    p.mul16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(v, v));
+}
+
+// Q3_K 12-byte packing -> 16 signed scales: low nibbles of bytes 0-7 are scales 0-7, high nibbles scales
+// 8-15; byte 8 + j % 4 holds the top 2 bits of scale j at bits 2 * (j / 4). Stored with +32.
+inline __m256i q3_scales(const uint8_t* q) {
+    const uint32_t a0 = load32(q), a1 = load32(q + 4), t = load32(q + 8);
+    const uint32_t s0 = (a0 & 0x0f0f0f0fu) | (((t >> 0) & 0x03030303u) << 4);
+    const uint32_t s1 = (a1 & 0x0f0f0f0fu) | (((t >> 2) & 0x03030303u) << 4);
+    const uint32_t s2 = ((a0 >> 4) & 0x0f0f0f0fu) | (((t >> 4) & 0x03030303u) << 4);
+    const uint32_t s3 = ((a1 >> 4) & 0x0f0f0f0fu) | (((t >> 6) & 0x03030303u) << 4);
+    const __m128i v = _mm_set_epi32(int(s3), int(s2), int(s1), int(s0));
+    return _mm256_sub_epi16(_mm256_cvtepu8_epi16(v), _mm256_set1_epi16(32));
 }
 
 // 2-bit field k (0..3) of each byte of v, i.e. (v >> 2k) & 3.
@@ -56,8 +88,9 @@ struct Q2_KW {
     using Block = block_q2_K;
     static constexpr int kOffsetShift = -1;
     static void prepare(const Block& b, Prepared& p) {
-        for (int g = 0; g < 8; ++g) fill_pair(p.scale[g], b.scales[2 * g] & 0xF, b.scales[2 * g + 1] & 0xF);
-        for (int s = 0; s < 16; ++s) p.sum_mul[s] = int16_t(b.scales[s] >> 4);
+        const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+        p.sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(s, _mm_set1_epi8(0x0F)));
+        p.mul16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0x0F)));
         p.d = h2f(b.d);
         p.dmin = h2f(b.dmin);
     }
@@ -69,14 +102,7 @@ struct Q3_KW {
     using Block = block_q3_K;
     static constexpr int kOffsetShift = 2;  // offset 4
     static void prepare(const Block& b, Prepared& p) {
-        int sc[16];
-        for (int j = 0; j < 16; ++j) {
-            const int lo = j < 8 ? (b.scales[j] & 0xF) : (b.scales[j - 8] >> 4);
-            const int hi = (b.scales[8 + j % 4] >> (2 * (j / 4))) & 3;
-            sc[j] = (lo | (hi << 4)) - 32;
-        }
-        for (int g = 0; g < 8; ++g) fill_pair(p.scale[g], sc[2 * g], sc[2 * g + 1]);
-        for (int s = 0; s < 16; ++s) p.sum_mul[s] = int16_t(sc[s]);
+        p.sc16 = p.mul16 = q3_scales(b.scales);
         p.d = h2f(b.d);
         p.dmin = 0;
     }
@@ -90,12 +116,7 @@ struct Q4_KW {
     using Block = block_q4_K;
     static constexpr int kOffsetShift = -1;
     static void prepare(const Block& b, Prepared& p) {
-        for (int j = 0; j < 8; ++j) {
-            int sc, m;
-            k4_scale_min(j, b.scales, &sc, &m);
-            fill_pair(p.scale[j], sc, sc);
-            p.sum_mul[2 * j] = p.sum_mul[2 * j + 1] = int16_t(m);
-        }
+        k4_scales_mins(b.scales, p);
         p.d = h2f(b.d);
         p.dmin = h2f(b.dmin);
     }
@@ -110,12 +131,7 @@ struct Q5_KW {
     using Block = block_q5_K;
     static constexpr int kOffsetShift = -1;
     static void prepare(const Block& b, Prepared& p) {
-        for (int j = 0; j < 8; ++j) {
-            int sc, m;
-            k4_scale_min(j, b.scales, &sc, &m);
-            fill_pair(p.scale[j], sc, sc);
-            p.sum_mul[2 * j] = p.sum_mul[2 * j + 1] = int16_t(m);
-        }
+        k4_scales_mins(b.scales, p);
         p.d = h2f(b.d);
         p.dmin = h2f(b.dmin);
     }
@@ -131,8 +147,7 @@ struct Q6_KW {
     using Block = block_q6_K;
     static constexpr int kOffsetShift = 5;  // offset 32
     static void prepare(const Block& b, Prepared& p) {
-        for (int g = 0; g < 8; ++g) fill_pair(p.scale[g], b.scales[2 * g], b.scales[2 * g + 1]);
-        for (int s = 0; s < 16; ++s) p.sum_mul[s] = int16_t(b.scales[s]);
+        p.sc16 = p.mul16 = widen_s8(b.scales);
         p.d = h2f(b.d);
         p.dmin = 0;
     }
@@ -152,35 +167,35 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
           int64_t out_row_stride) {
     using Block = typename W::Block;
     __m256 acc[R][C];
-    for (int r = 0; r < R; ++r)
-        for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+    TESSERA_UNROLL for (int r = 0; r < R; ++r)
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
     Prepared prep[R];
 
     for (int64_t b = 0; b < nblocks; ++b) {
         const Block* wb[R];
         const block_q8_K* xb[C];
-        for (int r = 0; r < R; ++r) {
+        TESSERA_UNROLL for (int r = 0; r < R; ++r) {
             wb[r] = reinterpret_cast<const Block*>(w + size_t(r) * w_stride) + b;
             W::prepare(*wb[r], prep[r]);
         }
-        for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride) + b;
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride) + b;
 
         __m256i isum[R][C];
-        for (int r = 0; r < R; ++r)
-            for (int c = 0; c < C; ++c) isum[r][c] = _mm256_setzero_si256();
-        for (int g = 0; g < 8; ++g) {
+        TESSERA_UNROLL for (int r = 0; r < R; ++r)
+            TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[r][c] = _mm256_setzero_si256();
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
             __m256i x[C];
-            for (int c = 0; c < C; ++c) x[c] = loadu256(xb[c]->qs + 32 * g);
-            for (int r = 0; r < R; ++r) {
+            TESSERA_UNROLL for (int c = 0; c < C; ++c) x[c] = loadu256(xb[c]->qs + 32 * g);
+            TESSERA_UNROLL for (int r = 0; r < R; ++r) {
                 const __m256i u = W::unpack(*wb[r], g);
-                const __m256i sc = loadu256(prep[r].scale[g]);
-                for (int c = 0; c < C; ++c) isum[r][c] = dot_s16(isum[r][c], _mm256_maddubs_epi16(u, x[c]), sc);
+                const __m256i sc = group_scales(prep[r].sc16, g);
+                TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[r][c] = dot_s16(isum[r][c], _mm256_maddubs_epi16(u, x[c]), sc);
             }
         }
-        for (int c = 0; c < C; ++c) {
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) {
             const __m256i bsums = loadu256(xb[c]->bsums);
-            for (int r = 0; r < R; ++r) {
-                const __m256i s = _mm256_madd_epi16(loadu256(prep[r].sum_mul), bsums);
+            TESSERA_UNROLL for (int r = 0; r < R; ++r) {
+                const __m256i s = _mm256_madd_epi16(prep[r].mul16, bsums);
                 __m256i is = isum[r][c];
                 if constexpr (W::kOffsetShift >= 0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(s, W::kOffsetShift));
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(prep[r].d * xb[c]->d), acc[r][c]);
@@ -189,8 +204,8 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
             }
         }
     }
-    for (int r = 0; r < R; ++r)
-        for (int c = 0; c < C; ++c) out[r * out_row_stride + c] = hsum(acc[r][c]);
+    TESSERA_UNROLL for (int r = 0; r < R; ++r)
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) out[r * out_row_stride + c] = hsum(acc[r][c]);
 }
 
 template <class W, int R>

@@ -13,6 +13,10 @@
 #define TESSERA_QDOT_AVX2 1
 #endif
 
+// The tile loops over rows, columns and groups have compile-time trip counts; they must be fully unrolled
+// so the R x C accumulators live in registers (GCC at -O2 keeps them as a stack array otherwise).
+#define TESSERA_UNROLL _Pragma("GCC unroll 16")
+
 namespace tessera::cpu::qdot {
 
 constexpr int kTileRows = 4;

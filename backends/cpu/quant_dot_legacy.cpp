@@ -91,13 +91,13 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
     constexpr bool kSignTrick = W::kOffsetShift == -2;
     const __m256i ones = _mm256_set1_epi8(1);
     __m256 acc[R][C];
-    for (int r = 0; r < R; ++r)
-        for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+    TESSERA_UNROLL for (int r = 0; r < R; ++r)
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
 
     for (int64_t b = 0; b < nblocks; ++b) {
         __m256i xq[C], corr[C];
         __m256 dx[C], xsum[C];
-        for (int c = 0; c < C; ++c) {
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) {
             const block_q8_0& xb = reinterpret_cast<const block_q8_0*>(a + size_t(c) * a_stride)[b];
             xq[c] = loadu256(xb.qs);
             dx[c] = _mm256_set1_ps(h2f(xb.d));
@@ -107,7 +107,7 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
                 if constexpr (W::kHasMin) xsum[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(s), dx[c]);
             }
         }
-        for (int r = 0; r < R; ++r) {
+        TESSERA_UNROLL for (int r = 0; r < R; ++r) {
             const Block& wb = reinterpret_cast<const Block*>(w + size_t(r) * w_stride)[b];
             const __m256i u = W::unpack(wb);
             const __m256 dw = _mm256_set1_ps(h2f(wb.d));
@@ -115,7 +115,7 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
             if constexpr (kSignTrick) au = _mm256_sign_epi8(u, u);
             [[maybe_unused]] __m256 mw;
             if constexpr (W::kHasMin) mw = _mm256_set1_ps(W::min(wb));
-            for (int c = 0; c < C; ++c) {
+            TESSERA_UNROLL for (int c = 0; c < C; ++c) {
                 __m256i p;
                 if constexpr (kSignTrick)
                     p = dot_u8s8(_mm256_setzero_si256(), au, _mm256_sign_epi8(xq[c], u));
@@ -128,8 +128,8 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
             }
         }
     }
-    for (int r = 0; r < R; ++r)
-        for (int c = 0; c < C; ++c) out[r * out_row_stride + c] = hsum(acc[r][c]);
+    TESSERA_UNROLL for (int r = 0; r < R; ++r)
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) out[r * out_row_stride + c] = hsum(acc[r][c]);
 }
 
 template <class W, int R>
