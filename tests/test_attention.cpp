@@ -1,0 +1,485 @@
+// The fused attention op: the reference (the oracle) against hand-computed
+// cases, and the cpu backend's flash kernel against the reference over every
+// head mapping, mask, softcap, cache type, sequence length around the kernel's
+// tiles, thread count, strided layouts, ring caches and empty / fully masked rows.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/attention.h"
+#include "backends/cpu/attention_plan.h"
+#include "core/backend.h"
+#include "core/ops.h"
+#include "tests/testing.h"
+
+using namespace tessera;
+using tessera::testing::HostArena;
+
+namespace {
+
+// Tolerance of the cpu kernel vs the reference, the same for every cache type: both backends read the same
+// cache bytes and turn them into the same floats (f32 as is, f16 exactly, q8_0 as the same d * q product),
+// so the cache type's own rounding is identical on both sides and cancels. What differs is arithmetic: the
+// reference accumulates in double, the kernel in float. Scores are dots of <= 576 terms of size <= ~0.4
+// (scale * |q| * |k|): float error <= 576 * 6e-8 * 0.4 ~ 1.4e-5 worst case, which moves each softmax weight
+// by that relative amount; the weighted sum of <= 1000 values in [-1, 1] adds <= 1000 * 6e-8 = 6e-5 worst
+// case (sqrt(n) * eps ~ 2e-6 typical). Outputs are in [-1, 1], so 1e-4 absolute covers the worst case
+// with room, while a wrong mask, head mapping or softmax is off by ~1e-2 or more.
+constexpr double kAtol = 1e-4;
+constexpr double kRtol = 0.0;
+
+struct Case {
+    std::string name;
+    int64_t n_head = 4, n_kv_head = 4, d_k = 64, d_v = 64;
+    bool mla = false;         // v is a view of the first d_v values of each k row
+    bool head_major = false;  // k/v stored [d, n_kv, n_kv_head], seen through a strided view
+    bool strided_q = false;   // q is a permuted view (element stride != 4 bytes)
+    DType cache = DType::F32;
+    std::vector<int32_t> q_pos, k_pos;
+    AttentionSpec spec;
+    uint64_t seed = 1;
+};
+
+std::string describe(const Case& c) {
+    return c.name + " heads " + std::to_string(c.n_head) + "/" + std::to_string(c.n_kv_head) + " d " +
+           std::to_string(c.d_k) + "/" + std::to_string(c.d_v) + " " + type_name(c.cache) + " n_q " +
+           std::to_string(c.q_pos.size()) + " n_kv " + std::to_string(c.k_pos.size()) + " causal " +
+           std::to_string(c.spec.causal) + " window " + std::to_string(c.spec.window) + " softcap " +
+           std::to_string(c.spec.softcap) + (c.head_major ? " head-major" : "") + (c.strided_q ? " strided-q" : "");
+}
+
+// One attention node with its own host storage. Leaves are filled with random values from the seed.
+struct Built {
+    Context ctx;
+    HostArena arena;
+    Graph graph;
+    Tensor* out = nullptr;
+    std::unique_ptr<Buffer> buffer;
+};
+
+Tensor* make_cache(Built& b, const Case& c, int64_t d, uint64_t seed) {
+    const int64_t n_kv = int64_t(c.k_pos.size());
+    if (!c.head_major) {
+        Tensor* t = b.arena.make(b.ctx, c.cache, {d, c.n_kv_head, n_kv});
+        b.arena.fill_random(t, seed);
+        return t;
+    }
+    Tensor* store = b.arena.make(b.ctx, c.cache, {d, n_kv, c.n_kv_head});
+    b.arena.fill_random(store, seed);
+    return view(b.ctx, store, {d, c.n_kv_head, n_kv, 1}, {store->nb[0], store->nb[2], store->nb[1], store->nb[3]}, 0);
+}
+
+void build(Built& b, const Case& c) {
+    const int64_t n_q = int64_t(c.q_pos.size()), n_kv = int64_t(c.k_pos.size());
+    Tensor* q;
+    if (c.strided_q) {
+        Tensor* store = b.arena.make(b.ctx, DType::F32, {c.n_head, c.d_k, n_q});
+        b.arena.fill_random(store, c.seed);
+        q = permute(b.ctx, store, 1, 0, 2, 3);  // [d_k, n_head, n_q], element stride n_head * 4 bytes
+    } else {
+        q = b.arena.make(b.ctx, DType::F32, {c.d_k, c.n_head, n_q});
+        b.arena.fill_random(q, c.seed);
+    }
+    Tensor *k, *v;
+    if (c.mla) {
+        k = make_cache(b, c, c.d_k, c.seed + 1);
+        v = view(b.ctx, k, {c.d_v, c.n_kv_head, n_kv, 1}, {k->nb[0], k->nb[1], k->nb[2], k->nb[3]}, 0);
+    } else {
+        k = make_cache(b, c, c.d_k, c.seed + 1);
+        v = make_cache(b, c, c.d_v, c.seed + 2);
+    }
+    Tensor* qp = b.arena.make(b.ctx, DType::I32, {n_q});
+    Tensor* kp = b.arena.make(b.ctx, DType::I32, {n_kv});
+    b.arena.fill_i32(qp, c.q_pos);
+    b.arena.fill_i32(kp, c.k_pos);
+    b.out = attention(b.ctx, q, k, v, qp, kp, c.spec);
+    b.out->flags |= kFlagOutput;
+    b.graph.expand(b.out);
+}
+
+void poison(Tensor* t) {  // NaN everywhere, so a backend that leaves an element unwritten is caught
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::fill(t->data_as<float>(), t->data_as<float>() + t->nelements(), nan);
+}
+
+std::vector<float> compute_on(Built& b, const std::string& backend, int threads) {
+    auto be = create_backend(backend, BackendOptions{threads});
+    if (!b.buffer) b.buffer = allocate_graph(b.graph, *be);
+    poison(b.out);
+    be->compute(b.graph);
+    return tessera::testing::to_floats(*b.out);
+}
+
+// Runs the case on the reference and on the cpu backend with 1 and 2 threads; checks closeness.
+void check_case(const Case& c) {
+    INFO(describe(c));
+    Built b;
+    build(b, c);
+    const std::vector<float> want = compute_on(b, "reference", 1);
+    REQUIRE(std::all_of(want.begin(), want.end(), [](float x) { return std::isfinite(x); }));
+    for (int threads : {1, 2}) {
+        INFO("threads " << threads);
+        const std::vector<float> got = compute_on(b, "cpu", threads);
+        const double worst = tessera::testing::closeness(got, want, kAtol, kRtol);
+        CHECK(worst <= 1.0);
+    }
+}
+
+std::vector<int32_t> iota_pos(int64_t n, int32_t first = 0) {
+    std::vector<int32_t> p(static_cast<size_t>(n));
+    std::iota(p.begin(), p.end(), first);
+    return p;
+}
+
+struct Mapping {
+    const char* name;
+    int64_t n_head, n_kv_head, d_k, d_v;
+    bool mla;
+};
+
+const Mapping kMappings[] = {
+    {"mha", 4, 4, 64, 64, false},   {"gqa2", 4, 2, 64, 64, false}, {"gqa3", 6, 2, 64, 64, false},
+    {"gqa4", 8, 2, 64, 64, false},  {"gqa7", 14, 2, 64, 64, false}, {"mqa", 4, 1, 64, 64, false},
+    {"mla", 4, 1, 576, 512, true},
+};
+
+// ---- reference semantics, against hand-computed answers ----
+// With q = 0 every score is 0, so the output is the plain mean of the visible keys' v rows: the visibility
+// rule can be checked exactly without trusting any softmax code.
+std::vector<float> uniform_attention_ref(const std::vector<int32_t>& q_pos, const std::vector<int32_t>& k_pos,
+                                         const AttentionSpec& spec) {
+    Built b;
+    const int64_t n_q = int64_t(q_pos.size()), n_kv = int64_t(k_pos.size());
+    Tensor* q = b.arena.make(b.ctx, DType::F32, {4, 1, n_q});  // zeros
+    Tensor* k = b.arena.make(b.ctx, DType::F32, {4, 1, n_kv});
+    b.arena.fill_random(k, 3);
+    Tensor* v = b.arena.make(b.ctx, DType::F32, {1, 1, n_kv});
+    std::vector<float> vals(static_cast<size_t>(n_kv));
+    for (int64_t j = 0; j < n_kv; ++j) vals[size_t(j)] = float(1 << j);  // a bit per key: the mean names the set
+    b.arena.fill(v, vals);
+    Tensor* qp = b.arena.make(b.ctx, DType::I32, {n_q});
+    Tensor* kp = b.arena.make(b.ctx, DType::I32, {n_kv});
+    b.arena.fill_i32(qp, q_pos);
+    b.arena.fill_i32(kp, k_pos);
+    b.out = attention(b.ctx, q, k, v, qp, kp, spec);
+    b.graph.expand(b.out);
+    return compute_on(b, "reference", 1);
+}
+
+float mean_of_bits(std::initializer_list<int> keys) {
+    if (keys.size() == 0) return 0.0f;
+    float s = 0;
+    for (int j : keys) s += float(1 << j);
+    return s / float(keys.size());
+}
+
+}  // namespace
+
+TEST_CASE("reference attention: visibility rule, hand-computed") {
+    // keys at positions 0..5
+    const std::vector<int32_t> kp = {0, 1, 2, 3, 4, 5};
+    AttentionSpec causal;  // causal, no window
+    {
+        auto out = uniform_attention_ref({0, 2, 5}, kp, causal);
+        CHECK(out[0] == doctest::Approx(mean_of_bits({0})));
+        CHECK(out[1] == doctest::Approx(mean_of_bits({0, 1, 2})));
+        CHECK(out[2] == doctest::Approx(mean_of_bits({0, 1, 2, 3, 4, 5})));
+    }
+    AttentionSpec win = causal;
+    win.window = 3;  // query at i sees i-2, i-1, i
+    {
+        auto out = uniform_attention_ref({0, 2, 5}, kp, win);
+        CHECK(out[0] == doctest::Approx(mean_of_bits({0})));
+        CHECK(out[1] == doctest::Approx(mean_of_bits({0, 1, 2})));
+        CHECK(out[2] == doctest::Approx(mean_of_bits({3, 4, 5})));
+    }
+    // window exactly at the edge: position 5 with window 5 drops key 0, window 6 keeps it
+    win.window = 5;
+    CHECK(uniform_attention_ref({5}, kp, win)[0] == doctest::Approx(mean_of_bits({1, 2, 3, 4, 5})));
+    win.window = 6;
+    CHECK(uniform_attention_ref({5}, kp, win)[0] == doctest::Approx(mean_of_bits({0, 1, 2, 3, 4, 5})));
+    // non-causal: the future is visible; with a window, keys ahead stay visible (i - j < w holds for j > i)
+    AttentionSpec open;
+    open.causal = false;
+    CHECK(uniform_attention_ref({1}, kp, open)[0] == doctest::Approx(mean_of_bits({0, 1, 2, 3, 4, 5})));
+    open.window = 2;
+    CHECK(uniform_attention_ref({3}, kp, open)[0] == doctest::Approx(mean_of_bits({2, 3, 4, 5})));
+    // empty slots (-1) are never attended, unsorted ring order changes nothing
+    CHECK(uniform_attention_ref({4}, {3, -1, 0, 4, -1, 1}, causal)[0] ==
+          doctest::Approx((float(1 << 0) + float(1 << 2) + float(1 << 3) + float(1 << 5)) / 4));
+    // a row with no visible key is exactly zero (no NaN): before every key, and over an empty cache
+    CHECK(uniform_attention_ref({-1}, kp, causal)[0] == 0.0f);
+    CHECK(uniform_attention_ref({3}, {-1, -1, -1}, causal)[0] == 0.0f);
+}
+
+TEST_CASE("reference attention: softmax, scale and softcap, hand-computed") {
+    // one query, two keys, d = 1: scores s_j = scale * q * k_j, weights softmax(softcap(s))
+    for (float cap : {0.0f, 1.5f}) {
+        Built b;
+        Tensor* q = b.arena.make(b.ctx, DType::F32, {1, 1, 1});
+        Tensor* k = b.arena.make(b.ctx, DType::F32, {1, 1, 2});
+        Tensor* v = b.arena.make(b.ctx, DType::F32, {2, 1, 2});
+        b.arena.fill(q, {2.0f});
+        b.arena.fill(k, {1.0f, -0.5f});
+        b.arena.fill(v, {1.0f, 0.0f, 0.0f, 1.0f});
+        Tensor* qp = b.arena.make(b.ctx, DType::I32, {1});
+        Tensor* kp = b.arena.make(b.ctx, DType::I32, {2});
+        b.arena.fill_i32(qp, {7});
+        b.arena.fill_i32(kp, {3, 5});
+        AttentionSpec spec;
+        spec.scale = 0.75f;
+        spec.softcap = cap;
+        b.out = attention(b.ctx, q, k, v, qp, kp, spec);
+        b.graph.expand(b.out);
+        const auto out = compute_on(b, "reference", 1);
+        double s0 = 0.75 * 2.0 * 1.0, s1 = 0.75 * 2.0 * -0.5;
+        if (cap > 0) s0 = cap * std::tanh(s0 / cap), s1 = cap * std::tanh(s1 / cap);
+        const double w0 = 1.0 / (1.0 + std::exp(s1 - s0));
+        CHECK(out[0] == doctest::Approx(w0).epsilon(1e-6));
+        CHECK(out[1] == doctest::Approx(1.0 - w0).epsilon(1e-6));
+    }
+}
+
+TEST_CASE("cpu backend computes attention with the flash kernel") {
+    // The op tests below go through create_backend("cpu"); this pins that the backend really runs the
+    // cpu kernel (bit-identical to calling it directly) and not, say, a fallback to the reference.
+    Case c;
+    c.name = "wiring";
+    c.n_head = 8;
+    c.n_kv_head = 2;
+    c.cache = DType::F16;
+    c.k_pos = iota_pos(300);
+    c.q_pos = iota_pos(4, 296);
+    c.spec.scale = 0.3f;
+    Built b;
+    build(b, c);
+    for (int threads : {1, 2}) {
+        const auto via_backend = compute_on(b, "cpu", threads);
+        poison(b.out);
+        cpu::attention(b.out, threads);
+        const auto direct = tessera::testing::to_floats(*b.out);
+        CHECK(std::memcmp(via_backend.data(), direct.data(), direct.size() * sizeof(float)) == 0);
+    }
+}
+
+TEST_CASE("cpu attention matches the reference: mappings x masks x softcap x cache types x lengths") {
+    int cases = 0;
+    for (const Mapping& m : kMappings) {
+        const int64_t tile = cpu::attention_kv_tile(m.d_k, m.d_v);
+        for (int64_t n_kv : {int64_t(1), int64_t(3), int64_t(17), tile - 1, tile, tile + 1, int64_t(1000)}) {
+            for (int mask = 0; mask < 4; ++mask) {
+                for (float cap : {0.0f, 2.5f}) {
+                    for (DType cache : {DType::F32, DType::F16, DType::Q8_0}) {
+                        Case c;
+                        c.name = m.name;
+                        c.n_head = m.n_head;
+                        c.n_kv_head = m.n_kv_head;
+                        c.d_k = m.d_k;
+                        c.d_v = m.d_v;
+                        c.mla = m.mla;
+                        c.cache = cache;
+                        // a chunk of queries at the end of the cache, as in prefill; decode-sized when long
+                        const int64_t n_q = n_kv >= 1000 ? 2 : std::min<int64_t>(n_kv, 5);
+                        c.k_pos = iota_pos(n_kv);
+                        c.q_pos = iota_pos(n_q, int32_t(n_kv - n_q));
+                        c.spec.causal = mask != 1 && mask != 3;
+                        c.spec.window = mask >= 2 ? 7 : 0;
+                        // ~3x the usual 1/sqrt(d): peaked softmax, so a wrong mask or weight shows
+                        c.spec.scale = 3.0f / std::sqrt(float(m.d_k));
+                        c.spec.softcap = cap;
+                        c.seed = uint64_t(100 + cases);
+                        check_case(c);
+                        ++cases;
+                    }
+                }
+            }
+        }
+    }
+    MESSAGE(cases << " cases");
+}
+
+TEST_CASE("cpu attention: queries at non-zero positions, windows at the edges") {
+    for (const Mapping& m : kMappings) {
+        for (DType cache : {DType::F16, DType::Q8_0}) {
+            // decode: one token at position 999 against 1000 entries; window = position and position + 1
+            for (int32_t window : {0, 999, 1000, 1001, 1}) {
+                Case c;
+                c.name = std::string(m.name) + " decode@999";
+                c.n_head = m.n_head, c.n_kv_head = m.n_kv_head, c.d_k = m.d_k, c.d_v = m.d_v, c.mla = m.mla;
+                c.cache = cache;
+                c.k_pos = iota_pos(1000);
+                c.q_pos = {999};
+                c.spec.window = window;
+                c.spec.scale = 3.0f / std::sqrt(float(m.d_k));
+                c.seed = 7 + uint64_t(window);
+                check_case(c);
+            }
+            // prefill chunk at positions 500..515 against entries 0..515, causal, with and without window
+            for (int32_t window : {0, 16, 501}) {
+                Case c;
+                c.name = std::string(m.name) + " chunk@500";
+                c.n_head = m.n_head, c.n_kv_head = m.n_kv_head, c.d_k = m.d_k, c.d_v = m.d_v, c.mla = m.mla;
+                c.cache = cache;
+                c.k_pos = iota_pos(516);
+                c.q_pos = iota_pos(16, 500);
+                c.spec.window = window;
+                c.spec.softcap = window == 16 ? 4.0f : 0.0f;
+                c.spec.scale = 3.0f / std::sqrt(float(m.d_k));
+                c.seed = 17 + uint64_t(window);
+                check_case(c);
+            }
+        }
+    }
+}
+
+TEST_CASE("cpu attention: query tiles and prefill from position 0") {
+    // query counts around the kernel's query tile, so units hold full and partial tiles of queries
+    for (const Mapping& m : kMappings) {
+        if (m.mla) continue;  // 1 query per tile at group 4 is covered by the chunk cases
+        const int64_t g = m.n_head / m.n_kv_head;
+        const int64_t qt = cpu::attention_q_tile(g);
+        for (int64_t n : {qt - 1, qt, qt + 1, 2 * qt + 3}) {
+            if (n < 1) continue;
+            for (int32_t window : {0, 5}) {
+                Case c;
+                c.name = std::string(m.name) + " prefill";
+                c.n_head = m.n_head, c.n_kv_head = m.n_kv_head, c.d_k = m.d_k, c.d_v = m.d_v;
+                c.cache = DType::F16;
+                c.k_pos = iota_pos(n);
+                c.q_pos = iota_pos(n);
+                c.spec.window = window;
+                c.spec.scale = 3.0f / std::sqrt(float(m.d_k));
+                c.seed = 31 + uint64_t(n);
+                check_case(c);
+            }
+        }
+    }
+}
+
+TEST_CASE("cpu attention: ring caches with empty slots and unsorted positions") {
+    std::mt19937 rng(5);
+    for (const Mapping& m : kMappings) {
+        for (DType cache : {DType::F32, DType::F16, DType::Q8_0}) {
+            // a window layer's ring: slot = position % ring; the newest 90 tokens up to position 299 are in
+            // it, the rest of its slots are still empty; decode and a 3-token chunk at the end
+            const int64_t ring = 150;
+            std::vector<int32_t> kp(ring, -1);
+            for (int32_t pos = 210; pos < 300; ++pos) kp[size_t(pos % ring)] = pos;
+            for (int64_t n_q : {1, 3}) {
+                Case c;
+                c.name = std::string(m.name) + " ring";
+                c.n_head = m.n_head, c.n_kv_head = m.n_kv_head, c.d_k = m.d_k, c.d_v = m.d_v, c.mla = m.mla;
+                c.cache = cache;
+                c.k_pos = kp;
+                c.q_pos = iota_pos(n_q, int32_t(300 - n_q));
+                c.spec.window = 64;
+                c.spec.scale = 3.0f / std::sqrt(float(m.d_k));
+                c.seed = 41 + uint64_t(n_q);
+                check_case(c);
+            }
+            // fully shuffled positions with a third of the slots empty, no window
+            std::vector<int32_t> shuffled = iota_pos(400);
+            std::shuffle(shuffled.begin(), shuffled.end(), rng);
+            for (size_t j = 0; j < shuffled.size(); j += 3) shuffled[j] = -1;
+            Case c;
+            c.name = std::string(m.name) + " shuffled";
+            c.n_head = m.n_head, c.n_kv_head = m.n_kv_head, c.d_k = m.d_k, c.d_v = m.d_v, c.mla = m.mla;
+            c.cache = cache;
+            c.k_pos = shuffled;
+            c.q_pos = {150, 399, 42};
+            c.spec.scale = 3.0f / std::sqrt(float(m.d_k));
+            c.seed = 51;
+            check_case(c);
+        }
+    }
+}
+
+TEST_CASE("cpu attention: fully masked rows give zeros, not NaN") {
+    for (const Mapping& m : kMappings) {
+        Case c;
+        c.name = std::string(m.name) + " masked";
+        c.n_head = m.n_head, c.n_kv_head = m.n_kv_head, c.d_k = m.d_k, c.d_v = m.d_v, c.mla = m.mla;
+        c.cache = DType::F16;
+        c.k_pos = iota_pos(600, 100);  // keys at 100..699
+        for (size_t j = 0; j < 600; j += 7) c.k_pos[j] = -1;
+        // query 0 precedes every key (causal: nothing visible), query 1 sees some, query 2 sees all
+        c.q_pos = {50, 300, 800};
+        c.spec.scale = 3.0f / std::sqrt(float(m.d_k));
+        Built b;
+        build(b, c);
+        const auto want = compute_on(b, "reference", 1);
+        for (int threads : {1, 2}) {
+            INFO(describe(c) << " threads " << threads);
+            const auto got = compute_on(b, "cpu", threads);
+            // query 0's rows (all heads) come first in the [d_v, n_head, n_q] output
+            CHECK(std::all_of(got.begin(), got.begin() + c.n_head * c.d_v, [](float x) { return x == 0.0f; }));
+            CHECK(tessera::testing::closeness(got, want, kAtol, kRtol) <= 1.0);
+        }
+        // every slot empty: all rows zero
+        Case e = c;
+        e.k_pos.assign(e.k_pos.size(), -1);
+        Built be;
+        build(be, e);
+        for (int threads : {1, 2}) {
+            const auto got = compute_on(be, "cpu", threads);
+            CHECK(std::all_of(got.begin(), got.end(), [](float x) { return x == 0.0f; }));
+        }
+    }
+}
+
+TEST_CASE("cpu attention: strided layouts and head dims off the SIMD width") {
+    struct Dims {
+        int64_t n_head, n_kv_head, d_k, d_v;
+        std::vector<DType> caches;
+    };
+    const Dims dims[] = {
+        {6, 3, 40, 40, {DType::F32, DType::F16}},           // 40: not a multiple of 16 (pads inside the kernel)
+        {4, 2, 96, 64, {DType::F32, DType::F16, DType::Q8_0}},  // d_k != d_v without MLA's aliasing
+        {3, 3, 1, 1, {DType::F32, DType::F16}},             // one-element heads
+    };
+    for (const Dims& d : dims) {
+        for (DType cache : d.caches) {
+            for (int layout = 0; layout < 3; ++layout) {
+                Case c;
+                c.name = "layout" + std::to_string(layout);
+                c.n_head = d.n_head, c.n_kv_head = d.n_kv_head, c.d_k = d.d_k, c.d_v = d.d_v;
+                c.cache = cache;
+                c.head_major = layout >= 1;
+                c.strided_q = layout == 2;
+                c.k_pos = iota_pos(133);
+                c.q_pos = iota_pos(5, 128);
+                c.spec.window = layout == 1 ? 50 : 0;
+                c.spec.softcap = layout == 2 ? 3.0f : 0.0f;
+                c.spec.scale = 3.0f / std::sqrt(float(d.d_k));
+                c.seed = 61 + uint64_t(layout);
+                check_case(c);
+            }
+        }
+    }
+}
+
+TEST_CASE("cpu attention: MLA decode with 128 heads at 1000 entries") {
+    // the real DeepSeek shape: 128 query heads on one latent KV head of 576 (v = its first 512);
+    // with 2 threads one unit is split over the key sequence and merged by log-sum-exp
+    for (DType cache : {DType::F16, DType::Q8_0}) {
+        for (int32_t window : {0, 300}) {
+            Case c;
+            c.name = "mla128";
+            c.n_head = 128, c.n_kv_head = 1, c.d_k = 576, c.d_v = 512, c.mla = true;
+            c.cache = cache;
+            c.k_pos = iota_pos(1000);
+            c.q_pos = {999};
+            c.spec.window = window;
+            c.spec.scale = 1.0f / std::sqrt(192.0f) * 2.0f;
+            c.seed = 71;
+            check_case(c);
+        }
+    }
+}
