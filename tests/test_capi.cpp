@@ -1,0 +1,251 @@
+// The C API: status codes and messages instead of exceptions, metadata, tokens, decoding, logits,
+// sampling, truncation, a full context. Runs on a model made by make_model (no /work/shared needed)
+// and on stories260K when present.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "models/make_model.h"
+#include "tessera.h"
+#include "tests/testing.h"
+
+using namespace tessera::testing;
+
+namespace {
+
+// A small random llama file, made once per process.
+const std::string& made_model() {
+    static std::string path = [] {
+        tessera::MakeModelOptions o;
+        o.preset = "tiny";
+        o.type = "f32";
+        o.has_shape = true;
+        o.shape = tessera::llama_preset("tiny");
+        o.shape.n_layer = 2;
+        o.shape.n_ctx = 64;
+        const std::string p = "/tmp/tessera_test_capi_" + std::to_string(::getpid()) + ".gguf";
+        tessera::make_model(o, p);
+        return p;
+    }();
+    return path;
+}
+
+struct Cleanup {
+    ~Cleanup() { std::remove(made_model().c_str()); }
+};
+
+int argmax(const float* row, int n) { return int(std::max_element(row, row + n) - row); }
+
+}  // namespace
+
+TEST_CASE("capi: errors are status codes with messages, never crashes") {
+    tessera_model* m = reinterpret_cast<tessera_model*>(1);
+    CHECK(tessera_model_open("/nonexistent/x.gguf", nullptr, &m) == TESSERA_ERR_FILE);
+    CHECK(m == nullptr);
+    CHECK(std::string(tessera_last_error()).find("/nonexistent/x.gguf") != std::string::npos);
+    CHECK(tessera_model_open(nullptr, nullptr, &m) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_model_open("x", nullptr, nullptr) == TESSERA_ERR_INVALID_ARGUMENT);
+
+    // Not a GGUF file at all.
+    const std::string junk = "/tmp/tessera_test_capi_junk_" + std::to_string(::getpid());
+    FILE* f = std::fopen(junk.c_str(), "wb");
+    std::fputs("not a model", f);
+    std::fclose(f);
+    CHECK(tessera_model_open(junk.c_str(), nullptr, &m) == TESSERA_ERR_FILE);
+    CHECK(std::string(tessera_last_error()).find(junk) != std::string::npos);
+    std::remove(junk.c_str());
+
+    tessera_session* s = nullptr;
+    CHECK(tessera_session_create(nullptr, nullptr, &s) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_decode(nullptr, nullptr, 1) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_get_logits(nullptr, 0) == nullptr);
+    tessera_model_free(nullptr);  // no-ops
+    tessera_session_free(nullptr);
+    tessera_sampler_free(nullptr);
+    CHECK(std::string(tessera_status_name(TESSERA_ERR_CONTEXT_FULL)) == "context full");
+}
+
+TEST_CASE("capi: a made model: metadata, decode, logits, sampling, truncation, full context") {
+    Cleanup cleanup;
+    tessera_model* m = nullptr;
+    REQUIRE(tessera_model_open(made_model().c_str(), nullptr, &m) == TESSERA_OK);
+    CHECK(std::string(tessera_model_arch(m)) == "llama");
+    CHECK(tessera_model_n_vocab(m) == 1024);
+    CHECK(tessera_model_n_embd(m) == 256);
+    CHECK(tessera_model_n_layer(m) == 2);
+    CHECK(tessera_model_n_ctx_train(m) == 64);
+    CHECK(tessera_model_bos(m) == 1);
+    CHECK(tessera_model_eos(m) == 2);
+    CHECK(tessera_model_is_eog(m, 2) == 1);
+    CHECK(tessera_model_size(m) > tessera_model_decode_bytes(m));
+    char buf[64];
+    CHECK(tessera_model_meta_str(m, "general.architecture", buf, sizeof buf) == 5);
+    CHECK(std::string(buf) == "llama");
+    CHECK(tessera_model_meta_str(m, "llama.block_count", buf, sizeof buf) > 0);
+    CHECK(std::string(buf) == "2");
+    CHECK(tessera_model_meta_str(m, "no.such.key", buf, sizeof buf) == -1);
+    char tiny[3];
+    CHECK(tessera_model_meta_str(m, "general.architecture", tiny, sizeof tiny) == 5);  // full length, truncated copy
+    CHECK(std::string(tiny) == "ll");
+
+    tessera_session_params sp = tessera_session_default_params();
+    sp.n_ctx = 16;
+    sp.n_threads = 2;
+    sp.cache_type = TESSERA_CACHE_F32;
+    sp.logits_all = 1;
+    tessera_session* s = nullptr;
+    REQUIRE(tessera_session_create(m, &sp, &s) == TESSERA_OK);
+    CHECK(tessera_session_n_ctx(s) == 16);
+    CHECK(tessera_session_cache_bytes_per_token(s) == 2u * 2u * 64u * 4u);  // 2 layers x K,V x (2 heads x 32) x f32
+    CHECK(tessera_session_cache_bytes(s) == 16u * tessera_session_cache_bytes_per_token(s));
+
+    const tessera_token ids[] = {1, 300, 301, 302, 303};
+    REQUIRE(tessera_decode(s, ids, 5) == TESSERA_OK);
+    CHECK(tessera_session_n_past(s) == 5);
+    CHECK(tessera_n_logit_rows(s) == 5);
+    const float* last = tessera_get_logits(s, -1);
+    REQUIRE(last != nullptr);
+    CHECK(last == tessera_get_logits(s, 4));
+    CHECK(tessera_get_logits(s, 5) == nullptr);
+    CHECK(std::string(tessera_last_error()).find("row 5") != std::string::npos);
+    const int want = argmax(last, 1024);
+
+    // Greedy sampling is the argmax of the last row.
+    tessera_sampler_params gp = tessera_sampler_default_params();
+    gp.temperature = 0.0f;
+    tessera_sampler* greedy = nullptr;
+    REQUIRE(tessera_sampler_create(m, &gp, &greedy) == TESSERA_OK);
+    tessera_token tok = -1;
+    REQUIRE(tessera_sample(greedy, s, &tok) == TESSERA_OK);
+    CHECK(tok == want);
+
+    // Seeded sampling repeats itself.
+    tessera_sampler_params tp = tessera_sampler_default_params();
+    tp.temperature = 1.5f;
+    tp.top_k = 0;
+    tp.top_p = 1.0f;
+    tp.min_p = 0.0f;
+    tp.seed = 42;
+    std::vector<tessera_token> draws[2];
+    for (auto& d : draws) {
+        tessera_sampler* smp = nullptr;
+        REQUIRE(tessera_sampler_create(m, &tp, &smp) == TESSERA_OK);
+        for (int i = 0; i < 20; ++i) {
+            tessera_token t;
+            REQUIRE(tessera_sample(smp, s, &t) == TESSERA_OK);
+            CHECK((t >= 0 && t < 1024));
+            d.push_back(t);
+        }
+        tessera_sampler_free(smp);
+    }
+    CHECK(draws[0] == draws[1]);
+    CHECK(std::count(draws[0].begin(), draws[0].end(), draws[0][0]) < 20);  // it does draw, not argmax
+
+    tessera_sampler_params bad = tessera_sampler_default_params();
+    bad.top_p = 0.0f;
+    tessera_sampler* bs = nullptr;
+    CHECK(tessera_sampler_create(m, &bad, &bs) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(tessera_last_error()).find("top_p") != std::string::npos);
+
+    // Truncate to the first 3 and decode again: the same logits as a fresh run of that sequence.
+    REQUIRE(tessera_session_truncate(s, 3) == TESSERA_OK);
+    const tessera_token tail[] = {303, 302};
+    REQUIRE(tessera_decode(s, tail, 2) == TESSERA_OK);
+    std::vector<float> a(tessera_get_logits(s, 1), tessera_get_logits(s, 1) + 1024);
+    tessera_session* s2 = nullptr;
+    REQUIRE(tessera_session_create(m, &sp, &s2) == TESSERA_OK);
+    const tessera_token seq[] = {1, 300, 301, 303, 302};
+    REQUIRE(tessera_decode(s2, seq, 5) == TESSERA_OK);
+    std::vector<float> b(tessera_get_logits(s2, 4), tessera_get_logits(s2, 4) + 1024);
+    CHECK(closeness(a, b, 1e-5, 1e-4) <= 1.0);
+    CHECK(tessera_session_truncate(s, 99) == TESSERA_ERR_INVALID_ARGUMENT);
+
+    // A full context: a status, the session unchanged.
+    std::vector<tessera_token> many(12, 7);
+    CHECK(tessera_decode(s, many.data(), 12) == TESSERA_ERR_CONTEXT_FULL);
+    CHECK(std::string(tessera_last_error()).find("context full") != std::string::npos);
+    CHECK(tessera_session_n_past(s) == 5);
+    CHECK(tessera_session_reset(s) == TESSERA_OK);
+    CHECK(tessera_session_n_past(s) == 0);
+
+    // Bad ids and bad cache types are errors, not crashes.
+    const tessera_token bad_id = 5000;
+    CHECK(tessera_decode(s, &bad_id, 1) == TESSERA_ERR_INVALID_ARGUMENT);
+    tessera_session_params sq = sp;
+    sq.cache_type = static_cast<tessera_cache_type>(9);
+    tessera_session* s3 = nullptr;
+    CHECK(tessera_session_create(m, &sq, &s3) == TESSERA_ERR_INVALID_ARGUMENT);
+    sq = sp;
+    sq.backend = "no-such-backend";
+    CHECK(tessera_session_create(m, &sq, &s3) != TESSERA_OK);
+    CHECK(std::string(tessera_last_error()).find("no-such-backend") != std::string::npos);
+
+    // Text round trip on the synthesized vocabulary (bytes fall back to <0xNN> tokens).
+    tessera_token toks[64];
+    int32_t n = 0;
+    REQUIRE(tessera_tokenize(m, "hello world", -1, 1, 0, toks, 64, &n) == TESSERA_OK);
+    REQUIRE(n >= 2);
+    CHECK(toks[0] == 1);  // BOS
+    char text[128];
+    size_t len = 0;
+    REQUIRE(tessera_detokenize(m, toks + 1, n - 1, text, sizeof text, &len) == TESSERA_OK);
+    CHECK(std::string(text, len) == "hello world");
+    int32_t n_small = 0;
+    CHECK(tessera_tokenize(m, "hello world", -1, 1, 0, toks, 1, &n_small) == TESSERA_ERR_BUFFER_TOO_SMALL);
+    CHECK(n_small == n);
+    CHECK(tessera_token_to_piece(m, 99999, text, sizeof text, &len) != TESSERA_OK);
+
+    tessera_sampler_free(greedy);
+    tessera_session_free(s2);
+    tessera_session_free(s);
+    tessera_model_free(m);
+}
+
+TEST_CASE("capi: stories260K: text in, greedy text out") {
+    if (!shared_available()) {
+        MESSAGE("skipped: /work/shared is missing");
+        return;
+    }
+    tessera_model* m = nullptr;
+    REQUIRE(tessera_model_open(shared_path("models/stories260K.gguf").c_str(), nullptr, &m) == TESSERA_OK);
+    tessera_token toks[32];
+    int32_t n = 0;
+    REQUIRE(tessera_tokenize(m, "Once upon a time", -1, 1, 0, toks, 32, &n) == TESSERA_OK);
+    // generations.json: [1, 403, 407, 261, 378]
+    REQUIRE(n == 5);
+    CHECK(toks[0] == 1);
+    CHECK(toks[1] == 403);
+    CHECK(toks[4] == 378);
+    tessera_session_params sp = tessera_session_default_params();
+    sp.n_ctx = 128;
+    sp.n_threads = 2;
+    sp.cache_type = TESSERA_CACHE_F32;
+    tessera_session* s = nullptr;
+    REQUIRE(tessera_session_create(m, &sp, &s) == TESSERA_OK);
+    REQUIRE(tessera_decode(s, toks, n) == TESSERA_OK);
+    tessera_sampler_params gp = tessera_sampler_default_params();
+    gp.temperature = 0.0f;
+    tessera_sampler* smp = nullptr;
+    REQUIRE(tessera_sampler_create(m, &gp, &smp) == TESSERA_OK);
+    std::vector<tessera_token> out;
+    for (int i = 0; i < 12; ++i) {
+        tessera_token t;
+        REQUIRE(tessera_sample(smp, s, &t) == TESSERA_OK);
+        out.push_back(t);
+        REQUIRE(tessera_decode(s, &t, 1) == TESSERA_OK);
+    }
+    char text[256];
+    size_t len = 0;
+    REQUIRE(tessera_detokenize(m, out.data(), int32_t(out.size()), text, sizeof text, &len) == TESSERA_OK);
+    // The start of llama.cpp's greedy continuation in generations.json.
+    CHECK(std::string(text, len).find(", there was a little girl named Lily") != std::string::npos);
+    tessera_sampler_free(smp);
+    tessera_session_free(s);
+    tessera_model_free(m);
+}
