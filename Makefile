@@ -33,6 +33,10 @@ asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer + ASan/UBSan on the GGUF reader (clang), bounded in time: make fuzz [FUZZ_SECONDS=60].
+fuzz:
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) FUZZ_BUILD=$(CURDIR)/build-fuzz bash tests/fuzz/run.sh
+
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)
 

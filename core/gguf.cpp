@@ -217,7 +217,7 @@ bool is_float(GGUFType t) { return t == GGUFType::FLOAT32 || t == GGUFType::FLOA
 std::string stored_kind(const GGUFValue& v) {
     if (v.type == GGUFType::ARRAY) return std::string("an array of ") + gguf_type_name(v.elem_type);
     const char* n = gguf_type_name(v.type);
-    bool vowel = n[0] == 'i' || n[0] == 'u' || n[0] == 'a';
+    bool vowel = n[0] == 'i' || n[0] == 'a';  // "an int8", but "a uint32"
     return std::string(vowel ? "an " : "a ") + n;
 }
 

@@ -231,6 +231,10 @@ void GGUFWriter::set_alignment(size_t alignment) {
 }
 
 void GGUFWriter::write(const std::string& path) const {
+    // set() bounded each value; the reader also bounds the file's arrays all together.
+    uint64_t elems = 0;
+    for (const auto& kv : kv_) check_value(kv.second, kv.first, 0, elems);
+
     auto pad_to = [&](uint64_t n) { return (n + alignment_ - 1) / alignment_ * alignment_; };
 
     Encoder e;
@@ -252,7 +256,9 @@ void GGUFWriter::write(const std::string& path) const {
         e.put<uint64_t>(offset);
         offset = pad_to(offset + t.nbytes);
     }
-    e.bytes.resize(pad_to(e.bytes.size()), 0);
+    // The data section starts aligned. With no tensors there is no data section and llama.cpp's writers
+    // end the file right after the metadata; do the same so such files round-trip byte for byte.
+    if (!tensors_.empty()) e.bytes.resize(pad_to(e.bytes.size()), 0);
 
     // Temporary file beside the target, renamed into place only when complete.
     std::string tmp = path + ".tmp.XXXXXX";
