@@ -103,7 +103,7 @@ void BatchGraph::store_kv(int layer, Tensor* k, Tensor* v) {
         src = reshape_2d(ctx, src, width, n_tokens);
         const size_t slot_bytes = dst->nb[1];
         Tensor* slots = view_2d(ctx, dst, width, n_tokens, slot_bytes, 0);  // moved to the batch's slots per step
-        slot_views.push_back({slots, slot_bytes});
+        slot_views.push_back({slots, slot_bytes, cache_.ring_slots(layer)});
         graph.expand(cpy(ctx, src, slots));
     };
     store(k, cache_.k(layer), l.k_width, "K");
@@ -116,8 +116,19 @@ void BatchGraph::store_kv(int layer, Tensor* k, Tensor* v) {
 Tensor* BatchGraph::cache_k(int layer) {
     const LayerCache& l = cache_.layer(layer);
     Tensor* k = cache_.k(layer);
-    return view_3d(ctx, k, l.head_dim_k, l.k_width / l.head_dim_k, kv_span, row_bytes(k->type, l.head_dim_k), k->nb[1],
-                   0);
+    const int64_t span = cache_.ring_slots(layer) > 0 ? cache_.ring_slots(layer) : kv_span;
+    return view_3d(ctx, k, l.head_dim_k, l.k_width / l.head_dim_k, span, row_bytes(k->type, l.head_dim_k), k->nb[1], 0);
+}
+
+Tensor* BatchGraph::cache_positions(int layer) {
+    const int64_t ring = cache_.ring_slots(layer);
+    if (ring == 0) return kv_positions;
+    for (const RingPositions& r : ring_positions)
+        if (r.ring == ring) return r.positions;
+    Tensor* t = ctx.new_tensor(DType::I32, {ring}, "ring_positions." + std::to_string(ring));
+    t->flags |= kFlagInput;
+    ring_positions.push_back({ring, t});
+    return t;
 }
 
 Tensor* BatchGraph::cache_v(int layer) {
@@ -128,8 +139,8 @@ Tensor* BatchGraph::cache_v(int layer) {
         return view_3d(ctx, k, l.head_dim_v, 1, kv_span, k->nb[1], k->nb[1], 0);
     }
     Tensor* v = cache_.v(layer);
-    return view_3d(ctx, v, l.head_dim_v, l.v_width / l.head_dim_v, kv_span, row_bytes(v->type, l.head_dim_v), v->nb[1],
-                   0);
+    const int64_t span = cache_.ring_slots(layer) > 0 ? cache_.ring_slots(layer) : kv_span;
+    return view_3d(ctx, v, l.head_dim_v, l.v_width / l.head_dim_v, span, row_bytes(v->type, l.head_dim_v), v->nb[1], 0);
 }
 
 Tensor* BatchGraph::select_output_rows(Tensor* x) {

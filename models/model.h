@@ -60,6 +60,10 @@ struct LayerCache {
     int64_t head_dim_k = 0;  // how the K row splits into heads when read for attention
     int64_t head_dim_v = 0;
     int32_t window = 0;      // for Window layers
+    // Window layers only: keep a ring of window + n_batch - 1 slots (slot = position % ring) instead of
+    // one slot per position. The architecture must then read the layer's slot positions through
+    // BatchGraph::cache_positions(layer), not kv_positions.
+    bool ring = false;
 };
 
 // Reads "<arch>.<name>" keys with llama.cpp's defaults; errors name the file and key.
@@ -122,9 +126,12 @@ public:
     // shape with that element count) into the cache at the batch's slots. The writes are
     // added to the graph at once, so nodes expanded later (the attention) run after them.
     void store_kv(int layer, Tensor* k, Tensor* v);
-    // The layer's cache as attention reads it: [head_dim, n_kv_head, kv_span] in the cache type.
+    // The layer's cache as attention reads it: [head_dim, n_kv_head, kv_span] in the cache type
+    // ([.., ring] for a ring layer).
     Tensor* cache_k(int layer);
     Tensor* cache_v(int layer);
+    // The k_pos attention needs for this layer's cache: kv_positions, or the ring's own slot positions.
+    Tensor* cache_positions(int layer);
     // Keeps only the last token's column of x [ne0, n_tokens] unless logits_all.
     Tensor* select_output_rows(Tensor* x);
 
@@ -132,8 +139,15 @@ public:
     struct SlotView {
         Tensor* view;
         size_t slot_bytes;
+        int64_t ring = 0;  // > 0: the batch's first slot is its first position modulo ring
     };
     std::vector<SlotView> slot_views;
+    // Slot positions of each ring size in use (I32 [ring]), filled by the session before each compute.
+    struct RingPositions {
+        int64_t ring;
+        Tensor* positions;
+    };
+    std::vector<RingPositions> ring_positions;
 
 private:
     KVCache& cache_;

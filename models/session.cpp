@@ -28,7 +28,8 @@ Session::Session(const Model& model, const SessionOptions& options) : model_(mod
     TESSERA_CHECK(backend_->is_host(),
                   "backend '%s': models run on host backends only for now (weights stay in the file mapping)",
                   options_.backend.c_str());
-    cache_ = std::make_unique<KVCache>(model.arch().cache_layout(hp), options_.cache_type, options_.n_ctx, *backend_);
+    cache_ = std::make_unique<KVCache>(model.arch().cache_layout(hp), options_.cache_type, options_.n_ctx, *backend_,
+                                       options_.n_batch);
 }
 
 int64_t Session::kv_span_for(int64_t used_after) const {
@@ -52,7 +53,8 @@ Session::BuiltGraph& Session::graph_for(int64_t n_tokens, int64_t kv_span) {
     g->graph.expand(g->logits);
 
     // Inputs get storage of their own; intermediates are planned into one buffer.
-    Tensor* inputs[] = {b.tokens, b.positions, b.kv_positions};
+    std::vector<Tensor*> inputs = {b.tokens, b.positions, b.kv_positions};
+    for (const auto& r : b.ring_positions) inputs.push_back(r.positions);
     size_t bytes = 0;
     for (Tensor* t : inputs) bytes += (t->nbytes() + 63) / 64 * 64;
     g->inputs = backend_->alloc_buffer(bytes);
@@ -74,7 +76,8 @@ void Session::run_chunk(const int32_t* tokens, int64_t n) {
     BatchGraph& b = *g.batch;
 
     // Point the cache writes at this batch's slots, then re-derive every view's address.
-    for (const auto& sv : b.slot_views) sv.view->view_offset = size_t(start) * sv.slot_bytes;
+    for (const auto& sv : b.slot_views)
+        sv.view->view_offset = size_t(sv.ring > 0 ? start % sv.ring : start) * sv.slot_bytes;
     resolve_views(g.graph);
 
     cache_->append(n);
@@ -84,6 +87,11 @@ void Session::run_chunk(const int32_t* tokens, int64_t n) {
     backend_->set_tensor(*b.positions, scratch_.data(), 0, size_t(n) * 4);
     cache_->slot_positions(span, scratch_.data());
     backend_->set_tensor(*b.kv_positions, scratch_.data(), 0, size_t(span) * 4);
+    for (const auto& r : b.ring_positions) {
+        scratch_.resize(std::max(scratch_.size(), size_t(r.ring)));
+        cache_->ring_positions(r.ring, scratch_.data());
+        backend_->set_tensor(*r.positions, scratch_.data(), 0, size_t(r.ring) * 4);
+    }
 
     backend_->compute(g.graph);
 
@@ -111,7 +119,8 @@ void Session::decode(const int32_t* tokens, int64_t n) {
     n_rows_ = 0;
     try {
         for (int64_t done = 0; done < n;) {
-            const int64_t chunk = std::min(options_.n_batch, n - done);
+            // A chunk never runs past a ring cache's end (the rings hold window + n_batch - 1 slots).
+            const int64_t chunk = std::min({options_.n_batch, n - done, cache_->max_batch_at(start + done)});
             run_chunk(tokens + done, chunk);
             done += chunk;
         }
