@@ -220,6 +220,7 @@ std::vector<LayerCache> Gemma::cache_layout(const HParams& hp) const {
         const bool window = is_window_layer(il);
         l.kind = window ? CacheKind::Window : CacheKind::Full;
         l.window = window ? window_ : 0;
+        l.ring = window;  // window layers keep a ring of window + n_batch - 1 slots
         l.head_dim_k = hp.head_dim_k;
         l.head_dim_v = hp.head_dim_v;
         l.k_width = hp.head_dim_k * hp.n_head_kv;
@@ -260,7 +261,7 @@ Tensor* Gemma::build(BatchGraph& b) const {
         spec.softcap = attn_softcap_;
         spec.window = L.window ? window_ : 0;
         spec.causal = true;
-        Tensor* a = attention(ctx, q, b.cache_k(il), b.cache_v(il), b.positions, b.kv_positions, spec);
+        Tensor* a = attention(ctx, q, b.cache_k(il), b.cache_v(il), b.positions, b.cache_positions(il), spec);
         a = mul_mat(ctx, L.wo, reshape_2d(ctx, a, hp.head_dim_v * hp.n_head, n));
         if (L.post_attn_norm) a = rms(a, L.post_attn_norm);
         x = add(ctx, a, x);

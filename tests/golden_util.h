@@ -116,6 +116,7 @@ struct RunOptions {
     std::string backend = "cpu";
     int64_t n_batch = 512;         // prefill chunk size (batch mode)
     int64_t n_ctx = 512;
+    std::function<void(const Session&)> inspect;  // called once, after the last decode
 };
 
 // Logits for every token (rows in order) of `ids` through a fresh Session.
@@ -139,6 +140,7 @@ inline std::vector<float> run_logits(const Model& model, const std::vector<int32
         s.decode(ids.data(), int64_t(ids.size()));
         for (int64_t r = 0; r < s.n_logit_rows(); ++r) out.insert(out.end(), s.logits(r), s.logits(r) + nv);
     }
+    if (o.inspect) o.inspect(s);
     return out;
 }
 

@@ -44,9 +44,33 @@ TEST_CASE("golden gemma: prefill in chunks of 5 tokens crosses the 8-token windo
         if (c.weight_type != "F32") continue;
         auto model = Model::open(c.gguf);
         golden::RunOptions o;
-        o.n_batch = 5;  // odd, smaller than the window: every chunk reads keys of one or two earlier chunks
+        // Odd, smaller than the window: every chunk reads keys of one or two earlier chunks. Window layers
+        // keep rings of 8 + 5 - 1 = 12 slots, so chunks are also cut where a ring wraps.
+        o.n_batch = 5;
         golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
                            golden::read_f32(c.logits), c.tol_rel_rms, "chunks of 5");
+    }
+}
+
+TEST_CASE("golden gemma: window layers on rings of exactly the window (one token per batch)") {
+    if (!shared_available()) return;
+    for (const auto& c : gemma_cases()) {
+        if (c.weight_type != "F32" || c.arch == "gemma") continue;  // gemma has no window layers
+        auto model = Model::open(c.gguf);
+        golden::RunOptions o;
+        o.incremental = true;
+        o.n_batch = 1;  // ring = window + n_batch - 1 = 8 slots: 48 tokens wrap it 6 times
+        int rings = 0;
+        o.inspect = [&](const Session& s) {
+            for (int il = 0; il < s.cache().n_layer(); ++il) {
+                const bool window = s.cache().layer(il).kind == CacheKind::Window;
+                CHECK(s.cache().ring_slots(il) == (window ? 8 : 0));
+                rings += window;
+            }
+        };
+        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
+                           golden::read_f32(c.logits), c.tol_rel_rms, "incremental, 8-slot rings");
+        CHECK(rings == (c.arch == "gemma2" ? 2 : 5));  // gemma2: layers 0, 2; gemma3: layers 0-4
     }
 }
 
