@@ -1,0 +1,317 @@
+// `tessera chat -m MODEL [--system TEXT] [--template NAME] [sampler flags] [--ctx N] [--threads N]
+//  [--context-shift]`: multi-turn chat. Each turn formats the whole conversation with the model's chat
+// format, tokenizes it, keeps the longest prefix already in the KV cache and evaluates only the rest, so a
+// turn costs about its own tokens. Answers stream to stdout (only answers go there, so piped use works: one
+// user turn per input line); prompts and notices go to stderr. Ctrl-C stops the current answer, not the
+// program. Model, session, tokens and sampling go through the C API; the chat formats, stop-string matching
+// and UTF-8 hold-back are tessera's C++ helpers (the C API has no chat-format call yet).
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "core/error.h"
+#include "models/chat_template.h"
+#include "models/sampler.h"
+#include "models/tokenizer.h"
+#include "tools/command.h"
+#include "tools/session_flags.h"
+
+namespace tessera::cli {
+
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+void on_sigint(int) { g_interrupted = 1; }
+
+// Reads lines with read(2) so that Ctrl-C (EINTR) can be told apart from end of input.
+class LineReader {
+public:
+    enum Result { kLine, kEof, kInterrupted };
+    Result next(std::string* line) {
+        line->clear();
+        for (;;) {
+            size_t nl = buf_.find('\n');
+            if (nl != std::string::npos) {
+                line->assign(buf_, 0, nl);
+                buf_.erase(0, nl + 1);
+                if (!line->empty() && line->back() == '\r') line->pop_back();
+                return kLine;
+            }
+            if (eof_) {
+                if (buf_.empty()) return kEof;
+                line->swap(buf_);
+                buf_.clear();
+                return kLine;
+            }
+            char tmp[4096];
+            ssize_t n = ::read(0, tmp, sizeof tmp);
+            if (n < 0 && errno == EINTR) return kInterrupted;
+            if (n <= 0) eof_ = true;
+            else buf_.append(tmp, size_t(n));
+        }
+    }
+
+private:
+    std::string buf_;
+    bool eof_ = false;
+};
+
+std::vector<tessera_token> tokenize(tessera_model* m, const std::string& text, bool add_special) {
+    std::vector<tessera_token> ids(text.size() + 16);
+    int32_t n = 0;
+    tessera_status st = tessera_tokenize(m, text.data(), int32_t(text.size()), add_special, 1, ids.data(),
+                                         int32_t(ids.size()), &n);
+    if (st == TESSERA_ERR_BUFFER_TOO_SMALL) {
+        ids.resize(size_t(n));
+        st = tessera_tokenize(m, text.data(), int32_t(text.size()), add_special, 1, ids.data(), n, &n);
+    }
+    check(st, "tokenizing");
+    ids.resize(size_t(n));
+    return ids;
+}
+
+std::string piece_of(tessera_model* m, tessera_token t) {
+    std::vector<char> buf(64);
+    size_t len = 0;
+    tessera_status st = tessera_token_to_piece(m, t, buf.data(), buf.size(), &len);
+    if (st == TESSERA_ERR_BUFFER_TOO_SMALL) {
+        buf.resize(len + 1);
+        st = tessera_token_to_piece(m, t, buf.data(), buf.size(), &len);
+    }
+    check(st, "detokenizing");
+    return std::string(buf.data(), len);
+}
+
+// The chat format: --template, else the file's tokenizer.chat_template, else a guess from the vocabulary's
+// special tokens (a marker that tokenizes to a single token).
+ChatFormat choose_format(tessera_model* m, const std::string& name) {
+    if (!name.empty()) {
+        try {
+            return chat_format_from_name(name);
+        } catch (const Error& e) {
+            throw UsageError(std::string("--template: ") + e.what());
+        }
+    }
+    int32_t len = tessera_model_meta_str(m, "tokenizer.chat_template", nullptr, 0);
+    if (len > 0) {
+        std::string tmpl(size_t(len) + 1, '\0');
+        tessera_model_meta_str(m, "tokenizer.chat_template", tmpl.data(), tmpl.size());
+        tmpl.resize(size_t(len));
+        ChatFormat f = detect_chat_format(tmpl);
+        if (f != ChatFormat::Unknown) return f;
+    }
+    const std::pair<const char*, ChatFormat> markers[] = {
+        {"<|im_start|>", ChatFormat::ChatML},   {"<|start_header_id|>", ChatFormat::Llama3},
+        {"<start_of_turn>", ChatFormat::Gemma}, {"<|assistant|>", ChatFormat::Phi3},
+    };
+    for (auto [text, f] : markers)
+        if (tokenize(m, text, false).size() == 1) return f;
+    std::string names;
+    for (const auto& n : chat_format_names()) names += (names.empty() ? "" : ", ") + n;
+    throw UsageError("cannot tell this model's chat format (no recognizable tokenizer.chat_template); choose one with "
+                     "--template NAME (" + names + ")");
+}
+
+size_t common_prefix(const std::vector<tessera_token>& a, const std::vector<tessera_token>& b) {
+    size_t n = 0;
+    while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+    return n;
+}
+
+void say(const char* fmt, const std::string& s = "") { std::fprintf(stderr, fmt, s.c_str()); }
+
+void out(const std::string& s) {
+    if (s.empty()) return;
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fflush(stdout);
+}
+
+int chat(int argc, char** argv) {
+    SessionFlags sf;
+    std::string system, template_name;
+    float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f, freq_penalty = 0.0f, pres_penalty = 0.0f;
+    int top_k = 40, repeat_last_n = 64, n_predict = -1;
+    uint64_t seed = 0;
+    bool context_shift = false, verbose = false;
+    ArgParser p("chat", "-m MODEL [options]",
+                "Interactive chat. Type a message and Enter; /reset starts over, /exit quits, /help lists commands.\n"
+                "Ctrl-C stops the current answer. With stdin from a pipe each line is one user turn and only the\n"
+                "answers (one per turn, each ending in a newline) go to stdout.");
+    sf.add_to(p);
+    p.option("--system", &system, "TEXT", "system prompt");
+    p.option("--template", &template_name, "NAME",
+             "chat format: chatml, llama2, llama3, gemma, deepseek2, deepseek3, phi3, zephyr "
+             "(default: detected from the model)");
+    p.option("-n,--n-predict", &n_predict, "N", "most tokens per answer; -1 = until the end of turn (default)", -1,
+             1 << 24);
+    p.option("--temp", &temp, "T", "temperature; 0 = greedy (default 0.8)", 0.0, 100.0);
+    p.option("--top-k", &top_k, "K", "keep the K most likely tokens; 0 = off (default 40)", 0, 1 << 24);
+    p.option("--top-p", &top_p, "P", "nucleus sampling mass; 1 = off (default 0.95)", 1e-6, 1.0);
+    p.option("--min-p", &min_p, "P", "drop tokens below P x the top one; 0 = off (default 0.05)", 0.0, 0.999);
+    p.option("--repeat-penalty", &repeat_penalty, "X", "penalty on recent tokens; 1 = off (default)", 1e-3, 100.0);
+    p.option("--repeat-last-n", &repeat_last_n, "N", "tokens the penalties look back over (default 64)", 0, 1 << 24);
+    p.option("--frequency-penalty", &freq_penalty, "X", "subtracted per occurrence (default 0)", -100.0, 100.0);
+    p.option("--presence-penalty", &pres_penalty, "X", "subtracted once if present (default 0)", -100.0, 100.0);
+    p.option("--seed", &seed, "S", "sampling seed (default 0)");
+    p.flag("--context-shift", &context_shift,
+           "when the conversation no longer fits, drop the oldest turns (the system prompt stays) instead of "
+           "refusing");
+    p.flag("--verbose", &verbose, "report per turn how many prompt tokens were reused from the cache (stderr)");
+    if (!p.parse(argc, argv)) return 0;
+    if (sf.model.empty()) throw UsageError("-m MODEL is required");
+
+    ModelHandle model;
+    check(tessera_model_open(sf.model.c_str(), nullptr, &model.m), "loading the model");
+    SessionHandle session;
+    const tessera_session_params sp = sf.params();
+    check(tessera_session_create(model.m, &sp, &session.s), "creating the session");
+    const ChatFormat fmt = choose_format(model.m, template_name);
+    const int32_t n_ctx = tessera_session_n_ctx(session.s);
+
+    tessera_sampler_params smp = tessera_sampler_default_params();
+    smp.temperature = temp;
+    smp.top_k = top_k;
+    smp.top_p = top_p;
+    smp.min_p = min_p;
+    smp.repeat_penalty = repeat_penalty;
+    smp.frequency_penalty = freq_penalty;
+    smp.presence_penalty = pres_penalty;
+    smp.penalty_last_n = repeat_last_n;
+    smp.seed = seed;
+    SamplerHandle sampler;
+    check(tessera_sampler_create(model.m, &smp, &sampler.s), "creating the sampler");
+
+    const bool interactive = isatty(0);
+    std::fprintf(stderr, "model: %s (%s, %d layers), chat format %s, context %d tokens\n", sf.model.c_str(),
+                 tessera_model_arch(model.m), tessera_model_n_layer(model.m), chat_format_name(fmt), n_ctx);
+    if (interactive) say("type /help for commands; Ctrl-C stops an answer, /exit or Ctrl-D quits\n");
+
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: a blocked read returns EINTR so the prompt can react
+    struct sigaction old_sa {};
+    sigaction(SIGINT, &sa, &old_sa);
+
+    std::vector<ChatMessage> messages;
+    if (!system.empty()) messages.push_back({"system", system});
+    std::vector<tessera_token> cached;  // what the session's KV cache holds, in order
+    LineReader reader;
+    std::string line;
+
+    for (;;) {
+        if (interactive) say("> ");
+        LineReader::Result r = reader.next(&line);
+        if (r == LineReader::kInterrupted) {
+            g_interrupted = 0;
+            say("\n(/exit or Ctrl-D quits)\n");
+            continue;
+        }
+        if (r == LineReader::kEof) break;
+        if (line.empty()) continue;
+        if (line == "/exit" || line == "/quit") break;
+        if (line == "/help") {
+            say("/reset  forget the conversation (keeps the system prompt)\n/exit   quit\n/help   this text\n"
+                "Ctrl-C stops the current answer.\n");
+            continue;
+        }
+        if (line == "/reset") {
+            messages.resize(system.empty() ? 0 : 1);
+            check(tessera_session_reset(session.s), "resetting the session");
+            cached.clear();
+            say("(conversation reset)\n");
+            continue;
+        }
+
+        messages.push_back({"user", line});
+        std::vector<tessera_token> ids = tokenize(model.m, format_chat(fmt, messages, true), true);
+        // Room for at least a short answer.
+        const size_t reserve = 16;
+        while (ids.size() + reserve > size_t(n_ctx) && context_shift) {
+            // Drop the oldest user turn and the answer that followed it.
+            auto first = std::find_if(messages.begin(), messages.end(), [](const ChatMessage& m) {
+                return m.role != "system";
+            });
+            if (first == messages.end() || first + 1 == messages.end()) break;  // only the new turn is left
+            auto last = first + 1;
+            if (last != messages.end() && last->role == "assistant" && last + 1 != messages.end()) ++last;
+            messages.erase(first, last);
+            ids = tokenize(model.m, format_chat(fmt, messages, true), true);
+        }
+        if (ids.size() + reserve > size_t(n_ctx)) {
+            std::fprintf(stderr, "(the conversation needs %zu tokens but the context holds %d: %s)\n", ids.size(),
+                         n_ctx, context_shift ? "this message is too long" : "/reset, or run with --context-shift");
+            messages.pop_back();
+            out("\n");  // keep one answer line per input line for piped use
+            continue;
+        }
+
+        // Reuse the cached prefix; at least the last prompt token is evaluated to get fresh logits.
+        size_t keep = std::min(common_prefix(cached, ids), ids.size() - 1);
+        check(tessera_session_truncate(session.s, int32_t(keep)), "trimming the cache");
+        cached.resize(keep);
+        g_interrupted = 0;
+        check(tessera_decode(session.s, ids.data() + keep, int32_t(ids.size() - keep)), "evaluating the prompt");
+        cached.insert(cached.end(), ids.begin() + keep, ids.end());
+        if (verbose)
+            std::fprintf(stderr, "(prompt %zu tokens: %zu reused from the cache, %zu evaluated)\n", ids.size(), keep,
+                         ids.size() - keep);
+        for (size_t i = keep; i < ids.size(); ++i) check(tessera_sampler_accept(sampler.s, ids[i]), "sampler");
+
+        StopMatcher stops(chat_format_stops(fmt));
+        std::string answer, utf8_tail, printed;
+        bool at_start = true;
+        auto emit = [&](const std::string& text) {
+            std::string s = text;
+            if (at_start) {  // the answer's first word marker (a SentencePiece space) is not shown
+                size_t b = s.find_first_not_of(' ');
+                s = b == std::string::npos ? std::string() : s.substr(b);
+                at_start = s.empty();
+            }
+            out(s);
+            answer += s;
+        };
+        int generated = 0;
+        while (n_predict < 0 || generated < n_predict) {
+            if (g_interrupted) {
+                say("\n(stopped)");
+                break;
+            }
+            tessera_token tok;
+            check(tessera_sample(sampler.s, session.s, &tok), "sampling");
+            if (tessera_model_is_eog(model.m, tok)) break;
+            ++generated;
+            std::string text = utf8_take_complete(utf8_tail + piece_of(model.m, tok), &utf8_tail);
+            emit(stops.push(text));
+            if (stops.stopped()) break;
+            if (tessera_session_n_past(session.s) >= n_ctx) {
+                say("\n(context full: answer cut; /reset or --context-shift)");
+                break;
+            }
+            check(tessera_decode(session.s, &tok, 1), "decoding");
+            cached.push_back(tok);
+        }
+        if (!stops.stopped()) emit(stops.flush() + utf8_take_complete(utf8_tail + "", &utf8_tail));
+        g_interrupted = 0;
+        out("\n");
+        messages.push_back({"assistant", answer});
+    }
+    sigaction(SIGINT, &old_sa, nullptr);
+    return 0;
+}
+
+int cmd_chat(int argc, char** argv) {
+    return run_guarded("chat", [&] { return chat(argc, argv); });
+}
+
+RegisterCommand reg("chat", "interactive multi-turn chat (-m MODEL [--system TEXT])", cmd_chat);
+
+}  // namespace
+
+}  // namespace tessera::cli
