@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/gguf.h"
 #include "core/types.h"
+#include "models/make_model_presets_gemma_deepseek.h"
 
 namespace tessera {
 
@@ -162,7 +163,11 @@ int64_t copy_vocab(GGUFWriter& w, const GGUFFile& vocab) {
 
 }  // namespace
 
-std::vector<std::string> make_model_presets() { return {"tiny", "tinyllama-1.1b", "llama3-8b-shape"}; }
+std::vector<std::string> make_model_presets() {
+    std::vector<std::string> names{"tiny", "tinyllama-1.1b", "llama3-8b-shape"};
+    for (const auto& n : gemma_deepseek_presets()) names.push_back(n);  // gemma*, deepseek2
+    return names;
+}
 
 LlamaShape llama_preset(const std::string& name) {
     LlamaShape s;
@@ -183,6 +188,7 @@ LlamaShape llama_preset(const std::string& name) {
 }
 
 MadeModel make_model(const MakeModelOptions& o, const std::string& out_path) {
+    if (is_gemma_deepseek(o.arch, o.preset)) return make_gemma_deepseek_model(o, out_path);
     TESSERA_CHECK(o.arch == "llama", "make-model: architecture '%s' is not supported (llama)", o.arch.c_str());
     const int32_t ftype = file_type_id(o.type);
     LlamaShape s = o.has_shape ? o.shape : llama_preset(o.preset);
@@ -259,6 +265,13 @@ MadeModel make_model(const MakeModelOptions& o, const std::string& out_path) {
     m.n_vocab = n_vocab;
     for (const auto& t : tensors) m.file_bytes += t.bytes.size();
     return m;
+}
+
+int64_t make_model_write_vocab(GGUFWriter& w, const std::string& vocab_path, int64_t n_vocab) {
+    if (!vocab_path.empty()) return copy_vocab(w, *GGUFFile::open(vocab_path));
+    if (n_vocab <= 0) n_vocab = 1024;
+    synthesize_vocab(w, n_vocab);
+    return n_vocab;
 }
 
 }  // namespace tessera

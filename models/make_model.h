@@ -7,6 +7,8 @@
 
 namespace tessera {
 
+class GGUFWriter;
+
 struct LlamaShape {
     int64_t n_vocab = 0;  // 0 = the vocabulary's size
     int64_t n_ctx = 0, n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0;
@@ -35,5 +37,10 @@ struct MadeModel {
 };
 // Writes the file; throws Error naming the problem.
 MadeModel make_model(const MakeModelOptions& options, const std::string& out_path);
+
+// For other architectures' makers (models/make_model_presets_*.cpp): writes the tokenizer.* keys,
+// copied from vocab_path when given, else a synthesized SPM vocabulary of n_vocab tokens (0: 1024).
+// Returns the vocabulary's size.
+int64_t make_model_write_vocab(GGUFWriter& w, const std::string& vocab_path, int64_t n_vocab);
 
 }  // namespace tessera
