@@ -23,6 +23,14 @@ using namespace tessera::testing;
 
 namespace {
 
+// tests/testing.cpp is compiled once into tessera_test_main, which does not get the TESSERA_SHARED_DIR /
+// TESSERA_CLI definitions that each test executable gets, so its shared_file() and cli() fall back
+// to relative names (and under ctest, whose working directory is build/tests, /work/shared looks
+// missing). This file does get the definitions, so it builds the paths itself.
+std::string shared_file(const std::string& rel) { return std::string(TESSERA_SHARED_DIR) + "/" + rel; }
+bool have_shared() { return ::access(TESSERA_SHARED_DIR "/golden/manifest.json", R_OK) == 0; }
+std::string cli() { return TESSERA_CLI; }
+
 struct GoldenCase {
     std::string name, arch, weight_type, gguf, tokens, logits;
     int64_t n_tokens = 0, n_vocab = 0;
@@ -47,7 +55,7 @@ std::string field(const std::string& obj, const std::string& key) {
 }
 
 std::vector<GoldenCase> load_manifest() {
-    const auto bytes = read_file(shared_path("golden/manifest.json"));
+    const auto bytes = read_file(shared_file("golden/manifest.json"));
     const std::string text(bytes.begin(), bytes.end());
     std::vector<GoldenCase> cases;
     size_t p = 0;
@@ -58,9 +66,9 @@ std::vector<GoldenCase> load_manifest() {
         c.name = field(obj, "name");
         c.arch = field(obj, "architecture");
         c.weight_type = field(obj, "weight_type");
-        c.gguf = shared_path("golden/" + field(obj, "gguf"));
-        c.tokens = shared_path("golden/" + field(obj, "tokens"));
-        c.logits = shared_path("golden/" + field(obj, "logits"));
+        c.gguf = shared_file("golden/" + field(obj, "gguf"));
+        c.tokens = shared_file("golden/" + field(obj, "tokens"));
+        c.logits = shared_file("golden/" + field(obj, "logits"));
         c.n_tokens = std::stoll(field(obj, "n_tokens"));
         c.n_vocab = std::stoll(field(obj, "n_vocab"));
         c.tol_rel_rms = std::stod(field(obj, "tolerance_rel_rms"));
@@ -148,7 +156,7 @@ void check_case(const GoldenCase& c, const std::vector<float>& got, const std::v
 }  // namespace
 
 TEST_CASE("golden: llama cases through the library, batch and incremental, F32 cache") {
-    if (!shared_available()) {
+    if (!have_shared()) {
         MESSAGE("skipped: /work/shared is missing");
         return;
     }
@@ -167,7 +175,7 @@ TEST_CASE("golden: llama cases through the library, batch and incremental, F32 c
 }
 
 TEST_CASE("golden: F32 llama cases on the reference backend") {
-    if (!shared_available()) return;
+    if (!have_shared()) return;
     for (const auto& c : llama_cases()) {
         if (c.weight_type != "F32") continue;
         auto model = Model::open(c.gguf);
@@ -177,7 +185,7 @@ TEST_CASE("golden: F32 llama cases on the reference backend") {
 }
 
 TEST_CASE("golden: llama cases with the default F16 cache") {
-    if (!shared_available()) return;
+    if (!have_shared()) return;
     for (const auto& c : llama_cases()) {
         auto model = Model::open(c.gguf);
         // Storing K and V in F16 rounds them to 11 significant bits (relative error <= 2^-11 = 4.9e-4 each);
@@ -190,7 +198,7 @@ TEST_CASE("golden: llama cases with the default F16 cache") {
 }
 
 TEST_CASE("golden: tessera eval as a subprocess, batch and --incremental") {
-    if (!shared_available()) return;
+    if (!have_shared()) return;
     for (const auto& c : llama_cases()) {
         if (c.name != "llama-gqa") continue;
         const auto ids = read_tokens(c.tokens);
@@ -198,7 +206,7 @@ TEST_CASE("golden: tessera eval as a subprocess, batch and --incremental") {
         for (int32_t id : ids) toks += (toks.empty() ? "" : " ") + std::to_string(id);
         for (const char* mode : {"", " --incremental"}) {
             const std::string out = "/tmp/tessera_golden_eval_" + std::to_string(::getpid()) + ".f32";
-            const std::string cmd = cli_path() + " eval -m " + c.gguf + " --tokens \"" + toks + "\" --logits-out " +
+            const std::string cmd = cli() + " eval -m " + c.gguf + " --tokens \"" + toks + "\" --logits-out " +
                                     out + " --cache-type f32 --threads 2" + mode;
             std::string log;
             const int rc = run_command(cmd, &log);
@@ -229,7 +237,7 @@ std::vector<int32_t> int_array(const std::string& obj, const std::string& key) {
 }
 
 std::vector<Generation> load_generations() {
-    const auto bytes = read_file(shared_path("golden/generations.json"));
+    const auto bytes = read_file(shared_file("golden/generations.json"));
     const std::string text(bytes.begin(), bytes.end());
     std::vector<Generation> out;
     size_t p = 0;
@@ -247,10 +255,10 @@ std::vector<Generation> load_generations() {
 }
 
 TEST_CASE("golden: stories260K greedy continuations equal llama.cpp's ids") {
-    if (!shared_available()) return;
+    if (!have_shared()) return;
     const auto gens = load_generations();
     REQUIRE(gens.size() >= 1);
-    auto model = Model::open(shared_path("models/stories260K.gguf"));
+    auto model = Model::open(shared_file("models/stories260K.gguf"));
     for (const auto& g : gens) {
         INFO(g.prompt);
         REQUIRE(!g.ids.empty());

@@ -176,6 +176,7 @@ int run(int argc, char** argv) {
     }
     printer.finish();
     std::fputc('\n', stdout);
+    std::fflush(stdout);
     const double gen_s = seconds_since(t_gen);
     std::fprintf(stderr, "prompt: %zu tokens in %.1f ms (%.1f tok/s); generated: %d tokens in %.1f ms (%.1f tok/s)\n",
                  ids.size(), prompt_s * 1000.0, double(ids.size()) / std::max(prompt_s, 1e-9), generated,
