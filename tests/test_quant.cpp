@@ -2,7 +2,12 @@
 // decoded by hand, and the cpu backend's SIMD dot tiles against the reference conversions.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -17,6 +22,11 @@
 using namespace tessera;
 
 namespace {
+
+bool shared_ok() {
+    struct stat st;
+    return stat(TESSERA_SHARED_DIR, &st) == 0 && S_ISDIR(st.st_mode);
+}
 
 std::vector<float> normal_floats(size_t n, uint64_t seed) {
     std::mt19937_64 rng(seed);
@@ -57,8 +67,8 @@ struct GoldenCompare {
 };
 
 GoldenCompare compare_with_golden(const std::string& f32_name, const std::string& quant_name) {
-    auto ref = GGUFFile::open(testing::shared_path("golden/" + f32_name));
-    auto q = GGUFFile::open(testing::shared_path("golden/" + quant_name));
+    auto ref = GGUFFile::open(std::string(TESSERA_SHARED_DIR) + "/golden/" + f32_name);
+    auto q = GGUFFile::open(std::string(TESSERA_SHARED_DIR) + "/golden/" + quant_name);
     GoldenCompare res;
     for (const auto& t : q->tensors()) {
         const TypeTraits& tr = type_traits(t.type);
@@ -97,7 +107,7 @@ GoldenCompare compare_with_golden(const std::string& f32_name, const std::string
 }  // namespace
 
 TEST_CASE("golden files: our reference quantizers reproduce llama.cpp's bytes (Q8_0, Q4_0, Q4_K_M = Q4_K + Q6_K)") {
-    if (!testing::shared_available()) return;
+    if (!shared_ok()) return;
     const char* pairs[][2] = {
         {"llama-gqa.gguf", "llama-gqa-q8_0.gguf"}, {"llama-gqa.gguf", "llama-gqa-q4_0.gguf"},
         {"llama-gqa.gguf", "llama-gqa-q4_k_m.gguf"}, {"gemma2.gguf", "gemma2-q8_0.gguf"},
@@ -485,4 +495,93 @@ TEST_CASE("dot_tile: f16 weights take the float path") {
             }
             CHECK(std::fabs(out[size_t(r * nc + c)] - ref) <= 1e-5 * mag);  // float accumulation of 40 terms
         }
+}
+
+// ------------------------------------------------------------------------------------------------
+// `tessera quantize`: the whole output file equals llama-quantize's (same tensor types by the same mix rules,
+// same key and tensor order, same bytes), plus its fallbacks and errors.
+
+namespace {
+
+std::string temp_dir() {
+    char tmpl[] = "/tmp/tessera_quant_XXXXXX";
+    const char* d = mkdtemp(tmpl);
+    REQUIRE(d != nullptr);
+    return d;
+}
+
+// The CLI and ../shared as this executable was configured with (tests/CMakeLists.txt defines both per test
+// executable; testing.cpp's helpers are compiled without them).
+std::string cli() { return TESSERA_CLI; }
+std::string golden(const std::string& name) { return std::string(TESSERA_SHARED_DIR) + "/golden/" + name; }
+bool cli_built() {
+    const bool ok = access(cli().c_str(), X_OK) == 0;
+    if (!ok) FAIL_CHECK("the tessera CLI is not built at " << cli());
+    return ok;
+}
+
+}  // namespace
+
+TEST_CASE("tessera quantize writes llama-quantize's files byte for byte") {
+    if (!shared_ok() || !cli_built()) return;
+    const std::string dir = temp_dir();
+    const char* cases[][3] = {
+        {"llama-gqa.gguf", "q8_0", "llama-gqa-q8_0.gguf"},
+        {"llama-gqa.gguf", "Q4_0", "llama-gqa-q4_0.gguf"},
+        {"llama-gqa.gguf", "Q4_K_M", "llama-gqa-q4_k_m.gguf"},
+        {"gemma2.gguf", "q4_k_m", "gemma2-q4_k_m.gguf"},
+    };
+    for (auto& c : cases) {
+        CAPTURE(c[2]);
+        const std::string out = dir + "/" + c[2];
+        std::string log;
+        const int rc = testing::run_command(cli() + " quantize " + golden(c[0]) +
+                                                " " + out + " " + c[1] + " --threads 2",
+                                            &log);
+        CAPTURE(log);
+        REQUIRE(rc == 0);
+        CHECK(testing::read_file(out) == testing::read_file(golden(c[2])));
+        std::remove(out.c_str());
+    }
+    rmdir(dir.c_str());
+}
+
+TEST_CASE("tessera quantize: row-length fallback, kept tensors, file type") {
+    if (!shared_ok() || !cli_built()) return;
+    const std::string dir = temp_dir(), out = dir + "/gemma-q4km.gguf";
+    // gemma.gguf has n_embd 64: rows of 64 cannot hold a 256-value K-quant block.
+    REQUIRE(testing::run_command(cli() + " quantize " + golden("gemma.gguf") + " " +
+                                 out + " Q4_K_M") == 0);
+    auto in = GGUFFile::open(golden("gemma.gguf"));
+    auto f = GGUFFile::open(out);
+    CHECK(f->get<uint32_t>("general.file_type") == 15);
+    CHECK(f->get<uint32_t>("general.quantization_version") == 2);
+    CHECK(f->find_tensor("output_norm.weight")->type == DType::F32);             // 1-D: unchanged
+    CHECK(f->find_tensor("blk.0.attn_q.weight")->type == DType::Q5_0);           // Q4_K -> Q5_0 (rows of 64)
+    CHECK(f->find_tensor("token_embd.weight")->type == DType::Q8_0);             // tied output: Q6_K -> Q8_0
+    CHECK(f->find_tensor("blk.0.attn_output.weight")->type == DType::Q4_K);      // rows of 256: no fallback
+    CHECK(f->find_tensor("blk.1.attn_v.weight")->type == DType::Q8_0);           // last layer: Q6_K -> Q8_0
+    CHECK(f->keys().size() == in->keys().size() + (in->has("general.quantization_version") ? 0 : 1) +
+                                  (in->has("general.file_type") ? 0 : 1));
+    // Dequantized weights stay close to the originals (Q5_0: step = max / 16 per 32 values).
+    const auto* a = in->find_tensor("blk.0.attn_q.weight");
+    const auto* b = f->find_tensor("blk.0.attn_q.weight");
+    const auto orig = dequantize(a->type, a->data, a->n_elements());
+    const auto back = dequantize(b->type, b->data, b->n_elements());
+    CHECK(testing::rel_rms(back, orig) < 0.05);
+    std::remove(out.c_str());
+    rmdir(dir.c_str());
+}
+
+TEST_CASE("tessera quantize: clear errors") {
+    if (!shared_ok() || !cli_built()) return;
+    const std::string q = cli() + " quantize ";
+    const std::string in = golden("gemma.gguf");
+    std::string log;
+    CHECK(testing::run_command(q + in + " /tmp/x.gguf Q9_9", &log) == 2);
+    CHECK(log.find("unknown quantization type 'Q9_9'") != std::string::npos);
+    CHECK(testing::run_command(q + "/nonexistent/in.gguf /tmp/x.gguf Q4_0", &log) == 1);
+    CHECK(log.find("/nonexistent/in.gguf") != std::string::npos);
+    CHECK(testing::run_command(q + in + " /nonexistent-dir/out.gguf Q4_0", &log) == 1);
+    CHECK(log.find("not writable") != std::string::npos);
 }
