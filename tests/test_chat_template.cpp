@@ -2,8 +2,11 @@
 // from the published format definitions (model cards / reference templates), and template detection.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+
 #include "core/error.h"
 #include "models/chat_template.h"
+#include "tests/testing.h"
 
 using namespace tessera;
 
@@ -107,4 +110,45 @@ TEST_CASE("chat: names, errors") {
     CHECK_THROWS_WITH_AS(format_chat(ChatFormat::ChatML, {{"tool", "x"}}, true), doctest::Contains("tool"), Error);
     CHECK_THROWS_AS(format_chat(ChatFormat::Unknown, kConversation, true), Error);
     CHECK(chat_format_stops(ChatFormat::ChatML) == std::vector<std::string>{"<|im_end|>"});
+}
+
+TEST_CASE("tessera chat: piped turns, greedy answer equals `tessera run` on the formatted prompt") {
+    if (!testing::shared_available()) {
+        MESSAGE("skipped: ../shared is not available");
+        return;
+    }
+    // TESSERA_CLI is defined for each test file (testing::cli_path() in the shared helper library is not).
+    const std::string cli = TESSERA_CLI;
+    const std::string model = testing::shared_path("models/stories260K.gguf");
+    // stories260K has no chat template and no chat tokens; chatml text is tokenized as plain text.
+    std::string chat_out;
+    REQUIRE(testing::run_command("{ printf 'Hi\\n' | " + cli + " chat -m " + model +
+                                     " --template chatml --temp 0 -n 12 2>/dev/null; }",
+                                 &chat_out) == 0);
+    const std::string prompt = format_chat(ChatFormat::ChatML, {{"user", "Hi"}}, true);
+    std::string run_out;
+    // $(...) drops trailing newlines, so the prompt gets a sentinel X that ${p%X} removes again.
+    REQUIRE(testing::run_command("{ p=\"$(printf '<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nX')\"; "
+                                     "p=\"${p%X}\"; " + cli + " run -m " + model + " -p \"$p\" --temp 0 -n 12 2>/dev/null; }",
+                                 &run_out) == 0);
+    CHECK(prompt == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    CHECK(!chat_out.empty());
+    CHECK(chat_out == run_out);
+
+    // Second turn: the first turn's tokens are reused from the cache; /help and /exit are commands, and
+    // nothing after /exit is read.
+    std::string log;
+    REQUIRE(testing::run_command("{ printf 'Hi\\n/help\\nMore\\n/exit\\nIgnored\\n' | " + cli + " chat -m " + model +
+                                     " --template chatml --temp 0 -n 6 --verbose 2>&1 >/dev/null; }",
+                                 &log) == 0);
+    CHECK(log.find("0 reused from the cache") != std::string::npos);
+    size_t second = log.find("reused from the cache", log.find("evaluated)"));
+    REQUIRE(second != std::string::npos);
+    size_t colon = log.rfind(':', second);
+    int reused = std::atoi(log.c_str() + colon + 1);
+    CHECK(reused > 10);  // the whole first turn (prompt + answer) stays cached
+    CHECK(log.find("/reset") != std::string::npos);  // help text
+    size_t turns = 0;
+    for (size_t p = log.find("(prompt "); p != std::string::npos; p = log.find("(prompt ", p + 1)) ++turns;
+    CHECK(turns == 2);
 }

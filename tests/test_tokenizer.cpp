@@ -332,3 +332,41 @@ TEST_CASE("unicode: regex splitter keeps unmatched text and applies patterns in 
     CHECK(dollar.split("a \n") == std::vector<std::string>{"a", " \n"});
     CHECK_THROWS_AS(unicode::RegexSplitter({"(unclosed"}), Error);
 }
+
+TEST_CASE("tessera tokenize: ids and pieces, vocab-only files") {
+    if (!testing::shared_available()) {
+        MESSAGE("skipped: ../shared is not available");
+        return;
+    }
+    // TESSERA_CLI is defined for each test file (testing::cli_path() in the shared helper library is not).
+    const std::string cli = TESSERA_CLI;
+    const std::string stories = testing::shared_path("models/stories260K.gguf");
+    std::string out;
+    REQUIRE(testing::run_command(cli + " tokenize -m " + stories + " -p 'Once upon a time' --ids", &out) == 0);
+    CHECK(out == "1 403 407 261 378\n");  // golden/generations.json prompt_tokens
+    out.clear();
+    REQUIRE(testing::run_command(cli + " tokenize -m " + stories + " -p 'Once upon a time' --ids --no-bos", &out) == 0);
+    CHECK(out == "403 407 261 378\n");
+    out.clear();
+    REQUIRE(testing::run_command(cli + " tokenize -m " + stories + " -p 'Once upon'", &out) == 0);
+    CHECK(out == "1\t'<s>'\n403\t' Once'\n407\t' upon'\n");
+    // A vocab-only file: the first test input of the gpt-2 set, written to a file and read with -f.
+    const std::string gpt2 = testing::shared_path("vocab/ggml-vocab-gpt-2.gguf");
+    auto cases = load_cases(gpt2);
+    const std::string in = "/tmp/tessera_test_tok_" + std::to_string(getpid()) + ".txt";
+    {
+        std::ofstream f(in, std::ios::binary);
+        f << cases[0].input;
+    }
+    out.clear();
+    REQUIRE(testing::run_command(cli + " tokenize -m " + gpt2 + " -f " + in + " --ids --no-bos", &out) == 0);
+    std::remove(in.c_str());
+    std::string want;
+    for (size_t i = 0; i < cases[0].ids.size(); ++i) want += (i ? " " : "") + std::to_string(cases[0].ids[i]);
+    CHECK(out == want + "\n");
+    // Usage errors exit 2; a missing file is an error (exit 1) that names it.
+    CHECK(testing::run_command(cli + " tokenize -m " + stories) == 2);
+    out.clear();
+    CHECK(testing::run_command(cli + " tokenize -m /nonexistent/x.gguf -p hi", &out) == 1);
+    CHECK(out.find("/nonexistent/x.gguf") != std::string::npos);
+}
