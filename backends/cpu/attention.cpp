@@ -61,18 +61,20 @@ Visibility classify(const TileRange& k, int64_t qmin, int64_t qmax, bool causal,
 // Holds no state that outlives one call's meaning: every buffer is rewritten before it is read.
 struct Scratch {
     std::vector<float> q, o, s, m, l, k, v;
+    std::vector<uint8_t> hidden;  // per (query, key) of a partially visible tile: 1 = masked
 };
 Scratch& thread_scratch() {
     thread_local Scratch scratch;
     return scratch;
 }
 
-float* sized(std::vector<float>& v, int64_t n) {
+template <class T>
+T* sized(std::vector<T>& v, int64_t n) {
     if (int64_t(v.size()) < n) v.resize(size_t(n));
     return v.data();
 }
 
-// Everything a unit needs, read-only while the units run.
+// Everything a unit needs, read-only while the units run (partial: each unit writes its own slots).
 struct Job {
     const AttentionPlan& plan;
     const Tensor& q;
@@ -86,51 +88,79 @@ struct Job {
     // active[qt]: the kv tiles query tile qt can see, with their visibility (never None)
     std::vector<std::vector<std::pair<int32_t, Visibility>>> active;
     Tensor& dst;
-    // split partials: unit (kvh, qt, split) -> rows x dv_padded outputs, then rows maxima, then rows sums
+    // split partials: unit (head block, qt, split) -> rows x dv_padded outputs, then the rows' maxima, then sums
     std::vector<float> partial;
 };
 
 size_t partial_floats_per_unit(const AttentionPlan& p) { return size_t(p.rows_per_unit() * (p.dv_padded + 2)); }
 
-void load_queries(const Job& job, int64_t kvh, int64_t q0, int64_t nq, float* qbuf) {
+// Rows of a unit: head block hb (KV head kvh0 + hb) x query qi x query head hh of the group, in that order.
+struct RowMap {
+    const AttentionPlan& p;
+    int64_t kvh0, q0;
+    int64_t rows_per_head() const { return p.q_tile * p.group; }
+    int64_t row(int64_t hb, int64_t qi, int64_t hh) const { return hb * rows_per_head() + qi * p.group + hh; }
+    float* dst_row(Tensor& dst, int64_t hb, int64_t qi, int64_t hh) const {
+        return reinterpret_cast<float*>(dst.at(0, (kvh0 + hb) * p.group + hh, q0 + qi));
+    }
+};
+
+void load_queries(const Job& job, const RowMap& rm, int64_t nq, float* qbuf) {
     const AttentionPlan& p = job.plan;
     const Tensor& q = job.q;
-    for (int64_t qi = 0; qi < nq; ++qi)
-        for (int64_t hh = 0; hh < p.group; ++hh) {
-            float* row = qbuf + (qi * p.group + hh) * p.dk_padded;
-            const char* src = q.at(0, kvh * p.group + hh, q0 + qi);
-            if (q.nb[0] == sizeof(float)) {
-                std::memcpy(row, src, size_t(p.d_k) * sizeof(float));
-            } else {
-                for (int64_t c = 0; c < p.d_k; ++c) std::memcpy(row + c, src + c * int64_t(q.nb[0]), sizeof(float));
+    for (int64_t hb = 0; hb < p.heads_per_unit; ++hb)
+        for (int64_t qi = 0; qi < nq; ++qi)
+            for (int64_t hh = 0; hh < p.group; ++hh) {
+                float* row = qbuf + rm.row(hb, qi, hh) * p.dk_padded;
+                const char* src = q.at(0, (rm.kvh0 + hb) * p.group + hh, rm.q0 + qi);
+                if (q.nb[0] == sizeof(float)) {
+                    std::memcpy(row, src, size_t(p.d_k) * sizeof(float));
+                } else {
+                    for (int64_t c = 0; c < p.d_k; ++c)
+                        std::memcpy(row + c, src + c * int64_t(q.nb[0]), sizeof(float));
+                }
+                // scale folded into q: (s q).k instead of s (q.k), one multiply per query element, not per score
+                for (int64_t c = 0; c < p.d_k; ++c) row[c] *= job.scale;
+                std::fill(row + p.d_k, row + p.dk_padded, 0.0f);
             }
-            // scale folded into q: (s q).k instead of s (q.k), one multiply per query element, not per score
-            for (int64_t c = 0; c < p.d_k; ++c) row[c] *= job.scale;
-            std::fill(row + p.d_k, row + p.dk_padded, 0.0f);
-        }
 }
 
-void run_unit(Job& job, int64_t kvh, int64_t qt, int64_t split) {
+// Asks for the cache lines of rows [j0, j0 + n) of one KV head of t ahead of use (into L2). Rows of one
+// head are a whole cache row apart (all heads of a token sit together), often more than a page, which the
+// hardware prefetchers do not follow; asked for one head ahead, they arrive while this head computes.
+void prefetch_rows(const Tensor& t, int64_t head, int64_t j0, int64_t n) {
+    const size_t bytes = t.row_bytes();
+    for (int64_t j = j0; j < j0 + n; ++j) {
+        const char* row = t.at(0, head, j);
+        for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(row + off, 0, 2);
+    }
+}
+
+// One unit: KV heads [kvh0, kvh0 + heads_per_unit) x query tile qt x slice `split` of the tiles qt can see.
+void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
     const AttentionPlan& p = job.plan;
-    const int64_t q0 = qt * p.q_tile;
-    const int64_t nq = std::min(p.q_tile, p.n_q - q0);
-    const int64_t rows = nq * p.group;
+    const RowMap rm{p, head_block * p.heads_per_unit, qt * p.q_tile};
+    const int64_t nq = std::min(p.q_tile, p.n_q - rm.q0);
+    const int64_t rows = nq * p.group;  // rows per head block in use
+    const int64_t rph = rm.rows_per_head();
+    const int64_t R = p.rows_per_unit();
     const int64_t dkp = p.dk_padded, dvp = p.dv_padded, bk = p.kv_tile;
 
     Scratch& sc = thread_scratch();
-    float* qbuf = sized(sc.q, p.rows_per_unit() * dkp);
-    float* out = sized(sc.o, p.rows_per_unit() * dvp);
-    float* s = sized(sc.s, p.rows_per_unit() * bk);
-    float* m = sized(sc.m, p.rows_per_unit());
-    float* l = sized(sc.l, p.rows_per_unit());
+    float* qbuf = sized(sc.q, R * dkp);
+    float* out = sized(sc.o, R * dvp);
+    float* m = sized(sc.m, R);
+    float* l = sized(sc.l, R);
+    float* s = sized(sc.s, rph * bk);
     float* kt = sized(sc.k, bk * dkp);
     float* vt = p.v_in_k ? kt : sized(sc.v, bk * dvp);
+    uint8_t* hidden = sized(sc.hidden, p.q_tile * bk);
     const int64_t ldv = p.v_in_k ? dkp : dvp;
 
-    load_queries(job, kvh, q0, nq, qbuf);
-    std::fill(out, out + rows * dvp, 0.0f);
-    std::fill(m, m + rows, kNegInf);
-    std::fill(l, l + rows, 0.0f);
+    load_queries(job, rm, nq, qbuf);
+    std::fill(out, out + R * dvp, 0.0f);
+    std::fill(m, m + R, kNegInf);
+    std::fill(l, l + R, 0.0f);
 
     const auto& tiles = job.active[size_t(qt)];
     const size_t first = tiles.size() * size_t(split) / size_t(p.n_splits);
@@ -138,69 +168,94 @@ void run_unit(Job& job, int64_t kvh, int64_t qt, int64_t split) {
     for (size_t t = first; t < last; ++t) {
         const int64_t j0 = int64_t(tiles[t].first) * bk;
         const int64_t nk = std::min(bk, p.n_kv - j0);
-        // the group's one conversion of this tile
-        for (int64_t j = 0; j < nk; ++j) attn::row_to_f32(job.k.type, job.k.at(0, kvh, j0 + j), p.d_k, kt + j * dkp, dkp);
-        if (!p.v_in_k)
-            for (int64_t j = 0; j < nk; ++j)
-                attn::row_to_f32(job.v.type, job.v.at(0, kvh, j0 + j), p.d_v, vt + j * dvp, dvp);
-
-        attn::scores(qbuf, dkp, rows, kt, dkp, nk, dkp, s, bk);
-        if (job.softcap > 0)
-            for (int64_t r = 0; r < rows; ++r) attn::apply_softcap(s + r * bk, nk, job.softcap);
-        if (tiles[t].second == Visibility::Partial)
+        const bool partial = tiles[t].second == Visibility::Partial;
+        if (partial)  // the mask depends on positions only: once per tile, shared by every head
             for (int64_t qi = 0; qi < nq; ++qi)
                 for (int64_t j = 0; j < nk; ++j)
-                    if (!visible(job.q_pos[q0 + qi], job.k_pos[j0 + j], job.causal, job.window))
-                        for (int64_t hh = 0; hh < p.group; ++hh) s[(qi * p.group + hh) * bk + j] = kNegInf;
-        for (int64_t r = 0; r < rows; ++r) {
-            const float factor = attn::softmax_step(s + r * bk, nk, &m[r], &l[r]);
-            if (factor != 1.0f) attn::scale_row(out + r * dvp, dvp, factor);
+                    hidden[qi * bk + j] = !visible(job.q_pos[rm.q0 + qi], job.k_pos[j0 + j], job.causal, job.window);
+        // all KV heads of the block on this tile before the next tile: the block's bytes of each cache row
+        // are read together, which keeps reads sequential when one unit holds every head (decode)
+        for (int64_t hb = 0; hb < p.heads_per_unit; ++hb) {
+            const int64_t kvh = rm.kvh0 + hb;
+            // what this loop reads next: the next head of this tile, else the first head of the next tile
+            if (hb + 1 < p.heads_per_unit || t + 1 < last) {
+                const int64_t next_head = hb + 1 < p.heads_per_unit ? kvh + 1 : rm.kvh0;
+                const int64_t next_j0 = hb + 1 < p.heads_per_unit ? j0 : int64_t(tiles[t + 1].first) * bk;
+                const int64_t next_n = std::min(bk, p.n_kv - next_j0);
+                prefetch_rows(job.k, next_head, next_j0, next_n);
+                if (!p.v_in_k) prefetch_rows(job.v, next_head, next_j0, next_n);
+            }
+            // the group's one conversion of this tile
+            for (int64_t j = 0; j < nk; ++j)
+                attn::row_to_f32(job.k.type, job.k.at(0, kvh, j0 + j), p.d_k, kt + j * dkp, dkp);
+            if (!p.v_in_k)
+                for (int64_t j = 0; j < nk; ++j)
+                    attn::row_to_f32(job.v.type, job.v.at(0, kvh, j0 + j), p.d_v, vt + j * dvp, dvp);
+
+            float* qb = qbuf + hb * rph * dkp;
+            float* ob = out + hb * rph * dvp;
+            attn::scores(qb, dkp, rows, kt, dkp, nk, dkp, s, bk);
+            if (job.softcap > 0)
+                for (int64_t r = 0; r < rows; ++r) attn::apply_softcap(s + r * bk, nk, job.softcap);
+            if (partial)
+                for (int64_t qi = 0; qi < nq; ++qi)
+                    for (int64_t j = 0; j < nk; ++j)
+                        if (hidden[qi * bk + j])
+                            for (int64_t hh = 0; hh < p.group; ++hh) s[(qi * p.group + hh) * bk + j] = kNegInf;
+            for (int64_t r = 0; r < rows; ++r) {
+                const float factor = attn::softmax_step(s + r * bk, nk, &m[hb * rph + r], &l[hb * rph + r]);
+                if (factor != 1.0f) attn::scale_row(ob + r * dvp, dvp, factor);
+            }
+            attn::accumulate_pv(s, bk, rows, vt, ldv, nk, dvp, ob, dvp);
         }
-        attn::accumulate_pv(s, bk, rows, vt, ldv, nk, dvp, out, dvp);
     }
 
     if (p.n_splits == 1) {
-        for (int64_t r = 0; r < rows; ++r) {
-            const int64_t qi = r / p.group, h = kvh * p.group + r % p.group;
-            float* dst = reinterpret_cast<float*>(job.dst.at(0, h, q0 + qi));
-            const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;  // no visible key: zeros, by contract
-            for (int64_t c = 0; c < p.d_v; ++c) dst[c] = out[r * dvp + c] * inv;
-        }
+        for (int64_t hb = 0; hb < p.heads_per_unit; ++hb)
+            for (int64_t qi = 0; qi < nq; ++qi)
+                for (int64_t hh = 0; hh < p.group; ++hh) {
+                    const int64_t r = rm.row(hb, qi, hh);
+                    float* dst = rm.dst_row(job.dst, hb, qi, hh);
+                    const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;  // no visible key: zeros, by contract
+                    for (int64_t c = 0; c < p.d_v; ++c) dst[c] = out[r * dvp + c] * inv;
+                }
         return;
     }
-    float* part = job.partial.data() + ((kvh * p.n_q_tiles + qt) * p.n_splits + split) * partial_floats_per_unit(p);
-    std::memcpy(part, out, size_t(rows * dvp) * sizeof(float));
-    std::memcpy(part + p.rows_per_unit() * dvp, m, size_t(rows) * sizeof(float));
-    std::memcpy(part + p.rows_per_unit() * (dvp + 1), l, size_t(rows) * sizeof(float));
+    float* part = job.partial.data() + ((head_block * p.n_q_tiles + qt) * p.n_splits + split) * partial_floats_per_unit(p);
+    std::memcpy(part, out, size_t(R * dvp) * sizeof(float));
+    std::memcpy(part + R * dvp, m, size_t(R) * sizeof(float));
+    std::memcpy(part + R * (dvp + 1), l, size_t(R) * sizeof(float));
 }
 
-// Log-sum-exp merge of the split partials of unit (kvh, qt) into dst.
-void merge_splits(Job& job, int64_t kvh, int64_t qt) {
+// Log-sum-exp merge of the split partials of unit (head block, qt) into dst.
+void merge_splits(Job& job, int64_t head_block, int64_t qt) {
     const AttentionPlan& p = job.plan;
-    const int64_t q0 = qt * p.q_tile;
-    const int64_t nq = std::min(p.q_tile, p.n_q - q0);
+    const RowMap rm{p, head_block * p.heads_per_unit, qt * p.q_tile};
+    const int64_t nq = std::min(p.q_tile, p.n_q - rm.q0);
     const int64_t dvp = p.dv_padded, R = p.rows_per_unit();
-    const float* base = job.partial.data() + (kvh * p.n_q_tiles + qt) * p.n_splits * partial_floats_per_unit(p);
+    const float* base = job.partial.data() + (head_block * p.n_q_tiles + qt) * p.n_splits * partial_floats_per_unit(p);
     auto part = [&](int64_t split) { return base + split * partial_floats_per_unit(p); };
-    for (int64_t r = 0; r < nq * p.group; ++r) {
-        const int64_t qi = r / p.group, h = kvh * p.group + r % p.group;
-        float* dst = reinterpret_cast<float*>(job.dst.at(0, h, q0 + qi));
-        float mx = kNegInf;
-        for (int64_t sp = 0; sp < p.n_splits; ++sp) mx = std::max(mx, part(sp)[R * dvp + r]);
-        std::fill(dst, dst + p.d_v, 0.0f);
-        if (mx == kNegInf) continue;  // no split saw a visible key
-        float total = 0;
-        for (int64_t sp = 0; sp < p.n_splits; ++sp) {
-            const float ms = part(sp)[R * dvp + r];
-            if (ms == kNegInf) continue;
-            const float w = std::exp(ms - mx);
-            total += w * part(sp)[R * (dvp + 1) + r];
-            const float* o = part(sp) + r * dvp;
-            for (int64_t c = 0; c < p.d_v; ++c) dst[c] += w * o[c];
-        }
-        const float inv = 1.0f / total;
-        for (int64_t c = 0; c < p.d_v; ++c) dst[c] *= inv;
-    }
+    for (int64_t hb = 0; hb < p.heads_per_unit; ++hb)
+        for (int64_t qi = 0; qi < nq; ++qi)
+            for (int64_t hh = 0; hh < p.group; ++hh) {
+                const int64_t r = rm.row(hb, qi, hh);
+                float* dst = rm.dst_row(job.dst, hb, qi, hh);
+                float mx = kNegInf;
+                for (int64_t sp = 0; sp < p.n_splits; ++sp) mx = std::max(mx, part(sp)[R * dvp + r]);
+                std::fill(dst, dst + p.d_v, 0.0f);
+                if (mx == kNegInf) continue;  // no split saw a visible key
+                float total = 0;
+                for (int64_t sp = 0; sp < p.n_splits; ++sp) {
+                    const float ms = part(sp)[R * dvp + r];
+                    if (ms == kNegInf) continue;
+                    const float w = std::exp(ms - mx);
+                    total += w * part(sp)[R * (dvp + 1) + r];
+                    const float* o = part(sp) + r * dvp;
+                    for (int64_t c = 0; c < p.d_v; ++c) dst[c] += w * o[c];
+                }
+                const float inv = 1.0f / total;
+                for (int64_t c = 0; c < p.d_v; ++c) dst[c] *= inv;
+            }
 }
 
 void validate(const Tensor& dst) {
@@ -257,11 +312,19 @@ AttentionPlan plan_attention(const Tensor& dst, int n_threads) {
     p.kv_tile = attention_kv_tile(p.d_k, p.d_v);
     p.n_q_tiles = (p.n_q + p.q_tile - 1) / p.q_tile;
     p.n_kv_tiles = (p.n_kv + p.kv_tile - 1) / p.kv_tile;
-    const int64_t base_units = p.n_kv_head * p.n_q_tiles;
-    if (p.n_threads > 1 && base_units < 2 * p.n_threads) {
-        // too few units to keep every thread busy (decode with one or few KV heads): split the keys too,
-        // about 4 pieces per thread so uneven pieces (skipped tiles) still balance
-        p.n_splits = std::clamp<int64_t>((4 * p.n_threads + base_units - 1) / base_units, 1, std::max<int64_t>(p.n_kv_tiles, 1));
+    if (p.n_q_tiles == 1) {
+        // decode (or a short chunk): memory-bound, a few rows per KV head. One unit takes every KV head so
+        // each cache row's heads are read together (contiguous bytes, few pages), and the key sequence is
+        // cut into slices for the threads: ~4 per thread so slices left uneven by skipped tiles balance.
+        p.heads_per_unit = p.n_kv_head;
+        if (p.n_threads > 1) p.n_splits = std::clamp<int64_t>(4 * p.n_threads, 1, std::max<int64_t>(p.n_kv_tiles, 1));
+    } else {
+        // prefill: compute-bound, one KV head per unit; split the keys only if the units are too few
+        p.heads_per_unit = 1;
+        const int64_t base_units = p.n_kv_head * p.n_q_tiles;
+        if (p.n_threads > 1 && base_units < 2 * p.n_threads)
+            p.n_splits = std::clamp<int64_t>((4 * p.n_threads + base_units - 1) / base_units, 1,
+                                             std::max<int64_t>(p.n_kv_tiles, 1));
     }
     // MLA: v is the first d_v values of each k row (same storage, same strides): one converted tile serves both.
     p.v_in_k = v.data != nullptr && v.data == k.data && v.type == k.type && v.nb[1] == k.nb[1] &&
@@ -272,10 +335,10 @@ AttentionPlan plan_attention(const Tensor& dst, int n_threads) {
 size_t attention_scratch_bytes(const Tensor& dst, int n_threads) {
     const AttentionPlan p = plan_attention(dst, n_threads);
     const int64_t R = p.rows_per_unit();
-    const int64_t per_thread = R * p.dk_padded + R * p.dv_padded + R * p.kv_tile + 2 * R +
+    const int64_t per_thread = R * p.dk_padded + R * p.dv_padded + 2 * R + p.q_tile * p.group * p.kv_tile +
                                p.kv_tile * p.dk_padded + (p.v_in_k ? 0 : p.kv_tile * p.dv_padded);
-    size_t bytes = size_t(per_thread) * sizeof(float) * size_t(p.n_threads);
-    if (p.n_splits > 1) bytes += size_t(p.n_kv_head * p.n_q_tiles * p.n_splits) * partial_floats_per_unit(p) * sizeof(float);
+    size_t bytes = (size_t(per_thread) * sizeof(float) + size_t(p.q_tile * p.kv_tile)) * size_t(p.n_threads);
+    if (p.n_splits > 1) bytes += size_t(p.n_units()) * partial_floats_per_unit(p) * sizeof(float);
     // active tile lists: at most one entry per (query tile, kv tile) pair, plus the tile ranges
     bytes += size_t(p.n_q_tiles * p.n_kv_tiles) * sizeof(std::pair<int32_t, Visibility>) +
              size_t(p.n_kv_tiles) * sizeof(TileRange);
@@ -328,23 +391,23 @@ void attention(Tensor* dst, int n_threads) {
             if (vis != Visibility::None) job.active[size_t(qt)].emplace_back(int32_t(t), vis);
         }
     }
-    if (plan.n_splits > 1)
-        job.partial.resize(size_t(plan.n_kv_head * plan.n_q_tiles * plan.n_splits) * partial_floats_per_unit(plan));
+    if (plan.n_splits > 1) job.partial.resize(size_t(plan.n_units()) * partial_floats_per_unit(plan));
 
     const int64_t n_units = plan.n_units();
+    const int64_t n_blocks = plan.n_head_blocks();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(plan.n_threads)
     for (int64_t u = 0; u < n_units; ++u) {
         const int64_t split = u % plan.n_splits;
         const int64_t rest = u / plan.n_splits;
-        const int64_t kvh = rest % plan.n_kv_head;
+        const int64_t block = rest % n_blocks;
         // last query tiles first: under a causal mask they see the most keys, so the long units start early
-        const int64_t qt = plan.n_q_tiles - 1 - rest / plan.n_kv_head;
-        run_unit(job, kvh, qt, split);
+        const int64_t qt = plan.n_q_tiles - 1 - rest / n_blocks;
+        run_unit(job, block, qt, split);
     }
     if (plan.n_splits > 1) {
-        const int64_t n_merge = plan.n_kv_head * plan.n_q_tiles;
+        const int64_t n_merge = n_blocks * plan.n_q_tiles;
 #pragma omp parallel for schedule(static) num_threads(plan.n_threads)
-        for (int64_t u = 0; u < n_merge; ++u) merge_splits(job, u % plan.n_kv_head, u / plan.n_kv_head);
+        for (int64_t u = 0; u < n_merge; ++u) merge_splits(job, u % n_blocks, u / n_blocks);
     }
 }
 

@@ -15,15 +15,19 @@ struct AttentionPlan {
     int64_t dk_padded = 0, dv_padded = 0;  // rounded up to the SIMD width
     int64_t n_head = 0, n_kv_head = 0, group = 0;  // group = query heads per KV head
     int64_t n_q = 0, n_kv = 0;
-    int64_t q_tile = 0;   // queries per work unit; a unit holds q_tile * group rows (all heads of its KV head)
+    int64_t q_tile = 0;   // queries per work unit
+    int64_t heads_per_unit = 1;  // KV heads per work unit (all of them for decode, one for prefill)
     int64_t kv_tile = 0;  // keys per tile: each K/V tile is converted to float once per unit
     int64_t n_q_tiles = 0, n_kv_tiles = 0;
     int64_t n_splits = 1;  // >1: the key sequence is split across threads, merged by log-sum-exp
     bool v_in_k = false;   // v is a view of the first d_v values of each k row (MLA): one tile serves both
     int n_threads = 1;
 
-    int64_t rows_per_unit() const { return q_tile * group; }
-    int64_t n_units() const { return n_kv_head * n_q_tiles * n_splits; }
+    // A unit's rows: its KV heads x its queries x the group's query heads, so every K/V tile it converts
+    // serves all the query heads that read it.
+    int64_t rows_per_unit() const { return heads_per_unit * q_tile * group; }
+    int64_t n_head_blocks() const { return n_kv_head / heads_per_unit; }
+    int64_t n_units() const { return n_head_blocks() * n_q_tiles * n_splits; }
 };
 
 // The plan for this attention node (dst = attention(...)) on n_threads threads.

@@ -44,7 +44,7 @@ void copy_rows(const Tensor& src, Tensor* dst, int threads, Scratch& scratch) {
     const bool same_type = src.type == dst->type;
     const size_t bytes = src.row_bytes();
     scratch.prepare(threads);
-    parallel_chunks(src.nrows(), threads, [&](int64_t r0, int64_t r1, int tid) {
+    parallel_chunks(src.nrows(), threads_for(threads, double(src.nelements())), [&](int64_t r0, int64_t r1, int tid) {
         float* tmp = same_type || src.type == DType::F32 ? nullptr : scratch.thread_floats(tid, size_t(n));
         for (int64_t r = r0; r < r1; ++r) {
             int64_t a1, a2, a3, b1, b2, b3;
@@ -75,7 +75,7 @@ void get_rows(Tensor* dst, int threads) {
         TESSERA_CHECK(id >= 0 && id < table.ne[1], "get_rows '%s': row id %d (at index %lld) is outside [0, %lld)",
                       dst->name.c_str(), id, (long long)r, (long long)table.ne[1]);
     }
-    parallel_chunks(n, threads, [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(n, threads_for(threads, double(n * table.ne[0])), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             const int32_t id = *reinterpret_cast<const int32_t*>(ids.at(r));
             convert_to_f32(table.type, table.at(0, id), reinterpret_cast<float*>(dst->at(0, r)), table.ne[0]);

@@ -66,7 +66,7 @@ void binary_rows(Tensor* dst, int threads, F f) {
     const Tensor& a = *dst->src[0];
     const Tensor& b = *dst->src[1];
     const int64_t n = a.ne[0], nb0 = b.ne[0];
-    parallel_chunks(a.nrows(), threads, [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(a.nrows(), threads_for(threads, double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(a, r, i1, i2, i3);
@@ -88,7 +88,7 @@ void binary_rows(Tensor* dst, int threads, F f) {
 template <class F>
 void unary_rows(Tensor* dst, int threads, F f) {
     const Tensor& a = *dst->src[0];
-    parallel_chunks(a.nrows(), threads, [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(a.nrows(), threads_for(threads, double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(a, r, i1, i2, i3);
@@ -102,7 +102,7 @@ template <class F>
 void glu_rows(Tensor* dst, int threads, F act) {
     const Tensor& g = *dst->src[0];
     const Tensor& u = *dst->src[1];
-    parallel_chunks(g.nrows(), threads, [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(g.nrows(), threads_for(threads, double(g.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(g, r, i1, i2, i3);

@@ -106,6 +106,9 @@ bool matmul_weight_type_ok(DType t) {
 }
 
 void run_matmul_jobs(const std::vector<MatmulJob>& jobs, int threads, Scratch& scratch) {
+    double macs = 0;
+    for (const auto& j : jobs) macs += double(j.n) * double(j.m) * double(j.k);
+    threads = threads_for(threads, macs, 1 << 18);
     scratch.prepare(threads);
 
     // Quantized weights: convert every activation row once, in parallel.
@@ -176,7 +179,7 @@ void mul_mat(Tensor* dst, int threads, Scratch& scratch) {
         const int64_t nrows = b->nrows();
         const int64_t stride = padded_stride(k);
         float* packed = reinterpret_cast<float*>(scratch.shared(1, size_t(nrows * stride) * sizeof(float)));
-        parallel_chunks(nrows, threads, [&](int64_t r0, int64_t r1, int) {
+        parallel_chunks(nrows, threads_for(threads, double(nrows * k)), [&](int64_t r0, int64_t r1, int) {
             for (int64_t r = r0; r < r1; ++r) {
                 const int64_t i1 = r % b->ne[1], i2 = (r / b->ne[1]) % b->ne[2], i3 = r / (b->ne[1] * b->ne[2]);
                 const char* src = b->at(0, i1, i2, i3);

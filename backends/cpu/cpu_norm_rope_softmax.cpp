@@ -58,7 +58,7 @@ void rms_norm_rows(Tensor* dst, int threads) {
     const Tensor& a = *dst->src[0];
     const double eps = dst->param_f(0);
     const int64_t n = a.ne[0];
-    parallel_chunks(a.nrows(), threads, [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(a.nrows(), threads_for(threads, double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(a, r, i1, i2, i3);
@@ -74,7 +74,7 @@ void norm_rows(Tensor* dst, int threads) {
     const Tensor& a = *dst->src[0];
     const double eps = dst->param_f(0);
     const int64_t n = a.ne[0];
-    parallel_chunks(a.nrows(), threads, [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(a.nrows(), threads_for(threads, double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(a, r, i1, i2, i3);
@@ -93,7 +93,7 @@ void softmax_rows(Tensor* dst, int threads) {
     const Tensor* mask = dst->src[1];
     const float scale = dst->param_f(0);
     const int64_t n = a.ne[0];
-    parallel_chunks(a.nrows(), threads, [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(a.nrows(), threads_for(threads, double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(a, r, i1, i2, i3);
@@ -169,7 +169,7 @@ void rope_rows(Tensor* dst, int threads) {
         if (ff) inv_freq[size_t(i)] /= double(*reinterpret_cast<const float*>(ff->at(i)));
     }
     const int64_t n_tok = x.ne[2] * x.ne[3];
-    parallel_chunks(n_tok, threads, [&](int64_t t0, int64_t t1, int) {
+    parallel_chunks(n_tok, threads_for(threads, double(x.nelements())), [&](int64_t t0, int64_t t1, int) {
         std::vector<float> cs(size_t(2 * half));
         float* cos_t = cs.data();
         float* sin_t = cs.data() + half;

@@ -47,6 +47,14 @@ void parallel_chunks(int64_t n, int threads, F&& f) {
     parallel_for(parts, threads, [&](int64_t p, int tid) { f(n * p / parts, n * (p + 1) / parts, tid); });
 }
 
+// How many of `threads` to use for `work` units (elements touched, or multiply-adds): a thread gets at
+// least `per_thread` units, since below that the fork/join (and, on a busy machine, waiting for a
+// descheduled thread at the barrier) costs more than the work.
+inline int threads_for(int threads, double work, double per_thread = 65536.0) {
+    const double useful = work / per_thread;
+    return useful >= double(threads) ? threads : std::max(1, int(useful));
+}
+
 // Buffers reused across nodes and calls: one per thread plus a few shared ones.
 class Scratch {
 public:

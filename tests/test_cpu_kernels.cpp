@@ -1,0 +1,246 @@
+// Kernel-level tests of the cpu backend's own helpers (tests/test_ops.cpp covers every op against the
+// reference through the Backend interface): the exact f16/bf16 vector conversions, the 16-way horizontal
+// reduction, and the matmul's blocking edges that the op harness's shapes do not reach (k longer than one
+// k-block, weight-panel and register-block tails, the decode/prefill switch), at 1 and 2 threads.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include "backends/cpu/cpu_simd.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "tests/testing.h"
+
+using namespace tessera;
+using namespace tessera::testing;
+
+namespace {
+
+constexpr double kU = 1.0 / (1 << 24);  // float unit roundoff
+
+uint32_t bits(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    return x;
+}
+float from_bits(uint32_t x) {
+    float f;
+    std::memcpy(&f, &x, 4);
+    return f;
+}
+
+// Floats that exercise conversions: random bit patterns (every exponent, NaNs, subnormals) and edges.
+std::vector<float> tricky_floats(size_t n, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<float> v;
+    for (size_t i = 0; i < n; ++i) v.push_back(from_bits(uint32_t(rng())));
+    const float edges[] = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.99f, 65520.0f, 1e10f, -1e10f,
+                           std::ldexp(1.0f, -24), std::ldexp(1.0f, -25), std::ldexp(1.5f, -25), std::ldexp(3.0f, -25),
+                           1.0f + std::ldexp(1.0f, -11), 1.0f + 3 * std::ldexp(1.0f, -11),
+                           std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                           std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::denorm_min(),
+                           from_bits(0x3f808000u), from_bits(0x3f818000u), from_bits(0x7f7fffffu)};
+    for (float e : edges) v.push_back(e);
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("cpu convert: f32 -> f16 and bf16 rows equal the scalar reference conversions") {
+    // n = 1037: whole vectors plus a tail, so both the SIMD and the scalar paths run.
+    const std::vector<float> x = tricky_floats(1016, 11);
+    const int64_t n = int64_t(x.size());
+    std::vector<uint16_t> h(x.size()), b(x.size());
+    cpu::convert_f32_to_f16(x.data(), h.data(), n);
+    cpu::convert_f32_to_bf16(x.data(), b.data(), n);
+    for (size_t i = 0; i < x.size(); ++i) {
+        if (std::isnan(x[i])) {  // NaN payload bits may differ; NaN must stay NaN
+            CHECK(std::isnan(fp16_to_fp32(h[i])));
+            CHECK(std::isnan(bf16_to_fp32(b[i])));
+            continue;
+        }
+        INFO("element " << i << " bits 0x" << std::hex << bits(x[i]));
+        CHECK(h[i] == fp32_to_fp16(x[i]));
+        CHECK(b[i] == fp32_to_bf16(x[i]));
+    }
+}
+
+TEST_CASE("cpu convert: every f16 and bf16 value widens exactly") {
+    std::vector<uint16_t> all(65536);
+    for (uint32_t i = 0; i < 65536; ++i) all[i] = uint16_t(i);
+    std::vector<float> f(65536), g(65536);
+    cpu::convert_to_f32(DType::F16, all.data(), f.data(), 65536);
+    cpu::convert_to_f32(DType::BF16, all.data(), g.data(), 65536);
+    for (uint32_t i = 0; i < 65536; ++i) {
+        const float want_h = fp16_to_fp32(uint16_t(i)), want_b = bf16_to_fp32(uint16_t(i));
+        if (std::isnan(want_h))
+            CHECK(std::isnan(f[i]));
+        else
+            REQUIRE(bits(f[i]) == bits(want_h));
+        if (std::isnan(want_b))
+            CHECK(std::isnan(g[i]));
+        else
+            REQUIRE(bits(g[i]) == bits(want_b));
+    }
+}
+
+TEST_CASE("cpu reduce16: sixteen horizontal sums land in order") {
+    // Lane values are small integers, so every sum is exact and order mistakes show as wrong values.
+    cpu::vfloat acc[16];
+    float want[16];
+    for (int i = 0; i < 16; ++i) {
+        alignas(64) float lanes[cpu::kLanes];
+        want[i] = 0;
+        for (int l = 0; l < cpu::kLanes; ++l) {
+            lanes[l] = float((i + 1) * 100 + l * (i % 3 + 1));
+            want[i] += lanes[l];
+        }
+        acc[i] = cpu::vfloat::load_aligned(lanes);
+    }
+    float got[16];
+    cpu::reduce16(acc, got);
+    for (int i = 0; i < 16; ++i) CHECK(got[i] == want[i]);
+}
+
+namespace {
+
+struct MatmulCase {
+    DType type;
+    int64_t k, n, m;
+    bool strided_b;  // b as a transposed view (non-contiguous rows): the packing path
+};
+
+// cpu (threads) vs reference on one mul_mat. The bound per element is the first-order rounding bound of
+// the cpu kernel's float summation: each lane chains k/16 FMAs, the lanes meet in a 4-level tree, and
+// k-blocks of 1024 add up, so |error| <= (k/16 + k/1024 + 6) u sum|a_i b_i| (the reference sums in double,
+// and f16/bf16/quant weights widen exactly, so the weights' own rounding is the same on both sides).
+void check_matmul(const MatmulCase& c, int threads) {
+    Context ctx;
+    HostArena arena;
+    Tensor* a = arena.make(ctx, c.type, {c.k, c.n}, "a");
+    arena.fill_random(a, 1000 + uint64_t(c.k));
+    Tensor* b;
+    if (c.strided_b) {
+        Tensor* bt = arena.make(ctx, DType::F32, {c.m, c.k}, "bt");
+        arena.fill_random(bt, 2000 + uint64_t(c.m));
+        b = transpose(ctx, bt);
+    } else {
+        b = arena.make(ctx, DType::F32, {c.k, c.m}, "b");
+        arena.fill_random(b, 2000 + uint64_t(c.m));
+    }
+    Tensor* out = mul_mat(ctx, a, b);
+    out->flags |= kFlagOutput;
+    Graph g;
+    g.expand(out);
+    BackendOptions opt;
+    opt.threads = threads;
+    auto cpu = create_backend("cpu", opt);
+    auto ref = create_backend("reference");
+    auto buf = allocate_graph(g, *cpu);
+    cpu->compute(g);
+    const std::vector<float> got = to_floats(*out);
+    ref->compute(g);
+    const std::vector<float> want = to_floats(*out);
+
+    const std::vector<float> af = to_floats(*a), bf = to_floats(*b);
+    const double factor = (double(c.k) / 16 + double(c.k) / 1024 + 6) * kU;
+    double worst = 0;
+    int64_t wi = 0, wj = 0;
+    for (int64_t j = 0; j < c.m; ++j)
+        for (int64_t i = 0; i < c.n; ++i) {
+            double mag = 0;
+            for (int64_t p = 0; p < c.k; ++p) mag += std::fabs(double(af[size_t(i * c.k + p)]) * bf[size_t(j * c.k + p)]);
+            const double err = std::fabs(double(got[size_t(j * c.n + i)]) - want[size_t(j * c.n + i)]);
+            const double ratio = err / (factor * mag + 1e-30);
+            if (ratio > worst) {
+                worst = ratio;
+                wi = i;
+                wj = j;
+            }
+        }
+    INFO(type_name(c.type) << " k " << c.k << " n " << c.n << " m " << c.m << (c.strided_b ? " strided b" : "")
+                           << " threads " << threads << "; worst at (" << wi << ", " << wj << ") got "
+                           << got[size_t(wj * c.n + wi)] << " want " << want[size_t(wj * c.n + wi)]);
+    CHECK(worst <= 1.0);
+}
+
+}  // namespace
+
+TEST_CASE("cpu mul_mat: k-blocks, panel and register-block tails, decode and prefill paths") {
+    // k 1100 and 2071: more than one 1024 k-block, with a non-multiple-of-16 tail; n 131: two 64-row
+    // panels plus 3 rows (and a 3-row register block); m 1, 3, 7 stream, 8 and 9 pack (with a 1-column tail).
+    const MatmulCase cases[] = {
+        {DType::F32, 1100, 131, 1, false}, {DType::F32, 1100, 131, 9, false}, {DType::F32, 2071, 67, 8, true},
+        {DType::F16, 1100, 131, 3, false}, {DType::F16, 2071, 131, 9, false}, {DType::F16, 1100, 67, 7, true},
+        {DType::BF16, 1100, 131, 1, false}, {DType::BF16, 2071, 67, 9, true}, {DType::BF16, 1024, 70, 33, false},
+        {DType::F32, 17, 5, 13, false},     {DType::F16, 1, 3, 2, false},
+    };
+    for (const auto& c : cases)
+        for (int threads : {1, 2}) check_matmul(c, threads);
+}
+
+TEST_CASE("cpu mul_mat: results do not depend on the thread count") {
+    // Work is split by weight-row panels whose arithmetic does not change with the split: bit-identical.
+    Context ctx;
+    HostArena arena;
+    Tensor* a = arena.make(ctx, DType::F16, {300, 200}, "a");
+    Tensor* b = arena.make(ctx, DType::F32, {300, 37}, "b");
+    arena.fill_random(a, 5);
+    arena.fill_random(b, 6);
+    Tensor* out = mul_mat(ctx, a, b);
+    Graph g;
+    g.expand(out);
+    std::vector<std::vector<float>> results;
+    auto cpu = create_backend("cpu");
+    auto buf = allocate_graph(g, *cpu);  // once: the planner leaves tensors that already have storage alone
+    for (int threads : {1, 2, 3}) {
+        cpu->set_threads(threads);
+        cpu->compute(g);
+        results.push_back(to_floats(*out));
+    }
+    CHECK(std::memcmp(results[0].data(), results[1].data(), results[0].size() * 4) == 0);
+    CHECK(std::memcmp(results[0].data(), results[2].data(), results[0].size() * 4) == 0);
+}
+
+TEST_CASE("cpu backend: bad ids are errors naming the node, not crashes") {
+    Context ctx;
+    HostArena arena;
+    auto cpu = create_backend("cpu");
+    SUBCASE("get_rows") {
+        Tensor* table = arena.make(ctx, DType::F16, {8, 4}, "table");
+        Tensor* ids = arena.make(ctx, DType::I32, {3}, "ids");
+        arena.fill_i32(ids, {0, 4, 1});
+        Tensor* rows = get_rows(ctx, table, ids);
+        rows->name = "embd rows";
+        Graph g;
+        g.expand(rows);
+        auto buf = allocate_graph(g, *cpu);
+        try {
+            cpu->compute(g);
+            FAIL("no error for row id 4 of 4 rows");
+        } catch (const Error& e) {
+            CHECK(std::string(e.what()).find("embd rows") != std::string::npos);
+            CHECK(std::string(e.what()).find("4") != std::string::npos);
+        }
+    }
+    SUBCASE("mul_mat_id") {
+        Tensor* ex = arena.make(ctx, DType::F32, {16, 8, 3}, "experts");
+        Tensor* b = arena.make(ctx, DType::F32, {16, 1, 2}, "b");
+        Tensor* ids = arena.make(ctx, DType::I32, {2, 2}, "ids");
+        arena.fill_i32(ids, {0, 2, 1, -1});
+        Tensor* out = mul_mat_id(ctx, ex, b, ids);
+        out->name = "moe up";
+        Graph g;
+        g.expand(out);
+        auto buf = allocate_graph(g, *cpu);
+        try {
+            cpu->compute(g);
+            FAIL("no error for expert id -1");
+        } catch (const Error& e) {
+            CHECK(std::string(e.what()).find("moe up") != std::string::npos);
+        }
+    }
+}
