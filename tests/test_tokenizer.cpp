@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/gguf.h"
 #include "models/tokenizer.h"
+#include "models/tokenizer_pre.h"
 #include "models/unicode.h"
 #include "tests/testing.h"
 
@@ -369,4 +370,70 @@ TEST_CASE("tessera tokenize: ids and pieces, vocab-only files") {
     out.clear();
     CHECK(testing::run_command(cli + " tokenize -m /nonexistent/x.gguf -p hi", &out) == 1);
     CHECK(out.find("/nonexistent/x.gguf") != std::string::npos);
+}
+
+TEST_CASE("pre-tokenizers: splits worked out by hand from the regex definitions") {
+    auto split = [](const char* pre, const std::string& text) {
+        unicode::RegexSplitter s(pre_tokenizer_spec(pre).regexes);
+        return s.split(text);
+    };
+    using V = std::vector<std::string>;
+    // Llama 3: contractions alone, digits in threes, a space before digits stands alone, newlines keep
+    // the spaces before them.
+    CHECK(split("llama-bpe", "Hello world's 12345  \n\n") == V{"Hello", " world", "'s", " ", "123", "45", "  \n\n"});
+    CHECK(pre_tokenizer_spec("llama-bpe").ignore_merges);
+    // Qwen2: as Llama 3 but one digit per piece.
+    CHECK(split("qwen2", "abc 2024") == V{"abc", " ", "2", "0", "2", "4"});
+    // DeepSeek V3: digits (up to three) are split off first, then punctuation runs and letters.
+    CHECK(split("deepseek-v3", "Hello, 1234") == V{"Hello", ",", " ", "123", "4"});
+    // GPT-2: case-sensitive contractions ("'S" is not one).
+    CHECK(split("gpt-2", "it'S") == V{"it", "'", "S"});
+    CHECK_THROWS_WITH_AS(pre_tokenizer_spec("nonsense"), doctest::Contains("nonsense"), Error);
+}
+
+namespace {
+
+// A byte-level BPE vocabulary with hand-picked merges. "Ġ" (U+0120) is the byte-level space.
+std::string write_tiny_bpe(const std::string& name, const std::string& pre) {
+    const std::string G = "\xC4\xA0";
+    std::vector<std::string> tokens = {"a", "b", "c", "ab", "bc", "abc", G, G + "a", G + "ab", "<|end|>"};
+    std::vector<int32_t> types = {1, 1, 1, 1, 1, 1, 1, 1, 1, 3};
+    GGUFWriter w;
+    w.set_str("tokenizer.ggml.model", "gpt2");
+    w.set_str("tokenizer.ggml.pre", pre);
+    w.set_arr_str("tokenizer.ggml.tokens", tokens);
+    w.set_arr_i32("tokenizer.ggml.token_type", types);
+    // "b c" outranks "a b"; there is no merge that makes "Ġab".
+    w.set_arr_str("tokenizer.ggml.merges", {"b c", "a b", "a bc", G + " a"});
+    w.set_u32("tokenizer.ggml.eos_token_id", 9);
+    std::string path = "/tmp/tessera_test_tok_" + std::to_string(getpid()) + "_" + name + ".gguf";
+    w.write(path);
+    return path;
+}
+
+}  // namespace
+
+TEST_CASE("byte-level BPE: merge ranks, ignore_merges, special tokens, pieces") {
+    std::string p = write_tiny_bpe("gpt2", "gpt-2");
+    auto tok = load_tokenizer(p);
+    std::remove(p.c_str());
+    CHECK(tok->kind() == VocabKind::BPE);
+    // "abc": b+c (rank 0) first, then a+bc (rank 2).
+    CHECK(tok->tokenize("abc", false, false) == std::vector<TokenId>{5});
+    // " ab": a+b (rank 1) beats Ġ+a (rank 3); "Ġ ab" is no merge.
+    CHECK(tok->tokenize(" ab", false, false) == std::vector<TokenId>{6, 3});
+    // Control text only with parse_special; BPE adds no BOS unless the file says so.
+    CHECK(tok->tokenize("a<|end|>", true, true) == std::vector<TokenId>{0, 9});
+    CHECK(!tok->add_bos());
+    CHECK(tok->is_eog(9));
+    CHECK(tok->token_to_piece(8) == " ab");
+    CHECK(tok->token_to_piece(9) == "");
+    CHECK(tok->token_to_piece(9, true) == "<|end|>");
+    CHECK(tok->detokenize(tok->tokenize(" ab abc", false, false)) == " ab abc");
+
+    // Llama 3 style: a whole pre-token that is a vocabulary entry is taken as is, merges or not.
+    std::string p3 = write_tiny_bpe("llama3", "llama-bpe");
+    auto tok3 = load_tokenizer(p3);
+    std::remove(p3.c_str());
+    CHECK(tok3->tokenize(" ab", false, false) == std::vector<TokenId>{8});
 }
