@@ -218,6 +218,28 @@ TEST_CASE("golden: tessera eval as a subprocess, batch and --incremental") {
     }
 }
 
+// A JSON string value with its escapes (\n, \", \\, \uXXXX for ASCII) decoded.
+std::string json_string(const std::string& obj, const std::string& key) {
+    size_t p = obj.find("\"" + key + "\":");
+    if (p == std::string::npos) return "";
+    p = obj.find('"', p + key.size() + 3);
+    std::string out;
+    for (size_t i = p + 1; i < obj.size() && obj[i] != '"'; ++i) {
+        if (obj[i] != '\\') {
+            out += obj[i];
+            continue;
+        }
+        const char e = obj[++i];
+        if (e == 'n') out += '\n';
+        else if (e == 't') out += '\t';
+        else if (e == 'u') {
+            out += char(std::stoi(obj.substr(i + 1, 4), nullptr, 16));
+            i += 4;
+        } else out += e;
+    }
+    return out;
+}
+
 // One generation object per prompt in generations.json: its prompt_tokens and ids arrays.
 struct Generation {
     std::string prompt, text;
@@ -246,6 +268,7 @@ std::vector<Generation> load_generations() {
         const std::string obj = text.substr(p, (e == std::string::npos ? text.size() : e) - p);
         Generation g;
         g.prompt = field(obj, "prompt");
+        g.text = json_string(obj, "text");
         g.prompt_tokens = int_array(obj, "prompt_tokens");
         g.ids = int_array(obj, "ids");
         out.push_back(g);
@@ -275,5 +298,30 @@ TEST_CASE("golden: stories260K greedy continuations equal llama.cpp's ids") {
             s.decode(&next, 1);
         }
         CHECK(got == g.ids);
+    }
+}
+
+TEST_CASE("golden: tessera run --temp 0 prints llama.cpp's stories260K text") {
+    if (!have_shared()) return;
+    const auto gens = load_generations();
+    REQUIRE(!gens.empty());
+    for (const auto& g : gens) {
+        INFO(g.prompt);
+        REQUIRE(!g.text.empty());
+        const std::string out = "/tmp/tessera_golden_run_" + std::to_string(::getpid()) + ".txt";
+        // Exactly n tokens, EOS not a stop (as generations.json was made); stdout alone goes to the file.
+        const std::string cmd = "{ " + cli() + " run -m " + shared_file("models/stories260K.gguf") + " -p \"" + g.prompt +
+                                "\" -n " + std::to_string(g.ids.size()) + " --temp 0 --ignore-eos --threads 2 > " + out + "; }";
+        std::string log;
+        const int rc = run_command(cmd, &log);
+        INFO(cmd << "\n" << log);
+        REQUIRE(rc == 0);
+        const auto bytes = read_file(out);
+        std::string text(bytes.begin(), bytes.end());
+        std::remove(out.c_str());
+        REQUIRE(!text.empty());
+        CHECK(text.back() == '\n');  // run ends its output with a newline
+        text.pop_back();
+        CHECK(text == g.text);
     }
 }
