@@ -143,21 +143,18 @@ void DeepSeek2::read_hparams(const GGUFFile& file, HParams& hp) {
     const float factor = r.get_float("rope.scaling.factor", 0.0f);
     TESSERA_CHECK(factor >= 0 && std::isfinite(factor), "%s: deepseek2.rope.scaling.factor %g must be > 0", p,
                   double(factor));
-    float mscale = 1.0f;
     if (scaling != "none" && factor > 0) rope_.freq_scale = 1.0f / factor;
     if (scaling == "yarn" && factor > 1.0f) {
         rope_.ext_factor = r.get_float("rope.scaling.yarn_ext_factor", 1.0f);
         rope_.beta_fast = r.get_float("rope.scaling.yarn_beta_fast", 32.0f);
         rope_.beta_slow = r.get_float("rope.scaling.yarn_beta_slow", 1.0f);
-        // DeepSeek's rotary cos/sin carry mscale(factor, mscale) / mscale(factor, mscale_all_dim) = 1 for
-        // every released model; the rope op multiplies by (1 + 0.1 ln factor) under YaRN, so cancel it.
-        rope_.attn_factor = 1.0f / (1.0f + 0.1f * std::log(factor));
-        // The softmax scale carries mscale^2, mscale = 1 + 0.1 * mscale_all_dim * ln(factor); the converter
-        // writes yarn_log_multiplier = 0.1 * mscale_all_dim.
-        const float log_mul = r.get_float("rope.scaling.yarn_log_multiplier", 0.0f);
-        mscale = 1.0f + log_mul * std::log(factor);
+        const DeepSeekYarnScales ys =
+            deepseek_yarn_scales(factor, r.get_float("rope.scaling.yarn_log_multiplier", 0.0f), d_k);
+        rope_.attn_factor = ys.rope_attn_factor;
+        kq_scale_ = ys.kq_scale;
+    } else {
+        kq_scale_ = 1.0f / std::sqrt(float(d_k));
     }
-    kq_scale_ = mscale * mscale / std::sqrt(float(d_k));
 }
 
 void DeepSeek2::split_kv_b(const GGUFFile& file, const std::vector<Tensor*>& kv_b) {
@@ -364,6 +361,19 @@ Tensor* DeepSeek2::build(BatchGraph& b) const {
 }  // namespace
 
 std::unique_ptr<Architecture> make_deepseek2_architecture() { return std::make_unique<DeepSeek2>(); }
+
+DeepSeekYarnScales deepseek_yarn_scales(float factor, float log_mul, int64_t d_k) {
+    DeepSeekYarnScales s;
+    float mscale = 1.0f;
+    if (factor > 1.0f) {
+        // DeepSeek's rotary cos/sin carry mscale(factor, mscale) / mscale(factor, mscale_all_dim) = 1 for
+        // every released model; the rope op multiplies by (1 + 0.1 ln factor) under YaRN, so cancel it.
+        s.rope_attn_factor = 1.0f / (1.0f + 0.1f * std::log(factor));
+        mscale = 1.0f + log_mul * std::log(factor);
+    }
+    s.kq_scale = mscale * mscale / std::sqrt(float(d_k));
+    return s;
+}
 
 MlaCacheFigures mla_cache_figures(int64_t n_layer, int64_t n_head, int64_t kv_lora, int64_t rope_dim,
                                   int64_t nope_dim, int64_t v_dim, DType type) {

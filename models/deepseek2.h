@@ -31,4 +31,14 @@ struct MlaCacheFigures {
 MlaCacheFigures mla_cache_figures(int64_t n_layer, int64_t n_head, int64_t kv_lora, int64_t rope_dim,
                                   int64_t nope_dim, int64_t v_dim, DType type);
 
+// DeepSeek's YaRN as the released models use it (mscale == mscale_all_dim): the rotary cos/sin keep
+// magnitude 1, so the rope op's own (1 + 0.1 ln factor) is cancelled by rope_attn_factor; the softmax
+// scale is mscale^2 / sqrt(d_k) with mscale = 1 + log_mul * ln(factor), log_mul = 0.1 * mscale_all_dim
+// (what the converter writes as rope.scaling.yarn_log_multiplier). factor <= 1: no YaRN.
+struct DeepSeekYarnScales {
+    float rope_attn_factor = 1.0f;
+    float kq_scale = 1.0f;
+};
+DeepSeekYarnScales deepseek_yarn_scales(float factor, float log_mul, int64_t d_k);
+
 }  // namespace tessera
