@@ -7,7 +7,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "models/capi_sampler.h"
+#include "models/sampler.h"
 #include "models/session.h"
 #include "models/tokenizer.h"
 #include "tessera.h"
@@ -28,7 +28,7 @@ struct tessera_session {
 };
 
 struct tessera_sampler {
-    std::unique_ptr<tessera::capi::Sampler> impl;
+    std::unique_ptr<tessera::Sampler> impl;
 };
 
 namespace {
@@ -329,7 +329,7 @@ tessera_status tessera_sampler_create(const tessera_model* m, const tessera_samp
     REQUIRE_ARG(m, "tessera_sampler_create: model is null");
     const tessera_sampler_params p = params ? *params : tessera_sampler_default_params();
     return guarded(TESSERA_ERR_INVALID_ARGUMENT, [&] {
-        tessera::capi::SamplerConfig c;
+        tessera::SamplerParams c;
         c.temperature = p.temperature;
         c.top_k = p.top_k;
         c.top_p = p.top_p;
@@ -340,7 +340,7 @@ tessera_status tessera_sampler_create(const tessera_model* m, const tessera_samp
         c.penalty_last_n = p.penalty_last_n;
         c.seed = p.seed;
         auto s = std::make_unique<tessera_sampler>();
-        s->impl = std::make_unique<tessera::capi::Sampler>(c, int32_t(m->model->hparams().n_vocab));
+        s->impl = std::make_unique<tessera::Sampler>(c, int32_t(m->model->hparams().n_vocab));
         *out = s.release();
         return TESSERA_OK;
     });
