@@ -4,6 +4,8 @@
 // each figure is also a ratio: prefill against peak, decode's weight bytes per second against bandwidth.
 #include <omp.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -34,21 +36,48 @@ double median(std::vector<double> v) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Times f: one warm-up when a run is quick, then up to `reps` runs within about `budget_s`; the median.
+double process_cpu_seconds() {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// Wall time of one run and the CPU time all this process's threads spent in it. On a shared machine the
+// wall figure includes waiting for a core; work per CPU-second is the kernel's own efficiency.
+struct Timing {
+    double wall = 0, cpu = 0;
+};
+
+// Times f: one warm-up when a run is quick, then up to `reps` runs within about `budget_s`; medians.
 template <class F>
-double time_median(F&& f, int reps, double budget_s) {
+Timing time_median(F&& f, int reps, double budget_s) {
     auto t0 = Clock::now();
+    double c0 = process_cpu_seconds();
     f();
-    const double first = seconds_since(t0);
-    std::vector<double> times;
-    if (first > 0.5) times.push_back(first);  // slow case: the first run counts, no separate warm-up
-    const int n = std::max(1, std::min(reps, int(budget_s / std::max(first, 1e-9))));
-    for (int i = int(times.size()); i < n; ++i) {
-        t0 = Clock::now();
-        f();
-        times.push_back(seconds_since(t0));
+    const double first = seconds_since(t0), first_cpu = process_cpu_seconds() - c0;
+    std::vector<double> walls, cpus;
+    if (first > 0.5) {  // slow case: the first run counts, no separate warm-up
+        walls.push_back(first);
+        cpus.push_back(first_cpu);
     }
-    return median(times);
+    const int n = std::max(1, std::min(reps, int(budget_s / std::max(first, 1e-9))));
+    for (int i = int(walls.size()); i < n; ++i) {
+        t0 = Clock::now();
+        c0 = process_cpu_seconds();
+        f();
+        walls.push_back(seconds_since(t0));
+        cpus.push_back(process_cpu_seconds() - c0);
+    }
+    return {median(walls), median(cpus)};
+}
+
+// The 1-minute load average: how busy the machine was (a figure taken while it exceeds the core
+// count measures the scheduler as much as the kernel).
+double load_average() {
+    std::ifstream in("/proc/loadavg");
+    double l = 0;
+    in >> l;
+    return l;
 }
 
 // The clock in MHz from /proc/cpuinfo's first "cpu MHz" line (0 if absent).
@@ -63,12 +92,13 @@ double cpu_mhz() {
 // Read bandwidth: sums a buffer (already written once, so its pages exist) on `threads` threads. Sixteen
 // independent partial sums per thread let the compiler vectorize the loop without reassociating floats,
 // so the loop is bound by memory, not by the latency of one add chain.
-double read_bandwidth_gbs(const std::vector<float>& buf, int threads, int reps) {
+// Returns {GB/s of wall time, GB per CPU-second}.
+std::pair<double, double> read_bandwidth_gbs(const std::vector<float>& buf, int threads, int reps) {
     constexpr int64_t kW = 16;
     const int64_t n = int64_t(buf.size()) / kW * kW;
     const float* p = buf.data();
     volatile float sink = 0;
-    const double t = time_median(
+    const Timing t = time_median(
         [&] {
             float total = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
@@ -82,7 +112,8 @@ double read_bandwidth_gbs(const std::vector<float>& buf, int threads, int reps) 
             sink = sink + total;
         },
         reps, 2.0);
-    return double(n) * sizeof(float) / t / 1e9;
+    const double gb = double(n) * sizeof(float) / 1e9;
+    return {gb / t.wall, gb / t.cpu};
 }
 
 std::vector<std::string> split(const std::string& s) {
@@ -94,16 +125,10 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
-struct Result {
-    std::string type;
-    int64_t m;
-    int threads;
-    double seconds, gflops, weight_gbs;
-};
 
 // One mul_mat graph: weights [k, n] of `type` (random, quantized by the reference quantizer), activations
-// [k, m]. Returns the median time of backend.compute.
-double time_matmul(Backend& backend, DType type, int64_t k, int64_t n, int64_t m, const std::vector<float>& wf,
+// [k, m]. Returns the median times of backend.compute.
+Timing time_matmul(Backend& backend, DType type, int64_t k, int64_t n, int64_t m, const std::vector<float>& wf,
                    int reps, double budget_s) {
     Context ctx;
     Tensor* a = ctx.new_tensor(type, {k, n}, "weights");
@@ -175,15 +200,21 @@ int bench_matmul(int argc, char** argv) {
     const double mhz = cpu_mhz();
     const double peak_core = 2.0 * 8 * 2 * mhz / 1000.0;  // 2 FMA units x 8 f32 lanes (AVX2) x 2 flop, GFLOP/s
     std::vector<float> bwbuf(size_t(bw_mib) * 1024 * 1024 / sizeof(float), 1.0f);
-    std::vector<double> bw;
-    for (int64_t t : thread_counts) bw.push_back(read_bandwidth_gbs(bwbuf, int(t), 5));
+    std::vector<double> bw, bw_cpu;
+    for (int64_t t : thread_counts) {
+        const auto [wall, cpu] = read_bandwidth_gbs(bwbuf, int(t), 5);
+        bw.push_back(wall);
+        bw_cpu.push_back(cpu);
+    }
     bwbuf = {};
+    const double load_before = load_average();
     if (json) {
         std::printf("{\"bench\":\"matmul\",\"kind\":\"machine\",\"cpu_mhz\":%.1f,\"clock_source\":\"/proc/cpuinfo cpu MHz\","
-                    "\"peak_gflops_per_core\":%.1f,\"bw_buffer_mib\":%d",
-                    mhz, peak_core, bw_mib);
+                    "\"peak_gflops_per_core\":%.1f,\"bw_buffer_mib\":%d,\"loadavg\":%.2f",
+                    mhz, peak_core, bw_mib, load_before);
         for (size_t i = 0; i < thread_counts.size(); ++i)
-            std::printf(",\"read_gbs_%lldt\":%.2f", (long long)thread_counts[i], bw[i]);
+            std::printf(",\"read_gbs_%lldt\":%.2f,\"read_gb_per_cpu_s_%lldt\":%.2f", (long long)thread_counts[i], bw[i],
+                        (long long)thread_counts[i], bw_cpu[i]);
         std::printf("}\n");
     } else {
         std::printf("tessera bench matmul: weights %d x %d, cpu backend, median of up to %d runs\n", size, size, reps);
@@ -192,11 +223,17 @@ int bench_matmul(int argc, char** argv) {
                     peak_core, mhz / 1000.0);
         std::printf("memory: read-sum over %d MiB:", bw_mib);
         for (size_t i = 0; i < thread_counts.size(); ++i)
-            std::printf(" %.1f GB/s with %lld thread%s%s", bw[i], (long long)thread_counts[i],
-                        thread_counts[i] > 1 ? "s" : "", i + 1 < thread_counts.size() ? "," : "");
-        std::printf("\n\n%-6s %5s %7s %10s %9s %7s %9s %6s\n", "type", "m", "threads", "ms", "GFLOP/s", "%peak",
-                    "weight", "%bw");
-        std::printf("%-6s %5s %7s %10s %9s %7s %9s %6s\n", "", "", "", "(median)", "", "", "GB/s", "");
+            std::printf(" %.1f GB/s (%.1f GB per CPU-second) with %lld thread%s%s", bw[i], bw_cpu[i],
+                        (long long)thread_counts[i], thread_counts[i] > 1 ? "s" : "",
+                        i + 1 < thread_counts.size() ? "," : "");
+        std::printf("\nload average %.2f on %d cores%s\n", load_before, physical_cores(),
+                    load_before > physical_cores() ? ": the machine is shared and busy, so wall-clock figures include "
+                                                     "waiting for a core; GFLOP per CPU-second is the kernels' own rate"
+                                                   : "");
+        std::printf("\n%-6s %5s %7s %10s %9s %7s %9s %9s %6s\n", "type", "m", "threads", "ms", "GFLOP/s", "%peak",
+                    "GFLOP/", "weight", "%bw");
+        std::printf("%-6s %5s %7s %10s %9s %7s %9s %9s %6s\n", "", "", "", "(median)", "(wall)", "", "cpu-s", "GB/s",
+                    "");
     }
     std::fflush(stdout);
 
@@ -214,29 +251,37 @@ int bench_matmul(int argc, char** argv) {
             for (size_t ti = 0; ti < thread_counts.size(); ++ti) {
                 const int threads = int(thread_counts[ti]);
                 backend->set_threads(threads);
-                const double s = time_matmul(*backend, type, k, n, m, wf, reps, m > 16 ? 3.0 : 1.0);
-                const double gflops = 2.0 * double(k) * double(n) * double(m) / s / 1e9;
+                const Timing t = time_matmul(*backend, type, k, n, m, wf, reps, m > 16 ? 3.0 : 1.0);
+                const double flop = 2.0 * double(k) * double(n) * double(m);
+                const double gflops = flop / t.wall / 1e9;
+                const double gflops_cpu = flop / t.cpu / 1e9;  // per CPU-second, i.e. per core actually used
                 const double peak = peak_core * threads;
-                const double wgbs = wbytes / s / 1e9;  // weights are read once per product
+                const double wgbs = wbytes / t.wall / 1e9;  // weights are read once per product
                 if (json) {
                     std::printf("{\"bench\":\"matmul\",\"type\":\"%s\",\"n\":%lld,\"k\":%lld,\"m\":%lld,\"threads\":%d,"
-                                "\"ms\":%.4f,\"gflops\":%.2f,\"peak_gflops\":%.1f,\"pct_peak\":%.1f,"
-                                "\"weight_gbs\":%.2f,\"read_gbs\":%.2f,\"pct_bw\":%.1f}\n",
-                                type_name(type), (long long)n, (long long)k, (long long)m, threads, s * 1e3, gflops,
-                                peak, 100.0 * gflops / peak, wgbs, bw[ti], 100.0 * wgbs / bw[ti]);
+                                "\"ms\":%.4f,\"cpu_ms\":%.4f,\"gflops\":%.2f,\"gflops_per_cpu_s\":%.2f,"
+                                "\"peak_gflops\":%.1f,\"pct_peak\":%.1f,\"weight_gbs\":%.2f,\"read_gbs\":%.2f,"
+                                "\"pct_bw\":%.1f}\n",
+                                type_name(type), (long long)n, (long long)k, (long long)m, threads, t.wall * 1e3,
+                                t.cpu * 1e3, gflops, gflops_cpu, peak, 100.0 * gflops / peak, wgbs, bw[ti],
+                                100.0 * wgbs / bw[ti]);
                 } else if (m <= 16) {
-                    std::printf("%-6s %5lld %7d %10.3f %9.1f %6.1f%% %9.1f %5.1f%%\n", type_name(type), (long long)m,
-                                threads, s * 1e3, gflops, 100.0 * gflops / peak, wgbs, 100.0 * wgbs / bw[ti]);
+                    std::printf("%-6s %5lld %7d %10.3f %9.1f %6.1f%% %9.1f %9.1f %5.1f%%\n", type_name(type),
+                                (long long)m, threads, t.wall * 1e3, gflops, 100.0 * gflops / peak, gflops_cpu, wgbs,
+                                100.0 * wgbs / bw[ti]);
                 } else {
-                    std::printf("%-6s %5lld %7d %10.3f %9.1f %6.1f%% %9s %6s\n", type_name(type), (long long)m,
-                                threads, s * 1e3, gflops, 100.0 * gflops / peak, "", "");
+                    std::printf("%-6s %5lld %7d %10.3f %9.1f %6.1f%% %9.1f %9s %6s\n", type_name(type),
+                                (long long)m, threads, t.wall * 1e3, gflops, 100.0 * gflops / peak, gflops_cpu, "",
+                                "");
                 }
                 std::fflush(stdout);
             }
     }
     if (!json)
         std::printf("\n%%peak: prefill should approach it (compute-bound); %%bw: decode (m = 1) reads each weight "
-                    "byte once, so weight GB/s against the measured read bandwidth is its efficiency.\n");
+                    "byte once, so weight GB/s against the measured read bandwidth is its efficiency.\n"
+                    "load average at the end: %.2f\n",
+                    load_average());
     return 0;
 }
 
