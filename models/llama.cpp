@@ -168,6 +168,7 @@ std::vector<LayerCache> Llama::cache_layout(const HParams& hp) const {
     LayerCache l;
     l.kind = window_ > 0 ? CacheKind::Window : CacheKind::Full;
     l.window = window_;
+    l.ring = window_ > 0;  // a window model keeps only window + n_batch - 1 slots per layer
     l.head_dim_k = hp.head_dim_k;
     l.head_dim_v = hp.head_dim_v;
     l.k_width = hp.head_dim_k * hp.n_head_kv;
@@ -198,7 +199,7 @@ Tensor* Llama::build(BatchGraph& b) const {
         q = rope(ctx, reshape_3d(ctx, q, hp.head_dim_k, hp.n_head, n), b.positions, rope_, rope_freqs_);
         k = rope(ctx, reshape_3d(ctx, k, hp.head_dim_k, hp.n_head_kv, n), b.positions, rope_, rope_freqs_);
         b.store_kv(il, k, v);
-        Tensor* attn = attention(ctx, q, b.cache_k(il), b.cache_v(il), b.positions, b.kv_positions, spec);
+        Tensor* attn = attention(ctx, q, b.cache_k(il), b.cache_v(il), b.positions, b.cache_positions(il), spec);
         attn = reshape_2d(ctx, attn, hp.head_dim_v * hp.n_head, n);
         x = add(ctx, x, add_bias(ctx, mul_mat(ctx, L.wo, attn), L.bo));
 

@@ -3,6 +3,7 @@
 // truncation, and make-model's files loading.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -349,4 +350,40 @@ TEST_CASE("llama: make-model files load and decode in every type") {
         for (int64_t i = 0; i < 400; ++i) REQUIRE(std::isfinite(sess.logits(0)[i]));
         std::remove(path.c_str());
     }
+}
+
+TEST_CASE("llama: a sliding window keeps a ring cache and gives the same logits in every batching") {
+    TinySpec s;
+    s.extra = [](GGUFWriter& w) { w.set_u32("llama.attention.sliding_window", 4); };
+    TempModel win(s, "window");
+    TinySpec plain_spec;
+    TempModel plain(plain_spec, "nowindow");
+
+    auto run = [&](const Model& model, int64_t batch, size_t* cache_bytes) {
+        Session sess(model, opts(DType::F32, 64, true, batch));
+        if (cache_bytes) *cache_bytes = sess.cache().total_bytes();
+        std::vector<float> out;
+        for (size_t at = 0; at < kIds.size(); at += size_t(batch)) {
+            const int64_t n = std::min<int64_t>(batch, int64_t(kIds.size() - at));
+            sess.decode(kIds.data() + at, n);
+            const auto rows = all_rows(sess);
+            out.insert(out.end(), rows.begin(), rows.end());
+        }
+        return out;
+    };
+    size_t bytes_whole = 0, bytes_ring = 0;
+    const auto whole = run(*win.model, 64, &bytes_whole);  // ring of 4 + 64 - 1 >= n_ctx: one slot per position
+    const auto chunks = run(*win.model, 3, &bytes_ring);   // ring of 4 + 3 - 1 = 6 slots per layer
+    const auto single = run(*win.model, 1, nullptr);       // ring of 4
+    CHECK(bytes_ring * 64 == bytes_whole * 6);
+    CHECK(closeness(chunks, whole, 1e-5, 1e-4) <= 1.0);
+    CHECK(closeness(single, whole, 1e-5, 1e-4) <= 1.0);
+
+    // The first 4 positions see all their keys either way; later ones lose the oldest.
+    const auto full = run(*plain.model, 64, nullptr);
+    const size_t row = 96;
+    CHECK(closeness(std::vector<float>(whole.begin(), whole.begin() + 4 * row),
+                    std::vector<float>(full.begin(), full.begin() + 4 * row), 1e-5, 1e-4) <= 1.0);
+    CHECK(rel_rms(std::vector<float>(whole.begin() + 5 * row, whole.end()),
+                  std::vector<float>(full.begin() + 5 * row, full.end())) > 1e-3);
 }
