@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "models/cache_report.h"
 #include "models/deepseek2.h"
 #include "models/make_model_presets_gemma_deepseek.h"
 #include "models/moe.h"
@@ -105,6 +106,10 @@ TEST_CASE("ring cache: a gemma3-1b-shaped cache at 32K context is its global lay
                                                                 << c.ring_bytes() / 1048576.0 << " MiB; without rings "
                                                                 << no_rings / 1048576.0 << " MiB");
     CHECK(c.ring_bytes() < c.linear_bytes() / 5);  // "about what its global layers need"
+    const std::string report = describe_kv_cache(c, model->hparams());
+    MESSAGE(report);
+    CHECK(report.find("4 full layers 128.00 MiB") != std::string::npos);
+    CHECK(report.find("22 window layers as rings of 1023 slots") != std::string::npos);
     // And it runs: a prompt longer than the window wraps the rings.
     std::vector<int32_t> ids(700);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(3 + (i * 37) % 500);
@@ -148,6 +153,12 @@ TEST_CASE("MLA cache: (kv_lora + rope) values per token and layer at DeepSeek-V3
         CHECK(sess.cache().total_bytes() == per_tok * 64);
         const MlaCacheFigures f = mla_cache_figures(1, 128, 512, 64, 128, 128, t);
         CHECK(f.latent_bytes_per_token == per_tok);
+        const std::string report = describe_kv_cache(sess.cache(), model->hparams());
+        CHECK(report.find("1 MLA latent layers") != std::string::npos);
+        if (t == DType::F16) {
+            MESSAGE(report);
+            CHECK(report.find("1.12 KiB per token; per-head K and V would need 80.00 KiB") != std::string::npos);
+        }
         MESSAGE(std::string(type_name(t)) << ": MLA " << f.latent_bytes_per_token << " bytes/token/layer vs MHA "
                               << f.mha_bytes_per_token << " (" << double(f.mha_bytes_per_token) / f.latent_bytes_per_token
                               << "x)");
