@@ -30,6 +30,7 @@ struct TinySpec {
     std::string drop;                        // a tensor to leave out
     std::string bad_shape;                   // a tensor whose last dim is one short
     std::function<void(GGUFWriter&)> extra;  // more keys
+    float rope_freqs = 0.0f;                 // > 0: a rope_freqs.weight tensor with this value everywhere
 };
 
 std::string temp_path(const std::string& tag) {
@@ -75,6 +76,10 @@ std::string write_tiny(const TinySpec& s, const std::string& tag) {
         add(p + "ffn_down.weight", {s.n_ff, s.n_embd}, false);
     }
     add("output_norm.weight", {s.n_embd}, true);
+    if (s.rope_freqs > 0) {
+        keep.push_back(std::vector<float>(size_t(hd / 2), s.rope_freqs));
+        w.add_tensor("rope_freqs.weight", DType::F32, {hd / 2}, keep.back().data(), size_t(hd / 2) * 4);
+    }
     if (!s.tied) add("output.weight", {s.n_embd, s.n_vocab}, false);
     const std::string path = temp_path(tag);
     w.write(path);
@@ -314,7 +319,21 @@ TEST_CASE("llama: rope scaling and rope dimension keys change the model") {
         sess.decode(kIds.data(), int64_t(kIds.size()));
         return all_rows(sess);
     };
+    s.extra = nullptr;
+    s.rope_freqs = 4.0f;  // divides every pair's angle by 4: the same as linear scaling by 4
+    TempModel freqs(s, "rope3");
+    s.rope_freqs = 0.0f;
+    s.extra = [](GGUFWriter& w) {
+        w.set_str("llama.rope.scaling.type", "yarn");
+        w.set_f32("llama.rope.scaling.factor", 4.0f);
+        w.set_u32("llama.rope.scaling.original_context_length", 64);
+    };
+    TempModel yarn(s, "rope4");
     const auto p = logits(*plain.model), l = logits(*linear.model), d = logits(*partial.model);
+    const auto f = logits(*freqs.model), y = logits(*yarn.model);
+    CHECK(closeness(f, l, 1e-5, 1e-4) <= 1.0);
+    CHECK(rel_rms(y, p) > 1e-4);
+    CHECK(rel_rms(y, l) > 1e-6);  // YaRN's ramp keeps the high-frequency pairs unscaled
     // Position 0 is not rotated, so row 0 is the same; later rows see other angles.
     CHECK(closeness(std::vector<float>(l.begin(), l.begin() + 96), std::vector<float>(p.begin(), p.begin() + 96),
                     1e-6, 1e-5) <= 1.0);
