@@ -22,7 +22,7 @@ std::string kib(double bytes) {
 
 std::string describe_kv_cache(const KVCache& c, const HParams& hp) {
     const DType t = c.type();
-    int full = 0, rings = 0, latent = 0;
+    int full = 0, rings = 0, latent = 0, unringed_window = 0;
     size_t full_bytes = 0, ring_bytes = 0, latent_bytes = 0, mha_per_tok = 0, latent_per_tok = 0, full_per_tok = 0;
     int64_t ring_slots = 0;
     for (int il = 0; il < c.n_layer(); ++il) {
@@ -38,6 +38,7 @@ std::string describe_kv_cache(const KVCache& c, const HParams& hp) {
             latent_bytes += row * size_t(c.n_ctx());
             mha_per_tok += row_bytes(t, hp.n_head * hp.head_dim_k) + row_bytes(t, hp.n_head * hp.head_dim_v);
         } else {
+            if (l.kind == CacheKind::Window) ++unringed_window;  // a ring would not be smaller than the context
             ++full;
             full_per_tok += row;
             full_bytes += row * size_t(c.n_ctx());
@@ -46,8 +47,10 @@ std::string describe_kv_cache(const KVCache& c, const HParams& hp) {
     std::string s = "kv cache " + std::string(type_name(t)) + ", " + std::to_string(c.n_ctx()) + " tokens: ";
     std::string parts;
     auto add = [&](const std::string& p) { parts += (parts.empty() ? "" : "; ") + p; };
-    if (full) add(std::to_string(full) + " full layers " + mib(double(full_bytes)) + " (" + kib(double(full_per_tok)) +
-                  " per token)");
+    if (full)
+        add(std::to_string(full) + " full layers" +
+            (unringed_window ? " (" + std::to_string(unringed_window) + " of them window layers)" : std::string()) + " " +
+            mib(double(full_bytes)) + " (" + kib(double(full_per_tok)) + " per token)");
     if (rings)
         add(std::to_string(rings) + " window layers as rings of " + std::to_string(ring_slots) + " slots " +
             mib(double(ring_bytes)) + " (fixed)");
