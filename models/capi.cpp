@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "models/cache_report.h"
 #include "models/sampler.h"
 #include "models/session.h"
 #include "models/tokenizer.h"
@@ -25,6 +26,7 @@ struct tessera_model {
 struct tessera_session {
     tessera_model* model;
     std::unique_ptr<tessera::Session> session;
+    std::string cache_summary;  // tessera_session_cache_summary's text
 };
 
 struct tessera_sampler {
@@ -305,6 +307,11 @@ uint64_t tessera_session_cache_bytes_per_token(const tessera_session* s) {
     return s ? s->session->cache().bytes_per_token() : 0;
 }
 uint64_t tessera_session_cache_bytes(const tessera_session* s) { return s ? s->session->cache().total_bytes() : 0; }
+const char* tessera_session_cache_summary(tessera_session* s) {
+    if (!s) return "";
+    s->cache_summary = tessera::describe_kv_cache(s->session->cache(), s->model->model->hparams());
+    return s->cache_summary.c_str();
+}
 
 // ---- sampling ----
 

@@ -90,10 +90,8 @@ inline std::vector<int32_t> parse_ids(const std::string& flag, const std::string
 }
 
 inline void print_cache_size(tessera_session* s) {
-    const double per_tok = double(tessera_session_cache_bytes_per_token(s));
-    const double total = double(tessera_session_cache_bytes(s));
-    std::fprintf(stderr, "kv cache: %d tokens, %.1f KiB per token, %.2f MiB total\n", tessera_session_n_ctx(s),
-                 per_tok / 1024.0, total / (1024.0 * 1024.0));
+    // Split by layer kind: full layers, window-layer rings, MLA latent rows (see tessera.h).
+    std::fprintf(stderr, "%s\n", tessera_session_cache_summary(s));
 }
 
 }  // namespace tessera::cli

@@ -120,6 +120,9 @@ tessera_status tessera_session_reset(tessera_session* session);
 /* The KV cache's size: bytes per token (all layers, K and V) and in total. */
 uint64_t tessera_session_cache_bytes_per_token(const tessera_session* session);
 uint64_t tessera_session_cache_bytes(const tessera_session* session);
+/* The KV cache split by layer kind (full layers, window-layer rings, MLA latent rows beside what
+ * per-head K and V would need), one line of text. Valid until the next call on this session. */
+const char* tessera_session_cache_summary(tessera_session* session);
 
 /* ---- sampling ---- */
 typedef struct tessera_sampler_params {
