@@ -1,5 +1,6 @@
 // SentencePiece-style tokenization ("llama" vocabularies): start from single characters and repeatedly merge
 // the adjacent pair whose concatenation is the best-scored vocabulary entry; leftovers fall back to byte tokens.
+#include <algorithm>
 #include <cstdio>
 #include <queue>
 
@@ -56,7 +57,9 @@ void Tokenizer::tokenize_spm(std::string_view raw, std::vector<TokenId>& out) co
 
     std::vector<Symbol> sym;
     for (size_t off = 0; off < text.size();) {
-        size_t len = std::min<size_t>(unicode::utf8_seq_len(uint8_t(text[off])), text.size() - off);
+        // One symbol per character; a byte that does not start valid UTF-8 is a symbol of its own (so it
+        // cannot swallow the "▁" after it and come back out as a different space).
+        size_t len = std::max<size_t>(unicode::valid_utf8_at(text, off), 1);
         int idx = int(sym.size());
         sym.push_back({off, len, idx - 1, off + len == text.size() ? -1 : idx + 1});
         off += len;

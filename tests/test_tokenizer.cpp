@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <set>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <unistd.h>
 
@@ -436,4 +437,27 @@ TEST_CASE("byte-level BPE: merge ranks, ignore_merges, special tokens, pieces") 
     auto tok3 = load_tokenizer(p3);
     std::remove(p3.c_str());
     CHECK(tok3->tokenize(" ab", false, false) == std::vector<TokenId>{8});
+}
+
+TEST_CASE("tokenizer: random bytes never break tokenize/detokenize") {
+    if (!testing::shared_available()) {
+        MESSAGE("skipped: ../shared is not available");
+        return;
+    }
+    std::mt19937 rng(1234);
+    for (const char* name : {"llama-spm", "gpt-2", "deepseek-llm", "falcon"}) {
+        INFO("vocab " << std::string(name));
+        auto tok = load_tokenizer(testing::shared_path(std::string("vocab/ggml-vocab-") + name + ".gguf"));
+        for (int iter = 0; iter < 200; ++iter) {
+            std::string s(rng() % 40, '\0');
+            // Mostly ASCII with some high bytes, so both valid and broken UTF-8 turn up.
+            for (char& c : s) c = char(rng() % 4 == 0 ? 0x80 + rng() % 128 : 0x20 + rng() % 95);
+            std::vector<TokenId> ids;
+            REQUIRE_NOTHROW(ids = tok->tokenize(s, false, false));
+            for (TokenId id : ids) REQUIRE((id >= 0 && id < tok->n_vocab()));
+            // Byte-level BPE sees invalid bytes as U+FFFD; SentencePiece keeps them via byte tokens.
+            const std::string want = tok->kind() == VocabKind::BPE ? unicode::sanitize_utf8(s) : s;
+            CHECK(tok->detokenize(ids) == want);
+        }
+    }
 }
