@@ -10,13 +10,14 @@
 //      hyper-parameter it must equal. Shape and missing-tensor errors then come out
 //      in the project's format without any extra code.
 //    - cache_layout(): one LayerCache per layer saying what the KV cache stores:
-//      kind Full (a slot per position up to n_ctx), Window (a ring of `window` slots;
-//      layers of this kind may still be given a full-size cache until the session
-//      implements rings: visibility is decided by k_pos either way), or Latent (MLA:
-//      one row of k_width per token, V read from the same row, v_width = 0).
+//      kind Full (a slot per position up to n_ctx), Window (set `ring` to keep only
+//      window + n_batch - 1 slots, slot = position % ring; without it a Window layer
+//      gets a full-size cache: visibility is decided by k_pos either way), or Latent
+//      (MLA: one row of k_width per token, V read from the same row, v_width = 0).
 //    - build(): the forward pass for one batch, written top to bottom with core/ops.h,
 //      reading and writing the cache only through BatchGraph (store_kv, cache_k,
-//      cache_v), and returning the logits node (F32 [n_vocab, n_out]).
+//      cache_v, and cache_positions(layer) as the attention's k_pos), and returning the
+//      logits node (F32 [n_vocab, n_out]). models/llama.cpp is the example to copy.
 // 2. Add one line to the table in models/architectures.cpp. (The table is explicit
 //    because self-registering statics in a static library are dropped by the linker
 //    when nothing references their object file.)
