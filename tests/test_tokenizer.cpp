@@ -364,7 +364,10 @@ TEST_CASE("tessera tokenize: ids and pieces, vocab-only files") {
     REQUIRE(testing::run_command(cli + " tokenize -m " + gpt2 + " -f " + in + " --ids --no-bos", &out) == 0);
     std::remove(in.c_str());
     std::string want;
-    for (size_t i = 0; i < cases[0].ids.size(); ++i) want += (i ? " " : "") + std::to_string(cases[0].ids[i]);
+    for (size_t i = 0; i < cases[0].ids.size(); ++i) {
+        if (i) want += ' ';
+        want += std::to_string(cases[0].ids[i]);
+    }
     CHECK(out == want + "\n");
     // Usage errors exit 2; a missing file is an error (exit 1) that names it.
     CHECK(testing::run_command(cli + " tokenize -m " + stories) == 2);
