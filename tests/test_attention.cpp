@@ -272,8 +272,15 @@ TEST_CASE("cpu backend computes attention with the flash kernel") {
 TEST_CASE("cpu attention matches the reference: mappings x masks x softcap x cache types x lengths") {
     int cases = 0;
     for (const Mapping& m : kMappings) {
-        const int64_t tile = cpu::attention_kv_tile(m.d_k, m.d_v);
-        for (int64_t n_kv : {int64_t(1), int64_t(3), int64_t(17), tile - 1, tile, tile + 1, int64_t(1000)}) {
+        // lengths around the kernel's kv tile for these heads, for both query counts used below (2 queries may
+        // take the streaming kernel and 5 the tiled one, with different tiles)
+        std::vector<int64_t> lengths = {1, 3, 17, 1000};
+        for (int64_t nq : {2, 5}) {
+            const int64_t tile = cpu::plan_attention_shape(m.n_head, m.n_kv_head, m.d_k, m.d_v, nq, 1000, 1).kv_tile;
+            for (int64_t n : {tile - 1, tile, tile + 1})
+                if (std::find(lengths.begin(), lengths.end(), n) == lengths.end()) lengths.push_back(n);
+        }
+        for (int64_t n_kv : lengths) {
             for (int mask = 0; mask < 4; ++mask) {
                 for (float cap : {0.0f, 2.5f}) {
                     for (DType cache : {DType::F32, DType::F16, DType::Q8_0}) {

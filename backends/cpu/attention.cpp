@@ -125,14 +125,32 @@ void load_queries(const Job& job, const RowMap& rm, int64_t nq, float* qbuf) {
             }
 }
 
-// Asks for the cache lines of rows [j0, j0 + n) of one KV head of t ahead of use (into L2). Rows of one
-// head are a whole cache row apart (all heads of a token sit together), often more than a page, which the
-// hardware prefetchers do not follow; asked for one head ahead, they arrive while this head computes.
+// Asks for the cache lines of rows [j0, j0 + n) of one KV head of t ahead of use (into L2).
 void prefetch_rows(const Tensor& t, int64_t head, int64_t j0, int64_t n) {
     const size_t bytes = t.row_bytes();
     for (int64_t j = j0; j < j0 + n; ++j) {
         const char* row = t.at(0, head, j);
         for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(row + off, 0, 2);
+    }
+}
+
+// The online-softmax step for the rows of one KV head on one tile: softcap, mask, then fold the tile's
+// scores into the rows' running max and sum (s becomes the weights), rescaling the rows' outputs.
+// hidden (or null when the tile is fully visible): [query][key] 1 = masked, shared by the group's heads.
+void finish_scores(const Job& job, float* s, int64_t lds, int64_t nk, int64_t nq, const uint8_t* hidden, float* o,
+                   int64_t ldo, float* m, float* l) {
+    const AttentionPlan& p = job.plan;
+    const int64_t rows = nq * p.group;
+    if (job.softcap > 0)
+        for (int64_t r = 0; r < rows; ++r) attn::apply_softcap(s + r * lds, nk, job.softcap);
+    if (hidden)
+        for (int64_t qi = 0; qi < nq; ++qi)
+            for (int64_t j = 0; j < nk; ++j)
+                if (hidden[qi * lds + j])
+                    for (int64_t hh = 0; hh < p.group; ++hh) s[(qi * p.group + hh) * lds + j] = kNegInf;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float factor = attn::softmax_step(s + r * lds, nk, &m[r], &l[r]);
+        if (factor != 1.0f) attn::scale_row(o + r * ldo, p.dv_padded, factor);
     }
 }
 
@@ -151,9 +169,9 @@ void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
     float* out = sized(sc.o, R * dvp);
     float* m = sized(sc.m, R);
     float* l = sized(sc.l, R);
-    float* s = sized(sc.s, rph * bk);
-    float* kt = sized(sc.k, bk * dkp);
-    float* vt = p.v_in_k ? kt : sized(sc.v, bk * dvp);
+    float* s = sized(sc.s, R * bk);  // scores [row][key]
+    float* kt = p.streaming ? nullptr : sized(sc.k, p.heads_per_unit * bk * dkp);  // [head][key][dkp]
+    float* vt = p.streaming || p.v_in_k ? kt : sized(sc.v, p.heads_per_unit * bk * dvp);
     uint8_t* hidden = sized(sc.hidden, p.q_tile * bk);
     const int64_t ldv = p.v_in_k ? dkp : dvp;
 
@@ -173,43 +191,43 @@ void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
             for (int64_t qi = 0; qi < nq; ++qi)
                 for (int64_t j = 0; j < nk; ++j)
                     hidden[qi * bk + j] = !visible(job.q_pos[rm.q0 + qi], job.k_pos[j0 + j], job.causal, job.window);
-        // all KV heads of the block on this tile before the next tile: the block's bytes of each cache row
-        // are read together, which keeps reads sequential when one unit holds every head (decode)
-        for (int64_t hb = 0; hb < p.heads_per_unit; ++hb) {
-            const int64_t kvh = rm.kvh0 + hb;
-            // what this loop reads next: the next head of this tile, else the first head of the next tile
-            if (hb + 1 < p.heads_per_unit || t + 1 < last) {
-                const int64_t next_head = hb + 1 < p.heads_per_unit ? kvh + 1 : rm.kvh0;
-                const int64_t next_j0 = hb + 1 < p.heads_per_unit ? j0 : int64_t(tiles[t + 1].first) * bk;
-                const int64_t next_n = std::min(bk, p.n_kv - next_j0);
-                prefetch_rows(job.k, next_head, next_j0, next_n);
-                if (!p.v_in_k) prefetch_rows(job.v, next_head, next_j0, next_n);
-            }
-            // the group's one conversion of this tile
+        if (p.streaming) {  // cache rows read in place, every head of a key together
+            attn::stream_scores(job.k.type, job.k.at(0, 0, j0), job.k.nb[2], job.k.nb[1], nk, p.n_kv - j0, p.n_kv_head, p.d_k,
+                                qbuf, dkp, rows, rph, s, bk);
+            for (int64_t hb = 0; hb < p.heads_per_unit; ++hb)
+                finish_scores(job, s + hb * rph * bk, bk, nk, nq, partial ? hidden : nullptr, out + hb * rph * dvp,
+                              dvp, m + hb * rph, l + hb * rph);
+            attn::stream_pv(job.v.type, job.v.at(0, 0, j0), job.v.nb[2], job.v.nb[1], nk, p.n_kv - j0, p.n_kv_head, p.d_v, s, bk,
+                            rows, rph, out, dvp);
+            continue;
+        }
+        // Convert the tile for every KV head of the unit, token by token: one token's heads sit side by side
+        // in the cache, so this reads each stream (k, then v) front to back, which the hardware prefetchers
+        // follow; a head-by-head walk would jump a whole cache row per key.
+        for (int64_t j = 0; j < nk; ++j)
+            for (int64_t hb = 0; hb < p.heads_per_unit; ++hb)
+                attn::row_to_f32(job.k.type, job.k.at(0, rm.kvh0 + hb, j0 + j), p.d_k, kt + (hb * bk + j) * dkp, dkp);
+        if (!p.v_in_k)
             for (int64_t j = 0; j < nk; ++j)
-                attn::row_to_f32(job.k.type, job.k.at(0, kvh, j0 + j), p.d_k, kt + j * dkp, dkp);
-            if (!p.v_in_k)
-                for (int64_t j = 0; j < nk; ++j)
-                    attn::row_to_f32(job.v.type, job.v.at(0, kvh, j0 + j), p.d_v, vt + j * dvp, dvp);
-
+                for (int64_t hb = 0; hb < p.heads_per_unit; ++hb)
+                    attn::row_to_f32(job.v.type, job.v.at(0, rm.kvh0 + hb, j0 + j), p.d_v, vt + (hb * bk + j) * dvp,
+                                     dvp);
+        if (p.heads_per_unit == 1 && t + 1 < last) {
+            // one head per unit (prefill): its rows are a cache row apart, too far for the hardware to guess
+            const int64_t next_j0 = int64_t(tiles[t + 1].first) * bk;
+            prefetch_rows(job.k, rm.kvh0, next_j0, std::min(bk, p.n_kv - next_j0));
+            if (!p.v_in_k) prefetch_rows(job.v, rm.kvh0, next_j0, std::min(bk, p.n_kv - next_j0));
+        }
+        for (int64_t hb = 0; hb < p.heads_per_unit; ++hb) {
+            const float* kh = kt + hb * bk * dkp;
+            const float* vh = p.v_in_k ? kh : vt + hb * bk * dvp;
             float* qb = qbuf + hb * rph * dkp;
             float* ob = out + hb * rph * dvp;
-            attn::scores(qb, dkp, rows, kt, dkp, nk, dkp, s, bk);
-            if (job.softcap > 0)
-                for (int64_t r = 0; r < rows; ++r) attn::apply_softcap(s + r * bk, nk, job.softcap);
-            if (partial)
-                for (int64_t qi = 0; qi < nq; ++qi)
-                    for (int64_t j = 0; j < nk; ++j)
-                        if (hidden[qi * bk + j])
-                            for (int64_t hh = 0; hh < p.group; ++hh) s[(qi * p.group + hh) * bk + j] = kNegInf;
-            for (int64_t r = 0; r < rows; ++r) {
-                const float factor = attn::softmax_step(s + r * bk, nk, &m[hb * rph + r], &l[hb * rph + r]);
-                if (factor != 1.0f) attn::scale_row(ob + r * dvp, dvp, factor);
-            }
-            attn::accumulate_pv(s, bk, rows, vt, ldv, nk, dvp, ob, dvp);
+            attn::scores(qb, dkp, rows, kh, dkp, nk, dkp, s, bk);
+            finish_scores(job, s, bk, nk, nq, partial ? hidden : nullptr, ob, dvp, m + hb * rph, l + hb * rph);
+            attn::accumulate_pv(s, bk, rows, vh, ldv, nk, dvp, ob, dvp);
         }
     }
-
     if (p.n_splits == 1) {
         for (int64_t hb = 0; hb < p.heads_per_unit; ++hb)
             for (int64_t qi = 0; qi < nq; ++qi)
@@ -281,11 +299,12 @@ void validate(const Tensor& dst) {
 
 }  // namespace
 
-int64_t attention_kv_tile(int64_t d_k, int64_t d_v) {
-    // K and V tiles of one unit (in floats) should stay within ~64 KiB so they live in L2 beside the rows' outputs.
-    const int64_t per_key = attn::padded(d_k) + attn::padded(d_v);
+int64_t attention_kv_tile(int64_t d_k, int64_t d_v, int64_t heads_per_unit) {
+    // A unit's converted K and V tiles (all its heads) should stay within ~128 KiB of L2, beside the rows'
+    // queries and outputs; at least 16 keys (one register of scores per row), at most 128.
+    const int64_t per_key = heads_per_unit * (attn::padded(d_k) + attn::padded(d_v)) * int64_t(sizeof(float));
     int64_t tile = 16;
-    while (tile < 128 && (tile * 2) * per_key * int64_t(sizeof(float)) <= 64 * 1024) tile *= 2;
+    while (tile < 128 && (tile * 2) * per_key <= 128 * 1024) tile *= 2;
     return tile;
 }
 
@@ -293,39 +312,44 @@ int64_t attention_kv_tile(int64_t d_k, int64_t d_v) {
 // rows' queries, outputs and scores stay in L2.
 int64_t attention_q_tile(int64_t group) { return std::max<int64_t>(1, 64 / std::max<int64_t>(group, 1)); }
 
+AttentionPlan plan_attention_shape(int64_t n_head, int64_t n_kv_head, int64_t d_k, int64_t d_v, int64_t n_q,
+                                   int64_t n_kv, int n_threads) {
+    AttentionPlan p;
+    p.n_threads = std::max(1, n_threads);
+    p.d_k = d_k;
+    p.d_v = d_v;
+    p.dk_padded = attn::padded(p.d_k);
+    p.dv_padded = attn::padded(p.d_v);
+    p.n_head = n_head;
+    p.n_kv_head = n_kv_head;
+    p.group = p.n_head / p.n_kv_head;
+    p.n_q = n_q;
+    p.n_kv = n_kv;
+    p.q_tile = std::min(attention_q_tile(p.group), std::max<int64_t>(p.n_q, 1));
+    p.n_q_tiles = (p.n_q + p.q_tile - 1) / p.q_tile;
+    // decode (or a short chunk, one query tile): memory-bound, a few rows per KV head. One unit takes every KV
+    // head so each cache row's heads are read together (contiguous bytes), and the key sequence is cut into
+    // slices for the threads: ~4 per thread so slices left uneven by skipped tiles still balance.
+    // prefill: compute-bound, one KV head per unit; the keys are split only if the units are too few.
+    p.heads_per_unit = p.n_q_tiles == 1 ? p.n_kv_head : 1;
+    // few rows per KV head (MHA, GQA decode): a converted tile would serve only those rows, so the cache is
+    // read in place instead (the streaming kernels); needs head dims in whole SIMD registers
+    p.streaming = p.n_q_tiles == 1 && p.n_q * p.group <= attn::kMaxStreamRows && p.d_k % attn::lanes() == 0 &&
+                  p.d_v % attn::lanes() == 0;
+    p.kv_tile = p.streaming ? 128 : attention_kv_tile(p.d_k, p.d_v, p.heads_per_unit);
+    p.n_kv_tiles = (p.n_kv + p.kv_tile - 1) / p.kv_tile;
+    const int64_t base_units = p.n_head_blocks() * p.n_q_tiles;
+    if (p.n_threads > 1 && base_units < 2 * p.n_threads)
+        p.n_splits = std::clamp<int64_t>((4 * p.n_threads + base_units - 1) / base_units, 1,
+                                         std::max<int64_t>(p.n_kv_tiles, 1));
+    return p;
+}
+
 AttentionPlan plan_attention(const Tensor& dst, int n_threads) {
     const Tensor& q = *dst.src[0];
     const Tensor& k = *dst.src[1];
     const Tensor& v = *dst.src[2];
-    AttentionPlan p;
-    p.n_threads = std::max(1, n_threads);
-    p.d_k = q.ne[0];
-    p.d_v = v.ne[0];
-    p.dk_padded = attn::padded(p.d_k);
-    p.dv_padded = attn::padded(p.d_v);
-    p.n_head = q.ne[1];
-    p.n_kv_head = k.ne[1];
-    p.group = p.n_head / p.n_kv_head;
-    p.n_q = q.ne[2];
-    p.n_kv = k.ne[2];
-    p.q_tile = std::min(attention_q_tile(p.group), std::max<int64_t>(p.n_q, 1));
-    p.kv_tile = attention_kv_tile(p.d_k, p.d_v);
-    p.n_q_tiles = (p.n_q + p.q_tile - 1) / p.q_tile;
-    p.n_kv_tiles = (p.n_kv + p.kv_tile - 1) / p.kv_tile;
-    if (p.n_q_tiles == 1) {
-        // decode (or a short chunk): memory-bound, a few rows per KV head. One unit takes every KV head so
-        // each cache row's heads are read together (contiguous bytes, few pages), and the key sequence is
-        // cut into slices for the threads: ~4 per thread so slices left uneven by skipped tiles balance.
-        p.heads_per_unit = p.n_kv_head;
-        if (p.n_threads > 1) p.n_splits = std::clamp<int64_t>(4 * p.n_threads, 1, std::max<int64_t>(p.n_kv_tiles, 1));
-    } else {
-        // prefill: compute-bound, one KV head per unit; split the keys only if the units are too few
-        p.heads_per_unit = 1;
-        const int64_t base_units = p.n_kv_head * p.n_q_tiles;
-        if (p.n_threads > 1 && base_units < 2 * p.n_threads)
-            p.n_splits = std::clamp<int64_t>((4 * p.n_threads + base_units - 1) / base_units, 1,
-                                             std::max<int64_t>(p.n_kv_tiles, 1));
-    }
+    AttentionPlan p = plan_attention_shape(q.ne[1], k.ne[1], q.ne[0], v.ne[0], q.ne[2], k.ne[2], n_threads);
     // MLA: v is the first d_v values of each k row (same storage, same strides): one converted tile serves both.
     p.v_in_k = v.data != nullptr && v.data == k.data && v.type == k.type && v.nb[1] == k.nb[1] &&
                v.nb[2] == k.nb[2] && p.d_v <= p.d_k;
@@ -335,8 +359,8 @@ AttentionPlan plan_attention(const Tensor& dst, int n_threads) {
 size_t attention_scratch_bytes(const Tensor& dst, int n_threads) {
     const AttentionPlan p = plan_attention(dst, n_threads);
     const int64_t R = p.rows_per_unit();
-    const int64_t per_thread = R * p.dk_padded + R * p.dv_padded + 2 * R + p.q_tile * p.group * p.kv_tile +
-                               p.kv_tile * p.dk_padded + (p.v_in_k ? 0 : p.kv_tile * p.dv_padded);
+    const int64_t tiles = p.streaming ? 0 : p.heads_per_unit * p.kv_tile * (p.dk_padded + (p.v_in_k ? 0 : p.dv_padded));
+    const int64_t per_thread = R * p.dk_padded + R * p.dv_padded + 2 * R + R * p.kv_tile + tiles;
     size_t bytes = (size_t(per_thread) * sizeof(float) + size_t(p.q_tile * p.kv_tile)) * size_t(p.n_threads);
     if (p.n_splits > 1) bytes += size_t(p.n_units()) * partial_floats_per_unit(p) * sizeof(float);
     // active tile lists: at most one entry per (query tile, kv tile) pair, plus the tile ranges

@@ -159,6 +159,218 @@ void pv_rows(const float* p, int64_t ldp, const float* v, int64_t ldv, int64_t n
 
 }  // namespace
 
+// ---- streaming kernels ----
+
+namespace {
+
+// kL floats of a cache row of type T starting at element c (c a multiple of kL; for q8_0 kL divides 32).
+template <DType T>
+inline Batch load_chunk(const char* row, int64_t c) {
+    if constexpr (T == DType::F32) {
+        return Batch::load_unaligned(reinterpret_cast<const float*>(row) + c);
+    } else if constexpr (T == DType::F16) {
+        const uint16_t* h = reinterpret_cast<const uint16_t*>(row) + c;
+#if defined(__AVX512F__)
+        if constexpr (kL == 16) return Batch(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h))));
+#endif
+#if defined(__F16C__)
+        if constexpr (kL == 8) return Batch(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h))));
+#endif
+        alignas(64) float tmp[kL];
+        for (int i = 0; i < kL; ++i) tmp[i] = fp16_to_fp32(h[i]);
+        return Batch::load_aligned(tmp);
+    } else {
+        static_assert(T == DType::Q8_0 && QK8_0 % kL == 0, "q8_0 chunks must not straddle blocks");
+        const block_q8_0& b = reinterpret_cast<const block_q8_0*>(row)[c / QK8_0];
+        const int8_t* qs = b.qs + c % QK8_0;
+#if defined(__F16C__)
+        const float d = _cvtsh_ss(b.d);
+#else
+        const float d = fp16_to_fp32(b.d);
+#endif
+#if defined(__AVX512F__)
+        if constexpr (kL == 16)
+            return Batch(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs))))) *
+                   Batch(d);
+#endif
+#if defined(__AVX2__)
+        if constexpr (kL == 8)
+            return Batch(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs))))) *
+                   Batch(d);
+#endif
+        alignas(64) float tmp[kL];
+        for (int i = 0; i < kL; ++i) tmp[i] = float(qs[i]);
+        return Batch::load_aligned(tmp) * Batch(d);
+    }
+}
+
+// Software prefetch for the streaming kernels: at key j, asks for the rows (all heads) of the key ~16 KiB
+// ahead. The streams are sequential only when the heads fill the whole stride; with a few heads (GQA) or a
+// padded layout the hardware prefetcher falls behind, and these requests keep enough reads in flight.
+struct Prefetcher {
+    const char* base;
+    size_t stride_j, stride_h, row;
+    int64_t n_heads, distance, limit;
+    Prefetcher(const char* b, size_t sj, int64_t nh, size_t sh, size_t rb, int64_t n_after)
+        : base(b), stride_j(sj), stride_h(sh), row(rb), n_heads(nh),
+          distance(std::max<int64_t>(1, int64_t(16384 / std::max<size_t>(size_t(nh) * rb, 1)))), limit(n_after) {}
+    void key(int64_t j) const {
+        if (j + distance >= limit) return;
+        const char* k = base + (j + distance) * int64_t(stride_j);
+        for (int64_t h = 0; h < n_heads; ++h)
+            for (size_t off = 0; off < row; off += 64) __builtin_prefetch(k + h * int64_t(stride_h) + off, 0, 2);
+    }
+};
+
+// Dots waiting for their horizontal sums, reduced kL at a time.
+struct PendingDots {
+    Batch acc[kL];
+    float* dest[kL];
+    int n = 0;
+    void add(const Batch& a, float* d) {
+        acc[n] = a;
+        dest[n] = d;
+        if (++n == kL) flush();
+    }
+    void flush() {
+        if (n == kL) {
+            alignas(64) float sums[kL];
+            reduce_each(acc, sums);
+            for (int i = 0; i < kL; ++i) *dest[i] = sums[i];
+        } else {
+            for (int i = 0; i < n; ++i) *dest[i] = xsimd::hadd(acc[i]);
+        }
+        n = 0;
+    }
+};
+
+// Keys handled together per head: they share the rows' query (scores) or output (pv) registers, so fewer
+// rows -> more keys. Consecutive keys, so the reads stay in stream order.
+template <int R>
+constexpr int kStreamKeys = R <= 4 ? 4 : 2;
+
+// Scores of keys [j, j + K) against the R rows of every head.
+template <DType T, int R, int K>
+inline void stream_scores_block(const char* base, size_t stride_j, size_t stride_h, int64_t j, int64_t n_heads,
+                                int64_t d, const float* q, int64_t ldq, int64_t head_rows, float* s, int64_t lds,
+                                PendingDots& pending) {
+    for (int64_t h = 0; h < n_heads; ++h) {
+        const char* krow = base + j * int64_t(stride_j) + h * int64_t(stride_h);
+        const float* qh = q + h * head_rows * ldq;
+        Batch acc[R][K];
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < K; ++k) acc[r][k] = Batch(0.0f);
+        for (int64_t c = 0; c < d; c += kL) {
+            Batch kv[K];
+            for (int k = 0; k < K; ++k) kv[k] = load_chunk<T>(krow + k * int64_t(stride_j), c);
+            for (int r = 0; r < R; ++r) {
+                const Batch qv = Batch::load_unaligned(qh + r * ldq + c);
+                for (int k = 0; k < K; ++k) acc[r][k] = xsimd::fma(qv, kv[k], acc[r][k]);
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < K; ++k) pending.add(acc[r][k], s + (h * head_rows + r) * lds + j + k);
+    }
+}
+
+template <DType T, int R>
+void stream_scores_t(const char* base, size_t stride_j, size_t stride_h, int64_t nk, int64_t n_after, int64_t n_heads,
+                     int64_t d, const float* q, int64_t ldq, int64_t head_rows, float* s, int64_t lds) {
+    constexpr int K = kStreamKeys<R>;
+    PendingDots pending;
+    const Prefetcher ahead(base, stride_j, n_heads, stride_h, row_bytes(T, d), n_after);
+    int64_t j = 0;
+    for (; j + K <= nk; j += K) {
+        for (int k = 0; k < K; ++k) ahead.key(j + k);
+        stream_scores_block<T, R, K>(base, stride_j, stride_h, j, n_heads, d, q, ldq, head_rows, s, lds, pending);
+    }
+    for (; j < nk; ++j) {
+        ahead.key(j);
+        stream_scores_block<T, R, 1>(base, stride_j, stride_h, j, n_heads, d, q, ldq, head_rows, s, lds, pending);
+    }
+    pending.flush();
+}
+
+// Outputs of the R rows of every head += weights x V rows of keys [j, j + K).
+template <DType T, int R, int K>
+inline void stream_pv_block(const char* base, size_t stride_j, size_t stride_h, int64_t j, int64_t n_heads, int64_t d,
+                            const float* p, int64_t ldp, int64_t head_rows, float* o, int64_t ldo) {
+    for (int64_t h = 0; h < n_heads; ++h) {
+        const char* vrow = base + j * int64_t(stride_j) + h * int64_t(stride_h);
+        const float* ph = p + h * head_rows * ldp + j;
+        bool any = false;
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < K; ++k) any |= ph[r * ldp + k] != 0.0f;
+        if (!any) continue;  // masked for every row: skip reading these rows at all
+        float* oh = o + h * head_rows * ldo;
+        for (int64_t c = 0; c < d; c += kL) {
+            Batch vv[K];
+            for (int k = 0; k < K; ++k) vv[k] = load_chunk<T>(vrow + k * int64_t(stride_j), c);
+            for (int r = 0; r < R; ++r) {
+                Batch acc = Batch::load_unaligned(oh + r * ldo + c);
+                for (int k = 0; k < K; ++k) acc = xsimd::fma(Batch(ph[r * ldp + k]), vv[k], acc);
+                acc.store_unaligned(oh + r * ldo + c);
+            }
+        }
+    }
+}
+
+template <DType T, int R>
+void stream_pv_t(const char* base, size_t stride_j, size_t stride_h, int64_t nk, int64_t n_after, int64_t n_heads,
+                 int64_t d, const float* p, int64_t ldp, int64_t head_rows, float* o, int64_t ldo) {
+    constexpr int K = kStreamKeys<R>;
+    const Prefetcher ahead(base, stride_j, n_heads, stride_h, row_bytes(T, d), n_after);
+    int64_t j = 0;
+    for (; j + K <= nk; j += K) {
+        for (int k = 0; k < K; ++k) ahead.key(j + k);
+        stream_pv_block<T, R, K>(base, stride_j, stride_h, j, n_heads, d, p, ldp, head_rows, o, ldo);
+    }
+    for (; j < nk; ++j) {
+        ahead.key(j);
+        stream_pv_block<T, R, 1>(base, stride_j, stride_h, j, n_heads, d, p, ldp, head_rows, o, ldo);
+    }
+}
+
+// Calls f.template operator()<T, R>() for the runtime type and row count.
+template <class F>
+void dispatch_stream(DType t, int64_t rows, F&& f) {
+    auto by_rows = [&]<DType T>() {
+        switch (rows) {
+            case 1: return f.template operator()<T, 1>();
+            case 2: return f.template operator()<T, 2>();
+            case 3: return f.template operator()<T, 3>();
+            case 4: return f.template operator()<T, 4>();
+            case 5: return f.template operator()<T, 5>();
+            case 6: return f.template operator()<T, 6>();
+            case 7: return f.template operator()<T, 7>();
+            case 8: return f.template operator()<T, 8>();
+            default: throw Error("attention: streaming kernel takes 1..8 rows per head");
+        }
+    };
+    switch (t) {
+        case DType::F32: return by_rows.template operator()<DType::F32>();
+        case DType::F16: return by_rows.template operator()<DType::F16>();
+        case DType::Q8_0: return by_rows.template operator()<DType::Q8_0>();
+        default: throw Error(std::string("attention: cpu backend cannot read a ") + type_name(t) + " cache");
+    }
+}
+
+}  // namespace
+
+void stream_scores(DType t, const char* base, size_t stride_j, size_t stride_h, int64_t nk, int64_t n_after, int64_t n_heads, int64_t d,
+                   const float* q, int64_t ldq, int64_t rows, int64_t head_rows, float* s, int64_t lds) {
+    dispatch_stream(t, rows, [&]<DType T, int R>() {
+        stream_scores_t<T, R>(base, stride_j, stride_h, nk, n_after, n_heads, d, q, ldq, head_rows, s, lds);
+    });
+}
+
+void stream_pv(DType t, const char* base, size_t stride_j, size_t stride_h, int64_t nk, int64_t n_after, int64_t n_heads, int64_t d,
+               const float* p, int64_t ldp, int64_t rows, int64_t head_rows, float* o, int64_t ldo) {
+    dispatch_stream(t, rows, [&]<DType T, int R>() {
+        stream_pv_t<T, R>(base, stride_j, stride_h, nk, n_after, n_heads, d, p, ldp, head_rows, o, ldo);
+    });
+}
+
 int64_t lanes() { return kL; }
 
 int64_t padded(int64_t d) { return (d + kL - 1) / kL * kL; }

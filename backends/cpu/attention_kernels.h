@@ -41,4 +41,21 @@ void scale_row(float* o, int64_t dp, float f);
 void accumulate_pv(const float* p, int64_t ldp, int64_t m, const float* v, int64_t ldv, int64_t n, int64_t dp,
                    float* o, int64_t ldo);
 
+// ---- streaming kernels: decode with few query rows per KV head (MHA, GQA) ----
+// These read cache rows in place (f32, f16 or q8_0, converted in registers) in token order, all KV heads of
+// a key before the next key, so the cache streams front to back; nothing is converted into a buffer,
+// since with a handful of rows per head a converted tile would be used only once.
+// Cache row of key j, KV head h: base + j * stride_j + h * stride_h. Row lengths are multiples of lanes().
+// n_after: keys that exist from base on (>= nk); rows up to there may be prefetched.
+// Query/output/score row r of head h is at index h * head_rows + r (r < rows, rows <= kMaxStreamRows).
+constexpr int64_t kMaxStreamRows = 8;
+
+// S[(h * head_rows + r) * lds + j] = dot(Q row (h * head_rows + r), K(j, h)) over d elements.
+void stream_scores(DType t, const char* base, size_t stride_j, size_t stride_h, int64_t nk, int64_t n_after, int64_t n_heads, int64_t d,
+                   const float* q, int64_t ldq, int64_t rows, int64_t head_rows, float* s, int64_t lds);
+
+// O row (h * head_rows + r) += sum_j P[(h * head_rows + r) * ldp + j] * V(j, h), over d elements.
+void stream_pv(DType t, const char* base, size_t stride_j, size_t stride_h, int64_t nk, int64_t n_after, int64_t n_heads, int64_t d,
+               const float* p, int64_t ldp, int64_t rows, int64_t head_rows, float* o, int64_t ldo);
+
 }  // namespace tessera::cpu::attn

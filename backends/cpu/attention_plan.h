@@ -20,6 +20,7 @@ struct AttentionPlan {
     int64_t kv_tile = 0;  // keys per tile: each K/V tile is converted to float once per unit
     int64_t n_q_tiles = 0, n_kv_tiles = 0;
     int64_t n_splits = 1;  // >1: the key sequence is split across threads, merged by log-sum-exp
+    bool streaming = false;  // decode with <= 8 rows per KV head: cache rows read in place, no converted tiles
     bool v_in_k = false;   // v is a view of the first d_v values of each k row (MLA): one tile serves both
     int n_threads = 1;
 
@@ -32,10 +33,14 @@ struct AttentionPlan {
 
 // The plan for this attention node (dst = attention(...)) on n_threads threads.
 AttentionPlan plan_attention(const Tensor& dst, int n_threads);
+// The same from the shapes alone (v_in_k left false): tests read kv_tile and q_tile from it.
+AttentionPlan plan_attention_shape(int64_t n_head, int64_t n_kv_head, int64_t d_k, int64_t d_v, int64_t n_q,
+                                   int64_t n_kv, int n_threads);
 
-// The kv tile length used for these head dims, and the queries per unit for this group size (query heads
-// per KV head): tests place sequence lengths around them.
-int64_t attention_kv_tile(int64_t d_k, int64_t d_v);
+// The kv tile length used for these head dims when a unit holds heads_per_unit KV heads (all of them when
+// the queries fit one query tile, as in decode; else one), and the queries per unit for this group size
+// (query heads per KV head): tests place sequence lengths around them.
+int64_t attention_kv_tile(int64_t d_k, int64_t d_v, int64_t heads_per_unit);
 int64_t attention_q_tile(int64_t group);
 
 // Bytes of scratch the cpu attention allocates for this node (all threads together): per-thread tiles
