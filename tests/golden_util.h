@@ -13,10 +13,26 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+
 #include "models/session.h"
 #include "tests/testing.h"
 
 namespace tessera::testing::golden {
+
+// ../shared as this test binary was told at build time. (testing.cpp's shared_path() is compiled into the
+// shared test-main library without TESSERA_SHARED_DIR, so it falls back to a path relative to the working
+// directory, which ctest's is not; the header sees the test target's own definition.)
+#ifdef TESSERA_SHARED_DIR
+inline std::string shared_dir() { return TESSERA_SHARED_DIR; }
+#else
+inline std::string shared_dir() { return "../shared"; }
+#endif
+inline std::string shared_file(const std::string& rel) { return shared_dir() + "/" + rel; }
+inline bool have_shared() {
+    struct stat st;
+    return stat((shared_dir() + "/golden/manifest.json").c_str(), &st) == 0;
+}
 
 struct Case {
     std::string name, arch, weight_type, gguf, tokens, logits;
@@ -42,7 +58,7 @@ inline std::string field(const std::string& obj, const std::string& key) {
 }
 
 inline std::vector<Case> load_manifest() {
-    const auto bytes = read_file(shared_path("golden/manifest.json"));
+    const auto bytes = read_file(shared_file("golden/manifest.json"));
     const std::string text(bytes.begin(), bytes.end());
     std::vector<Case> cases;
     size_t p = 0;
@@ -53,9 +69,9 @@ inline std::vector<Case> load_manifest() {
         c.name = field(obj, "name");
         c.arch = field(obj, "architecture");
         c.weight_type = field(obj, "weight_type");
-        c.gguf = shared_path("golden/" + field(obj, "gguf"));
-        c.tokens = shared_path("golden/" + field(obj, "tokens"));
-        c.logits = shared_path("golden/" + field(obj, "logits"));
+        c.gguf = shared_file("golden/" + field(obj, "gguf"));
+        c.tokens = shared_file("golden/" + field(obj, "tokens"));
+        c.logits = shared_file("golden/" + field(obj, "logits"));
         c.n_tokens = std::stoll(field(obj, "n_tokens"));
         c.n_vocab = std::stoll(field(obj, "n_vocab"));
         c.tol_rel_rms = std::stod(field(obj, "tolerance_rel_rms"));

@@ -18,7 +18,7 @@ std::vector<golden::Case> deepseek_cases() { return golden::cases_for({"deepseek
 }  // namespace
 
 TEST_CASE("golden deepseek2: both layouts, batch, incremental and chunked prefill, F32 cache") {
-    if (!shared_available()) {
+    if (!golden::have_shared()) {
         MESSAGE("skipped: ../shared is missing");
         return;
     }
@@ -42,7 +42,7 @@ TEST_CASE("golden deepseek2: both layouts, batch, incremental and chunked prefil
 }
 
 TEST_CASE("golden deepseek2: reference backend") {
-    if (!shared_available()) return;
+    if (!golden::have_shared()) return;
     for (const auto& c : deepseek_cases()) {
         auto model = Model::open(c.gguf);
         golden::RunOptions o;
@@ -53,7 +53,7 @@ TEST_CASE("golden deepseek2: reference backend") {
 }
 
 TEST_CASE("golden deepseek2: the MLA cache holds one latent row per token and layer") {
-    if (!shared_available()) return;
+    if (!golden::have_shared()) return;
     for (const auto& c : deepseek_cases()) {
         auto model = Model::open(c.gguf);
         SessionOptions so;

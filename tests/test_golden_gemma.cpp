@@ -18,7 +18,7 @@ std::vector<golden::Case> gemma_cases() { return golden::cases_for({"gemma", "ge
 }  // namespace
 
 TEST_CASE("golden gemma: every gemma/gemma2/gemma3 case, batch and incremental, F32 cache") {
-    if (!shared_available()) {
+    if (!golden::have_shared()) {
         MESSAGE("skipped: ../shared is missing");
         return;
     }
@@ -39,7 +39,7 @@ TEST_CASE("golden gemma: every gemma/gemma2/gemma3 case, batch and incremental, 
 }
 
 TEST_CASE("golden gemma: prefill in chunks of 5 tokens crosses the 8-token window") {
-    if (!shared_available()) return;
+    if (!golden::have_shared()) return;
     for (const auto& c : gemma_cases()) {
         if (c.weight_type != "F32") continue;
         auto model = Model::open(c.gguf);
@@ -53,7 +53,7 @@ TEST_CASE("golden gemma: prefill in chunks of 5 tokens crosses the 8-token windo
 }
 
 TEST_CASE("golden gemma: window layers on rings of exactly the window (one token per batch)") {
-    if (!shared_available()) return;
+    if (!golden::have_shared()) return;
     for (const auto& c : gemma_cases()) {
         if (c.weight_type != "F32" || c.arch == "gemma") continue;  // gemma has no window layers
         auto model = Model::open(c.gguf);
@@ -75,7 +75,7 @@ TEST_CASE("golden gemma: window layers on rings of exactly the window (one token
 }
 
 TEST_CASE("golden gemma: F32 cases on the reference backend") {
-    if (!shared_available()) return;
+    if (!golden::have_shared()) return;
     for (const auto& c : gemma_cases()) {
         if (c.weight_type != "F32") continue;
         auto model = Model::open(c.gguf);
@@ -87,7 +87,7 @@ TEST_CASE("golden gemma: F32 cases on the reference backend") {
 }
 
 TEST_CASE("golden gemma: the default F16 cache") {
-    if (!shared_available()) return;
+    if (!golden::have_shared()) return;
     for (const auto& c : gemma_cases()) {
         if (c.weight_type != "F32") continue;
         auto model = Model::open(c.gguf);
