@@ -164,7 +164,7 @@ float Tokenizer::token_score(TokenId id) const {
     return scores_[id];
 }
 TokenId Tokenizer::find_token(std::string_view text) const {
-    auto it = index_.find(std::string(text));
+    auto it = index_.find(text);
     return it == index_.end() ? -1 : it->second;
 }
 bool Tokenizer::is_eog(TokenId id) const { return std::find(eog_.begin(), eog_.end(), id) != eog_.end(); }

@@ -7,6 +7,7 @@
 // tokens are always matched as whole strings first (as Hugging Face's added tokens are).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -22,6 +23,12 @@ class RegexSplitter;
 }
 
 using TokenId = int32_t;
+
+// Hash for string-keyed maps that can be searched with a string_view without building a std::string.
+struct TextHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
 
 // tokenizer.ggml.token_type values.
 enum class TokenType : int32_t {
@@ -100,8 +107,8 @@ private:
     std::vector<std::string> tokens_;
     std::vector<float> scores_;
     std::vector<TokenType> types_;
-    std::unordered_map<std::string, TokenId> index_;
-    std::unordered_map<std::string, int> merge_rank_;  // key: left + '\x00' + right... see bpe_rank
+    std::unordered_map<std::string, TokenId, TextHash, std::equal_to<>> index_;
+    std::unordered_map<std::string, int, TextHash, std::equal_to<>> merge_rank_;  // key: "left right"
     std::vector<TokenId> special_;  // CONTROL / USER_DEFINED / UNKNOWN ids, longest text first
     std::vector<TokenId> eog_;
     std::unique_ptr<unicode::RegexSplitter> pre_split_;

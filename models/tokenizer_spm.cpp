@@ -69,7 +69,7 @@ void Tokenizer::tokenize_spm(std::string_view raw, std::vector<TokenId>& out) co
     auto try_add = [&](int left, int right) {
         if (left < 0 || right < 0) return;
         std::string_view merged(text.data() + sym[left].start, sym[left].n + sym[right].n);
-        auto it = index_.find(std::string(merged));
+        auto it = index_.find(merged);
         if (it == index_.end()) return;
         TokenType ty = types_[it->second];
         // Control and unknown entries (<s>, <unk>) are never the result of a merge.
