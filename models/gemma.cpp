@@ -12,7 +12,7 @@
 //             [gemma2/3] f = RMSNorm(f) * post_ffw_norm
 //             x = x + f
 // Then RMSNorm(x) * output_norm, the output projection (tied to token_embd unless the file has
-// output.weight) and, for gemma2 (and gemma3 files that ask for it), the final logit softcap.
+// output.weight) and, for gemma2 (and window-less gemma3 files that ask for it), the final logit softcap.
 // Facts follow llama.cpp's graphs; the code is ours.
 #include "models/gemma.h"
 
@@ -117,12 +117,13 @@ void Gemma::read_hparams(const GGUFFile& file, HParams& hp) {
     if (variant_ == Variant::Gemma3) window_ = int32_t(r.get_int("attention.sliding_window", 0));
     TESSERA_CHECK(window_ >= 0, "%s: %s.attention.sliding_window %d must be >= 0", path.c_str(), arch, window_);
 
-    // Softcaps: gemma2 always caps (defaults 50 / 30 as in llama.cpp); gemma3 only when the file says so.
+    // Softcaps: gemma2 always caps (defaults 50 / 30 as in llama.cpp). gemma3 caps the final logits only when
+    // the file says so and has no sliding window: llama.cpp's sliding-window gemma3 graph never caps.
     if (variant_ == Variant::Gemma2) {
         attn_softcap_ = r.get_float("attn_logit_softcapping", 50.0f);
         final_softcap_ = r.get_float("final_logit_softcapping", 30.0f);
     } else if (variant_ == Variant::Gemma3) {
-        final_softcap_ = r.get_float("final_logit_softcapping", 0.0f);
+        final_softcap_ = window_ > 0 ? 0.0f : r.get_float("final_logit_softcapping", 0.0f);
     }
     TESSERA_CHECK(attn_softcap_ >= 0 && final_softcap_ >= 0, "%s: %s softcapping values must be >= 0", path.c_str(),
                   arch);
