@@ -170,8 +170,8 @@ void check_matmul(const MatmulCase& c, int threads) {
 }  // namespace
 
 TEST_CASE("cpu mul_mat: k-blocks, panel and register-block tails, decode and prefill paths") {
-    // k 1100 and 2071: more than one 1024 k-block, with a non-multiple-of-16 tail; n 131: two 64-row
-    // panels plus 3 rows (and a 3-row register block); m 1, 3, 7 stream, 8 and 9 pack (with a 1-column tail).
+    // k 1100 and 2071: more than one 1024 k-block, with a non-multiple-of-16 tail; n 131: two weight-row
+    // panels (72 + 59 rows, so a 5-row register block); m 1, 3, 7 stream, 8 and 9 pack (with a 1-column tail).
     const MatmulCase cases[] = {
         {DType::F32, 1100, 131, 1, false}, {DType::F32, 1100, 131, 9, false}, {DType::F32, 2071, 67, 8, true},
         {DType::F16, 1100, 131, 3, false}, {DType::F16, 2071, 131, 9, false}, {DType::F16, 1100, 67, 7, true},

@@ -21,9 +21,12 @@ namespace tessera::cpu {
 namespace {
 
 constexpr int64_t kPackMinCols = 8;      // from this many activation rows on, widen weight panels to f32
-constexpr int64_t kStreamPanelRows = 32;  // weight rows per work item when streaming (decode)
-constexpr int64_t kPackPanelRows = 64;    // weight rows per work item when packing (prefill)
-constexpr int64_t kBlockK = 1024;         // k-block of a packed panel: 64 x 1024 f32 = 256 KiB, fits L2
+constexpr int64_t kStreamPanelRows = 48;  // weight rows per work item when streaming (decode)
+constexpr int64_t kPackPanelRows = 72;    // weight rows per work item when packing (prefill), a multiple of kBlockRows
+#ifndef TESSERA_CPU_BLOCK_K
+#define TESSERA_CPU_BLOCK_K 1024
+#endif
+constexpr int64_t kBlockK = TESSERA_CPU_BLOCK_K;         // k-block of a packed panel: 72 x 1024 f32 = 288 KiB, fits L2
 constexpr int64_t kQuantCols = 16;        // activation rows per quant dot_tile call
 
 // A row stride (in floats) of at least n that is not a multiple of 1 KiB: rows a power-of-two

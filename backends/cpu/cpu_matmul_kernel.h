@@ -4,6 +4,9 @@
 // times, which is what lets prefill run from cache at FMA speed; with RM = 1
 // (decode) it streams the weight rows once. Private to backends/cpu.
 #pragma once
+#include <array>
+#include <utility>
+
 #include "backends/cpu/cpu_simd.h"
 
 namespace tessera::cpu {
@@ -19,8 +22,12 @@ inline void pin_register(vfloat& v) {
 #endif
 }
 
-constexpr int kBlockRows = 4;  // RN: weight rows per kernel call
-constexpr int kBlockCols = 4;  // RM: activation rows per kernel call
+#ifndef TESSERA_CPU_BLOCK_ROWS
+#define TESSERA_CPU_BLOCK_ROWS 6
+#define TESSERA_CPU_BLOCK_COLS 4
+#endif
+constexpr int kBlockRows = TESSERA_CPU_BLOCK_ROWS;  // RN: weight rows per kernel call
+constexpr int kBlockCols = TESSERA_CPU_BLOCK_COLS;  // RM: activation rows per kernel call
 
 // out[c * os + r] (+)= dot(w row r, a row c) over k elements, r < RN, c < RM.
 // w rows are ws elements apart, a rows as floats apart.
@@ -43,11 +50,9 @@ void dot_block(const typename W::T* w, int64_t ws, const float* a, int64_t as, i
         }
     }
     alignas(64) float sums[RN * RM];
-    if constexpr (RN * RM == 16) {
-        reduce16(acc, sums);
-    } else {
-        for (int i = 0; i < RN * RM; ++i) sums[i] = xsimd::hadd(acc[i]);
-    }
+    int done = 0;
+    for (; done + 16 <= RN * RM; done += 16) reduce16(acc + done, sums + done);
+    for (int i = done; i < RN * RM; ++i) sums[i] = xsimd::hadd(acc[i]);
     for (int64_t p = kv; p < k; ++p)  // k tail, scalar
         for (int r = 0; r < RN; ++r)
             for (int c = 0; c < RM; ++c) sums[r * RM + c] += W::scalar(w[r * ws + p]) * a[c * as + p];
@@ -61,16 +66,20 @@ void dot_block(const typename W::T* w, int64_t ws, const float* a, int64_t as, i
 template <class W>
 using DotBlockFn = void (*)(const typename W::T*, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool);
 
+namespace detail {
+template <class W, int... I>
+constexpr auto dot_block_table(std::integer_sequence<int, I...>) {
+    // Entry (rn - 1) * kBlockCols + (rm - 1) is the kernel for rn rows by rm columns.
+    return std::array<DotBlockFn<W>, sizeof...(I)>{dot_block<W, I / kBlockCols + 1, I % kBlockCols + 1>...};
+}
+}  // namespace detail
+
 // The kernel for rn (1..kBlockRows) rows by rm (1..kBlockCols) columns: full blocks and edge blocks.
 template <class W>
 DotBlockFn<W> dot_block_for(int rn, int rm) {
-    static constexpr DotBlockFn<W> table[kBlockRows][kBlockCols] = {
-        {dot_block<W, 1, 1>, dot_block<W, 1, 2>, dot_block<W, 1, 3>, dot_block<W, 1, 4>},
-        {dot_block<W, 2, 1>, dot_block<W, 2, 2>, dot_block<W, 2, 3>, dot_block<W, 2, 4>},
-        {dot_block<W, 3, 1>, dot_block<W, 3, 2>, dot_block<W, 3, 3>, dot_block<W, 3, 4>},
-        {dot_block<W, 4, 1>, dot_block<W, 4, 2>, dot_block<W, 4, 3>, dot_block<W, 4, 4>},
-    };
-    return table[rn - 1][rm - 1];
+    static constexpr auto table =
+        detail::dot_block_table<W>(std::make_integer_sequence<int, kBlockRows * kBlockCols>{});
+    return table[size_t((rn - 1) * kBlockCols + (rm - 1))];
 }
 
 }  // namespace tessera::cpu
