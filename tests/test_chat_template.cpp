@@ -2,6 +2,7 @@
 // from the published format definitions (model cards / reference templates), and template detection.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/error.h"
@@ -151,4 +152,25 @@ TEST_CASE("tessera chat: piped turns, greedy answer equals `tessera run` on the 
     size_t turns = 0;
     for (size_t p = log.find("(prompt "); p != std::string::npos; p = log.find("(prompt ", p + 1)) ++turns;
     CHECK(turns == 2);
+}
+
+TEST_CASE("tessera chat: a full context refuses the turn, or drops old turns with --context-shift") {
+    if (!testing::shared_available()) {
+        MESSAGE("skipped: ../shared is not available");
+        return;
+    }
+    const std::string cli = TESSERA_CLI;
+    const std::string base = "{ printf 'Hi\\nMore\\nAgain\\nOnce more\\n' | " + cli + " chat -m " +
+                             testing::shared_path("models/stories260K.gguf") +
+                             " --template chatml --temp 0 -n 8 --ctx 128";
+    // Each turn is about 50 tokens as plain text, so the third no longer fits in 128.
+    std::string log, answers;
+    REQUIRE(testing::run_command(base + " 2>&1 >/dev/null; }", &log) == 0);
+    CHECK(log.find("context holds 128") != std::string::npos);
+    REQUIRE(testing::run_command(base + " 2>/dev/null; }", &answers) == 0);
+    CHECK(std::count(answers.begin(), answers.end(), '\n') >= 4);  // one line per input line, even refused ones
+
+    log.clear();
+    REQUIRE(testing::run_command(base + " --context-shift 2>&1 >/dev/null; }", &log) == 0);
+    CHECK(log.find("context holds") == std::string::npos);
 }
