@@ -401,6 +401,12 @@ TEST_CASE("ops: cont, cast, cpy, get_rows, concat (float types)") {
                                  return cpy(in.ctx, src, dst);
                              },
                              exact(), true});
+        cases.push_back({"cpy f16 (permuted) -> f32 " + sn,
+                         [=](Inputs& in) {
+                             Tensor* dst = in.uniform(DType::F32, {s[0] * s[1], s[2], s[3], 1}, 5, 6);
+                             return cpy(in.ctx, in.permuted(DType::F16, s, {0, 2, 1, 3}), dst);
+                         },
+                         exact(), true});
         cases.push_back({"cpy transposed f32 -> transposed f16 view " + sn,
                          [=](Inputs& in) {
                              Tensor* cache = in.uniform(DType::F16, {s[1], s[0], s[2], s[3]}, 5, 6);
@@ -427,6 +433,27 @@ TEST_CASE("ops: cont, cast, cpy, get_rows, concat (float types)") {
                                  },
                                  exact()});
             }
+    // The view builders (reshape, view_1d/2d/3d at an offset) feeding ops that read them.
+    cases.push_back({"reshape [33,14] -> [7,3,22] then add", [](Inputs& in) {
+                         Tensor* a = reshape_3d(in.ctx, in.uniform(DType::F32, {33, 14, 1, 1}), 7, 3, 22);
+                         return add(in.ctx, a, in.uniform(DType::F32, {7, 3, 1, 1}));
+                     },
+                     one_op()});
+    cases.push_back({"view_3d at an offset, then cont", [](Inputs& in) {
+                         Tensor* a = in.uniform(DType::F32, {40, 9, 1, 1});
+                         return cont(in.ctx, view_3d(in.ctx, a, 7, 3, 2, a->nb[1], 4 * a->nb[1], 5 * a->nb[0]));
+                     },
+                     exact()});
+    cases.push_back({"view_1d f16 at an offset, then cast", [](Inputs& in) {
+                         Tensor* a = in.uniform(DType::F16, {33, 3, 1, 1});
+                         return cast(in.ctx, view_1d(in.ctx, a, 40, 17 * a->nb[0]), DType::F32);
+                     },
+                     exact()});
+    cases.push_back({"view_2d with padded rows, then sigmoid", [](Inputs& in) {
+                         Tensor* a = in.uniform(DType::F32, {33, 7, 1, 1}, -8, 8);
+                         return sigmoid(in.ctx, view_2d(in.ctx, a, 30, 6, a->nb[1], 3 * a->nb[0]));
+                     },
+                     transcendental()});
     cases.push_back({"cont i32 transposed (same-type copy)", [](Inputs& in) {
                          Tensor* ids = in.ints({3, 4, 1, 1}, random_ids(12, 1000, 5));
                          return cont(in.ctx, transpose(in.ctx, ids));
