@@ -364,3 +364,44 @@ TEST_CASE("deepseek2 files: bad shapes and keys are errors naming them") {
     }
     std::remove(path.c_str());
 }
+
+TEST_CASE("attention as gemma2 feeds it: window 8, GQA 2:1, softcap, cache longer than the tokens; cpu == reference") {
+    // The golden gemma2/gemma3 cases run through exactly this: a window layer over a full-size cache
+    // whose slots past the tokens are empty (k_pos -1). Keys 8 or more positions back must be invisible.
+    for (int n_q : {1, 48}) {
+        std::vector<std::vector<float>> outs;
+        for (const char* backend_name : {"reference", "cpu"}) {
+            Context ctx;
+            HostArena a;
+            Tensor* q = a.make(ctx, DType::F32, {32, 8, n_q});
+            Tensor* k = a.make(ctx, DType::F32, {32, 4, 256});
+            Tensor* v = a.make(ctx, DType::F32, {32, 4, 256});
+            Tensor* qp = a.make(ctx, DType::I32, {n_q});
+            Tensor* kp = a.make(ctx, DType::I32, {256});
+            a.fill_random(q, 1);
+            a.fill_random(k, 2);
+            a.fill_random(v, 3);
+            std::vector<int32_t> qpv(static_cast<size_t>(n_q)), kpv(256);
+            for (int i = 0; i < n_q; ++i) qpv[size_t(i)] = 48 - n_q + i;
+            for (int j = 0; j < 256; ++j) kpv[size_t(j)] = j < 48 ? j : -1;
+            a.fill_i32(qp, qpv);
+            a.fill_i32(kp, kpv);
+            AttentionSpec spec;
+            spec.scale = 0.2f;
+            spec.window = 8;
+            spec.softcap = 50.0f;
+            Tensor* o = attention(ctx, q, k, v, qp, kp, spec);
+            o->flags |= kFlagOutput;
+            Graph g;
+            g.expand(o);
+            auto backend = create_backend(backend_name);
+            auto buf = allocate_graph(g, *backend);
+            backend->compute(g);
+            outs.push_back(to_floats(*o));
+        }
+        // F32 inputs, double (reference) vs float online softmax (cpu): 1e-5 relative is ~100 ulps; an
+        // off-by-one window (one extra key of 8) moves the output by ~0.1-0.5.
+        INFO("n_q " << n_q << ": rel_rms " << rel_rms(outs[1], outs[0]));
+        CHECK(rel_rms(outs[1], outs[0]) < 1e-5);
+    }
+}
