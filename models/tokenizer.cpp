@@ -3,6 +3,7 @@
 #include "models/tokenizer.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "core/error.h"
 #include "core/gguf.h"
@@ -133,6 +134,17 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
         return t->tokens_[a].size() > t->tokens_[b].size();
     });
 
+    // Phi-3's added tokens swallow the whitespace after them (rstrip), except <unk>, <s> and <|endoftext|>.
+    t->strip_.assign(n, 0);
+    std::string name = f.get_or<std::string>("general.name", "");
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    if (name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos) {
+        for (TokenId id : t->special_) t->strip_[id] |= 2;
+        if (TokenId id = t->find_token("</s>"); id >= 0) t->strip_[id] |= 2;
+        for (const char* keep : {"<unk>", "<s>", "<|endoftext|>"})
+            if (TokenId id = t->find_token(keep); id >= 0) t->strip_[id] &= uint8_t(~2);
+    }
+
     auto add_eog = [&](TokenId id) {
         if (id >= 0 && std::find(t->eog_.begin(), t->eog_.end(), id) == t->eog_.end()) t->eog_.push_back(id);
     };
@@ -189,11 +201,17 @@ std::vector<Tokenizer::Fragment> Tokenizer::split_special(std::string_view text,
             }
             std::string_view rest = fr.text;
             size_t pos;
+            auto is_ws = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
             while ((pos = rest.find(st)) != std::string_view::npos) {
                 changed = true;
-                if (pos > 0) next.push_back({rest.substr(0, pos), -1});
+                std::string_view left = rest.substr(0, pos);
+                if (strip_[id] & 1)
+                    while (!left.empty() && is_ws(left.back())) left.remove_suffix(1);
+                if (!left.empty()) next.push_back({left, -1});
                 next.push_back({{}, id});
                 rest = rest.substr(pos + st.size());
+                if (strip_[id] & 2)
+                    while (!rest.empty() && is_ws(rest.front())) rest.remove_prefix(1);
             }
             if (!rest.empty()) next.push_back({rest, -1});
         }

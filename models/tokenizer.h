@@ -110,6 +110,9 @@ private:
     std::unordered_map<std::string, TokenId, TextHash, std::equal_to<>> index_;
     std::unordered_map<std::string, int, TextHash, std::equal_to<>> merge_rank_;  // key: "left right"
     std::vector<TokenId> special_;  // CONTROL / USER_DEFINED / UNKNOWN ids, longest text first
+    // Whitespace next to a matched special token that is dropped (Hugging Face's lstrip / rstrip on added
+    // tokens). GGUF has no key for it; like llama.cpp, tessera sets it by model name (Phi-3).
+    std::vector<uint8_t> strip_;  // bit 0: lstrip, bit 1: rstrip
     std::vector<TokenId> eog_;
     std::unique_ptr<unicode::RegexSplitter> pre_split_;
     bool ignore_merges_ = false;  // Llama 3: a whole pre-token that is in the vocab is taken as is

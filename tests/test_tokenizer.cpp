@@ -464,3 +464,27 @@ TEST_CASE("tokenizer: random bytes never break tokenize/detokenize") {
         }
     }
 }
+
+TEST_CASE("tokenizer: Phi-3's special tokens swallow the whitespace after them") {
+    if (!testing::shared_available()) {
+        MESSAGE("skipped: ../shared is not available");
+        return;
+    }
+    auto tok = load_tokenizer(testing::shared_path("vocab/ggml-vocab-phi-3.gguf"));
+    const TokenId user = tok->find_token("<|user|>"), end = tok->find_token("<|end|>"),
+                  assistant = tok->find_token("<|assistant|>");
+    REQUIRE(user >= 0);
+    REQUIRE(end >= 0);
+    REQUIRE(assistant >= 0);
+    // The newline after each marker is dropped; "Hi" is then text after a special token (space prefix).
+    std::vector<TokenId> want = {user};
+    for (TokenId id : tok->tokenize("Hi", false, false)) want.push_back(id);
+    want.push_back(end);
+    want.push_back(assistant);
+    CHECK(tok->tokenize("<|user|>\nHi<|end|>\n<|assistant|>\n", false, true) == want);
+    // <s> keeps what follows.
+    auto with_bos_text = tok->tokenize("<s>\nx", false, true);
+    REQUIRE(with_bos_text.size() >= 2);
+    CHECK(with_bos_text[0] == 1);
+    CHECK(with_bos_text.size() > tok->tokenize("x", false, false).size());
+}
