@@ -96,33 +96,25 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
 
     for (int64_t b = 0; b < nblocks; ++b) {
         __m256i xq[C], corr[C];
-        __m256 xsum[C];
-        alignas(16) float dx[4] = {0, 0, 0, 0};
+        __m256 dx[C], xsum[C];
         TESSERA_UNROLL for (int c = 0; c < C; ++c) {
             const block_q8_0& xb = reinterpret_cast<const block_q8_0*>(a + size_t(c) * a_stride)[b];
             xq[c] = loadu256(xb.qs);
-            dx[c] = h2f(xb.d);
+            dx[c] = _mm256_set1_ps(h2f(xb.d));
             if constexpr (kOffset || W::kHasMin) {
                 const __m256i s = dot_u8s8(_mm256_setzero_si256(), ones, xq[c]);
-                if constexpr (kOffset) corr[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s, W::kOffsetShift));
-                if constexpr (W::kHasMin) xsum[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dx[c]));
+                if constexpr (kOffset) corr[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s, kOffset ? W::kOffsetShift : 0));
+                if constexpr (W::kHasMin) xsum[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(s), dx[c]);
             }
         }
-        // The R x C scale products d_w * d_x, four per vector multiply, then read back as broadcast memory
-        // operands of the FMAs: this keeps the multiply ports for the dot products and FMAs themselves.
-        const __m128 dxv = _mm_load_ps(dx);
-        alignas(16) float dd[R][4];
-        const Block* wb[R];
         TESSERA_UNROLL for (int r = 0; r < R; ++r) {
-            wb[r] = reinterpret_cast<const Block*>(w + size_t(r) * w_stride) + b;
-            _mm_store_ps(dd[r], _mm_mul_ps(_mm_set1_ps(h2f(wb[r]->d)), dxv));
-        }
-        TESSERA_UNROLL for (int r = 0; r < R; ++r) {
-            const __m256i u = W::unpack(*wb[r]);
+            const Block& wb = reinterpret_cast<const Block*>(w + size_t(r) * w_stride)[b];
+            const __m256i u = W::unpack(wb);
+            const __m256 dw = _mm256_set1_ps(h2f(wb.d));
             [[maybe_unused]] __m256i au;
             if constexpr (kSignTrick) au = _mm256_sign_epi8(u, u);
             [[maybe_unused]] __m256 mw;
-            if constexpr (W::kHasMin) mw = _mm256_set1_ps(W::min(*wb[r]));
+            if constexpr (W::kHasMin) mw = _mm256_set1_ps(W::min(wb));
             TESSERA_UNROLL for (int c = 0; c < C; ++c) {
                 __m256i p;
                 if constexpr (kSignTrick)
@@ -131,7 +123,7 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
                     p = dot_u8s8(corr[c], u, xq[c]);
                 else
                     p = dot_u8s8(_mm256_setzero_si256(), u, xq[c]);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[r][c]), acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, dx[c]), acc[r][c]);
                 if constexpr (W::kHasMin) acc[r][c] = _mm256_fmadd_ps(xsum[c], mw, acc[r][c]);
             }
         }
