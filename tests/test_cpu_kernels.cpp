@@ -4,6 +4,7 @@
 // k-block, weight-panel and register-block tails, the decode/prefill switch), at 1 and 2 threads.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -243,4 +244,56 @@ TEST_CASE("cpu backend: bad ids are errors naming the node, not crashes") {
             CHECK(std::string(e.what()).find("moe up") != std::string::npos);
         }
     }
+}
+
+TEST_CASE("cpu mul_mat_id: experts grouped by token, 1 KiB-multiple rows, packing path, 1 and 2 threads") {
+    // k 256 (rows of exactly 1 KiB: the padded activation copy), 5 experts of which expert 3 is never
+    // picked, 24 tokens x 2 slots: most experts get 8 or more rows (the packed prefill path), one gets fewer.
+    const int64_t k = 256, n = 70, n_exp = 5, n_used = 2, n_tok = 24;
+    for (bool shared_b : {true, false})
+        for (int threads : {1, 2}) {
+            Context ctx;
+            HostArena arena;
+            Tensor* ex = arena.make(ctx, DType::F16, {k, n, n_exp}, "experts");
+            arena.fill_random(ex, 31);
+            Tensor* b = arena.make(ctx, DType::F32, {k, shared_b ? 1 : n_used, n_tok}, "b");
+            arena.fill_random(b, 32);
+            Tensor* ids = arena.make(ctx, DType::I32, {n_used, n_tok}, "ids");
+            std::vector<int32_t> idv;
+            for (int64_t t = 0; t < n_tok; ++t) {
+                idv.push_back(int32_t(t % 3));                  // experts 0, 1, 2: 8 rows each
+                idv.push_back(t < 3 ? 4 : int32_t(t % 3 + 1) % 3);  // expert 4: 3 rows; 0..2 again
+            }
+            arena.fill_i32(ids, idv);
+            Tensor* out = mul_mat_id(ctx, ex, b, ids);
+            Graph g;
+            g.expand(out);
+            BackendOptions opt;
+            opt.threads = threads;
+            auto cpu = create_backend("cpu", opt);
+            auto ref = create_backend("reference");
+            auto buf = allocate_graph(g, *cpu);
+            cpu->compute(g);
+            const std::vector<float> got = to_floats(*out);
+            ref->compute(g);
+            const std::vector<float> want = to_floats(*out);
+            const std::vector<float> ef = to_floats(*ex), bf = to_floats(*b);
+            // Same first-order bound as the mul_mat cases above.
+            const double factor = (double(k) / 16 + double(k) / 1024 + 6) * kU;
+            double worst = 0;
+            for (int64_t t = 0; t < n_tok; ++t)
+                for (int64_t e = 0; e < n_used; ++e) {
+                    const int64_t x = idv[size_t(t * n_used + e)];
+                    const float* brow = bf.data() + size_t((t * (shared_b ? 1 : n_used) + (shared_b ? 0 : e)) * k);
+                    for (int64_t i = 0; i < n; ++i) {
+                        const float* arow = ef.data() + size_t((x * n + i) * k);
+                        double mag = 0;
+                        for (int64_t p = 0; p < k; ++p) mag += std::fabs(double(arow[p]) * brow[p]);
+                        const size_t o = size_t((t * n_used + e) * n + i);
+                        worst = std::max(worst, std::fabs(double(got[o]) - want[o]) / (factor * mag + 1e-30));
+                    }
+                }
+            INFO((shared_b ? "shared b" : "b per slot") << ", threads " << threads);
+            CHECK(worst <= 1.0);
+        }
 }

@@ -40,7 +40,9 @@ void mul_mat_id(Tensor* dst, int threads, Scratch& scratch) {
 
     // Gather each group's activation rows contiguously; results go to a contiguous temp, then scatter.
     const size_t pairs = size_t(n_used * n_tok);
-    float* acts = reinterpret_cast<float*>(scratch.shared(2, pairs * size_t(k) * sizeof(float)));
+    // Row stride kept off multiples of 1 KiB, as mul_mat does, so register-blocked rows do not share L1 sets.
+    const int64_t astride = (k * 4) % 1024 == 0 ? k + 16 : k;
+    float* acts = reinterpret_cast<float*>(scratch.shared(2, pairs * size_t(astride) * sizeof(float)));
     float* outs = reinterpret_cast<float*>(scratch.shared(3, pairs * size_t(n) * sizeof(float)));
     std::vector<MatmulJob> jobs;
     std::vector<const std::pair<int64_t, int64_t>*> row_of(pairs, nullptr);
@@ -54,8 +56,8 @@ void mul_mat_id(Tensor* dst, int threads, Scratch& scratch) {
         job.w_stride = experts->nb[1];
         job.n = n;
         job.k = k;
-        job.act = acts + row * size_t(k);
-        job.act_stride = size_t(k);
+        job.act = acts + row * size_t(astride);
+        job.act_stride = size_t(astride);
         job.m = int64_t(g.size());
         job.out = outs + row * size_t(n);
         job.out_stride = size_t(n);
@@ -65,7 +67,7 @@ void mul_mat_id(Tensor* dst, int threads, Scratch& scratch) {
     parallel_chunks(int64_t(pairs), threads_for(threads, double(pairs) * double(k)), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             const auto [e, t] = *row_of[size_t(r)];
-            std::memcpy(acts + r * k, b->at(0, b->ne[1] == 1 ? 0 : e, t), size_t(k) * sizeof(float));
+            std::memcpy(acts + r * astride, b->at(0, b->ne[1] == 1 ? 0 : e, t), size_t(k) * sizeof(float));
         }
     });
     run_matmul_jobs(jobs, threads, scratch);
