@@ -163,7 +163,7 @@ int bench_matmul(int argc, char** argv) {
     int size = 4096, reps = 5, bw_mib = 1024;
     std::string types_s = "f32,f16,bf16,q8_0,q4_0", threads_s = "1,2", m_s = "1,512";
     bool json = false;
-    ArgParser p("bench matmul", "tessera bench matmul [options]",
+    ArgParser p("bench matmul", "[options]",
                 "GFLOP/s of mul_mat on the cpu backend per weight type, decode (m = 1) and prefill (m = 512),\n"
                 "against this machine's FMA peak and its measured read bandwidth.");
     p.option("-n,--size", &size, "N", "weights are N x N (default 4096)", 32, 65536);

@@ -136,7 +136,7 @@ int demo(int argc, char** argv) {
     int threads = 0, reps = 3, n_embd = 512, n_head = 8, n_kv_head = 8, n_ff = 1536, seq = 64;
     std::string wtype = "f16";
     uint64_t seed = 42;
-    ArgParser p("demo", "tessera demo [options]",
+    ArgParser p("demo", "[options]",
                 "Runs one transformer block with random weights on the cpu and the reference backends\n"
                 "and compares them.");
     p.option("-t,--threads", &threads, "N", "cpu backend threads (default: physical cores)", 0, 1024);
