@@ -25,6 +25,11 @@ inline constexpr size_t kGGUFMaxAlignment = size_t(1) << 20;  // general.alignme
 inline constexpr int kGGUFMaxArrayDepth = 8;               // arrays of arrays nest at most this deep
 inline constexpr uint64_t kGGUFMaxArrayElements = uint64_t(1) << 24;  // all array elements of one file together
 
+// Checked on load: keys and tensor names are non-empty valid UTF-8 without NUL bytes, tensor names at most
+// kGGUFMaxNameBytes. String values are NOT checked for UTF-8: token pieces may be byte fragments; the
+// tokenizer decides. A mapped file that shrinks while in use (another process truncating it) is outside
+// what any reader can defend against: it raises SIGBUS.
+//
 // One metadata value. Scalars hold their value; arrays hold their element type and elements
 // (strings as std::string, numbers widened to int64/uint64/double, nested arrays recursively).
 struct GGUFValue {
@@ -59,7 +64,9 @@ public:
     const std::string& path() const { return path_; }
     uint32_t version() const { return version_; }
     size_t alignment() const { return alignment_; }
-    size_t data_offset() const { return data_offset_; }  // start of the tensor data section
+    // Start of the tensor data section (aligned). A file without tensors may end before it, as llama.cpp's
+    // vocab-only files do, so only use it together with tensors.
+    size_t data_offset() const { return data_offset_; }
     size_t file_size() const { return size_; }
     const void* file_data() const { return base_; }
 
