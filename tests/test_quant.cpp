@@ -442,7 +442,7 @@ void check_dot_tile(DType wt, const DotCase& dc, uint64_t seed) {
 TEST_CASE("dot_tile matches dequantize + double dot for every weight type, odd shapes and strides") {
     const DotCase cases[] = {
         {1, 1, 1, 0, 0, 0}, {7, 3, 2, 0, 0, 0},  {5, 9, 3, 8, 4, 3}, {4, 4, 1, 0, 0, 0},
-        {9, 1, 5, 2, 0, 0}, {13, 6, 2, 0, 12, 1}, {3, 17, 1, 0, 0, 0},
+        {9, 1, 5, 2, 0, 0}, {13, 6, 2, 0, 12, 1}, {3, 17, 1, 0, 0, 0}, {2, 7, 2, 0, 0, 0}, {6, 2, 3, 0, 4, 0},
     };
     uint64_t seed = 1;
     for (DType wt : kWeightTypes) {

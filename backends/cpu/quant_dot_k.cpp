@@ -215,6 +215,10 @@ TileFn pick_c(int C) {
         case 2: return tile<W, R, 2>;
         case 3: return tile<W, R, 3>;
         case 4: return tile<W, R, 4>;
+        case 5: return tile<W, R, 5>;
+        case 6: return tile<W, R, 6>;
+        case 7: return tile<W, R, 7>;
+        case 8: return tile<W, R, 8>;
     }
     return nullptr;
 }

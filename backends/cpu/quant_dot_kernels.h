@@ -20,7 +20,7 @@
 namespace tessera::cpu::qdot {
 
 constexpr int kTileRows = 4;
-constexpr int kTileCols = 4;
+constexpr int kTileCols = 8;
 
 using TileFn = void (*)(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride,
                         float* out, int64_t out_row_stride);

@@ -132,13 +132,88 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
         TESSERA_UNROLL for (int c = 0; c < C; ++c) out[r * out_row_stride + c] = hsum(acc[r][c]);
 }
 
+// Two activation columns per register: the 16-value halves of a block from columns c0 and c1 share one
+// vector ([c0 half | c1 half]), the weights' half duplicated in both 128-bit lanes. Two dots then cover a
+// block for both columns, and the int -> float conversion, the scale product and the FMA are done once per
+// column pair instead of once per column: the float ports, which bound the one-column kernel above at
+// prefill, do half the work. Used for C >= 2; an odd last column is paired with itself (its second
+// copy's sum is dropped).
+template <class W, int R, int C>
+void tile_paired(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
+                 int64_t out_row_stride) {
+    using Block = typename W::Block;
+    constexpr int P = (C + 1) / 2;
+    constexpr bool kOffset = W::kOffsetShift >= 0;
+    constexpr bool kSignTrick = W::kOffsetShift == -2;
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256 acc[R][P];
+    TESSERA_UNROLL for (int r = 0; r < R; ++r)
+        TESSERA_UNROLL for (int q = 0; q < P; ++q) acc[r][q] = _mm256_setzero_ps();
+
+    for (int64_t b = 0; b < nblocks; ++b) {
+        __m256i x1[P], x2[P], corr[P];
+        __m256 dx[P], xsum[P];
+        TESSERA_UNROLL for (int q = 0; q < P; ++q) {
+            const int c0 = 2 * q, c1 = 2 * q + 1 < C ? 2 * q + 1 : 2 * q;
+            const block_q8_0& b0 = reinterpret_cast<const block_q8_0*>(a + size_t(c0) * a_stride)[b];
+            const block_q8_0& b1 = reinterpret_cast<const block_q8_0*>(a + size_t(c1) * a_stride)[b];
+            x1[q] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b1.qs), reinterpret_cast<const __m128i*>(b0.qs));
+            x2[q] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b1.qs + 16),
+                                        reinterpret_cast<const __m128i*>(b0.qs + 16));
+            dx[q] = _mm256_set_m128(_mm_set1_ps(h2f(b1.d)), _mm_set1_ps(h2f(b0.d)));
+            if constexpr (kOffset || W::kHasMin) {
+                const __m256i s = dot_u8s8(dot_u8s8(_mm256_setzero_si256(), ones, x1[q]), ones, x2[q]);
+                if constexpr (kOffset) corr[q] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s, W::kOffsetShift));
+                if constexpr (W::kHasMin) xsum[q] = _mm256_mul_ps(_mm256_cvtepi32_ps(s), dx[q]);
+            }
+        }
+        TESSERA_UNROLL for (int r = 0; r < R; ++r) {
+            const Block& wb = reinterpret_cast<const Block*>(w + size_t(r) * w_stride)[b];
+            const __m256i u = W::unpack(wb);
+            const __m256i u1 = _mm256_permute2x128_si256(u, u, 0x00);  // values 0-15 in both lanes
+            const __m256i u2 = _mm256_permute2x128_si256(u, u, 0x11);  // values 16-31 in both lanes
+            const __m256 dw = _mm256_set1_ps(h2f(wb.d));
+            [[maybe_unused]] __m256i au1, au2;
+            if constexpr (kSignTrick) {
+                au1 = _mm256_sign_epi8(u1, u1);
+                au2 = _mm256_sign_epi8(u2, u2);
+            }
+            [[maybe_unused]] __m256 mw;
+            if constexpr (W::kHasMin) mw = _mm256_set1_ps(W::min(wb));
+            TESSERA_UNROLL for (int q = 0; q < P; ++q) {
+                __m256i p;
+                if constexpr (kSignTrick)
+                    p = dot_u8s8(dot_u8s8(_mm256_setzero_si256(), au1, _mm256_sign_epi8(x1[q], u1)), au2,
+                                 _mm256_sign_epi8(x2[q], u2));
+                else
+                    p = dot_u8s8(dot_u8s8(kOffset ? corr[q] : _mm256_setzero_si256(), u1, x1[q]), u2, x2[q]);
+                acc[r][q] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, dx[q]), acc[r][q]);
+                if constexpr (W::kHasMin) acc[r][q] = _mm256_fmadd_ps(xsum[q], mw, acc[r][q]);
+            }
+        }
+    }
+    TESSERA_UNROLL for (int r = 0; r < R; ++r) {
+        TESSERA_UNROLL for (int q = 0; q < P; ++q) {
+            const __m128 lo = _mm256_castps256_ps128(acc[r][q]), hi = _mm256_extractf128_ps(acc[r][q], 1);
+            __m128 s = _mm_hadd_ps(lo, hi);  // lo0+lo1, lo2+lo3, hi0+hi1, hi2+hi3
+            s = _mm_hadd_ps(s, s);           // column 2q, column 2q + 1, ...
+            out[r * out_row_stride + 2 * q] = _mm_cvtss_f32(s);
+            if (2 * q + 1 < C) out[r * out_row_stride + 2 * q + 1] = _mm_cvtss_f32(_mm_shuffle_ps(s, s, 1));
+        }
+    }
+}
+
 template <class W, int R>
 TileFn pick_c(int C) {
     switch (C) {
-        case 1: return tile<W, R, 1>;
-        case 2: return tile<W, R, 2>;
-        case 3: return tile<W, R, 3>;
-        case 4: return tile<W, R, 4>;
+        case 1: return tile<W, R, 1>;  // decode: one column, no pairing
+        case 2: return tile_paired<W, R, 2>;
+        case 3: return tile_paired<W, R, 3>;
+        case 4: return tile_paired<W, R, 4>;
+        case 5: return tile_paired<W, R, 5>;
+        case 6: return tile_paired<W, R, 6>;
+        case 7: return tile_paired<W, R, 7>;
+        case 8: return tile_paired<W, R, 8>;
     }
     return nullptr;
 }
