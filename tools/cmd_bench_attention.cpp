@@ -219,13 +219,22 @@ int cmd_bench_attention(int argc, char** argv) {
     auto backend = create_backend(backend_name, BackendOptions{threads});
     threads = backend->threads();
 
+    // Other processes compete for the same cores and memory: the load average says how much, so a reader can
+    // tell a slow machine from a slow kernel.
+    double load1 = 0;
+    if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+        if (std::fscanf(f, "%lf", &load1) != 1) load1 = 0;
+        std::fclose(f);
+    }
     const double bandwidth = measure_read_bandwidth(size_t(bw_mib) << 20, threads);
     if (json) {
-        std::printf("{\"bench\":\"attention\",\"kind\":\"bandwidth\",\"threads\":%d,\"buffer_mib\":%d,\"gb_per_s\":%.2f}\n",
-                    threads, bw_mib, bandwidth);
+        std::printf("{\"bench\":\"attention\",\"kind\":\"bandwidth\",\"threads\":%d,\"buffer_mib\":%d,\"gb_per_s\":%.2f,"
+                    "\"load_average\":%.2f}\n",
+                    threads, bw_mib, bandwidth, load1);
     } else {
-        std::printf("attention on %s, %d threads, %s cache; read bandwidth (read-sum over %d MiB): %.1f GB/s\n\n",
-                    backend_name.c_str(), threads, type_name(cache), bw_mib, bandwidth);
+        std::printf("attention on %s, %d threads, %s cache; read bandwidth (read-sum over %d MiB): %.1f GB/s; "
+                    "load average %.2f\n\n",
+                    backend_name.c_str(), threads, type_name(cache), bw_mib, bandwidth, load1);
     }
     std::fflush(stdout);
 
