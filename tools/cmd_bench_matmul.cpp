@@ -49,8 +49,10 @@ struct Timing {
 };
 
 // Times f: one warm-up when a run is quick, then up to `reps` runs within about `budget_s`; medians.
-template <class F>
-Timing time_median(F&& f, int reps, double budget_s) {
+// `before` runs ahead of every run, untimed.
+template <class F, class B>
+Timing time_median(F&& f, int reps, double budget_s, B&& before) {
+    before();
     auto t0 = Clock::now();
     double c0 = process_cpu_seconds();
     f();
@@ -62,6 +64,7 @@ Timing time_median(F&& f, int reps, double budget_s) {
     }
     const int n = std::max(1, std::min(reps, int(budget_s / std::max(first, 1e-9))));
     for (int i = int(walls.size()); i < n; ++i) {
+        before();
         t0 = Clock::now();
         c0 = process_cpu_seconds();
         f();
@@ -69,6 +72,20 @@ Timing time_median(F&& f, int reps, double budget_s) {
         cpus.push_back(process_cpu_seconds() - c0);
     }
     return {median(walls), median(cpus)};
+}
+
+template <class F>
+Timing time_median(F&& f, int reps, double budget_s) {
+    return time_median(f, reps, budget_s, [] {});
+}
+
+// Reads a buffer larger than the last-level cache, so the next run finds its weights in DRAM: a decode
+// product whose weights fit in L3 (q4_0 4096 x 4096 is 9 MiB) would otherwise be timed from cache.
+void evict_caches(const std::vector<float>& big) {
+    float s = 0;
+    for (size_t i = 0; i < big.size(); i += 16) s += big[i];  // one load per 64-byte line
+    volatile float sink = s;
+    (void)sink;
 }
 
 // The 1-minute load average: how busy the machine was (a figure taken while it exceeds the core
@@ -129,7 +146,7 @@ std::vector<std::string> split(const std::string& s) {
 // One mul_mat graph: weights [k, n] of `type` (random, quantized by the reference quantizer), activations
 // [k, m]. Returns the median times of backend.compute.
 Timing time_matmul(Backend& backend, DType type, int64_t k, int64_t n, int64_t m, const std::vector<float>& wf,
-                   int reps, double budget_s) {
+                   int reps, double budget_s, const std::vector<float>* evict) {
     Context ctx;
     Tensor* a = ctx.new_tensor(type, {k, n}, "weights");
     Tensor* b = ctx.new_tensor(DType::F32, {k, m}, "activations");
@@ -156,7 +173,9 @@ Timing time_matmul(Backend& backend, DType type, int64_t k, int64_t n, int64_t m
     backend.set_tensor(*b, bf.data(), 0, bf.size() * sizeof(float));
 
     auto inter = allocate_graph(graph, backend);
-    return time_median([&] { backend.compute(graph); }, reps, budget_s);
+    return time_median([&] { backend.compute(graph); }, reps, budget_s, [&] {
+        if (evict) evict_caches(*evict);
+    });
 }
 
 int bench_matmul(int argc, char** argv) {
@@ -244,6 +263,8 @@ int bench_matmul(int argc, char** argv) {
         std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
         for (float& x : wf) x = dist(rng);
     }
+    // Decode figures are about DRAM: between runs, sweep 128 MiB (4x this machine's 32 MiB L3) to evict the weights.
+    const std::vector<float> evict(size_t(128) * 1024 * 1024 / sizeof(float), 1.0f);
     auto backend = create_backend("cpu");
     for (DType type : types) {
         const double wbytes = double(row_bytes(type, k)) * double(n);
@@ -251,7 +272,8 @@ int bench_matmul(int argc, char** argv) {
             for (size_t ti = 0; ti < thread_counts.size(); ++ti) {
                 const int threads = int(thread_counts[ti]);
                 backend->set_threads(threads);
-                const Timing t = time_matmul(*backend, type, k, n, m, wf, reps, m > 16 ? 3.0 : 1.0);
+                const Timing t = time_matmul(*backend, type, k, n, m, wf, reps, m > 16 ? 3.0 : 1.0,
+                                            m <= 16 ? &evict : nullptr);
                 const double flop = 2.0 * double(k) * double(n) * double(m);
                 const double gflops = flop / t.wall / 1e9;
                 const double gflops_cpu = flop / t.cpu / 1e9;  // per CPU-second, i.e. per core actually used
