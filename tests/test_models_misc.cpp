@@ -110,11 +110,12 @@ TEST_CASE("ring cache: a gemma3-1b-shaped cache at 32K context is its global lay
     MESSAGE(report);
     CHECK(report.find("4 full layers 128.00 MiB") != std::string::npos);
     CHECK(report.find("22 window layers as rings of 1023 slots") != std::string::npos);
-    // And it runs: a prompt longer than the window wraps the rings.
-    std::vector<int32_t> ids(700);
+    // And it runs at this context (ring wrap-around itself is covered by the golden gemma tests, whose
+    // 8-slot rings wrap six times, and by the chunked tiny-preset runs below).
+    std::vector<int32_t> ids(24);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(3 + (i * 37) % 500);
     sess.decode(ids.data(), int64_t(ids.size()));
-    CHECK(sess.n_past() == 700);
+    CHECK(sess.n_past() == 24);
     for (int64_t v = 0; v < sess.n_vocab(); ++v) REQUIRE(std::isfinite(sess.logits(0)[v]));
 }
 
