@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -161,22 +162,36 @@ Tensor* make_positions(Context& ctx, Backend& be, std::vector<std::unique_ptr<Bu
     return t;
 }
 
+double process_cpu_seconds() {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
+
+struct RunTime {
+    double wall_s;  // per run
+    double cpu_s;   // process CPU time per run, all threads (includes OpenMP's spin-waits)
+};
+
 // Times graph runs: one warm-up, then runs until both `min_reps` and `min_s` are reached (at most 200).
-double time_per_run(Backend& be, const Graph& g, int min_reps, double min_s) {
+// CPU time beside wall time: on a machine shared with other work, wall time includes waiting for a core;
+// with --threads 1, CPU time is the kernel's own cost.
+RunTime time_per_run(Backend& be, const Graph& g, int min_reps, double min_s) {
     be.compute(g);
     int reps = 0;
     const auto t0 = Clock::now();
+    const double c0 = process_cpu_seconds();
     do {
         be.compute(g);
         ++reps;
     } while ((reps < min_reps || seconds_since(t0) < min_s) && reps < 200);
-    return seconds_since(t0) / reps;
+    return {seconds_since(t0) / reps, (process_cpu_seconds() - c0) / reps};
 }
 
 struct DecodeResult {
     std::string mapping;
     int64_t context, window;
-    double ms;
+    double ms, cpu_ms;
 };
 
 int cmd_bench_attention(int argc, char** argv) {
@@ -241,8 +256,9 @@ int cmd_bench_attention(int argc, char** argv) {
     std::vector<DecodeResult> results;
     if (!no_decode) {
         if (!json)
-            std::printf("decode (1 query token)\n%-5s %5s %6s %5s %5s %8s %6s %10s %12s %9s %7s\n", "map", "heads",
-                        "kv", "d_k", "d_v", "context", "window", "ms/token", "KV MB/token", "GB/s", "of bw");
+            std::printf("decode (1 query token)\n%-5s %5s %6s %5s %5s %8s %6s %10s %10s %12s %9s %7s\n", "map",
+                        "heads", "kv", "d_k", "d_v", "context", "window", "ms/token", "cpu ms", "KV MB/token", "GB/s",
+                        "of bw");
         const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
         for (const Mapping& m : mappings) {
             // one cache per mapping at the longest context; shorter contexts are views of its first entries
@@ -265,26 +281,27 @@ int cmd_bench_attention(int argc, char** argv) {
                     Graph g;
                     g.expand(out);
                     auto buf = allocate_graph(g, *backend);
-                    const double s = time_per_run(*backend, g, 3, min_time);
+                    const RunTime rt = time_per_run(*backend, g, 3, min_time);
+                    const double s = rt.wall_s;
                     // bytes the token must read: the visible entries' k rows (and v rows unless v is inside k)
                     const int64_t visible = w > 0 ? std::min(c, w) : c;
                     const double kv_bytes = double(visible) * double(m.n_kv_head) *
                                             double(row_bytes(cache, m.d_k) + (m.v_in_k ? 0 : row_bytes(cache, m.d_v)));
                     const double gbs = kv_bytes / s / 1e9;
-                    results.push_back({m.name, c, w, s * 1e3});
+                    results.push_back({m.name, c, w, s * 1e3, rt.cpu_s * 1e3});
                     if (json) {
                         std::printf("{\"bench\":\"attention\",\"kind\":\"decode\",\"mapping\":\"%s\",\"n_head\":%lld,"
                                     "\"n_kv_head\":%lld,\"d_k\":%lld,\"d_v\":%lld,\"cache_type\":\"%s\",\"context\":%lld,"
-                                    "\"window\":%lld,\"threads\":%d,\"ms_per_token\":%.4f,\"kv_bytes_per_token\":%.0f,"
-                                    "\"gb_per_s\":%.2f,\"bandwidth_gb_per_s\":%.2f}\n",
+                                    "\"window\":%lld,\"threads\":%d,\"ms_per_token\":%.4f,\"cpu_ms_per_token\":%.4f,"
+                                    "\"kv_bytes_per_token\":%.0f,\"gb_per_s\":%.2f,\"bandwidth_gb_per_s\":%.2f}\n",
                                     m.name.c_str(), (long long)m.n_head, (long long)m.n_kv_head, (long long)m.d_k,
                                     (long long)m.d_v, type_name(cache), (long long)c, (long long)w, threads, s * 1e3,
-                                    kv_bytes, gbs, bandwidth);
+                                    rt.cpu_s * 1e3, kv_bytes, gbs, bandwidth);
                     } else {
-                        std::printf("%-5s %5lld %6lld %5lld %5lld %8lld %6lld %10.3f %12.2f %9.1f %6.0f%%\n",
+                        std::printf("%-5s %5lld %6lld %5lld %5lld %8lld %6lld %10.3f %10.3f %12.2f %9.1f %6.0f%%\n",
                                     m.name.c_str(), (long long)m.n_head, (long long)m.n_kv_head, (long long)m.d_k,
-                                    (long long)m.d_v, (long long)c, (long long)w, s * 1e3, kv_bytes / 1e6, gbs,
-                                    100.0 * gbs / bandwidth);
+                                    (long long)m.d_v, (long long)c, (long long)w, s * 1e3, rt.cpu_s * 1e3,
+                                    kv_bytes / 1e6, gbs, 100.0 * gbs / bandwidth);
                     }
                     std::fflush(stdout);
                 }
@@ -292,18 +309,18 @@ int cmd_bench_attention(int argc, char** argv) {
         }
         // the grouping check: GQA 32/8 reads a quarter of MHA's bytes, so it should take ~1/4 of the time
         if (!json) {
-            std::map<std::pair<int64_t, int64_t>, double> mha, gqa;
+            std::map<std::pair<int64_t, int64_t>, const DecodeResult*> mha, gqa;
             for (const auto& r : results) {
-                if (r.mapping == "mha") mha[{r.context, r.window}] = r.ms;
-                if (r.mapping == "gqa") gqa[{r.context, r.window}] = r.ms;
+                if (r.mapping == "mha") mha[{r.context, r.window}] = &r;
+                if (r.mapping == "gqa") gqa[{r.context, r.window}] = &r;
             }
             bool header = false;
-            for (const auto& [key, ms] : mha) {
+            for (const auto& [key, a] : mha) {
                 auto it = gqa.find(key);
                 if (it == gqa.end()) continue;
                 if (!header) std::printf("\nMHA / GQA-8 time ratio (bytes ratio 4.0):\n"), header = true;
-                std::printf("  context %6lld window %5lld: %.2fx\n", (long long)key.first, (long long)key.second,
-                            ms / it->second);
+                std::printf("  context %6lld window %5lld: %.2fx wall, %.2fx cpu\n", (long long)key.first,
+                            (long long)key.second, a->ms / it->second->ms, a->cpu_ms / it->second->cpu_ms);
             }
         }
     }

@@ -1,19 +1,26 @@
 // The cpu attention: FlashAttention's tiled online softmax (Dao et al.,
 // FlashAttention-2, Algorithm 1), written for decode-heavy CPU use.
 //
-// Work unit = (KV head, tile of queries[, slice of the key sequence]). A unit
-// holds every query head that reads its KV head ("group" rows per query), so
-// each K/V tile is read from the cache and converted to float once per group,
-// not once per head: that is where GQA/MQA/MLA save bandwidth. For each tile
-// of keys the unit computes the scores of all its rows, applies softcap and
-// mask, and folds them into a running max / sum / output per row; no score
-// matrix larger than rows x kv_tile ever exists.
+// Work unit = (KV heads, tile of queries[, slice of the key sequence]). A unit
+// holds every query head that reads its KV heads ("group" rows per query), so
+// each K/V tile is read from the cache once per group, not once per head: that
+// is where GQA/MQA/MLA save bandwidth. For each tile of keys the unit computes
+// the scores of all its rows, applies softcap and mask, and folds them into a
+// running max / sum / output per row; no score matrix larger than rows x
+// kv_tile ever exists.
+//
+// Prefill (several query tiles): one KV head per unit; its K/V tile is converted
+// to float once and reused by up to ~64 rows (register-blocked dots).
+// Decode (one query tile): one unit spans every KV head, reading each key's heads
+// together so the cache streams front to back; the key sequence is cut into
+// slices run on different threads, whose partial (max, sum, output) are merged
+// by log-sum-exp at the end. With <= 8 rows per KV head (MHA, GQA) the cache
+// rows are read in place by the streaming kernels; with many (MQA, MLA) the
+// tile is converted once and shared by all rows.
 //
 // Tiles are skipped from their key position range (min/max over the tile, so
 // ring caches with unsorted positions work): a tile no query of the unit can
-// see is never read. With few units (decode: one query token, and MQA/MLA have
-// one KV head), the key sequence is cut into slices run on different threads,
-// whose partial (max, sum, output) are merged by log-sum-exp at the end.
+// see is never read.
 #include "backends/cpu/attention.h"
 
 #include <omp.h>
