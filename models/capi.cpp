@@ -21,6 +21,10 @@ struct tessera_model {
     std::unique_ptr<tessera::Model> model;
     std::unique_ptr<tessera::Tokenizer> tokenizer;  // null when the file's vocabulary could not be read
     std::string tokenizer_error;
+    // Vocab-only models (tessera_vocab_open): no weights (model is null), just the file's metadata.
+    std::unique_ptr<tessera::GGUFFile> vocab_file;
+    std::string vocab_arch;
+    const tessera::GGUFFile& file() const { return model ? model->file() : *vocab_file; }
 };
 
 struct tessera_session {
@@ -90,6 +94,11 @@ const tessera::Tokenizer* tokenizer_of(const tessera_model* m) {
 
 }  // namespace
 
+// For the C API's other files (capi_chat.cpp): they report failures through the same per-thread message.
+namespace tessera::capi {
+void set_last_error(const std::string& msg) { g_last_error = msg; }
+}  // namespace tessera::capi
+
 extern "C" {
 
 const char* tessera_last_error(void) { return g_last_error.c_str(); }
@@ -143,15 +152,55 @@ tessera_status tessera_model_open(const char* path, const tessera_model_params* 
     });
 }
 
+tessera_status tessera_vocab_open(const char* path, tessera_model** out) {
+    REQUIRE_ARG(out, "tessera_vocab_open: out is null");
+    *out = nullptr;
+    REQUIRE_ARG(path, "tessera_vocab_open: path is null");
+    return guarded(TESSERA_OK, [&] {
+        auto m = std::make_unique<tessera_model>();
+        try {
+            m->vocab_file = tessera::GGUFFile::open(path);
+        } catch (const tessera::Error& e) {
+            return fail(TESSERA_ERR_FILE, e.what());
+        }
+        if (const tessera::GGUFValue* v = m->vocab_file->find("general.architecture");
+            v && v->type == tessera::GGUFType::STRING)
+            m->vocab_arch = v->s;
+        // Unlike tessera_model_open, the vocabulary is all such a model has: a bad one is a bad file.
+        try {
+            m->tokenizer = tessera::Tokenizer::from_gguf(*m->vocab_file);
+        } catch (const tessera::Error& e) {
+            return fail(TESSERA_ERR_FILE, e.what());
+        }
+        *out = m.release();
+        return TESSERA_OK;
+    });
+}
+
+int tessera_model_is_vocab_only(const tessera_model* m) { return m && !m->model ? 1 : 0; }
+
 void tessera_model_free(tessera_model* model) { delete model; }
 
-const char* tessera_model_arch(const tessera_model* m) { return m ? m->model->hparams().arch.c_str() : ""; }
-int32_t tessera_model_n_vocab(const tessera_model* m) { return m ? int32_t(m->model->hparams().n_vocab) : 0; }
-int32_t tessera_model_n_ctx_train(const tessera_model* m) { return m ? int32_t(m->model->hparams().n_ctx_train) : 0; }
-int32_t tessera_model_n_embd(const tessera_model* m) { return m ? int32_t(m->model->hparams().n_embd) : 0; }
-int32_t tessera_model_n_layer(const tessera_model* m) { return m ? int32_t(m->model->hparams().n_layer) : 0; }
-uint64_t tessera_model_size(const tessera_model* m) { return m ? m->model->weight_bytes() : 0; }
-uint64_t tessera_model_decode_bytes(const tessera_model* m) { return m ? m->model->arch().decode_weight_bytes() : 0; }
+// A vocab-only model has no hyperparameters beyond its vocabulary: those report 0.
+const char* tessera_model_arch(const tessera_model* m) {
+    if (!m) return "";
+    return m->model ? m->model->hparams().arch.c_str() : m->vocab_arch.c_str();
+}
+int32_t tessera_model_n_vocab(const tessera_model* m) {
+    if (!m) return 0;
+    return m->model ? int32_t(m->model->hparams().n_vocab) : m->tokenizer->n_vocab();
+}
+int32_t tessera_model_n_ctx_train(const tessera_model* m) {
+    return m && m->model ? int32_t(m->model->hparams().n_ctx_train) : 0;
+}
+int32_t tessera_model_n_embd(const tessera_model* m) { return m && m->model ? int32_t(m->model->hparams().n_embd) : 0; }
+int32_t tessera_model_n_layer(const tessera_model* m) {
+    return m && m->model ? int32_t(m->model->hparams().n_layer) : 0;
+}
+uint64_t tessera_model_size(const tessera_model* m) { return m && m->model ? m->model->weight_bytes() : 0; }
+uint64_t tessera_model_decode_bytes(const tessera_model* m) {
+    return m && m->model ? m->model->arch().decode_weight_bytes() : 0;
+}
 
 tessera_token tessera_model_bos(const tessera_model* m) {
     if (!m) return -1;
@@ -170,7 +219,7 @@ int tessera_model_is_eog(const tessera_model* m, tessera_token t) {
 int32_t tessera_model_meta_str(const tessera_model* m, const char* key, char* buf, size_t buf_size) {
     if (!m || !key) return -1;
     try {
-        const tessera::GGUFValue* v = m->model->file().find(key);
+        const tessera::GGUFValue* v = m->file().find(key);
         if (!v) return -1;
         const std::string s = v->type == tessera::GGUFType::STRING ? v->s : tessera::GGUFFile::value_to_string(*v);
         if (buf && buf_size) {
@@ -213,6 +262,16 @@ tessera_status tessera_token_to_piece(const tessera_model* m, tessera_token toke
     });
 }
 
+tessera_status tessera_token_to_piece_ext(const tessera_model* m, tessera_token token, int render_special, char* buf,
+                                          size_t buf_size, size_t* len_out) {
+    REQUIRE_ARG(m, "tessera_token_to_piece_ext: model is null");
+    return guarded(TESSERA_OK, [&] {
+        const auto* tok = tokenizer_of(m);
+        tok->check_id(token);
+        return copy_out(tok->token_to_piece(token, render_special != 0), buf, buf_size, len_out);
+    });
+}
+
 tessera_status tessera_detokenize(const tessera_model* m, const tessera_token* tokens, int32_t n_tokens, char* buf,
                                   size_t buf_size, size_t* len_out) {
     REQUIRE_ARG(m && (tokens || n_tokens == 0) && n_tokens >= 0, "tessera_detokenize: bad arguments");
@@ -241,6 +300,8 @@ tessera_status tessera_session_create(tessera_model* m, const tessera_session_pa
     REQUIRE_ARG(out, "tessera_session_create: out is null");
     *out = nullptr;
     REQUIRE_ARG(m, "tessera_session_create: model is null");
+    REQUIRE_ARG(m->model, "tessera_session_create: this model was opened vocab-only (tessera_vocab_open) and has no "
+                          "weights to run; open it with tessera_model_open");
     const tessera_session_params p = params ? *params : tessera_session_default_params();
     REQUIRE_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0,
                 "tessera_session_create: n_ctx, n_threads and n_batch must be >= 0");
@@ -347,7 +408,7 @@ tessera_status tessera_sampler_create(const tessera_model* m, const tessera_samp
         c.penalty_last_n = p.penalty_last_n;
         c.seed = p.seed;
         auto s = std::make_unique<tessera_sampler>();
-        s->impl = std::make_unique<tessera::Sampler>(c, int32_t(m->model->hparams().n_vocab));
+        s->impl = std::make_unique<tessera::Sampler>(c, tessera_model_n_vocab(m));
         *out = s.release();
         return TESSERA_OK;
     });

@@ -145,6 +145,69 @@ tessera_status tessera_sample(tessera_sampler* sampler, tessera_session* session
 /* Records a token the caller chose itself (e.g. the prompt) for the penalties. */
 tessera_status tessera_sampler_accept(tessera_sampler* sampler, tessera_token token);
 
+/* ---- vocab-only models ---- */
+/* Opens only a GGUF file's metadata and vocabulary (tokenizer.*), e.g. a vocab-only file without tensors.
+ * Tokenize, detokenize, token pieces, BOS/EOS, meta_str, n_vocab and arch work; n_layer, size etc. report 0;
+ * tessera_session_create refuses such a model (TESSERA_ERR_INVALID_ARGUMENT, saying why). Free with
+ * tessera_model_free. A file without a usable vocabulary is TESSERA_ERR_FILE. */
+tessera_status tessera_vocab_open(const char* path, tessera_model** out);
+/* 1 when the model came from tessera_vocab_open. */
+int tessera_model_is_vocab_only(const tessera_model* model);
+/* tessera_token_to_piece, with render_special = 1 showing control tokens' text (e.g. "<s>") instead of "". */
+tessera_status tessera_token_to_piece_ext(const tessera_model* model, tessera_token token, int render_special,
+                                          char* buf, size_t buf_size, size_t* len_out);
+
+/* ---- chat ---- */
+typedef struct tessera_chat_message {
+    const char* role;    /* "system", "user" or "assistant" */
+    const char* content; /* NUL-terminated */
+} tessera_chat_message;
+
+/* The chat format used for `model`: template_override (a name such as "chatml"; NULL or "" = none), else
+ * the one the model's tokenizer.chat_template shows, else a guess from the vocabulary's special tokens.
+ * *name_out = the format's name (static storage). model may be NULL when template_override is given.
+ * An unknown override is TESSERA_ERR_INVALID_ARGUMENT (the message lists the known names); a model whose
+ * format cannot be told is TESSERA_ERR_UNSUPPORTED. */
+tessera_status tessera_chat_template_resolve(const tessera_model* model, const char* template_override,
+                                             const char** name_out);
+/* The known format names, comma-separated (static storage). */
+const char* tessera_chat_template_names(void);
+/* The prompt for the conversation msgs[0..n_msgs) in the format tessera_chat_template_resolve picks; with
+ * add_generation_prompt it ends where the assistant's answer begins. Tokenize it with add_special = 1 and
+ * parse_special = 1. Writes it NUL-terminated into buf; *needed = its length without the NUL (also when
+ * the buffer is too small: TESSERA_ERR_BUFFER_TOO_SMALL). buf may be NULL when buf_size is 0. */
+tessera_status tessera_chat_format(const tessera_model* model, const tessera_chat_message* msgs, size_t n_msgs,
+                                   int add_generation_prompt, const char* template_override, char* buf,
+                                   size_t buf_size, size_t* needed);
+
+/* ---- stop strings: holds back streamed text that could begin a stop string ---- */
+typedef struct tessera_stop_matcher tessera_stop_matcher;
+/* stops: n_stops NUL-terminated strings (copied). */
+tessera_status tessera_stop_matcher_create(const char* const* stops, int32_t n_stops, tessera_stop_matcher** out);
+/* A matcher for the texts that end an assistant turn in the chat format resolved as above. */
+tessera_status tessera_stop_matcher_create_chat(const tessera_model* model, const char* template_override,
+                                                tessera_stop_matcher** out);
+void tessera_stop_matcher_free(tessera_stop_matcher* matcher);
+/* Feeds complete UTF-8 text (len -1 = NUL-terminated); *out / *out_len = the text that may be shown now
+ * (the matcher's storage, valid until its next call). Once a stop string completes, returns the text before
+ * it and tessera_stop_matcher_stopped becomes 1; later pushes return "". */
+tessera_status tessera_stop_matcher_push(tessera_stop_matcher* matcher, const char* text, int64_t len,
+                                         const char** out, size_t* out_len);
+/* At the end of generation: the text still held back ("" once stopped). */
+tessera_status tessera_stop_matcher_flush(tessera_stop_matcher* matcher, const char** out, size_t* out_len);
+int tessera_stop_matcher_stopped(const tessera_stop_matcher* matcher);
+
+/* ---- streaming detokenizer: token pieces to complete UTF-8 text ---- */
+typedef struct tessera_detok_stream tessera_detok_stream;
+tessera_status tessera_detok_stream_create(const tessera_model* model, tessera_detok_stream** out);
+void tessera_detok_stream_free(tessera_detok_stream* stream);
+/* Appends the token's piece; *out / *out_len = the complete UTF-8 characters now available (invalid bytes
+ * become U+FFFD); a trailing partial character is held for the next push. Storage valid until the next call. */
+tessera_status tessera_detok_stream_push(tessera_detok_stream* stream, tessera_token token, const char** out,
+                                         size_t* out_len);
+/* At the end: what the held bytes complete to (a partial character that cannot complete yet stays held). */
+tessera_status tessera_detok_stream_flush(tessera_detok_stream* stream, const char** out, size_t* out_len);
+
 #ifdef __cplusplus
 }
 #endif
