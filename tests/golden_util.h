@@ -20,18 +20,10 @@
 
 namespace tessera::testing::golden {
 
-// ../shared as this test binary was told at build time. (testing.cpp's shared_path() is compiled into the
-// shared test-main library without TESSERA_SHARED_DIR, so it falls back to a path relative to the working
-// directory, which ctest's is not; the header sees the test target's own definition.)
-#ifdef TESSERA_SHARED_DIR
-inline std::string shared_dir() { return TESSERA_SHARED_DIR; }
-#else
-inline std::string shared_dir() { return "../shared"; }
-#endif
-inline std::string shared_file(const std::string& rel) { return shared_dir() + "/" + rel; }
+inline std::string shared_file(const std::string& rel) { return shared_path(rel); }
 inline bool have_shared() {
     struct stat st;
-    return stat((shared_dir() + "/golden/manifest.json").c_str(), &st) == 0;
+    return stat(shared_path("golden/manifest.json").c_str(), &st) == 0;
 }
 
 struct Case {

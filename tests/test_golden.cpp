@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "models/session.h"
+#include "tests/golden_util.h"
 #include "tests/testing.h"
 
 using namespace tessera;
@@ -23,134 +24,19 @@ using namespace tessera::testing;
 
 namespace {
 
-// tests/testing.cpp is compiled once into tessera_test_main, which does not get the TESSERA_SHARED_DIR /
-// TESSERA_CLI definitions that each test executable gets, so its shared_file() and cli() fall back
-// to relative names (and under ctest, whose working directory is build/tests, /work/shared looks
-// missing). This file does get the definitions, so it builds the paths itself.
-std::string shared_file(const std::string& rel) { return std::string(TESSERA_SHARED_DIR) + "/" + rel; }
-bool have_shared() { return ::access(TESSERA_SHARED_DIR "/golden/manifest.json", R_OK) == 0; }
-std::string cli() { return TESSERA_CLI; }
+using namespace tessera::testing::golden;
 
-struct GoldenCase {
-    std::string name, arch, weight_type, gguf, tokens, logits;
-    int64_t n_tokens = 0, n_vocab = 0;
-    double tol_rel_rms = 0, argmax_min_agree = 0;
-};
+std::string cli() { return cli_path(); }
 
-// The manifest's flat fields, read without a JSON library: each case is one object whose
-// string/number fields we need appear as "key": value.
-std::string field(const std::string& obj, const std::string& key) {
-    const std::string pat = "\"" + key + "\":";
-    size_t p = obj.find(pat);
-    if (p == std::string::npos) return "";
-    p += pat.size();
-    while (p < obj.size() && obj[p] == ' ') ++p;
-    if (obj[p] == '"') {
-        const size_t e = obj.find('"', p + 1);
-        return obj.substr(p + 1, e - p - 1);
-    }
-    size_t e = p;
-    while (e < obj.size() && obj[e] != ',' && obj[e] != '\n' && obj[e] != '}') ++e;
-    return obj.substr(p, e - p);
-}
-
-std::vector<GoldenCase> load_manifest() {
-    const auto bytes = read_file(shared_file("golden/manifest.json"));
-    const std::string text(bytes.begin(), bytes.end());
-    std::vector<GoldenCase> cases;
-    size_t p = 0;
-    while ((p = text.find("\"name\":", p)) != std::string::npos) {
-        size_t e = text.find("\"name\":", p + 1);
-        const std::string obj = text.substr(p, (e == std::string::npos ? text.size() : e) - p);
-        GoldenCase c;
-        c.name = field(obj, "name");
-        c.arch = field(obj, "architecture");
-        c.weight_type = field(obj, "weight_type");
-        c.gguf = shared_file("golden/" + field(obj, "gguf"));
-        c.tokens = shared_file("golden/" + field(obj, "tokens"));
-        c.logits = shared_file("golden/" + field(obj, "logits"));
-        c.n_tokens = std::stoll(field(obj, "n_tokens"));
-        c.n_vocab = std::stoll(field(obj, "n_vocab"));
-        c.tol_rel_rms = std::stod(field(obj, "tolerance_rel_rms"));
-        c.argmax_min_agree = std::stod(field(obj, "argmax_min_agree"));
-        cases.push_back(c);
-        p = e == std::string::npos ? text.size() : e;
-    }
-    return cases;
-}
-
-std::vector<int32_t> read_tokens(const std::string& path) {
-    std::ifstream in(path);
-    std::vector<int32_t> ids;
-    int32_t id;
-    while (in >> id) ids.push_back(id);
-    return ids;
-}
-
-std::vector<float> read_f32(const std::string& path) {
-    const auto bytes = read_file(path);
-    std::vector<float> v(bytes.size() / 4);
-    std::memcpy(v.data(), bytes.data(), v.size() * 4);
-    return v;
-}
-
-int argmax_row(const float* row, int64_t n) { return int(std::max_element(row, row + n) - row); }
-
-// The README's argmax rule: among rows whose top-1/top-2 gap exceeds 5 % of the top logit,
-// the fraction where our argmax equals llama.cpp's.
-double argmax_agreement(const std::vector<float>& got, const std::vector<float>& want, int64_t n_vocab) {
-    const int64_t rows = int64_t(want.size()) / n_vocab;
-    int64_t counted = 0, agree = 0;
-    for (int64_t r = 0; r < rows; ++r) {
-        const float* w = want.data() + r * n_vocab;
-        std::vector<float> sorted(w, w + n_vocab);
-        std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
-        if (sorted[0] - sorted[1] <= 0.05f * std::fabs(sorted[0])) continue;
-        ++counted;
-        agree += argmax_row(got.data() + r * n_vocab, n_vocab) == argmax_row(w, n_vocab);
-    }
-    return counted ? double(agree) / double(counted) : 1.0;
-}
+std::vector<Case> llama_cases() { return cases_for({"llama"}); }
 
 std::vector<float> run_logits(const Model& model, const std::vector<int32_t>& ids, DType cache, bool incremental,
                               const std::string& backend = "cpu") {
-    SessionOptions so;
-    so.n_ctx = 512;
-    so.n_threads = 2;
-    so.cache_type = cache;
-    so.backend = backend;
-    so.logits_all = true;
-    Session s(model, so);
-    std::vector<float> out;
-    const int64_t nv = model.hparams().n_vocab;
-    if (incremental) {
-        for (int32_t id : ids) {
-            s.decode(&id, 1);
-            out.insert(out.end(), s.logits(0), s.logits(0) + nv);
-        }
-    } else {
-        s.decode(ids.data(), int64_t(ids.size()));
-        for (int64_t r = 0; r < s.n_logit_rows(); ++r) out.insert(out.end(), s.logits(r), s.logits(r) + nv);
-    }
-    return out;
-}
-
-std::vector<GoldenCase> llama_cases() {
-    std::vector<GoldenCase> out;
-    for (auto& c : load_manifest())
-        if (c.arch == "llama") out.push_back(c);
-    return out;
-}
-
-void check_case(const GoldenCase& c, const std::vector<float>& got, const std::vector<float>& want, double tol,
-                const char* mode) {
-    INFO(c.name << " (" << std::string(mode) << ")");
-    REQUIRE(got.size() == want.size());
-    const double rr = rel_rms(got, want);
-    const double agree = argmax_agreement(got, want, c.n_vocab);
-    MESSAGE(c.name << " " << std::string(mode) << ": rel_rms " << rr << " (tol " << tol << "), argmax agreement " << agree);
-    CHECK(rr <= tol);
-    CHECK(agree >= c.argmax_min_agree);
+    RunOptions o;
+    o.cache = cache;
+    o.incremental = incremental;
+    o.backend = backend;
+    return golden::run_logits(model, ids, o);
 }
 
 }  // namespace
