@@ -256,3 +256,191 @@ TEST_CASE("capi: stories260K: text in, greedy text out") {
     tessera_session_free(s);
     tessera_model_free(m);
 }
+
+TEST_CASE("capi: vocab-only open: tokens work, a session is refused with a reason") {
+    tessera_model* m = reinterpret_cast<tessera_model*>(1);
+    CHECK(tessera_vocab_open(nullptr, &m) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(m == nullptr);
+    CHECK(tessera_vocab_open("x", nullptr) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_vocab_open("/nonexistent/v.gguf", &m) == TESSERA_ERR_FILE);
+    CHECK(std::string(tessera_last_error()).find("/nonexistent/v.gguf") != std::string::npos);
+    CHECK(tessera_model_is_vocab_only(nullptr) == 0);
+    CHECK(tessera_token_to_piece_ext(nullptr, 0, 1, nullptr, 0, nullptr) == TESSERA_ERR_INVALID_ARGUMENT);
+    if (!have_shared()) {
+        MESSAGE("skipped the vocab file part: /work/shared is missing");
+        return;
+    }
+    REQUIRE(tessera_vocab_open(shared_file("vocab/ggml-vocab-gpt-2.gguf").c_str(), &m) == TESSERA_OK);
+    CHECK(tessera_model_is_vocab_only(m) == 1);
+    CHECK(tessera_model_n_vocab(m) == 50257);  // GPT-2's published vocabulary size
+    CHECK(tessera_model_n_layer(m) == 0);
+    CHECK(tessera_model_size(m) == 0);
+    tessera_token toks[8];
+    int32_t n = 0;
+    REQUIRE(tessera_tokenize(m, "Hello", -1, 0, 0, toks, 8, &n) == TESSERA_OK);
+    REQUIRE(n == 1);
+    CHECK(toks[0] == 15496);  // "Hello" in GPT-2's vocabulary
+    CHECK(tessera_model_meta_str(m, "tokenizer.ggml.model", nullptr, 0) == 4);  // "gpt2"
+    tessera_session* s = reinterpret_cast<tessera_session*>(1);
+    CHECK(tessera_session_create(m, nullptr, &s) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(s == nullptr);
+    CHECK(std::string(tessera_last_error()).find("vocab-only") != std::string::npos);
+    tessera_model_free(m);
+
+    // Control tokens: plain pieces hide them, render_special shows their text.
+    REQUIRE(tessera_model_open(shared_file("models/stories260K.gguf").c_str(), nullptr, &m) == TESSERA_OK);
+    CHECK(tessera_model_is_vocab_only(m) == 0);
+    char buf[16];
+    size_t len = 99;
+    REQUIRE(tessera_token_to_piece_ext(m, 1, 1, buf, sizeof buf, &len) == TESSERA_OK);
+    CHECK(std::string(buf, len) == "<s>");
+    REQUIRE(tessera_token_to_piece_ext(m, 1, 0, buf, sizeof buf, &len) == TESSERA_OK);
+    CHECK(len == 0);
+    CHECK(tessera_token_to_piece_ext(m, 1, 1, buf, 2, &len) == TESSERA_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == 3);
+    CHECK(tessera_token_to_piece_ext(m, 100000, 1, buf, sizeof buf, &len) == TESSERA_ERR_INVALID_ARGUMENT);
+    tessera_model_free(m);
+}
+
+TEST_CASE("capi: chat formats by name, bad input, buffer sizes") {
+    const char* name = nullptr;
+    CHECK(tessera_chat_template_resolve(nullptr, "chatml", nullptr) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_chat_template_resolve(nullptr, nullptr, &name) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_chat_template_resolve(nullptr, "no-such-format", &name) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(name == nullptr);
+    CHECK(std::string(tessera_last_error()).find("no-such-format") != std::string::npos);
+    REQUIRE(tessera_chat_template_resolve(nullptr, "chatml", &name) == TESSERA_OK);
+    CHECK(std::string(name) == "chatml");
+    CHECK(std::string(tessera_chat_template_names()).find("llama3") != std::string::npos);
+
+    const tessera_chat_message msgs[] = {{"system", "Be brief."}, {"user", "hi"}};
+    // ChatML as its format defines it (each turn <|im_start|>role\n...<|im_end|>\n, then the assistant's header).
+    const std::string want = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+                             "<|im_start|>assistant\n";
+    size_t needed = 0;
+    CHECK(tessera_chat_format(nullptr, msgs, 2, 1, "chatml", nullptr, 0, &needed) == TESSERA_ERR_BUFFER_TOO_SMALL);
+    CHECK(needed == want.size());
+    std::vector<char> small(want.size());  // one byte short: no room for the NUL
+    small[0] = 'x';
+    CHECK(tessera_chat_format(nullptr, msgs, 2, 1, "chatml", small.data(), small.size(), &needed) ==
+          TESSERA_ERR_BUFFER_TOO_SMALL);
+    CHECK(needed == want.size());
+    CHECK(small[0] == '\0');
+    std::vector<char> buf(want.size() + 1);
+    REQUIRE(tessera_chat_format(nullptr, msgs, 2, 1, "chatml", buf.data(), buf.size(), &needed) == TESSERA_OK);
+    CHECK(std::string(buf.data()) == want);
+    CHECK(tessera_chat_format(nullptr, msgs, 2, 1, "chatml", buf.data(), buf.size(), nullptr) ==
+          TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_chat_format(nullptr, nullptr, 2, 1, "chatml", buf.data(), buf.size(), &needed) ==
+          TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_chat_format(nullptr, msgs, 2, 1, "bogus", buf.data(), buf.size(), &needed) ==
+          TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(tessera_last_error()).find("bogus") != std::string::npos);
+    CHECK(tessera_chat_format(nullptr, msgs, 2, 1, nullptr, buf.data(), buf.size(), &needed) ==
+          TESSERA_ERR_INVALID_ARGUMENT);  // neither a model nor a name
+    const tessera_chat_message bad_role[] = {{"wizard", "x"}};
+    CHECK(tessera_chat_format(nullptr, bad_role, 1, 1, "chatml", buf.data(), buf.size(), &needed) ==
+          TESSERA_ERR_INVALID_ARGUMENT);
+    const tessera_chat_message null_content[] = {{"user", nullptr}};
+    CHECK(tessera_chat_format(nullptr, null_content, 1, 1, "chatml", buf.data(), buf.size(), &needed) ==
+          TESSERA_ERR_INVALID_ARGUMENT);
+
+    if (!have_shared()) {
+        MESSAGE("skipped the detection part: /work/shared is missing");
+        return;
+    }
+    // Phi-3's vocabulary: its format is found without a name (its template or its <|assistant|> token).
+    tessera_model* m = nullptr;
+    REQUIRE(tessera_vocab_open(shared_file("vocab/ggml-vocab-phi-3.gguf").c_str(), &m) == TESSERA_OK);
+    REQUIRE(tessera_chat_template_resolve(m, nullptr, &name) == TESSERA_OK);
+    CHECK(std::string(name) == "phi3");
+    const tessera_chat_message user[] = {{"user", "hi"}};
+    REQUIRE(tessera_chat_format(m, user, 1, 1, nullptr, buf.data(), buf.size(), &needed) == TESSERA_OK);
+    CHECK(std::string(buf.data()) == "<|user|>\nhi<|end|>\n<|assistant|>\n");
+    tessera_model_free(m);
+    // stories260K has no chat template and no chat markers: UNSUPPORTED, naming the way out.
+    REQUIRE(tessera_model_open(shared_file("models/stories260K.gguf").c_str(), nullptr, &m) == TESSERA_OK);
+    CHECK(tessera_chat_template_resolve(m, nullptr, &name) == TESSERA_ERR_UNSUPPORTED);
+    CHECK(std::string(tessera_last_error()).find("--template") != std::string::npos);
+    tessera_model_free(m);
+}
+
+TEST_CASE("capi: stop matcher holds back a stop string split across pushes") {
+    tessera_stop_matcher* sm = reinterpret_cast<tessera_stop_matcher*>(1);
+    const char* stops[] = {"<|im_end|>", "STOP"};
+    CHECK(tessera_stop_matcher_create(stops, 2, nullptr) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_stop_matcher_create(nullptr, 1, &sm) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(sm == nullptr);
+    const char* empty[] = {""};
+    CHECK(tessera_stop_matcher_create(empty, 1, &sm) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_stop_matcher_create_chat(nullptr, "nope", &sm) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_stop_matcher_stopped(nullptr) == 0);
+    const char* out = nullptr;
+    size_t len = 0;
+    CHECK(tessera_stop_matcher_push(nullptr, "x", -1, &out, &len) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_stop_matcher_flush(nullptr, &out, &len) == TESSERA_ERR_INVALID_ARGUMENT);
+
+    REQUIRE(tessera_stop_matcher_create(stops, 2, &sm) == TESSERA_OK);
+    REQUIRE(tessera_stop_matcher_push(sm, "Hello <|im", -1, &out, &len) == TESSERA_OK);
+    CHECK(std::string(out, len) == "Hello ");  // "<|im" could begin the stop string
+    REQUIRE(tessera_stop_matcher_push(sm, "_end|> more", -1, &out, &len) == TESSERA_OK);
+    CHECK(std::string(out, len) == "");
+    CHECK(tessera_stop_matcher_stopped(sm) == 1);
+    REQUIRE(tessera_stop_matcher_push(sm, "after", -1, &out, &len) == TESSERA_OK);
+    CHECK(len == 0);
+    REQUIRE(tessera_stop_matcher_flush(sm, &out, &len) == TESSERA_OK);
+    CHECK(len == 0);
+    tessera_stop_matcher_free(sm);
+
+    // No stop: the held-back tail comes out at the flush; an explicit length stops at it.
+    REQUIRE(tessera_stop_matcher_create(stops, 2, &sm) == TESSERA_OK);
+    REQUIRE(tessera_stop_matcher_push(sm, "abc STxyz", 6, &out, &len) == TESSERA_OK);
+    CHECK(std::string(out, len) == "abc ");
+    REQUIRE(tessera_stop_matcher_flush(sm, &out, &len) == TESSERA_OK);
+    CHECK(std::string(out, len) == "ST");
+    CHECK(tessera_stop_matcher_stopped(sm) == 0);
+    tessera_stop_matcher_free(sm);
+
+    // The chat format's own stop string.
+    REQUIRE(tessera_stop_matcher_create_chat(nullptr, "chatml", &sm) == TESSERA_OK);
+    REQUIRE(tessera_stop_matcher_push(sm, "ok<|im_end|>", -1, &out, &len) == TESSERA_OK);
+    CHECK(std::string(out, len) == "ok");
+    CHECK(tessera_stop_matcher_stopped(sm) == 1);
+    tessera_stop_matcher_free(sm);
+}
+
+TEST_CASE("capi: streaming detokenizer joins a character split across byte tokens") {
+    tessera_detok_stream* ds = reinterpret_cast<tessera_detok_stream*>(1);
+    CHECK(tessera_detok_stream_create(nullptr, &ds) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(ds == nullptr);
+    const char* out = nullptr;
+    size_t len = 0;
+    CHECK(tessera_detok_stream_push(nullptr, 0, &out, &len) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_detok_stream_flush(nullptr, &out, &len) == TESSERA_ERR_INVALID_ARGUMENT);
+    if (!have_shared()) {
+        MESSAGE("skipped: /work/shared is missing");
+        return;
+    }
+    tessera_model* m = nullptr;
+    REQUIRE(tessera_model_open(shared_file("models/stories260K.gguf").c_str(), nullptr, &m) == TESSERA_OK);
+    // A SentencePiece vocabulary: <0x00>..<0xFF> are ids 3..258, after <unk>, <s>, </s>.
+    char piece[16];
+    size_t plen = 0;
+    REQUIRE(tessera_token_to_piece(m, 3 + 0xC3, piece, sizeof piece, &plen) == TESSERA_OK);
+    REQUIRE(plen == 1);
+    REQUIRE(uint8_t(piece[0]) == 0xC3);
+    REQUIRE(tessera_detok_stream_create(m, &ds) == TESSERA_OK);
+    REQUIRE(tessera_detok_stream_push(ds, 403, &out, &len) == TESSERA_OK);
+    CHECK(std::string(out, len) == " Once");
+    REQUIRE(tessera_detok_stream_push(ds, 3 + 0xC3, &out, &len) == TESSERA_OK);
+    CHECK(len == 0);  // the first byte of "é" waits for the second
+    REQUIRE(tessera_detok_stream_push(ds, 3 + 0xA9, &out, &len) == TESSERA_OK);
+    CHECK(std::string(out, len) == "\xC3\xA9");
+    REQUIRE(tessera_detok_stream_push(ds, 3 + 0xE2, &out, &len) == TESSERA_OK);
+    CHECK(len == 0);
+    REQUIRE(tessera_detok_stream_flush(ds, &out, &len) == TESSERA_OK);
+    CHECK(len == 0);  // an incomplete character stays held at the flush
+    CHECK(tessera_detok_stream_push(ds, 100000, &out, &len) == TESSERA_ERR_INVALID_ARGUMENT);
+    tessera_detok_stream_free(ds);
+    tessera_model_free(m);
+}

@@ -3,8 +3,8 @@
 // format, tokenizes it, keeps the longest prefix already in the KV cache and evaluates only the rest, so a
 // turn costs about its own tokens. Answers stream to stdout (only answers go there, so piped use works: one
 // user turn per input line); prompts and notices go to stderr. Ctrl-C stops the current answer, not the
-// program. Model, session, tokens and sampling go through the C API; the chat formats, stop-string matching
-// and UTF-8 hold-back are tessera's C++ helpers (the C API has no chat-format call yet).
+// program. Everything goes through the C API: model, session, tokens, sampling, the chat format
+// (tessera_chat_format), stop strings (tessera_stop_matcher) and UTF-8 hold-back (tessera_detok_stream).
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
@@ -14,10 +14,6 @@
 #include <unistd.h>
 #include <vector>
 
-#include "core/error.h"
-#include "models/chat_template.h"
-#include "models/sampler.h"
-#include "models/tokenizer.h"
 #include "tools/command.h"
 #include "tools/session_flags.h"
 
@@ -76,47 +72,51 @@ std::vector<tessera_token> tokenize(tessera_model* m, const std::string& text, b
     return ids;
 }
 
-std::string piece_of(tessera_model* m, tessera_token t) {
-    std::vector<char> buf(64);
-    size_t len = 0;
-    tessera_status st = tessera_token_to_piece(m, t, buf.data(), buf.size(), &len);
-    if (st == TESSERA_ERR_BUFFER_TOO_SMALL) {
-        buf.resize(len + 1);
-        st = tessera_token_to_piece(m, t, buf.data(), buf.size(), &len);
-    }
-    check(st, "detokenizing");
-    return std::string(buf.data(), len);
-}
+struct ChatMessage {
+    std::string role;  // "system", "user" or "assistant"
+    std::string content;
+};
 
 // The chat format: --template, else the file's tokenizer.chat_template, else a guess from the vocabulary's
-// special tokens (a marker that tokenizes to a single token).
-ChatFormat choose_format(tessera_model* m, const std::string& name) {
-    if (!name.empty()) {
-        try {
-            return chat_format_from_name(name);
-        } catch (const Error& e) {
-            throw UsageError(std::string("--template: ") + e.what());
-        }
-    }
-    int32_t len = tessera_model_meta_str(m, "tokenizer.chat_template", nullptr, 0);
-    if (len > 0) {
-        std::string tmpl(size_t(len) + 1, '\0');
-        tessera_model_meta_str(m, "tokenizer.chat_template", tmpl.data(), tmpl.size());
-        tmpl.resize(size_t(len));
-        ChatFormat f = detect_chat_format(tmpl);
-        if (f != ChatFormat::Unknown) return f;
-    }
-    const std::pair<const char*, ChatFormat> markers[] = {
-        {"<|im_start|>", ChatFormat::ChatML},   {"<|start_header_id|>", ChatFormat::Llama3},
-        {"<start_of_turn>", ChatFormat::Gemma}, {"<|assistant|>", ChatFormat::Phi3},
-    };
-    for (auto [text, f] : markers)
-        if (tokenize(m, text, false).size() == 1) return f;
-    std::string names;
-    for (const auto& n : chat_format_names()) names += (names.empty() ? "" : ", ") + n;
-    throw UsageError("cannot tell this model's chat format (no recognizable tokenizer.chat_template); choose one with "
-                     "--template NAME (" + names + ")");
+// special tokens (tessera_chat_template_resolve). Returns the format's name, which later calls pass back as
+// the template override so every turn uses the same format.
+std::string choose_format(tessera_model* m, const std::string& name) {
+    const char* chosen = nullptr;
+    const tessera_status st = tessera_chat_template_resolve(m, name.empty() ? nullptr : name.c_str(), &chosen);
+    if (st == TESSERA_OK) return chosen;
+    if (!name.empty() && st == TESSERA_ERR_INVALID_ARGUMENT)
+        throw UsageError(std::string("--template: ") + tessera_last_error());
+    if (st == TESSERA_ERR_UNSUPPORTED) throw UsageError(tessera_last_error());
+    check(st, "choosing the chat format");
+    return {};
 }
+
+std::string format_chat(tessera_model* m, const std::string& fmt, const std::vector<ChatMessage>& messages) {
+    std::vector<tessera_chat_message> msgs;
+    msgs.reserve(messages.size());
+    for (const auto& msg : messages) msgs.push_back({msg.role.c_str(), msg.content.c_str()});
+    std::string text(256, '\0');
+    size_t needed = 0;
+    tessera_status st =
+        tessera_chat_format(m, msgs.data(), msgs.size(), 1, fmt.c_str(), text.data(), text.size(), &needed);
+    if (st == TESSERA_ERR_BUFFER_TOO_SMALL) {
+        text.resize(needed + 1);
+        st = tessera_chat_format(m, msgs.data(), msgs.size(), 1, fmt.c_str(), text.data(), text.size(), &needed);
+    }
+    check(st, "formatting the chat");
+    text.resize(needed);
+    return text;
+}
+
+// Owners of the per-answer C API helpers.
+struct StopHandle {
+    tessera_stop_matcher* s = nullptr;
+    ~StopHandle() { tessera_stop_matcher_free(s); }
+};
+struct DetokHandle {
+    tessera_detok_stream* d = nullptr;
+    ~DetokHandle() { tessera_detok_stream_free(d); }
+};
 
 size_t common_prefix(const std::vector<tessera_token>& a, const std::vector<tessera_token>& b) {
     size_t n = 0;
@@ -171,7 +171,7 @@ int chat(int argc, char** argv) {
     SessionHandle session;
     const tessera_session_params sp = sf.params();
     check(tessera_session_create(model.m, &sp, &session.s), "creating the session");
-    const ChatFormat fmt = choose_format(model.m, template_name);
+    const std::string fmt = choose_format(model.m, template_name);
     const int32_t n_ctx = tessera_session_n_ctx(session.s);
 
     tessera_sampler_params smp = tessera_sampler_default_params();
@@ -189,7 +189,7 @@ int chat(int argc, char** argv) {
 
     const bool interactive = isatty(0);
     std::fprintf(stderr, "model: %s (%s, %d layers), chat format %s, context %d tokens\n", sf.model.c_str(),
-                 tessera_model_arch(model.m), tessera_model_n_layer(model.m), chat_format_name(fmt), n_ctx);
+                 tessera_model_arch(model.m), tessera_model_n_layer(model.m), fmt.c_str(), n_ctx);
     if (interactive) say("type /help for commands; Ctrl-C stops an answer, /exit or Ctrl-D quits\n");
 
     struct sigaction sa {};
@@ -230,7 +230,7 @@ int chat(int argc, char** argv) {
         }
 
         messages.push_back({"user", line});
-        std::vector<tessera_token> ids = tokenize(model.m, format_chat(fmt, messages, true), true);
+        std::vector<tessera_token> ids = tokenize(model.m, format_chat(model.m, fmt, messages), true);
         // Room for at least a short answer.
         const size_t reserve = 16;
         while (ids.size() + reserve > size_t(n_ctx) && context_shift) {
@@ -242,7 +242,7 @@ int chat(int argc, char** argv) {
             auto last = first + 1;
             if (last != messages.end() && last->role == "assistant" && last + 1 != messages.end()) ++last;
             messages.erase(first, last);
-            ids = tokenize(model.m, format_chat(fmt, messages, true), true);
+            ids = tokenize(model.m, format_chat(model.m, fmt, messages), true);
         }
         if (ids.size() + reserve > size_t(n_ctx)) {
             std::fprintf(stderr, "(the conversation needs %zu tokens but the context holds %d: %s)\n", ids.size(),
@@ -264,8 +264,13 @@ int chat(int argc, char** argv) {
                          ids.size() - keep);
         for (size_t i = keep; i < ids.size(); ++i) check(tessera_sampler_accept(sampler.s, ids[i]), "sampler");
 
-        StopMatcher stops(chat_format_stops(fmt));
-        std::string answer, utf8_tail, printed;
+        StopHandle stops;
+        check(tessera_stop_matcher_create_chat(model.m, fmt.c_str(), &stops.s), "stop strings");
+        DetokHandle detok;
+        check(tessera_detok_stream_create(model.m, &detok.d), "detokenizing");
+        const char* piece = nullptr;
+        size_t piece_len = 0;
+        std::string answer;
         bool at_start = true;
         auto emit = [&](const std::string& text) {
             std::string s = text;
@@ -287,9 +292,10 @@ int chat(int argc, char** argv) {
             check(tessera_sample(sampler.s, session.s, &tok), "sampling");
             if (tessera_model_is_eog(model.m, tok)) break;
             ++generated;
-            std::string text = utf8_take_complete(utf8_tail + piece_of(model.m, tok), &utf8_tail);
-            emit(stops.push(text));
-            if (stops.stopped()) break;
+            check(tessera_detok_stream_push(detok.d, tok, &piece, &piece_len), "detokenizing");
+            check(tessera_stop_matcher_push(stops.s, piece, int64_t(piece_len), &piece, &piece_len), "stop strings");
+            emit(std::string(piece, piece_len));
+            if (tessera_stop_matcher_stopped(stops.s)) break;
             if (tessera_session_n_past(session.s) >= n_ctx) {
                 say("\n(context full: answer cut; /reset or --context-shift)");
                 break;
@@ -297,7 +303,12 @@ int chat(int argc, char** argv) {
             check(tessera_decode(session.s, &tok, 1), "decoding");
             cached.push_back(tok);
         }
-        if (!stops.stopped()) emit(stops.flush() + utf8_take_complete(utf8_tail + "", &utf8_tail));
+        if (!tessera_stop_matcher_stopped(stops.s)) {
+            check(tessera_stop_matcher_flush(stops.s, &piece, &piece_len), "stop strings");
+            std::string rest(piece, piece_len);
+            check(tessera_detok_stream_flush(detok.d, &piece, &piece_len), "detokenizing");
+            emit(rest + std::string(piece, piece_len));
+        }
         g_interrupted = 0;
         out("\n");
         messages.push_back({"assistant", answer});

@@ -1,26 +1,47 @@
 // `tessera tokenize -m MODEL [-p TEXT | -f FILE] [--no-bos] [--parse-special] [--ids]`: shows how a model's
-// vocabulary splits text. Reads only the tokenizer.* metadata, so vocab-only GGUF files work too (it uses the
-// tokenizer directly rather than the C API, which needs a loadable model).
+// vocabulary splits text. Opens the file vocab-only (tessera_vocab_open reads only its metadata), so
+// vocab-only GGUF files work too.
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
-#include "core/gguf.h"
-#include "models/tokenizer.h"
-#include "models/unicode.h"
 #include "tools/args.h"
 #include "tools/command.h"
+#include "tools/session_flags.h"
 
 namespace tessera::cli {
 
 namespace {
 
+// The length of the valid UTF-8 character at s[i] (shortest form, no surrogates, <= U+10FFFF), or 0.
+size_t valid_utf8_at(const std::string& s, size_t i) {
+    const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+    if (i >= s.size()) return 0;
+    const uint8_t c = p[i];
+    if (c < 0x80) return 1;
+    size_t len;
+    uint32_t cp, min;
+    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1Fu, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0Fu, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07u, min = 0x10000;
+    else return 0;
+    if (i + len > s.size()) return 0;
+    for (size_t k = 1; k < len; ++k) {
+        if ((p[i + k] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (p[i + k] & 0x3Fu);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return len;
+}
+
 // A piece as printable text: valid UTF-8 is shown as is, other bytes (a part of a character) as \xNN.
 std::string show_piece(const std::string& piece) {
     std::string out;
     for (size_t i = 0; i < piece.size();) {
-        size_t len = unicode::valid_utf8_at(piece, i);
+        size_t len = valid_utf8_at(piece, i);
         if (len > 0 && uint8_t(piece[i]) >= 0x20 && piece[i] != 0x7F) {
             out.append(piece, i, len);
             i += len;
@@ -56,9 +77,34 @@ int tokenize(int argc, char** argv) {
         prompt = ss.str();
     }
 
-    auto gguf = GGUFFile::open(model);
-    auto tok = Tokenizer::from_gguf(*gguf);
-    const auto ids = tok->tokenize(prompt, !no_bos, parse_special);
+    // Failures throw the library's message unchanged (run_guarded prints "error: ..." and exits 1).
+    auto ok = [](tessera_status st) {
+        if (st != TESSERA_OK) throw std::runtime_error(tessera_last_error());
+    };
+    ModelHandle vocab;
+    ok(tessera_vocab_open(model.c_str(), &vocab.m));
+    std::vector<tessera_token> ids(prompt.size() + 16);
+    int32_t n = 0;
+    tessera_status st = tessera_tokenize(vocab.m, prompt.data(), int32_t(prompt.size()), !no_bos, parse_special,
+                                         ids.data(), int32_t(ids.size()), &n);
+    if (st == TESSERA_ERR_BUFFER_TOO_SMALL) {
+        ids.resize(size_t(n));
+        st = tessera_tokenize(vocab.m, prompt.data(), int32_t(prompt.size()), !no_bos, parse_special, ids.data(), n,
+                              &n);
+    }
+    ok(st);
+    ids.resize(size_t(n));
+    auto piece_of = [&](tessera_token id) {
+        std::vector<char> buf(64);
+        size_t len = 0;
+        tessera_status s = tessera_token_to_piece_ext(vocab.m, id, 1, buf.data(), buf.size(), &len);
+        if (s == TESSERA_ERR_BUFFER_TOO_SMALL) {
+            buf.resize(len + 1);
+            s = tessera_token_to_piece_ext(vocab.m, id, 1, buf.data(), buf.size(), &len);
+        }
+        ok(s);
+        return std::string(buf.data(), len);
+    };
     if (ids_only) {
         std::string line;
         for (size_t i = 0; i < ids.size(); ++i) {
@@ -67,8 +113,7 @@ int tokenize(int argc, char** argv) {
         }
         std::printf("%s\n", line.c_str());
     } else {
-        for (TokenId id : ids)
-            std::printf("%d\t'%s'\n", id, show_piece(tok->token_to_piece(id, /*render_special=*/true)).c_str());
+        for (tessera_token id : ids) std::printf("%d\t'%s'\n", id, show_piece(piece_of(id)).c_str());
     }
     return 0;
 }
