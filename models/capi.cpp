@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <new>
 #include <string>
 
@@ -310,11 +311,16 @@ tessera_status tessera_session_create(tessera_model* m, const tessera_session_pa
         so.n_ctx = p.n_ctx;
         so.n_threads = p.n_threads;
         so.n_batch = p.n_batch > 0 ? p.n_batch : 512;
-        switch (p.cache_type) {
+        // A C caller may store any int in the enum field; read it as an integer, since loading an
+        // out-of-range value through the C++ enum type is undefined behaviour.
+        std::underlying_type_t<tessera_cache_type> cache_type;
+        static_assert(sizeof cache_type == sizeof p.cache_type);
+        std::memcpy(&cache_type, &p.cache_type, sizeof cache_type);
+        switch (cache_type) {
             case TESSERA_CACHE_F16: so.cache_type = tessera::DType::F16; break;
             case TESSERA_CACHE_F32: so.cache_type = tessera::DType::F32; break;
             case TESSERA_CACHE_Q8_0: so.cache_type = tessera::DType::Q8_0; break;
-            default: return fail(TESSERA_ERR_INVALID_ARGUMENT, tessera::format("unknown cache type %d", int(p.cache_type)));
+            default: return fail(TESSERA_ERR_INVALID_ARGUMENT, tessera::format("unknown cache type %d", int(cache_type)));
         }
         if (p.backend) so.backend = p.backend;
         so.logits_all = p.logits_all != 0;
