@@ -24,32 +24,7 @@ int32_t file_type_id(const std::string& t) {
     throw Error("make-model: --type '" + t + "' is not one of f32, f16, q8_0, q4_0, q4_k_m");
 }
 
-// A deterministic value per (tensor, element) so files do not depend on thread count: splitmix64.
-inline uint64_t mix(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-// Uniform in [-a, a].
-inline float uniform(uint64_t seed, uint64_t i, float a) {
-    const uint64_t r = mix(seed ^ mix(i));
-    return a * (float(double(r >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f);
-}
-
-uint64_t name_hash(const std::string& s) {
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    return h;
-}
-
-struct PendingTensor {
-    std::string name;
-    DType type;
-    std::vector<int64_t> ne;
-    std::vector<uint8_t> bytes;
-};
+using PendingTensor = MadeTensor;
 
 // Which type a matrix gets under each file type (llama.cpp's choices: the output matrix stays at
 // Q6_K for 4-bit files; Q4_K_M gives some attn_v / ffn_down layers Q6_K), falling back to a type
@@ -72,36 +47,7 @@ DType matrix_type(const std::string& ftype, const std::string& name, int64_t row
     return t;
 }
 
-// Random values of std `sd` (uniform), converted row by row to `type`.
-PendingTensor random_tensor(const std::string& name, DType type, std::vector<int64_t> ne, float sd, uint64_t seed) {
-    PendingTensor t{name, type, ne, {}};
-    const int64_t row = ne[0];
-    int64_t rows = 1;
-    for (size_t i = 1; i < ne.size(); ++i) rows *= ne[i];
-    const size_t rb = row_bytes(type, row);
-    t.bytes.resize(rb * size_t(rows));
-    const FromFloatFn from = type_traits(type).from_float;
-    TESSERA_CHECK(from != nullptr, "make-model: type %s cannot be written", type_name(type));
-    const uint64_t s = seed ^ name_hash(name);
-    const float a = sd * std::sqrt(3.0f);
-#pragma omp parallel
-    {
-        std::vector<float> buf(static_cast<size_t>(row));
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
-            for (int64_t i = 0; i < row; ++i) buf[size_t(i)] = uniform(s, uint64_t(r * row + i), a);
-            from(buf.data(), t.bytes.data() + size_t(r) * rb, row);
-        }
-    }
-    return t;
-}
-
-PendingTensor ones(const std::string& name, int64_t n) {
-    PendingTensor t{name, DType::F32, {n}, std::vector<uint8_t>(size_t(n) * 4)};
-    const float one = 1.0f;
-    for (int64_t i = 0; i < n; ++i) std::memcpy(t.bytes.data() + i * 4, &one, 4);
-    return t;
-}
+PendingTensor ones(const std::string& name, int64_t n) { return make_filled_tensor(name, n, 1.0f); }
 
 // A small valid SentencePiece ("llama") vocabulary: <unk>, <s>, </s>, the 256 byte tokens, then
 // letters, "▁"-prefixed letters and letter pairs, enough to tokenize any text (bytes fall back).
@@ -162,6 +108,59 @@ int64_t copy_vocab(GGUFWriter& w, const GGUFFile& vocab) {
 }
 
 }  // namespace
+
+namespace {
+
+// A deterministic value per (tensor, element) so files do not depend on thread count: splitmix64.
+inline uint64_t mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+// Uniform in [-a, a].
+inline float uniform(uint64_t seed, uint64_t i, float a) {
+    const uint64_t r = mix(seed ^ mix(i));
+    return a * (float(double(r >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f);
+}
+
+uint64_t name_hash(const std::string& s) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
+}  // namespace
+
+MadeTensor make_random_tensor(const std::string& name, DType type, std::vector<int64_t> ne, float sd, uint64_t seed) {
+    MadeTensor t{name, type, ne, {}};
+    const int64_t row = ne[0];
+    int64_t rows = 1;
+    for (size_t i = 1; i < ne.size(); ++i) rows *= ne[i];
+    const size_t rb = row_bytes(type, row);
+    t.bytes.resize(rb * size_t(rows));
+    const FromFloatFn from = type_traits(type).from_float;
+    TESSERA_CHECK(from != nullptr, "make-model: type %s cannot be written", type_name(type));
+    const uint64_t s = seed ^ name_hash(name);
+    const float a = sd * std::sqrt(3.0f);
+#pragma omp parallel
+    {
+        std::vector<float> buf(static_cast<size_t>(row));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t i = 0; i < row; ++i) buf[size_t(i)] = uniform(s, uint64_t(r * row + i), a);
+            from(buf.data(), t.bytes.data() + size_t(r) * rb, row);
+        }
+    }
+    return t;
+}
+
+MadeTensor make_filled_tensor(const std::string& name, int64_t n, float value) {
+    MadeTensor t{name, DType::F32, {n}, std::vector<uint8_t>(size_t(n) * 4)};
+    for (int64_t i = 0; i < n; ++i) std::memcpy(t.bytes.data() + i * 4, &value, 4);
+    return t;
+}
 
 std::vector<std::string> make_model_presets() {
     std::vector<std::string> names{"tiny", "tinyllama-1.1b", "llama3-8b-shape"};
@@ -232,7 +231,7 @@ MadeModel make_model(const MakeModelOptions& o, const std::string& out_path) {
     std::vector<PendingTensor> tensors;
     int64_t n_params = 0;
     auto matrix = [&](const std::string& name, int64_t cols, int64_t rows, int layer) {
-        tensors.push_back(random_tensor(name, matrix_type(o.type, name, cols, layer, int(s.n_layer)), {cols, rows}, sd,
+        tensors.push_back(make_random_tensor(name, matrix_type(o.type, name, cols, layer, int(s.n_layer)), {cols, rows}, sd,
                                         o.seed));
         n_params += cols * rows;
     };

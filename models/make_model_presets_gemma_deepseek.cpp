@@ -119,26 +119,7 @@ const Preset kPresets[] = {
 
 bool our_arch(const std::string& a) { return a == "gemma" || a == "gemma2" || a == "gemma3" || a == "deepseek2"; }
 
-// ---- random tensors: deterministic per (seed, tensor name, element), independent of threads ----
-inline uint64_t mix(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-uint64_t hash_name(const std::string& s) {
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    return h;
-}
-
-struct Pending {
-    std::string name;
-    DType type;
-    std::vector<int64_t> ne;
-    std::vector<uint8_t> bytes;
-};
+using Pending = MadeTensor;
 
 // The type a matrix row of `row` elements gets for the file type, falling back when blocks do not fit.
 DType matrix_type(const std::string& ftype, int64_t row, bool is_output) {
@@ -150,38 +131,6 @@ DType matrix_type(const std::string& ftype, int64_t row, bool is_output) {
     else if (ftype == "q4_k_m") t = is_output ? DType::Q6_K : DType::Q4_K;
     else throw Error("make-model: --type '" + ftype + "' is not one of f32, f16, q8_0, q4_0, q4_k_m");
     if (row % type_traits(t).block_size != 0) t = row % 32 == 0 ? DType::Q8_0 : DType::F16;
-    return t;
-}
-
-Pending random_tensor(const std::string& name, DType type, std::vector<int64_t> ne, float sd, uint64_t seed) {
-    Pending t{name, type, ne, {}};
-    const int64_t row = ne[0];
-    int64_t rows = 1;
-    for (size_t i = 1; i < ne.size(); ++i) rows *= ne[i];
-    const size_t rb = row_bytes(type, row);
-    t.bytes.resize(rb * size_t(rows));
-    const FromFloatFn from = type_traits(type).from_float;
-    TESSERA_CHECK(from != nullptr, "make-model: type %s cannot be written", type_name(type));
-    const uint64_t s = seed ^ hash_name(name);
-    const float a = sd * std::sqrt(3.0f);  // uniform in [-a, a] has std sd
-#pragma omp parallel
-    {
-        std::vector<float> buf(static_cast<size_t>(row));
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
-            for (int64_t i = 0; i < row; ++i) {
-                const uint64_t x = mix(s ^ mix(uint64_t(r * row + i)));
-                buf[size_t(i)] = a * (float(double(x >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f);
-            }
-            from(buf.data(), t.bytes.data() + size_t(r) * rb, row);
-        }
-    }
-    return t;
-}
-
-Pending filled(const std::string& name, int64_t n, float value) {
-    Pending t{name, DType::F32, {n}, std::vector<uint8_t>(size_t(n) * 4)};
-    for (int64_t i = 0; i < n; ++i) std::memcpy(t.bytes.data() + i * 4, &value, 4);
     return t;
 }
 
@@ -313,13 +262,13 @@ MadeModel make_gemma_deepseek_model(const GemmaDeepSeekShape& s, const MakeModel
     std::vector<Pending> tensors;
     int64_t n_params = 0;
     auto matrix = [&](const std::string& name, std::vector<int64_t> ne, bool is_output = false) {
-        tensors.push_back(random_tensor(name, matrix_type(o.type, ne[0], is_output), ne, sd, o.seed));
+        tensors.push_back(make_random_tensor(name, matrix_type(o.type, ne[0], is_output), ne, sd, o.seed));
         int64_t n = 1;
         for (int64_t d : ne) n *= d;
         n_params += n;
     };
     auto vec = [&](const std::string& name, int64_t n, float v) {
-        tensors.push_back(filled(name, n, v));
+        tensors.push_back(make_filled_tensor(name, n, v));
         n_params += n;
     };
     matrix("token_embd.weight", {s.n_embd, n_vocab});
@@ -368,10 +317,10 @@ MadeModel make_gemma_deepseek_model(const GemmaDeepSeekShape& s, const MakeModel
             continue;
         }
         // The router stays F32 as llama.cpp's converters keep small routing tensors precise.
-        tensors.push_back(random_tensor(p + "ffn_gate_inp.weight", DType::F32, {s.n_embd, s.n_expert}, sd, o.seed));
+        tensors.push_back(make_random_tensor(p + "ffn_gate_inp.weight", DType::F32, {s.n_embd, s.n_expert}, sd, o.seed));
         n_params += s.n_embd * s.n_expert;
         if (s.probs_bias) {
-            tensors.push_back(random_tensor(p + "exp_probs_b.bias", DType::F32, {s.n_expert}, 0.01f, o.seed));
+            tensors.push_back(make_random_tensor(p + "exp_probs_b.bias", DType::F32, {s.n_expert}, 0.01f, o.seed));
             n_params += s.n_expert;
         }
         matrix(p + "ffn_gate_exps.weight", {s.n_embd, s.n_ff_exp, s.n_expert});
