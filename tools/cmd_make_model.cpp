@@ -15,11 +15,13 @@ namespace {
 int make(int argc, char** argv) {
     MakeModelOptions o;
     std::string out;
-    ArgParser p("make-model", "--preset NAME -o FILE [--type T] [--seed S] [--vocab FILE]",
+    std::string presets;
+    for (const auto& name : make_model_presets()) presets += (presets.empty() ? "" : ", ") + name;
+    ArgParser p("make-model", "[--arch NAME] --preset NAME -o FILE [--type T] [--seed S] [--vocab FILE]",
                 "Writes a random-weight model in llama.cpp's GGUF layout (keys, tensor names, vocabulary).\n"
-                "Presets: tiny (n_embd 256, 4 layers, 8/2 heads), tinyllama-1.1b, llama3-8b-shape.");
-    p.option("--arch", &o.arch, "NAME", "architecture (llama)");
-    p.option("--preset", &o.preset, "NAME", "tiny (default), tinyllama-1.1b, llama3-8b-shape");
+                "Presets: " + presets + ".\nllama's tiny is n_embd 256, 4 layers, 8/2 heads.");
+    p.option("--arch", &o.arch, "NAME", "architecture: llama (default), gemma, gemma2, gemma3, deepseek2");
+    p.option("--preset", &o.preset, "NAME", "a preset of that architecture (default tiny; see above)");
     p.option("-o,--output", &out, "FILE", "output file (required)");
     p.option("--type", &o.type, "T", "weight type: f32, f16 (default), q8_0, q4_0, q4_k_m");
     p.option("--seed", &o.seed, "S", "random seed (default 1)");
@@ -29,8 +31,8 @@ int make(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     const MadeModel m = make_model(o, out);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(stderr, "wrote %s: llama %s, %s, %.1fM parameters, vocab %lld, %.1f MiB of weights in %.1f s\n",
-                 out.c_str(), o.preset.c_str(), o.type.c_str(), double(m.n_params) / 1e6, (long long)m.n_vocab,
+    std::fprintf(stderr, "wrote %s: %s %s, %s, %.1fM parameters, vocab %lld, %.1f MiB of weights in %.1f s\n",
+                 out.c_str(), o.arch.c_str(), o.preset.c_str(), o.type.c_str(), double(m.n_params) / 1e6, (long long)m.n_vocab,
                  double(m.file_bytes) / (1024.0 * 1024.0), secs);
     return 0;
 }
