@@ -135,9 +135,8 @@ void out(const std::string& s) {
 int chat(int argc, char** argv) {
     SessionFlags sf;
     std::string system, template_name;
-    float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f, freq_penalty = 0.0f, pres_penalty = 0.0f;
-    int top_k = 40, repeat_last_n = 64, n_predict = -1;
-    uint64_t seed = 0;
+    SamplerFlags sampling;
+    int n_predict = -1;
     bool context_shift = false, verbose = false;
     ArgParser p("chat", "-m MODEL [options]",
                 "Interactive chat. Type a message and Enter; /reset starts over, /exit quits, /help lists commands.\n"
@@ -150,15 +149,7 @@ int chat(int argc, char** argv) {
              "(default: detected from the model)");
     p.option("-n,--n-predict", &n_predict, "N", "most tokens per answer; -1 = until the end of turn (default)", -1,
              1 << 24);
-    p.option("--temp", &temp, "T", "temperature; 0 = greedy (default 0.8)", 0.0, 100.0);
-    p.option("--top-k", &top_k, "K", "keep the K most likely tokens; 0 = off (default 40)", 0, 1 << 24);
-    p.option("--top-p", &top_p, "P", "nucleus sampling mass; 1 = off (default 0.95)", 1e-6, 1.0);
-    p.option("--min-p", &min_p, "P", "drop tokens below P x the top one; 0 = off (default 0.05)", 0.0, 0.999);
-    p.option("--repeat-penalty", &repeat_penalty, "X", "penalty on recent tokens; 1 = off (default)", 1e-3, 100.0);
-    p.option("--repeat-last-n", &repeat_last_n, "N", "tokens the penalties look back over (default 64)", 0, 1 << 24);
-    p.option("--frequency-penalty", &freq_penalty, "X", "subtracted per occurrence (default 0)", -100.0, 100.0);
-    p.option("--presence-penalty", &pres_penalty, "X", "subtracted once if present (default 0)", -100.0, 100.0);
-    p.option("--seed", &seed, "S", "sampling seed (default 0)");
+    sampling.add_to(p);
     p.flag("--context-shift", &context_shift,
            "when the conversation no longer fits, drop the oldest turns (the system prompt stays) instead of "
            "refusing");
@@ -174,18 +165,8 @@ int chat(int argc, char** argv) {
     const std::string fmt = choose_format(model.m, template_name);
     const int32_t n_ctx = tessera_session_n_ctx(session.s);
 
-    tessera_sampler_params smp = tessera_sampler_default_params();
-    smp.temperature = temp;
-    smp.top_k = top_k;
-    smp.top_p = top_p;
-    smp.min_p = min_p;
-    smp.repeat_penalty = repeat_penalty;
-    smp.frequency_penalty = freq_penalty;
-    smp.presence_penalty = pres_penalty;
-    smp.penalty_last_n = repeat_last_n;
-    smp.seed = seed;
     SamplerHandle sampler;
-    check(tessera_sampler_create(model.m, &smp, &sampler.s), "creating the sampler");
+    check(tessera_sampler_create(model.m, &sampling.p, &sampler.s), "creating the sampler");
 
     const bool interactive = isatty(0);
     std::fprintf(stderr, "model: %s (%s, %d layers), chat format %s, context %d tokens\n", sf.model.c_str(),

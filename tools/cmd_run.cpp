@@ -93,9 +93,7 @@ int run(int argc, char** argv) {
     SessionFlags sf;
     std::string prompt;
     int n_predict = 128;
-    float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f;
-    int top_k = 40;
-    uint64_t seed = 0;
+    SamplerFlags sampling;
     bool ignore_eos = false;
     std::vector<std::string> stops;
     ArgParser p("run", "-m MODEL -p PROMPT [options]",
@@ -103,12 +101,7 @@ int run(int argc, char** argv) {
     sf.add_to(p);
     p.option("-p,--prompt", &prompt, "TEXT", "prompt (tokenized with BOS, as the model asks)");
     p.option("-n,--n-predict", &n_predict, "N", "tokens to generate (default 128)", 0, 1 << 24);
-    p.option("--temp", &temp, "T", "temperature; 0 = greedy (default 0.8)", 0.0, 100.0);
-    p.option("--top-k", &top_k, "K", "keep the K most likely tokens; 0 = off (default 40)", 0, 1 << 24);
-    p.option("--top-p", &top_p, "P", "nucleus sampling mass; 1 = off (default 0.95)", 1e-6, 1.0);
-    p.option("--min-p", &min_p, "P", "drop tokens below P x the top one; 0 = off (default 0.05)", 0.0, 0.999);
-    p.option("--repeat-penalty", &repeat_penalty, "X", "penalty on recent tokens; 1 = off (default)", 1e-3, 100.0);
-    p.option("--seed", &seed, "S", "sampling seed (default 0)");
+    sampling.add_to(p);
     p.repeated("--stop", &stops, "TEXT", "stop when the output contains TEXT (may be repeated)");
     p.flag("--ignore-eos", &ignore_eos, "keep generating past the end-of-sequence token");
     if (!p.parse(argc, argv)) return 0;
@@ -138,15 +131,8 @@ int run(int argc, char** argv) {
     ids.resize(size_t(n_ids));
     if (ids.empty()) throw UsageError("the prompt gives no tokens");
 
-    tessera_sampler_params smp = tessera_sampler_default_params();
-    smp.temperature = temp;
-    smp.top_k = top_k;
-    smp.top_p = top_p;
-    smp.min_p = min_p;
-    smp.repeat_penalty = repeat_penalty;
-    smp.seed = seed;
     SamplerHandle sampler;
-    check(tessera_sampler_create(model.m, &smp, &sampler.s), "creating the sampler");
+    check(tessera_sampler_create(model.m, &sampling.p, &sampler.s), "creating the sampler");
     for (tessera_token t : ids) check(tessera_sampler_accept(sampler.s, t), "sampler");
 
     const auto t_prompt = std::chrono::steady_clock::now();

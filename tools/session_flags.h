@@ -46,6 +46,28 @@ struct SessionFlags {
     }
 };
 
+// Sampling flags shared by run and chat, turned into the C API's sampler parameters.
+// Defaults are the C API's (tessera_sampler_default_params).
+struct SamplerFlags {
+    tessera_sampler_params p = tessera_sampler_default_params();
+
+    void add_to(ArgParser& ap) {
+        ap.option("--temp", &p.temperature, "T", "temperature; 0 = greedy (default 0.8)", 0.0, 100.0);
+        ap.option("--top-k", &p.top_k, "K", "keep the K most likely tokens; 0 = off (default 40)", 0, 1 << 24);
+        ap.option("--top-p", &p.top_p, "P", "nucleus sampling mass; 1 = off (default 0.95)", 1e-6, 1.0);
+        ap.option("--min-p", &p.min_p, "P", "drop tokens below P x the top one; 0 = off (default 0.05)", 0.0, 0.999);
+        ap.option("--repeat-penalty", &p.repeat_penalty, "X", "penalty on recent tokens; 1 = off (default)", 1e-3,
+                  100.0);
+        ap.option("--repeat-last-n", &p.penalty_last_n, "N", "tokens the penalties look back over (default 64)", 0,
+                  1 << 24);
+        ap.option("--frequency-penalty", &p.frequency_penalty, "X", "subtracted per occurrence (default 0)", -100.0,
+                  100.0);
+        ap.option("--presence-penalty", &p.presence_penalty, "X", "subtracted once if present (default 0)", -100.0,
+                  100.0);
+        ap.option("--seed", &p.seed, "S", "sampling seed (default 0)");
+    }
+};
+
 // Throws tessera's message when a C API call fails.
 inline void check(tessera_status s, const char* what) {
     if (s != TESSERA_OK) throw std::runtime_error(std::string(what) + ": " + tessera_last_error());
