@@ -80,6 +80,7 @@ Tensor* TensorBinder::bind(const GGUFFile::TensorInfo& info, std::initializer_li
     t->flags |= kFlagWeight;
     t->buffer = model_.mapping_.get();
     t->data = const_cast<void*>(info.data);
+    model_.bound_.push_back(t);
     return t;
 }
 
@@ -154,7 +155,7 @@ std::unique_ptr<Model> Model::open(const std::string& path, const ModelOptions& 
     return from_file(GGUFFile::open(path), options);
 }
 
-std::unique_ptr<Model> Model::from_file(std::unique_ptr<GGUFFile> file, const ModelOptions&) {
+std::unique_ptr<Model> Model::from_file(std::unique_ptr<GGUFFile> file, const ModelOptions& options) {
     std::unique_ptr<Model> m(new Model());
     m->file_ = std::move(file);
     const GGUFFile& f = *m->file_;
@@ -174,7 +175,30 @@ std::unique_ptr<Model> Model::from_file(std::unique_ptr<GGUFFile> file, const Mo
     TensorBinder binder(*m);
     m->arch_->load(f, m->hp_, binder);
     for (const auto& t : f.tensors()) m->weight_bytes_ += t.nbytes;
+    m->upload_weights(options);
     return m;
+}
+
+void Model::upload_weights(const ModelOptions& options) {
+    // Host backends read the mapping in place; only a device backend needs its own copy.
+    std::unique_ptr<Backend> backend = create_backend(options.backend);
+    if (backend->is_host()) return;
+    constexpr size_t kAlign = 256;  // keeps every weight aligned for wide device loads
+    size_t total = 0;
+    for (const Tensor* t : bound_) total += (t->nbytes() + kAlign - 1) / kAlign * kAlign;
+    device_weights_ = backend->alloc_buffer(total);
+    size_t offset = 0, done = 0, payload = 0;
+    for (const Tensor* t : bound_) payload += t->nbytes();
+    for (Tensor* t : bound_) {
+        const void* host = t->data;
+        t->buffer = device_weights_.get();
+        t->data = static_cast<char*>(device_weights_->base()) + offset;
+        backend->set_tensor(*t, host, 0, t->nbytes());
+        offset += (t->nbytes() + kAlign - 1) / kAlign * kAlign;
+        done += t->nbytes();
+        if (options.progress) options.progress(done, payload);
+    }
+    weights_backend_ = options.backend;
 }
 
 }  // namespace tessera

@@ -23,6 +23,7 @@
 //    when nothing references their object file.)
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -173,8 +174,11 @@ std::unique_ptr<Architecture> make_architecture(const std::string& name);
 std::vector<std::string> architecture_names();
 
 struct ModelOptions {
-    // Reserved for device backends (weights uploaded once); host backends read the mapping in place.
+    // Where the weights live. Host backends (cpu, reference) read the file mapping in place; a device
+    // backend (cuda) gets every weight uploaded once, at open. Sessions must use the same kind of backend.
     std::string backend = "cpu";
+    // Called during the upload to a device with the bytes done and the total (not for host backends).
+    std::function<void(size_t done, size_t total)> progress;
 };
 
 class Model {
@@ -190,8 +194,13 @@ public:
     // Total bytes of all weights in the file.
     size_t weight_bytes() const { return weight_bytes_; }
     const std::string& path() const { return file_->path(); }
+    // The backend the weights were placed for ("cpu" for any host backend's mapping, or e.g. "cuda").
+    const std::string& weights_backend() const { return weights_backend_; }
+    bool weights_on_host() const { return device_weights_ == nullptr; }
 
 private:
+    void upload_weights(const ModelOptions& options);
+
     friend class TensorBinder;
     Model() = default;
     std::unique_ptr<GGUFFile> file_;
@@ -199,6 +208,9 @@ private:
     std::unique_ptr<Architecture> arch_;
     Context weights_;                       // the bound leaf tensors
     std::unique_ptr<HostBuffer> mapping_;   // borrowed: the file's bytes, not freed here
+    std::vector<Tensor*> bound_;            // every bound weight, in binding order
+    std::unique_ptr<Buffer> device_weights_;  // all weights on a device backend, else null
+    std::string weights_backend_ = "cpu";
     size_t weight_bytes_ = 0;
 };
 

@@ -25,9 +25,16 @@ Session::Session(const Model& model, const SessionOptions& options) : model_(mod
     BackendOptions bo;
     bo.threads = options_.n_threads;
     backend_ = create_backend(options_.backend, bo);
-    TESSERA_CHECK(backend_->is_host(),
-                  "backend '%s': models run on host backends only for now (weights stay in the file mapping)",
-                  options_.backend.c_str());
+    // The weights were placed at open for one kind of backend: the mapping for host backends, device
+    // memory for a device backend. A session cannot compute on the other kind.
+    if (backend_->is_host())
+        TESSERA_CHECK(model.weights_on_host(),
+                      "backend '%s': the model's weights were uploaded to '%s'; open the model for a host backend",
+                      options_.backend.c_str(), model.weights_backend().c_str());
+    else
+        TESSERA_CHECK(model.weights_backend() == options_.backend,
+                      "backend '%s': the model's weights are on '%s'; open the model with backend '%s' too",
+                      options_.backend.c_str(), model.weights_backend().c_str(), options_.backend.c_str());
     cache_ = std::make_unique<KVCache>(model.arch().cache_layout(hp), options_.cache_type, options_.n_ctx, *backend_,
                                        options_.n_batch);
 }
