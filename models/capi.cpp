@@ -50,8 +50,10 @@ tessera_status fail(tessera_status s, const std::string& msg) {
 // Maps an error message to a status: the library has one exception type, so the message decides.
 tessera_status classify(const std::string& msg) {
     if (msg.find("context full") != std::string::npos) return TESSERA_ERR_CONTEXT_FULL;
-    if (msg.find("not supported") != std::string::npos || msg.find("no CUDA") != std::string::npos)
+    if (msg.find("not supported") != std::string::npos || msg.find("no CUDA") != std::string::npos ||
+        msg.find("unknown backend") != std::string::npos)
         return TESSERA_ERR_UNSUPPORTED;
+    if (msg.find("out of memory") != std::string::npos) return TESSERA_ERR_OUT_OF_MEMORY;
     return TESSERA_ERR_INVALID_ARGUMENT;
 }
 
@@ -125,6 +127,8 @@ const char* tessera_version(void) { return TESSERA_VERSION; }
 tessera_model_params tessera_model_default_params(void) {
     tessera_model_params p;
     p.backend = nullptr;
+    p.progress = nullptr;
+    p.progress_user = nullptr;
     return p;
 }
 
@@ -135,13 +139,20 @@ tessera_status tessera_model_open(const char* path, const tessera_model_params* 
     return guarded(TESSERA_OK, [&] {
         tessera::ModelOptions mo;
         if (params && params->backend) mo.backend = params->backend;
+        if (params && params->progress) {
+            const auto callback = params->progress;
+            void* user = params->progress_user;
+            mo.progress = [callback, user](size_t done, size_t total) { callback(done, total, user); };
+        }
         auto m = std::make_unique<tessera_model>();
         try {
             m->model = tessera::Model::open(path, mo);
         } catch (const tessera::Error& e) {
             const std::string msg = e.what();
-            return fail(msg.find("not supported") != std::string::npos ? TESSERA_ERR_UNSUPPORTED : TESSERA_ERR_FILE,
-                        msg);
+            // The file's own problems are FILE errors; a backend that cannot be used or memory that runs out
+            // while uploading are not the file's fault.
+            const tessera_status s = classify(msg);
+            return fail(s == TESSERA_ERR_INVALID_ARGUMENT ? TESSERA_ERR_FILE : s, msg);
         }
         try {
             m->tokenizer = tessera::Tokenizer::from_gguf(m->model->file());

@@ -47,7 +47,13 @@ const char* tessera_version(void);
 
 /* ---- models ---- */
 typedef struct tessera_model_params {
-    const char* backend; /* reserved for device backends; NULL = "cpu" */
+    /* Where the weights live: "cpu" (NULL; also right for "reference": both read the file mapping in
+     * place) or "cuda" (every weight is uploaded to the GPU once, here). Sessions on this model must use
+     * a backend of the same kind. */
+    const char* backend;
+    /* Called during an upload to a device with the weight bytes done so far and the total; NULL = none. */
+    void (*progress)(uint64_t done, uint64_t total, void* user);
+    void* progress_user;
 } tessera_model_params;
 tessera_model_params tessera_model_default_params(void);
 
@@ -95,7 +101,7 @@ typedef struct tessera_session_params {
     int32_t n_threads;  /* 0 = physical cores */
     int32_t n_batch;    /* prefill chunk; 0 = 512 */
     tessera_cache_type cache_type;
-    const char* backend; /* "cpu" (NULL), "reference" */
+    const char* backend; /* "cpu" (NULL), "reference", or "cuda" (the model must be opened for "cuda") */
     int logits_all;      /* keep logits for every token of a decode call (evaluation) */
 } tessera_session_params;
 tessera_session_params tessera_session_default_params(void);
