@@ -77,6 +77,7 @@ int bench(int argc, char** argv) {
     std::string pp_list = "512", tg_list = "128";
     int reps = 3;
     bool json = false, no_bw = false;
+    float bw_given = 0;
     ArgParser p("bench -m", "MODEL [-p 512] [-n 128] [-r REPS] [--json] [options]",
                 "Prompt processing (ppN: N tokens in one batch) and generation (tgN: N tokens one at a time)\n"
                 "speeds, bytes read per generated token and the bandwidth they imply, against the measured\n"
@@ -87,12 +88,16 @@ int bench(int argc, char** argv) {
     p.option("-r,--repetitions", &reps, "R", "repetitions per test (default 3)", 1, 1000);
     p.flag("--json", &json, "one JSON object per line");
     p.flag("--no-bandwidth", &no_bw, "skip the memory bandwidth measurement");
+    p.option("--bandwidth-gbs", &bw_given, "GB/S",
+             "compare against this bandwidth instead of measuring the host's (e.g. 4800 for an H200 with --device "
+             "cuda, where the host figure means nothing)",
+             0.0, 1e6);
     if (!p.parse(argc, argv)) return 0;
     if (sf.model.empty()) throw UsageError("-m MODEL is required");
     const auto pps = parse_list("-p", pp_list), tgs = parse_list("-n", tg_list);
 
     ModelHandle model;
-    check(tessera_model_open(sf.model.c_str(), nullptr, &model.m), "loading the model");
+    sf.open_model(&model.m);
     int max_len = 1;
     for (int n : pps) max_len = std::max(max_len, n);
     for (int n : tgs) max_len = std::max(max_len, n);
@@ -103,7 +108,9 @@ int bench(int argc, char** argv) {
     const int threads = sf.threads > 0 ? sf.threads : omp_get_num_procs();
     if (!json) print_cache_size(session.s);
 
-    const double bw = no_bw ? 0.0 : measure_bandwidth(size_t(2) << 30, threads);
+    // A GPU's bandwidth is not the host's: on a device only a given figure is used.
+    const bool on_host = sf.backend == "cpu" || sf.backend == "reference";
+    const double bw = bw_given > 0 ? bw_given : (no_bw || !on_host) ? 0.0 : measure_bandwidth(size_t(2) << 30, threads);
     const int n_vocab = tessera_model_n_vocab(model.m);
     const double weight_bytes = double(tessera_model_decode_bytes(model.m));
     const double kv_per_tok = double(tessera_session_cache_bytes_per_token(session.s));

@@ -158,7 +158,7 @@ int chat(int argc, char** argv) {
     if (sf.model.empty()) throw UsageError("-m MODEL is required");
 
     ModelHandle model;
-    check(tessera_model_open(sf.model.c_str(), nullptr, &model.m), "loading the model");
+    sf.open_model(&model.m);
     SessionHandle session;
     const tessera_session_params sp = sf.params();
     check(tessera_session_create(model.m, &sp, &session.s), "creating the session");

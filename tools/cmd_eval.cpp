@@ -30,7 +30,7 @@ int eval(int argc, char** argv) {
     if (p.given("--tokens") == p.given("--prompt")) throw UsageError("give exactly one of --tokens and -p");
 
     ModelHandle model;
-    check(tessera_model_open(sf.model.c_str(), nullptr, &model.m), "loading the model");
+    sf.open_model(&model.m);
     std::vector<int32_t> ids;
     if (p.given("--tokens")) {
         ids = parse_ids("--tokens", tokens_text);

@@ -110,7 +110,7 @@ int run(int argc, char** argv) {
 
     const auto t_load = std::chrono::steady_clock::now();
     ModelHandle model;
-    check(tessera_model_open(sf.model.c_str(), nullptr, &model.m), "loading the model");
+    sf.open_model(&model.m);
     SessionHandle session;
     const tessera_session_params sp = sf.params();
     check(tessera_session_create(model.m, &sp, &session.s), "creating the session");

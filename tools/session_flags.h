@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "tessera.h"
 #include "tools/args.h"
 
@@ -29,7 +31,30 @@ struct SessionFlags {
         p.option("-t,--threads", &threads, "N", "threads (default: physical cores)", 0, 1024);
         p.option("-b,--batch", &batch, "N", "prefill chunk size (default 512)", 1, 1 << 20);
         p.option("--cache-type", &cache_type, "TYPE", "KV cache type: f16 (default), f32, q8_0");
-        p.option("--backend", &backend, "NAME", "backend: cpu (default), reference");
+        p.option("--device,--backend", &backend, "NAME",
+                 "where to compute: cpu (default), cuda (weights are uploaded to the GPU), reference (scalar oracle)");
+    }
+
+    // Opens the model for the chosen device, with a progress line while weights upload to a GPU.
+    void open_model(tessera_model** out) const {
+        tessera_model_params mp = tessera_model_default_params();
+        mp.backend = backend.c_str();
+        mp.progress = &upload_progress;
+        const tessera_status s = tessera_model_open(model.c_str(), &mp, out);
+        if (s != TESSERA_OK) throw std::runtime_error(std::string("loading the model: ") + tessera_last_error());
+    }
+
+    // "uploading weights: 42% (1.2 of 2.9 GiB)", redrawn in place on a terminal at each whole percent.
+    static void upload_progress(uint64_t done, uint64_t total, void*) {
+        static int last_percent = -1;
+        const int percent = total ? int(done * 100 / total) : 100;
+        if (percent == last_percent) return;
+        last_percent = percent;
+        const bool tty = isatty(2);
+        if (!tty && percent != 100 && percent % 25 != 0) return;
+        std::fprintf(stderr, "%suploading weights: %3d%% (%.2f of %.2f GiB)%s", tty ? "\r" : "", percent,
+                     double(done) / (1u << 30), double(total) / (1u << 30), (!tty || percent == 100) ? "\n" : "");
+        if (percent == 100) last_percent = -1;
     }
 
     tessera_session_params params() const {
