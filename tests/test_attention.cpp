@@ -490,3 +490,37 @@ TEST_CASE("cpu attention: MLA decode with 128 heads at 1000 entries") {
         }
     }
 }
+
+TEST_CASE("cpu attention: decode streaming kernels at every group size 1..8, head dims 128 and 80") {
+    // One query token with 1..8 query heads per KV head takes the streaming kernels, which are specialised per
+    // row count: score blocks of kL / group keys reduced in registers, pv blocks of 8 keys with the output
+    // columns in registers, in groups of C registers plus single registers for the rest (80 = 5 x 16).
+    // 135 keys = a full 128-key tile + 7: key tails for every block size; the window of 50 masks part of the
+    // first tile, so pv blocks whose weights are all zero are skipped.
+    int cases = 0;
+    for (int64_t g = 1; g <= 8; ++g) {
+        for (int64_t d : {128, 80}) {
+            for (DType cache : {DType::F32, DType::F16, DType::Q8_0}) {
+                if (cache == DType::Q8_0 && d % 32 != 0) continue;  // q8_0 rows are whole 32-value blocks
+                for (int64_t n_kv : {9, 135}) {
+                    for (int32_t window : {0, 50}) {
+                        Case c;
+                        c.name = "stream-g" + std::to_string(g);
+                        c.n_head = 2 * g, c.n_kv_head = 2, c.d_k = d, c.d_v = d;
+                        c.cache = cache;
+                        c.k_pos = iota_pos(n_kv);
+                        c.q_pos = {int32_t(n_kv - 1)};
+                        c.spec.window = window;
+                        c.spec.scale = 3.0f / std::sqrt(float(d));
+                        c.seed = 300 + uint64_t(cases);
+                        // the case must reach the kernels it is meant for
+                        CHECK(cpu::plan_attention_shape(c.n_head, c.n_kv_head, d, d, 1, n_kv, 1).streaming);
+                        check_case(c);
+                        ++cases;
+                    }
+                }
+            }
+        }
+    }
+    MESSAGE(cases << " cases");
+}

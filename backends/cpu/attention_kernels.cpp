@@ -74,7 +74,7 @@ float dot(const float* a, const float* b, int64_t dp) {
 
 // sums[i] = total of the lanes of acc[i], for kL accumulators. (xsimd 8.1's haddp would do this, but its
 // AVX-512 version returns the sums in a permuted order, so it is not used.)
-void reduce_each(const Batch* acc, float* sums) {
+[[gnu::always_inline]] inline void reduce_each(const Batch* acc, float* sums) {
 #if defined(__AVX512F__)
     if constexpr (kL == 16) {
         // transpose-and-add: pairs, then quads within each 128-bit lane, then across the four lanes
@@ -165,7 +165,7 @@ namespace {
 
 // kL floats of a cache row of type T starting at element c (c a multiple of kL; for q8_0 kL divides 32).
 template <DType T>
-inline Batch load_chunk(const char* row, int64_t c) {
+[[gnu::always_inline]] inline Batch load_chunk(const char* row, int64_t c) {
     if constexpr (T == DType::F32) {
         return Batch::load_unaligned(reinterpret_cast<const float*>(row) + c);
     } else if constexpr (T == DType::F16) {
@@ -204,131 +204,145 @@ inline Batch load_chunk(const char* row, int64_t c) {
     }
 }
 
-// Software prefetch for the streaming kernels: at key j, asks for the rows (all heads) of the key ~16 KiB
-// ahead. The streams are sequential only when the heads fill the whole stride; with a few heads (GQA) or a
-// padded layout the hardware prefetcher falls behind, and these requests keep enough reads in flight.
-struct Prefetcher {
-    const char* base;
-    size_t stride_j, stride_h, row;
-    int64_t n_heads, distance, limit;
-    Prefetcher(const char* b, size_t sj, int64_t nh, size_t sh, size_t rb, int64_t n_after)
-        : base(b), stride_j(sj), stride_h(sh), row(rb), n_heads(nh),
-          distance(std::max<int64_t>(1, int64_t(16384 / std::max<size_t>(size_t(nh) * rb, 1)))), limit(n_after) {}
-    void key(int64_t j) const {
-        if (j + distance >= limit) return;
-        const char* k = base + (j + distance) * int64_t(stride_j);
-        for (int64_t h = 0; h < n_heads; ++h)
-            for (size_t off = 0; off < row; off += 64) __builtin_prefetch(k + h * int64_t(stride_h) + off, 0, 2);
-    }
-};
+// Software prefetch for the streaming kernels. The cache rows of key j + distance are requested while key j
+// is being computed, one cache line per load of the current row, so the requests are spread evenly over
+// the arithmetic: a burst of requests for whole keys at once fills the core's miss buffers and stalls the
+// loads the arithmetic is waiting on. ~16 KiB ahead covers the memory latency at the rates these loops read.
+constexpr int64_t kPrefetchBytes = 16384;
 
-// Dots waiting for their horizontal sums, reduced kL at a time.
-struct PendingDots {
-    Batch acc[kL];
-    float* dest[kL];
-    int n = 0;
-    void add(const Batch& a, float* d) {
-        acc[n] = a;
-        dest[n] = d;
-        if (++n == kL) flush();
-    }
-    void flush() {
-        if (n == kL) {
-            alignas(64) float sums[kL];
-            reduce_each(acc, sums);
-            for (int i = 0; i < kL; ++i) *dest[i] = sums[i];
-        } else {
-            for (int i = 0; i < n; ++i) *dest[i] = xsimd::hadd(acc[i]);
-        }
-        n = 0;
-    }
-};
+int64_t prefetch_keys(int64_t n_heads, size_t row) {
+    return std::max<int64_t>(1, kPrefetchBytes / std::max<int64_t>(n_heads * int64_t(row), 1));
+}
 
-// Keys handled together per head: they share the rows' query (scores) or output (pv) registers, so fewer
-// rows -> more keys. Consecutive keys, so the reads stay in stream order.
+// Requests the cache line holding element c of a row of type T, once per line: at the chunk that starts
+// it (F32/F16 rows start on a line boundary whenever the head stride is a multiple of 64; a q8_0 block is
+// shorter than a line, so a request per block start reaches every line).
+template <DType T>
+inline void prefetch_chunk(const char* row, int64_t c) {
+    if constexpr (T == DType::F32) {
+        if ((c * 4) % 64 == 0) __builtin_prefetch(row + c * 4, 0, 3);
+    } else if constexpr (T == DType::F16) {
+        if ((c * 2) % 64 == 0) __builtin_prefetch(row + c * 2, 0, 3);
+    } else {
+        if (c % QK8_0 == 0) __builtin_prefetch(row + c / QK8_0 * int64_t(sizeof(block_q8_0)), 0, 3);
+    }
+}
+
+// sums[i] = lane total of acc[i] for i < N (any N), kL at a time.
+template <int N>
+[[gnu::always_inline]] inline void reduce_n(const Batch* acc, float* sums) {
+    for (int g = 0; g < N; g += kL) {
+        Batch part[kL];
+        for (int i = 0; i < kL; ++i) part[i] = g + i < N ? acc[g + i] : Batch(0.0f);
+        reduce_each(part, sums + g);
+    }
+}
+
+// Keys per score block for R rows per head: R x K dots fill one register of sums (kL), so the block's dots
+// are reduced together straight from registers; K capped so kv + accumulators fit the register file.
 template <int R>
-constexpr int kStreamKeys = R <= 4 ? 4 : 2;
+constexpr int kScoreKeys = std::max(1, std::min(kL / R, kL >= 16 ? 8 : 4));
 
-// Scores of keys [j, j + K) against the R rows of every head.
+// Scores of keys [0, K) (rows k * stride_j apart from krow) against the R query rows of one head:
+// sh[r * lds + k]. Each K chunk is converted once and used by all R rows.
 template <DType T, int R, int K>
-inline void stream_scores_block(const char* base, size_t stride_j, size_t stride_h, int64_t j, int64_t n_heads,
-                                int64_t d, const float* q, int64_t ldq, int64_t head_rows, float* s, int64_t lds,
-                                PendingDots& pending) {
-    for (int64_t h = 0; h < n_heads; ++h) {
-        const char* krow = base + j * int64_t(stride_j) + h * int64_t(stride_h);
-        const float* qh = q + h * head_rows * ldq;
-        Batch acc[R][K];
-        for (int r = 0; r < R; ++r)
-            for (int k = 0; k < K; ++k) acc[r][k] = Batch(0.0f);
-        for (int64_t c = 0; c < d; c += kL) {
-            Batch kv[K];
-            for (int k = 0; k < K; ++k) kv[k] = load_chunk<T>(krow + k * int64_t(stride_j), c);
-            for (int r = 0; r < R; ++r) {
-                const Batch qv = Batch::load_unaligned(qh + r * ldq + c);
-                for (int k = 0; k < K; ++k) acc[r][k] = xsimd::fma(qv, kv[k], acc[r][k]);
-            }
+[[gnu::always_inline]] inline void score_keys(const char* krow, size_t stride_j, int64_t d, const float* qh, int64_t ldq, int64_t pf_off,
+                       float* sh, int64_t lds) {
+    Batch acc[R * K];
+    for (auto& a : acc) a = Batch(0.0f);
+    for (int64_t c = 0; c < d; c += kL) {
+        Batch kv[K];
+        for (int k = 0; k < K; ++k) kv[k] = load_chunk<T>(krow + k * int64_t(stride_j), c);
+        if (pf_off)
+            for (int k = 0; k < K; ++k) prefetch_chunk<T>(krow + k * int64_t(stride_j) + pf_off, c);
+        for (int r = 0; r < R; ++r) {
+            const Batch qv = Batch::load_unaligned(qh + r * ldq + c);
+            for (int k = 0; k < K; ++k) acc[r * K + k] = xsimd::fma(qv, kv[k], acc[r * K + k]);
         }
-        for (int r = 0; r < R; ++r)
-            for (int k = 0; k < K; ++k) pending.add(acc[r][k], s + (h * head_rows + r) * lds + j + k);
     }
+    alignas(64) float sums[(R * K + kL - 1) / kL * kL];
+    reduce_n<R * K>(acc, sums);
+    for (int r = 0; r < R; ++r)
+        for (int k = 0; k < K; ++k) sh[r * lds + k] = sums[r * K + k];
 }
 
 template <DType T, int R>
 void stream_scores_t(const char* base, size_t stride_j, size_t stride_h, int64_t nk, int64_t n_after, int64_t n_heads,
                      int64_t d, const float* q, int64_t ldq, int64_t head_rows, float* s, int64_t lds) {
-    constexpr int K = kStreamKeys<R>;
-    PendingDots pending;
-    const Prefetcher ahead(base, stride_j, n_heads, stride_h, row_bytes(T, d), n_after);
+    constexpr int K = kScoreKeys<R>;
+    const int64_t ahead = prefetch_keys(n_heads, row_bytes(T, d));
     int64_t j = 0;
     for (; j + K <= nk; j += K) {
-        for (int k = 0; k < K; ++k) ahead.key(j + k);
-        stream_scores_block<T, R, K>(base, stride_j, stride_h, j, n_heads, d, q, ldq, head_rows, s, lds, pending);
+        const int64_t pf_off = j + K + ahead <= n_after ? ahead * int64_t(stride_j) : 0;
+        for (int64_t h = 0; h < n_heads; ++h)
+            score_keys<T, R, K>(base + j * int64_t(stride_j) + h * int64_t(stride_h), stride_j, d,
+                                q + h * head_rows * ldq, ldq, pf_off, s + h * head_rows * lds + j, lds);
     }
-    for (; j < nk; ++j) {
-        ahead.key(j);
-        stream_scores_block<T, R, 1>(base, stride_j, stride_h, j, n_heads, d, q, ldq, head_rows, s, lds, pending);
-    }
-    pending.flush();
+    for (; j < nk; ++j)
+        for (int64_t h = 0; h < n_heads; ++h)
+            score_keys<T, R, 1>(base + j * int64_t(stride_j) + h * int64_t(stride_h), stride_j, d,
+                                q + h * head_rows * ldq, ldq, 0, s + h * head_rows * lds + j, lds);
 }
 
-// Outputs of the R rows of every head += weights x V rows of keys [j, j + K).
-template <DType T, int R, int K>
-inline void stream_pv_block(const char* base, size_t stride_j, size_t stride_h, int64_t j, int64_t n_heads, int64_t d,
-                            const float* p, int64_t ldp, int64_t head_rows, float* o, int64_t ldo) {
-    for (int64_t h = 0; h < n_heads; ++h) {
-        const char* vrow = base + j * int64_t(stride_j) + h * int64_t(stride_h);
-        const float* ph = p + h * head_rows * ldp + j;
-        bool any = false;
-        for (int r = 0; r < R; ++r)
-            for (int k = 0; k < K; ++k) any |= ph[r * ldp + k] != 0.0f;
-        if (!any) continue;  // masked for every row: skip reading these rows at all
-        float* oh = o + h * head_rows * ldo;
-        for (int64_t c = 0; c < d; c += kL) {
-            Batch vv[K];
-            for (int k = 0; k < K; ++k) vv[k] = load_chunk<T>(vrow + k * int64_t(stride_j), c);
-            for (int r = 0; r < R; ++r) {
-                Batch acc = Batch::load_unaligned(oh + r * ldo + c);
-                for (int k = 0; k < K; ++k) acc = xsimd::fma(Batch(ph[r * ldp + k]), vv[k], acc);
-                acc.store_unaligned(oh + r * ldo + c);
-            }
+// Keys per pv block: the output registers are loaded and stored once per block, not once per key.
+constexpr int kPvKeys = 8;
+// Output column registers per row in a pv block: R x C accumulators stay in registers over the block's keys.
+template <int R>
+constexpr int kPvCols = kL >= 16 ? (R <= 2 ? 8 : R <= 4 ? 4 : 2) : (R <= 1 ? 8 : R <= 2 ? 4 : R <= 4 ? 2 : 1);
+
+// O[r][c0, c0 + C kL) of one head += sum over keys k < K of P[r][k] V(k)[c0, c0 + C kL). Each V chunk is
+// converted once and used by all R rows; the weights are broadcast once per key and row.
+template <DType T, int R, int C, int K>
+[[gnu::always_inline]] inline void pv_keys(const char* vrow, size_t stride_j, int64_t c0, const float* ph, int64_t ldp, int64_t pf_off,
+                    float* oh, int64_t ldo) {
+    Batch acc[R][C];
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) acc[r][c] = Batch::load_unaligned(oh + r * ldo + c0 + c * kL);
+    for (int k = 0; k < K; ++k) {
+        const char* row = vrow + k * int64_t(stride_j);
+        Batch vv[C];
+        for (int c = 0; c < C; ++c) vv[c] = load_chunk<T>(row, c0 + c * kL);
+        if (pf_off)
+            for (int c = 0; c < C; ++c) prefetch_chunk<T>(row + pf_off, c0 + c * kL);
+        for (int r = 0; r < R; ++r) {
+            const Batch pr(ph[r * ldp + k]);
+            for (int c = 0; c < C; ++c) acc[r][c] = xsimd::fma(pr, vv[c], acc[r][c]);
         }
     }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) acc[r][c].store_unaligned(oh + r * ldo + c0 + c * kL);
+}
+
+// All d columns of one head for keys [0, K): C registers at a time, then single registers for the rest.
+template <DType T, int R, int K>
+[[gnu::always_inline]] inline void pv_head(const char* vrow, size_t stride_j, int64_t d, const float* ph, int64_t ldp, int64_t pf_off,
+                    float* oh, int64_t ldo) {
+    bool any = false;
+    for (int r = 0; r < R; ++r)
+        for (int k = 0; k < K; ++k) any |= ph[r * ldp + k] != 0.0f;
+    if (!any) return;  // masked for every row: skip reading these rows at all
+    constexpr int C = kPvCols<R>;
+    int64_t c0 = 0;
+    for (; c0 + C * kL <= d; c0 += C * kL) pv_keys<T, R, C, K>(vrow, stride_j, c0, ph, ldp, pf_off, oh, ldo);
+    for (; c0 < d; c0 += kL) pv_keys<T, R, 1, K>(vrow, stride_j, c0, ph, ldp, pf_off, oh, ldo);
 }
 
 template <DType T, int R>
 void stream_pv_t(const char* base, size_t stride_j, size_t stride_h, int64_t nk, int64_t n_after, int64_t n_heads,
                  int64_t d, const float* p, int64_t ldp, int64_t head_rows, float* o, int64_t ldo) {
-    constexpr int K = kStreamKeys<R>;
-    const Prefetcher ahead(base, stride_j, n_heads, stride_h, row_bytes(T, d), n_after);
+    constexpr int K = kPvKeys;
+    const int64_t ahead = prefetch_keys(n_heads, row_bytes(T, d));
     int64_t j = 0;
     for (; j + K <= nk; j += K) {
-        for (int k = 0; k < K; ++k) ahead.key(j + k);
-        stream_pv_block<T, R, K>(base, stride_j, stride_h, j, n_heads, d, p, ldp, head_rows, o, ldo);
+        const int64_t pf_off = j + K + ahead <= n_after ? ahead * int64_t(stride_j) : 0;
+        for (int64_t h = 0; h < n_heads; ++h)
+            pv_head<T, R, K>(base + j * int64_t(stride_j) + h * int64_t(stride_h), stride_j, d,
+                             p + h * head_rows * ldp + j, ldp, pf_off, o + h * head_rows * ldo, ldo);
     }
-    for (; j < nk; ++j) {
-        ahead.key(j);
-        stream_pv_block<T, R, 1>(base, stride_j, stride_h, j, n_heads, d, p, ldp, head_rows, o, ldo);
-    }
+    for (; j < nk; ++j)
+        for (int64_t h = 0; h < n_heads; ++h)
+            pv_head<T, R, 1>(base + j * int64_t(stride_j) + h * int64_t(stride_h), stride_j, d,
+                             p + h * head_rows * ldp + j, ldp, 0, o + h * head_rows * ldo, ldo);
 }
 
 // Calls f.template operator()<T, R>() for the runtime type and row count.
