@@ -20,6 +20,9 @@ public:
     virtual void* base() const = 0;  // in the owning backend's address space
     virtual size_t size() const = 0;
     virtual bool is_host() const = 0;  // base() is CPU-addressable
+    // A device backend's kernels can address it: device memory, or host memory pinned and mapped for the
+    // device (the buffers of a split between a GPU and the CPU).
+    virtual bool device_accessible() const { return !is_host(); }
 };
 
 // Host memory: owned (64-byte aligned, zeroed) or borrowed (e.g. a read-only file mapping).

@@ -44,6 +44,12 @@ Tensor* Context::find(const std::string& name) {
     return nullptr;
 }
 
+void Graph::append(Tensor* t) {
+    if (!t || visited_.count(t)) return;
+    visited_.insert(t);
+    (t->op == Op::None ? leafs_ : nodes_).push_back(t);
+}
+
 void Graph::expand(Tensor* root) {
     // Iterative post-order DFS: sources before the node, each tensor once.
     struct Frame {

@@ -38,6 +38,9 @@ public:
     // Adds t and everything it depends on, sources first. Call it in the order
     // side effects must happen (e.g. the cache writes before the attention that reads them).
     void expand(Tensor* t);
+    // Adds the node t alone, without its sources, which must be computed by then: for schedulers that
+    // run one graph's nodes in segments on different backends.
+    void append(Tensor* t);
 
     const std::vector<Tensor*>& nodes() const { return nodes_; }
     const std::vector<Tensor*>& leafs() const { return leafs_; }
