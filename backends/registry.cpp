@@ -25,12 +25,12 @@ std::vector<std::string> available_backends() {
 std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options) {
     if (name == "cpu") return make_cpu_backend(options);
     if (name == "reference") return make_reference_backend(options);
-    if (name == "cuda") {
+    if (name == "cuda" || name == "cuda+cpu") {
 #ifdef TESSERA_HAVE_CUDA
-        TESSERA_CHECK(cuda_device_count() > 0, "backend 'cuda': no CUDA device found");
-        return make_cuda_backend(options);
+        TESSERA_CHECK(cuda_device_count() > 0, "backend '%s': no CUDA device found", name.c_str());
+        return name == "cuda" ? make_cuda_backend(options) : make_cuda_split_backend(options);
 #else
-        throw Error("backend 'cuda': this build has no CUDA support (configure with TESSERA_CUDA=ON and nvcc)");
+        throw Error("backend '" + name + "': this build has no CUDA support (configure with TESSERA_CUDA=ON and nvcc)");
 #endif
     }
     std::string known;

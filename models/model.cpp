@@ -179,17 +179,50 @@ std::unique_ptr<Model> Model::from_file(std::unique_ptr<GGUFFile> file, const Mo
     return m;
 }
 
+namespace {
+
+// The layer a weight belongs to ("blk.12.attn_q.weight" -> 12), or -1 for the embedding, output and others.
+int64_t layer_of(const std::string& name) {
+    if (name.compare(0, 4, "blk.") != 0) return -1;
+    int64_t n = 0;
+    size_t i = 4;
+    for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) n = n * 10 + (name[i] - '0');
+    return i > 4 && i < name.size() && name[i] == '.' ? n : -1;
+}
+
+}  // namespace
+
 void Model::upload_weights(const ModelOptions& options) {
     // Host backends read the mapping in place; only a device backend needs its own copy.
     std::unique_ptr<Backend> backend = create_backend(options.backend);
-    if (backend->is_host()) return;
+    if (backend->is_host()) {
+        TESSERA_CHECK(options.gpu_layers < 0, "gpu layers: backend '%s' is not a GPU; leave the layer count unset",
+                      options.backend.c_str());
+        return;
+    }
+    on_device_ = true;
+    weights_backend_ = options.backend;
+    gpu_layers_ = options.gpu_layers < 0 ? hp_.n_layer : std::min<int64_t>(options.gpu_layers, hp_.n_layer);
+    const bool all = gpu_layers_ == hp_.n_layer;
+    auto uploaded = [&](const Tensor* t) {
+        const int64_t layer = layer_of(t->name);
+        return layer >= 0 ? layer < gpu_layers_ : all;
+    };
     constexpr size_t kAlign = 256;  // keeps every weight aligned for wide device loads
-    size_t total = 0;
-    for (const Tensor* t : bound_) total += (t->nbytes() + kAlign - 1) / kAlign * kAlign;
+    size_t total = 0, payload = 0;
+    for (const Tensor* t : bound_) {
+        if (!uploaded(t)) {
+            split_ = true;
+            continue;
+        }
+        total += (t->nbytes() + kAlign - 1) / kAlign * kAlign;
+        payload += t->nbytes();
+    }
+    if (total == 0) return;
     device_weights_ = backend->alloc_buffer(total);
-    size_t offset = 0, done = 0, payload = 0;
-    for (const Tensor* t : bound_) payload += t->nbytes();
+    size_t offset = 0, done = 0;
     for (Tensor* t : bound_) {
+        if (!uploaded(t)) continue;
         const void* host = t->data;
         t->buffer = device_weights_.get();
         t->data = static_cast<char*>(device_weights_->base()) + offset;
@@ -198,7 +231,6 @@ void Model::upload_weights(const ModelOptions& options) {
         done += t->nbytes();
         if (options.progress) options.progress(done, payload);
     }
-    weights_backend_ = options.backend;
 }
 
 }  // namespace tessera

@@ -179,6 +179,10 @@ struct ModelOptions {
     std::string backend = "cpu";
     // Called during the upload to a device with the bytes done and the total (not for host backends).
     std::function<void(size_t done, size_t total)> progress;
+    // With a device backend: how many layers (from the first) have their weights uploaded; -1 = all, and
+    // then the embedding and output weights too. The other layers compute on the CPU (backend "cuda+cpu"),
+    // so a model larger than the GPU still runs.
+    int gpu_layers = -1;
 };
 
 class Model {
@@ -196,7 +200,10 @@ public:
     const std::string& path() const { return file_->path(); }
     // The backend the weights were placed for ("cpu" for any host backend's mapping, or e.g. "cuda").
     const std::string& weights_backend() const { return weights_backend_; }
-    bool weights_on_host() const { return device_weights_ == nullptr; }
+    bool weights_on_host() const { return !on_device_; }
+    // Opened for a device with only some layers uploaded (ModelOptions::gpu_layers): sessions run split.
+    bool weights_split() const { return split_; }
+    int64_t gpu_layers() const { return gpu_layers_; }
 
 private:
     void upload_weights(const ModelOptions& options);
@@ -211,6 +218,8 @@ private:
     std::vector<Tensor*> bound_;            // every bound weight, in binding order
     std::unique_ptr<Buffer> device_weights_;  // all weights on a device backend, else null
     std::string weights_backend_ = "cpu";
+    bool on_device_ = false, split_ = false;
+    int64_t gpu_layers_ = 0;
     size_t weight_bytes_ = 0;
 };
 

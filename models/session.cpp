@@ -24,7 +24,9 @@ Session::Session(const Model& model, const SessionOptions& options) : model_(mod
     options_.n_batch = std::min(options_.n_batch, options_.n_ctx);
     BackendOptions bo;
     bo.threads = options_.n_threads;
-    backend_ = create_backend(options_.backend, bo);
+    // A model with only some layers on the GPU runs on the split backend: each node where its weights are.
+    const bool split = model.weights_split() && options_.backend == model.weights_backend();
+    backend_ = create_backend(split ? options_.backend + "+cpu" : options_.backend, bo);
     // The weights were placed at open for one kind of backend: the mapping for host backends, device
     // memory for a device backend. A session cannot compute on the other kind.
     if (backend_->is_host())

@@ -118,6 +118,36 @@ TEST_CASE("cuda: every golden case on the GPU, batch, incremental and chunked, F
     }
 }
 
+TEST_CASE("cuda: a layer split is refused on the cpu, and on a GPU gives llama.cpp's logits with any split") {
+    if (!golden::have_shared()) return;
+    const auto cases = golden::cases_for({"llama", "gemma2", "deepseek2"});
+    REQUIRE(!cases.empty());
+    ModelOptions cpu;
+    cpu.gpu_layers = 1;
+    const std::string msg = error_of([&] { Model::open(cases[0].gguf, cpu); });
+    INFO(msg);
+    CHECK(msg.find("not a GPU") != std::string::npos);
+    if (!have_gpu()) {
+        MESSAGE("skipped the split runs: no CUDA device");
+        return;
+    }
+    for (const auto& c : cases) {
+        const auto ids = golden::read_tokens(c.tokens);
+        const auto want = golden::read_f32(c.logits);
+        for (int layers : {0, 1, 1000}) {  // all on the CPU, a real split, more than the model has (= all)
+            ModelOptions mo;
+            mo.backend = "cuda";
+            mo.gpu_layers = layers;
+            auto model = Model::open(c.gguf, mo);
+            CHECK(model->weights_split() == (layers < model->hparams().n_layer));
+            golden::RunOptions o;
+            o.backend = "cuda";
+            golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms,
+                               "cuda with " + std::to_string(layers) + " gpu layers");
+        }
+    }
+}
+
 TEST_CASE("cuda: tessera eval --device cuda matches llama.cpp's logits") {
     if (!have_gpu() || !golden::have_shared()) {
         MESSAGE("skipped: needs a CUDA device and ../shared");

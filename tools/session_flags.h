@@ -24,6 +24,7 @@ struct SessionFlags {
     int batch = 512;
     std::string cache_type = "f16";
     std::string backend = "cpu";
+    int gpu_layers = -1;
 
     void add_to(ArgParser& p, bool with_ctx = true) {
         p.option("-m,--model", &model, "FILE", "GGUF model file (required)");
@@ -33,6 +34,10 @@ struct SessionFlags {
         p.option("--cache-type", &cache_type, "TYPE", "KV cache type: f16 (default), f32, q8_0");
         p.option("--device,--backend", &backend, "NAME",
                  "where to compute: cpu (default), cuda (weights are uploaded to the GPU), reference (scalar oracle)");
+        p.option("--gpu-layers", &gpu_layers, "N",
+                 "with --device cuda: put only the first N layers on the GPU, the rest compute on the CPU "
+                 "(default: all)",
+                 0, 1 << 20);
     }
 
     // Opens the model for the chosen device, with a progress line while weights upload to a GPU.
@@ -40,6 +45,7 @@ struct SessionFlags {
         tessera_model_params mp = tessera_model_default_params();
         mp.backend = backend.c_str();
         mp.progress = &upload_progress;
+        mp.gpu_layers = gpu_layers;
         const tessera_status s = tessera_model_open(model.c_str(), &mp, out);
         if (s != TESSERA_OK) throw std::runtime_error(std::string("loading the model: ") + tessera_last_error());
     }
