@@ -172,6 +172,7 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
     Prepared prep[R];
 
     for (int64_t b = 0; b < nblocks; ++b) {
+        if constexpr (C == 1) prefetch_next_tile<R, sizeof(Block)>(w, w_stride, b);
         const Block* wb[R];
         const block_q8_K* xb[C];
         TESSERA_UNROLL for (int r = 0; r < R; ++r) {

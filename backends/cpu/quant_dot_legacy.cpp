@@ -95,6 +95,7 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
         TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
 
     for (int64_t b = 0; b < nblocks; ++b) {
+        if constexpr (C == 1) prefetch_next_tile<R, sizeof(Block)>(w, w_stride, b);
         __m256i xq[C], corr[C];
         __m256 dx[C], xsum[C];
         TESSERA_UNROLL for (int c = 0; c < C; ++c) {
