@@ -47,7 +47,12 @@ KVCache::KVCache(const std::vector<LayerCache>& layout, DType type, int64_t n_ct
         v_off.push_back(total);
         if (l.v_width > 0) total += align64(row_bytes(type, l.v_width) * slots);
     }
-    buffer_ = backend.alloc_buffer(total);
+    try {
+        buffer_ = backend.alloc_buffer(total);
+    } catch (const Error& e) {
+        throw Error(format("KV cache of %lld tokens (%.1f MiB) on '%s': %s (try a smaller --ctx or --cache-type q8_0)",
+                           (long long)n_ctx, double(total) / 1048576.0, backend.name().c_str(), e.what()));
+    }
     char* base = static_cast<char*>(buffer_->base());
     for (size_t il = 0; il < layers_.size(); ++il) {
         const LayerCache& l = layers_[il];

@@ -219,7 +219,13 @@ void Model::upload_weights(const ModelOptions& options) {
         payload += t->nbytes();
     }
     if (total == 0) return;
-    device_weights_ = backend->alloc_buffer(total);
+    try {
+        device_weights_ = backend->alloc_buffer(total);
+    } catch (const Error& e) {
+        throw Error(format("%s: uploading the weights of %lld of %lld layers to '%s' (%.1f MiB): %s", path().c_str(),
+                           (long long)gpu_layers_, (long long)hp_.n_layer, options.backend.c_str(),
+                           double(total) / 1048576.0, e.what()));
+    }
     size_t offset = 0, done = 0;
     for (Tensor* t : bound_) {
         if (!uploaded(t)) continue;
