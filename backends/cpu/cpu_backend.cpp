@@ -7,6 +7,7 @@
 #include "backends/cpu/attention.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/host_backend.h"
+#include "backends/op_family.h"
 #include "backends/reference/reference_ops.h"
 #include "backends/registry.h"
 
@@ -16,30 +17,17 @@ namespace {
 
 enum class Path { View, MulMat, MulMatId, Elementwise, NormRopeSoftmax, Copy, Attention, Reference };
 
+// The family's fast path when its kernel takes the node's layout, else the reference op.
 Path choose_path(const Tensor& node) {
-    if (op_is_view(node.op)) return Path::View;
-    switch (node.op) {
-        case Op::MulMat: return cpu::mul_mat_fast_ok(node) ? Path::MulMat : Path::Reference;
-        case Op::MulMatId: return cpu::mul_mat_id_fast_ok(node) ? Path::MulMatId : Path::Reference;
-        case Op::Add:
-        case Op::Mul:
-        case Op::Div:
-        case Op::Scale:
-        case Op::Silu:
-        case Op::Gelu:
-        case Op::GeluErf:
-        case Op::Sigmoid:
-        case Op::Softcap:
-        case Op::SwiGlu:
-        case Op::GeGlu: return cpu::elementwise_fast_ok(node) ? Path::Elementwise : Path::Reference;
-        case Op::RmsNorm:
-        case Op::Norm:
-        case Op::Rope:
-        case Op::SoftMax: return cpu::norm_rope_softmax_fast_ok(node) ? Path::NormRopeSoftmax : Path::Reference;
-        case Op::GetRows:
-        case Op::Cont:
-        case Op::Cpy: return cpu::copy_fast_ok(node) ? Path::Copy : Path::Reference;
-        case Op::Attention: return Path::Attention;
+    switch (op_family(node.op)) {
+        case OpFamily::View: return Path::View;
+        case OpFamily::MulMat: return cpu::mul_mat_fast_ok(node) ? Path::MulMat : Path::Reference;
+        case OpFamily::MulMatId: return cpu::mul_mat_id_fast_ok(node) ? Path::MulMatId : Path::Reference;
+        case OpFamily::Elementwise: return cpu::elementwise_fast_ok(node) ? Path::Elementwise : Path::Reference;
+        case OpFamily::NormRopeSoftmax:
+            return cpu::norm_rope_softmax_fast_ok(node) ? Path::NormRopeSoftmax : Path::Reference;
+        case OpFamily::Copy: return cpu::copy_fast_ok(node) ? Path::Copy : Path::Reference;
+        case OpFamily::Attention: return Path::Attention;
         default: return Path::Reference;
     }
 }

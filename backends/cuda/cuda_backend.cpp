@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backends/cuda/cuda_common.cuh"
+#include "backends/op_family.h"
 #include "backends/reference/reference_ops.h"
 #include "backends/registry.h"
 #include "core/error.h"
@@ -87,30 +88,16 @@ private:
 
 enum class Path { View, MulMat, MulMatId, Elementwise, NormRopeSoftmax, Copy, Attention, Host };
 
+// The family's kernel when it takes the node's types and layout, else the host fallback.
 Path choose_path(const Tensor& node) {
-    if (op_is_view(node.op)) return Path::View;
-    switch (node.op) {
-        case Op::MulMat: return cuda::mul_mat_ok(node) ? Path::MulMat : Path::Host;
-        case Op::MulMatId: return cuda::mul_mat_id_ok(node) ? Path::MulMatId : Path::Host;
-        case Op::Add:
-        case Op::Mul:
-        case Op::Div:
-        case Op::Scale:
-        case Op::Silu:
-        case Op::Gelu:
-        case Op::GeluErf:
-        case Op::Sigmoid:
-        case Op::Softcap:
-        case Op::SwiGlu:
-        case Op::GeGlu: return cuda::elementwise_ok(node) ? Path::Elementwise : Path::Host;
-        case Op::RmsNorm:
-        case Op::Norm:
-        case Op::Rope:
-        case Op::SoftMax: return cuda::norm_rope_softmax_ok(node) ? Path::NormRopeSoftmax : Path::Host;
-        case Op::GetRows:
-        case Op::Cont:
-        case Op::Cpy: return cuda::copy_ok(node) ? Path::Copy : Path::Host;
-        case Op::Attention: return cuda::attention_ok(node) ? Path::Attention : Path::Host;
+    switch (op_family(node.op)) {
+        case OpFamily::View: return Path::View;
+        case OpFamily::MulMat: return cuda::mul_mat_ok(node) ? Path::MulMat : Path::Host;
+        case OpFamily::MulMatId: return cuda::mul_mat_id_ok(node) ? Path::MulMatId : Path::Host;
+        case OpFamily::Elementwise: return cuda::elementwise_ok(node) ? Path::Elementwise : Path::Host;
+        case OpFamily::NormRopeSoftmax: return cuda::norm_rope_softmax_ok(node) ? Path::NormRopeSoftmax : Path::Host;
+        case OpFamily::Copy: return cuda::copy_ok(node) ? Path::Copy : Path::Host;
+        case OpFamily::Attention: return cuda::attention_ok(node) ? Path::Attention : Path::Host;
         default: return Path::Host;
     }
 }
