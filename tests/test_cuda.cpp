@@ -30,15 +30,6 @@ bool have_gpu() {
     return std::find(names.begin(), names.end(), "cuda") != names.end();
 }
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
 }  // namespace
 
 TEST_CASE("cuda: without a GPU, asking for it is a clear error through the library and the C API") {

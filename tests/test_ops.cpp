@@ -819,15 +819,6 @@ TEST_CASE("ops: quantized weights in mul_mat, mul_mat_id, get_rows; cast and cpy
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
 // Runs one graph on backend `be`, leaves given storage by that backend (contents from their fills).
 void compute_on(Backend& be, Inputs& in, Tensor* out, std::vector<std::unique_ptr<Buffer>>& keep) {
     Graph g;

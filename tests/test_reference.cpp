@@ -73,15 +73,6 @@ void check_close(const std::vector<float>& got, const std::vector<double>& want,
     }
 }
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- data movement

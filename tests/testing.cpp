@@ -28,6 +28,15 @@ bool shared_available() {
 
 std::string cli_path() { return TESSERA_CLI; }
 
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
 int run_command(const std::string& cmd, std::string* output) {
     FILE* p = popen((cmd + " 2>&1").c_str(), "r");
     if (!p) return -1;

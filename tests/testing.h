@@ -2,6 +2,7 @@
 // tensors with their own storage, and closeness checks that say where they fail.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -20,6 +21,8 @@ std::string cli_path();
 // Runs a shell command, returns its exit status; stdout+stderr captured into *output when given.
 int run_command(const std::string& cmd, std::string* output = nullptr);
 std::vector<uint8_t> read_file(const std::string& path);
+// The message of the tessera::Error f throws, or "" when it throws none.
+std::string error_of(const std::function<void()>& f);
 
 std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f);
 
