@@ -294,7 +294,7 @@ void stream_scores_t(const char* base, size_t stride_j, size_t stride_h, int64_t
 constexpr int kPvKeys = 8;
 // Output column registers per row in a pv block: R x C accumulators stay in registers over the block's keys.
 template <int R>
-constexpr int kPvCols = kL >= 16 ? (R <= 2 ? 8 : R <= 4 ? 4 : 2) : (R <= 1 ? 8 : R <= 2 ? 4 : R <= 4 ? 2 : 1);
+constexpr int kPvCols = kL >= 16 ? (R <= 2 ? 8 : R <= 4 ? 4 : 2) : (R <= 2 ? 4 : R <= 4 ? 2 : 1);
 
 // O[r][c0, c0 + C kL) of one head += sum over keys k < K of P[r][k] V(k)[c0, c0 + C kL). Each V chunk is
 // converted once and used by all R rows; the weights are broadcast once per key and row.
