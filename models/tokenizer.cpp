@@ -1,5 +1,5 @@
-// Vocabulary loading, special-token splitting and detokenization. The two merge algorithms live in
-// tokenizer_spm.cpp and tokenizer_bpe.cpp.
+// Vocabulary loading, special-token splitting and detokenization. The tokenization algorithms live in
+// tokenizer_spm.cpp, tokenizer_bpe.cpp and tokenizer_wpm.cpp.
 #include "models/tokenizer.h"
 
 #include <algorithm>
@@ -43,10 +43,12 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
         t->kind_ = VocabKind::SPM;
     } else if (t->model_ == "gpt2") {
         t->kind_ = VocabKind::BPE;
+    } else if (t->model_ == "bert") {
+        t->kind_ = VocabKind::WPM;
     } else {
         throw Error(path + ": tokenizer model '" + t->model_ +
-                    "' (tokenizer.ggml.model) is not supported; tessera supports 'llama' (SentencePiece) and "
-                    "'gpt2' (byte-level BPE)");
+                    "' (tokenizer.ggml.model) is not supported; tessera supports 'llama' (SentencePiece), "
+                    "'gpt2' (byte-level BPE) and 'bert' (WordPiece)");
     }
 
     t->tokens_ = f.get_array<std::string>("tokenizer.ggml.tokens");
@@ -85,6 +87,19 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
         t->unk_ = read_special_id(f, "tokenizer.ggml.unknown_token_id", 0, n);
         t->add_bos_ = true;
         t->add_space_prefix_ = true;
+    } else if (t->kind_ == VocabKind::WPM) {
+        // BERT frames a sequence as [CLS] ... [SEP]; llama.cpp's defaults are BERT's ids (101, 102, 100).
+        auto fallback = [n](TokenId id) { return size_t(id) < n ? id : TokenId(-1); };
+        TokenId cls = read_special_id(f, "tokenizer.ggml.cls_token_id", fallback(101), n);
+        // The key is spelled "seperator" in llama.cpp's files.
+        TokenId sep = read_special_id(f, "tokenizer.ggml.seperator_token_id", fallback(102), n);
+        t->bos_ = read_special_id(f, "tokenizer.ggml.bos_token_id", cls, n);
+        t->eos_ = read_special_id(f, "tokenizer.ggml.eos_token_id", sep, n);
+        t->unk_ = read_special_id(f, "tokenizer.ggml.unknown_token_id", fallback(100), n);
+        if (t->unk_ < 0)
+            throw Error(path + ": a WordPiece vocabulary needs an unknown token (tokenizer.ggml.unknown_token_id)");
+        t->add_bos_ = t->add_eos_ = true;
+        for (const std::string& s : t->tokens_) t->max_token_len_ = std::max(t->max_token_len_, s.size());
     } else {
         t->bos_ = read_special_id(f, "tokenizer.ggml.bos_token_id", -1, n);
         t->eos_ = read_special_id(f, "tokenizer.ggml.eos_token_id", -1, n);
@@ -236,6 +251,8 @@ std::vector<TokenId> Tokenizer::tokenize(std::string_view text, bool add_special
             if (add_space_prefix_ && prev_special) s = " ";
             s.append(fr.text);
             tokenize_spm(s, out);
+        } else if (kind_ == VocabKind::WPM) {
+            tokenize_wpm(fr.text, out);
         } else {
             tokenize_bpe(fr.text, out);
         }
@@ -252,7 +269,7 @@ std::string Tokenizer::token_to_piece(TokenId id, bool render_special) const {
     const std::string& text = tokens_[id];
     TokenType ty = types_[id];
     if (ty == TokenType::Control) return render_special ? text : std::string();
-    if (kind_ == VocabKind::SPM) {
+    if (kind_ == VocabKind::SPM || kind_ == VocabKind::WPM) {
         if (ty == TokenType::Byte) {
             // "<0xNN>"
             if (text.size() == 6 && text.compare(0, 3, "<0x") == 0 && text[5] == '>') {
@@ -307,7 +324,8 @@ std::string Tokenizer::token_to_piece(TokenId id, bool render_special) const {
 
 std::string Tokenizer::detokenize(std::span<const TokenId> ids, bool render_special) const {
     std::string out;
-    bool strip_space = kind_ == VocabKind::SPM && add_space_prefix_;
+    // WPM writes "▁" in front of every word, the first one included.
+    bool strip_space = (kind_ == VocabKind::SPM && add_space_prefix_) || kind_ == VocabKind::WPM;
     for (TokenId id : ids) {
         std::string piece = token_to_piece(id, render_special);
         if (strip_space && !piece.empty()) {

@@ -3,6 +3,8 @@
 //    "▁" stands for a space, an optional leading space (add_space_prefix), byte fallback to <0xNN>.
 //  - "gpt2": byte-level BPE: the text is split by the pre-tokenizer regexes named by tokenizer.ggml.pre, each
 //    piece's bytes are mapped to printable characters, and ranked merges (tokenizer.ggml.merges) apply.
+//  - "bert": WordPiece: BERT's normalization (lowercase, accents stripped), words split at whitespace and
+//    punctuation, then greedy longest-match pieces ("▁" marks a word-initial piece); see tokenizer_wpm.cpp.
 // Special tokens (CONTROL) are recognized in input text only when asked (parse_special); USER_DEFINED
 // tokens are always matched as whole strings first (as Hugging Face's added tokens are).
 #pragma once
@@ -41,7 +43,7 @@ enum class TokenType : int32_t {
     Byte = 6,
 };
 
-enum class VocabKind { SPM, BPE };
+enum class VocabKind { SPM, BPE, WPM };
 
 class Tokenizer {
 public:
@@ -54,11 +56,12 @@ public:
     // parse_special: recognize CONTROL token texts (e.g. "<|eot_id|>") in `text`.
     std::vector<TokenId> tokenize(std::string_view text, bool add_special, bool parse_special) const;
 
-    // The bytes a token stands for: "▁" -> " " (SPM), byte tokens -> their byte, byte-level BPE characters ->
-    // their bytes. CONTROL tokens give "" unless render_special. May be part of a UTF-8 sequence.
+    // The bytes a token stands for: "▁" -> " " (SPM, WPM), byte tokens -> their byte, byte-level BPE
+    // characters -> their bytes. CONTROL tokens give "" unless render_special. May be part of a UTF-8 sequence.
     std::string token_to_piece(TokenId id, bool render_special = false) const;
     // Concatenated pieces; for SPM with add_space_prefix, the space the tokenizer added in front is removed
-    // (so detokenize(tokenize(s)) == s wherever the tokenization is lossless).
+    // (so detokenize(tokenize(s)) == s wherever the tokenization is lossless). WPM: the first word's "▁"
+    // gives no space either ("Hello, world!" -> "hello , world !").
     std::string detokenize(std::span<const TokenId> ids, bool render_special = false) const;
 
     // ---- vocabulary ----
@@ -71,7 +74,7 @@ public:
     float token_score(TokenId id) const;
     TokenId find_token(std::string_view text) const;  // -1 when absent
 
-    TokenId bos() const { return bos_; }  // -1 when the file has none
+    TokenId bos() const { return bos_; }  // -1 when the file has none; WPM: [CLS] (and eos(): [SEP])
     TokenId eos() const { return eos_; }
     TokenId eot() const { return eot_; }
     TokenId unk() const { return unk_; }
@@ -99,6 +102,8 @@ private:
     void tokenize_spm(std::string_view text, std::vector<TokenId>& out) const;
     void tokenize_bpe(std::string_view text, std::vector<TokenId>& out) const;
     void bpe_word(const std::string& word, std::vector<TokenId>& out) const;
+    void tokenize_wpm(std::string_view text, std::vector<TokenId>& out) const;
+    void wpm_word(const std::string& word, size_t n_chars, std::vector<TokenId>& out) const;
     TokenId spm_byte_token(uint8_t byte) const;
     int bpe_rank(std::string_view left, std::string_view right) const;
 
@@ -116,6 +121,7 @@ private:
     std::vector<TokenId> eog_;
     std::unique_ptr<unicode::RegexSplitter> pre_split_;
     bool ignore_merges_ = false;  // Llama 3: a whole pre-token that is in the vocab is taken as is
+    size_t max_token_len_ = 0;    // WPM: longest token text in bytes (bounds the longest-match search)
     TokenId bos_ = -1, eos_ = -1, eot_ = -1, unk_ = -1, pad_ = -1;
     bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false;
 };
