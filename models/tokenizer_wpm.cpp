@@ -1,13 +1,19 @@
 // WordPiece tokenization ("bert" vocabularies), giving the ids Hugging Face's BERT tokenizer gives for an
 // uncased model (llama.cpp's WPM vocabularies assume one: it always lowercases and strips accents):
-//  1. normalize each character: control characters (category C other than \t \n \r), NUL and U+FFFD are
-//     dropped; whitespace (\t \n \r or category Z) ends a word; CJK ideographs stand alone; everything else
-//     is decomposed (NFD), stripped of nonspacing marks (Mn) and lowercased;
+//  1. normalize each character: control characters (categories Cc, Cf, Co, other than \t \n \r), NUL and
+//     U+FFFD are dropped (unassigned code points are kept, as Hugging Face keeps them); whitespace (\t \n \r
+//     or category Z) ends a word; CJK ideographs stand alone; everything else is decomposed (NFD), stripped
+//     of nonspacing marks (Mn) and lowercased;
 //  2. split: punctuation (ASCII punctuation and symbols, or category P) stands alone as one-character words;
 //  3. each word is matched greedily, longest piece first. llama.cpp's conversion writes a word-initial piece
 //     with a leading "▁" (U+2581) and a continuation piece ("##x" in BERT's vocabulary) as plain "x", so the
 //     word is looked up as "▁word". A word with a position no piece matches, or of more than 100 characters
-//     (BERT's max_input_chars_per_word), becomes the one unknown token.
+//     (BERT's max_input_chars_per_word), becomes the one unknown token. A "▁" in the text itself is an
+//     ordinary character: inside a word it cannot start a piece, since every piece that starts with it is a
+//     word-initial one.
+// Known difference: Hugging Face's category tables are older than PCRE2's (Unicode 14), so characters that
+// were added or recategorized since (a few hundred rare marks and punctuation signs; see
+// tools/gen_wpm_tables.py) can split or be stripped differently.
 // Unicode categories come from PCRE2; the decomposition and lowercase tables PCRE2 lacks are generated into
 // tokenizer_wpm_tables.inc by tools/gen_wpm_tables.py.
 #include <algorithm>
@@ -49,7 +55,7 @@ enum class CharClass { Other, Space, Control, Punct, Mark };
 class Categories {
 public:
     Categories() {
-        const char* pat = R"((\p{Z})|(\p{C})|(\p{P})|(\p{Mn}))";
+        const char* pat = R"((\p{Z})|([\p{Cc}\p{Cf}\p{Co}])|(\p{P})|(\p{Mn}))";
         int err = 0;
         PCRE2_SIZE off = 0;
         code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pat), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_ANCHORED,
@@ -171,6 +177,7 @@ void Tokenizer::wpm_word(const std::string& word, size_t n_chars, std::vector<To
         const size_t min_end = pos == 0 ? kWordStart.size() + 1 : pos + 1;
         TokenId found = -1;
         size_t end = std::min(n, pos + max_token_len_);
+        if (pos > 0 && word.compare(pos, kWordStart.size(), kWordStart) == 0) end = 0;  // "▁" mid-word: no piece
         for (; end >= min_end; --end) {
             if (end < n && (uint8_t(word[end]) & 0xC0) == 0x80) continue;  // not a character boundary
             found = find_token(std::string_view(word).substr(pos, end - pos));

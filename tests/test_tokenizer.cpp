@@ -516,6 +516,11 @@ TEST_CASE("WordPiece: BERT's normalization, splitting and longest-match rules on
     CHECK(ids("a\vb") == V{10});
     CHECK(ids("ab\xC2\xA0" "ab\tab") == V{10, 10, 10});
     CHECK(ids("ab\xFF" "c") == V{10, 11});
+    // Private-use characters go too; unassigned code points (U+0378) stay and make the word unknown.
+    CHECK(ids("a\xEE\x80\x80" "b") == V{10});
+    CHECK(ids("a\xCD\xB8" "b") == V{1});
+    // A "▁" typed in the text is a character: mid-word it does not start a new word-initial piece.
+    CHECK(ids("ab\xE2\x96\x81" "ab") == V{1});
     CHECK(ids("").empty());
     CHECK(ids(" \t\n\r\xE3\x80\x80").empty());  // ends with U+3000 IDEOGRAPHIC SPACE
     // Words of more than 100 characters are unknown (BERT's max_input_chars_per_word).
