@@ -11,9 +11,9 @@
 //     (BERT's max_input_chars_per_word), becomes the one unknown token. A "▁" in the text itself is an
 //     ordinary character: inside a word it cannot start a piece, since every piece that starts with it is a
 //     word-initial one.
-// Known difference: Hugging Face's category tables are older than PCRE2's (Unicode 14), so characters that
-// were added or recategorized since (a few hundred rare marks and punctuation signs; see
-// tools/gen_wpm_tables.py) can split or be stripped differently.
+// Known difference: Hugging Face's punctuation / mark / control tables are Unicode 8's, PCRE2's are 14's, so
+// about 500 rare characters added or recategorized since (marks and punctuation of newer scripts, U+0890,
+// U+166D, U+1734, ...) split or are stripped differently; every other code point was checked to agree.
 // Unicode categories come from PCRE2; the decomposition and lowercase tables PCRE2 lacks are generated into
 // tokenizer_wpm_tables.inc by tools/gen_wpm_tables.py.
 #include <algorithm>
