@@ -140,7 +140,7 @@ __device__ void load_tile(DType type, const char* __restrict__ base, int64_t row
 // NC: output columns per lane / 32 (d_v <= 32 * NC), so the accumulators are a fixed register array.
 template <int NC>
 __global__ void __launch_bounds__(kMaxWarps * 32) attention_kernel(const AttnArgs a) {
-    extern __shared__ float4 smem_f4[];
+    TESSERA_DYNAMIC_SHARED(float4, smem_f4);
     float* smem = reinterpret_cast<float*>(smem_f4);
     const int n_warps = int(blockDim.x) / 32;
     const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
@@ -374,7 +374,7 @@ template <int NC>
 void launch(const AttnArgs& a, dim3 grid, int n_warps, size_t smem, cudaStream_t stream) {
     if (smem > 48 * 1024)  // above the default per-block limit a kernel must opt in
         TESSERA_CUDA(cudaFuncSetAttribute(attention_kernel<NC>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    attention_kernel<NC><<<grid, unsigned(n_warps * 32), smem, stream>>>(a);
+    TESSERA_LAUNCH(grid, unsigned(n_warps * 32), smem, stream, attention_kernel<NC>)(a);
     TESSERA_CUDA_LAUNCHED();
 }
 
@@ -517,7 +517,7 @@ void attention(const Tensor& node, Context& ctx) {
 
     if (n_splits > 1) {
         MergeArgs ma{a.part_o, a.part_ml, a.out, a.out_nb1, a.out_nb2, a.d_v, a.group, a.n_kv_head, a.n_splits, a.n_rows};
-        merge_splits<<<dim3(unsigned(a.n_rows), unsigned(n_kv_head)), 128, 0, ctx.stream>>>(ma);
+        TESSERA_LAUNCH(dim3(unsigned(a.n_rows), unsigned(n_kv_head)), 128, 0, ctx.stream, merge_splits)(ma);
         TESSERA_CUDA_LAUNCHED();
     }
 }

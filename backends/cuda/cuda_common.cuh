@@ -35,6 +35,16 @@ namespace tessera::cuda {
             ::tessera::cuda::throw_cublas_error(tessera_cublas_st_, #expr, __FILE__, __LINE__);       \
     } while (0)
 
+// Kernel launches and dynamic shared memory are spelled through these two macros so the kernels also compile
+// with a host compiler against the CPU emulation in tests/cuda_emu (which defines them for itself):
+//   TESSERA_LAUNCH(grid, block, smem, stream, kernel)(args...)  is  kernel<<<grid, block, smem, stream>>>(args...)
+//   TESSERA_DYNAMIC_SHARED(type, name);                          is  extern __shared__ type name[];
+// The kernel comes last because a template kernel's name may hold commas (kernel<A, B>).
+#ifdef __CUDACC__
+#define TESSERA_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define TESSERA_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 // Checks the last kernel launch (bad configuration, no kernel image for this GPU).
 #define TESSERA_CUDA_LAUNCHED() TESSERA_CUDA(cudaGetLastError())
 

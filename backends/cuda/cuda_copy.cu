@@ -145,7 +145,7 @@ void launch_get_rows(const Tensor& node, Context& ctx) {
     const Tensor& ids = *node.src[1];
     const int64_t total = node.ne[0] * node.ne[1];
     if (total == 0) return;
-    get_rows_kernel<<<grid_for(total), kThreads, 0, ctx.stream>>>(
+    TESSERA_LAUNCH(grid_for(total), kThreads, 0, ctx.stream, get_rows_kernel)(
         static_cast<const uint8_t*>(table.data), table.type, geometry(table), static_cast<const uint8_t*>(ids.data),
         int64_t(ids.nb[0]), static_cast<uint8_t*>(node.data), geometry(node), ctx.error_flag, ctx.node_tag);
     TESSERA_CUDA_LAUNCHED();
@@ -169,11 +169,14 @@ void launch_same_type_copy(const Tensor& node, Context& ctx) {
     const bool by4 = tr.block_bytes % 4 == 0 && aligned_for(src, 4) && aligned_for(node, 4);
     const bool by2 = tr.block_bytes % 2 == 0 && aligned_for(src, 2) && aligned_for(node, 2);
     if (by4) {
-        copy_bytes_kernel<uint32_t><<<grid_for(total), kThreads, 0, ctx.stream>>>(s, sg, d, dg, int(tr.block_bytes / 4));
+        TESSERA_LAUNCH(grid_for(total), kThreads, 0, ctx.stream, copy_bytes_kernel<uint32_t>)(s, sg, d, dg,
+                                                                                    int(tr.block_bytes / 4));
     } else if (by2) {
-        copy_bytes_kernel<uint16_t><<<grid_for(total), kThreads, 0, ctx.stream>>>(s, sg, d, dg, int(tr.block_bytes / 2));
+        TESSERA_LAUNCH(grid_for(total), kThreads, 0, ctx.stream, copy_bytes_kernel<uint16_t>)(s, sg, d, dg,
+                                                                                    int(tr.block_bytes / 2));
     } else {
-        copy_bytes_kernel<uint8_t><<<grid_for(total), kThreads, 0, ctx.stream>>>(s, sg, d, dg, int(tr.block_bytes));
+        TESSERA_LAUNCH(grid_for(total), kThreads, 0, ctx.stream, copy_bytes_kernel<uint8_t>)(s, sg, d, dg,
+                                                                                    int(tr.block_bytes));
     }
     TESSERA_CUDA_LAUNCHED();
 }
@@ -186,13 +189,13 @@ void launch_convert(const Tensor& node, Context& ctx) {
     if (node.type == DType::Q8_0) {
         const int64_t total = node.nelements() / QK8_0;
         if (total == 0) return;
-        quantize_q8_0_kernel<<<grid_for(total), kThreads, 0, ctx.stream>>>(s, src.type, geometry(src), d,
-                                                                           geometry(node));
+        TESSERA_LAUNCH(grid_for(total), kThreads, 0, ctx.stream, quantize_q8_0_kernel)(s, src.type, geometry(src), d,
+                                                                                   geometry(node));
     } else {
         const int64_t total = node.nelements();
         if (total == 0) return;
-        convert_kernel<<<grid_for(total), kThreads, 0, ctx.stream>>>(s, src.type, geometry(src), d, node.type,
-                                                                     geometry(node));
+        TESSERA_LAUNCH(grid_for(total), kThreads, 0, ctx.stream, convert_kernel)(s, src.type, geometry(src), d,
+                                                                                 node.type, geometry(node));
     }
     TESSERA_CUDA_LAUNCHED();
 }

@@ -141,7 +141,7 @@ void elementwise(const Tensor& node, Context& ctx) {
     const bool flat =
         a->is_contiguous() && node.is_contiguous() && (!b || (b->is_contiguous() && b->same_shape(node)));
     if (flat) {
-        flat_kernel<<<grid_for(n), kThreads, 0, ctx.stream>>>(
+        TESSERA_LAUNCH(grid_for(n), kThreads, 0, ctx.stream, flat_kernel)(
             k, p, a->data_as<const float>(), b ? b->data_as<const float>() : nullptr, node.data_as<float>(), n);
     } else {
         // x covers a row (whole warps, at most kThreads a block), y the rows (grid-stride past 65535)
@@ -149,9 +149,9 @@ void elementwise(const Tensor& node, Context& ctx) {
         const int threads = int(std::min<int64_t>(kThreads, (ne0 + 31) / 32 * 32));
         const dim3 grid(unsigned(std::min<int64_t>(blocks_for(ne0, threads), int64_t(1) << 30)),
                         unsigned(std::min<int64_t>(node.nrows(), 65535)));
-        strided_kernel<<<grid, threads, 0, ctx.stream>>>(k, p, bytes(a), geometry(*a), b ? bytes(b) : nullptr,
-                                                         b ? geometry(*b) : Geometry{},
-                                                         static_cast<uint8_t*>(node.data), geometry(node));
+        TESSERA_LAUNCH(grid, threads, 0, ctx.stream, strided_kernel)(
+            k, p, bytes(a), geometry(*a), b ? bytes(b) : nullptr, b ? geometry(*b) : Geometry{},
+            static_cast<uint8_t*>(node.data), geometry(node));
     }
     TESSERA_CUDA_LAUNCHED();
 }

@@ -36,14 +36,14 @@ void pack_rows(const void* src, const Geometry& g, Out* dst, int64_t ld, cudaStr
     const int64_t total = g.ne[0] * g.ne[1] * g.ne[2] * g.ne[3];
     if (total == 0) return;
     const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, int64_t(1) << 20));
-    pack_rows_kernel<kIn, Out><<<blocks, 256, 0, stream>>>(static_cast<const uint8_t*>(src), g, dst, ld);
+    TESSERA_LAUNCH(blocks, 256, 0, stream, pack_rows_kernel<kIn, Out>)(static_cast<const uint8_t*>(src), g, dst, ld);
     TESSERA_CUDA_LAUNCHED();
 }
 
 template <class Q, int NC>
 void launch_matvec_for(const MatvecParams& p, cudaStream_t stream) {
     const dim3 grid(blocks_for(p.n, kMatvecRows), unsigned(std::min<int64_t>(p.nz, 65535)));
-    matvec_kernel<Q, NC><<<grid, kMatvecThreads, 0, stream>>>(p);
+    TESSERA_LAUNCH(grid, kMatvecThreads, 0, stream, matvec_kernel<Q, NC>)(p);
     TESSERA_CUDA_LAUNCHED();
 }
 
@@ -63,7 +63,8 @@ void dequant_rows_f16(const Tensor& a, const uint8_t* mat, int64_t r0, int64_t r
         if constexpr (Q::kScaled) {
             const int64_t threads = rows * (k / Q::kElems * Q::kSlices);
             if (threads == 0) return;
-            dequant_f16_kernel<Q><<<blocks_for(threads, 256), 256, 0, stream>>>(src, int64_t(a.nb[1]), rows, k, dst, ld);
+            TESSERA_LAUNCH(blocks_for(threads, 256), 256, 0, stream, dequant_f16_kernel<Q>)(
+                src, int64_t(a.nb[1]), rows, k, dst, ld);
             TESSERA_CUDA_LAUNCHED();
         }
     });

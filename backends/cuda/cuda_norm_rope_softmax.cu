@@ -146,7 +146,7 @@ struct RopeArgs {
 
 __global__ void rope_kernel(const uint8_t* x, Geometry xg, const uint8_t* pos, int64_t pos_nb0, const uint8_t* ff,
                             int64_t ff_nb0, uint8_t* out, Geometry og, RopeArgs ra) {
-    extern __shared__ double table[];  // cos at [0, half), sin at [half, 2 half)
+    TESSERA_DYNAMIC_SHARED(double, table);  // cos at [0, half), sin at [half, 2 half)
     const int half = ra.n_dims / 2;
     const int64_t i2 = int64_t(blockIdx.x) % xg.ne[2], i3 = int64_t(blockIdx.x) / xg.ne[2];
     const double p = *reinterpret_cast<const int32_t*>(pos + i2 * pos_nb0);
@@ -240,9 +240,9 @@ void launch_rope(const Tensor& node, Context& ctx) {
     }
     const dim3 grid(unsigned(x.ne[2] * x.ne[3]), unsigned((x.ne[1] + kRopeHeads - 1) / kRopeHeads));
     const size_t shared = size_t(ra.n_dims) * sizeof(double);  // n_dims / 2 cos + n_dims / 2 sin
-    rope_kernel<<<grid, kRopeThreads, shared, ctx.stream>>>(bytes(&x), geometry(x), bytes(&pos), int64_t(pos.nb[0]),
-                                                            bytes(ff), ff ? int64_t(ff->nb[0]) : 0,
-                                                            static_cast<uint8_t*>(node.data), geometry(node), ra);
+    TESSERA_LAUNCH(grid, kRopeThreads, shared, ctx.stream, rope_kernel)(
+        bytes(&x), geometry(x), bytes(&pos), int64_t(pos.nb[0]), bytes(ff), ff ? int64_t(ff->nb[0]) : 0,
+        static_cast<uint8_t*>(node.data), geometry(node), ra);
 }
 
 }  // namespace
@@ -271,18 +271,18 @@ void norm_rope_softmax(const Tensor& node, Context& ctx) {
     const int threads = row_threads(a.ne[0]);
     switch (node.op) {
         case Op::RmsNorm:
-            rms_norm_kernel<<<rows, threads, 0, ctx.stream>>>(bytes(&a), geometry(a), out, geometry(node),
-                                                              double(node.param_f(0)));
+            TESSERA_LAUNCH(rows, threads, 0, ctx.stream, rms_norm_kernel)(bytes(&a), geometry(a), out, geometry(node),
+                                                                          double(node.param_f(0)));
             break;
         case Op::Norm:
-            norm_kernel<<<rows, threads, 0, ctx.stream>>>(bytes(&a), geometry(a), out, geometry(node),
-                                                          double(node.param_f(0)));
+            TESSERA_LAUNCH(rows, threads, 0, ctx.stream, norm_kernel)(bytes(&a), geometry(a), out, geometry(node),
+                                                                      double(node.param_f(0)));
             break;
         case Op::SoftMax: {
             const Tensor* mask = node.src[1];
             const Geometry mg = mask ? geometry(*mask) : Geometry{};
-            softmax_kernel<<<rows, threads, 0, ctx.stream>>>(bytes(&a), geometry(a), bytes(mask), mg, out,
-                                                             geometry(node), double(node.param_f(0)));
+            TESSERA_LAUNCH(rows, threads, 0, ctx.stream, softmax_kernel)(bytes(&a), geometry(a), bytes(mask), mg, out,
+                                                                         geometry(node), double(node.param_f(0)));
             break;
         }
         case Op::Rope: launch_rope(node, ctx); break;
