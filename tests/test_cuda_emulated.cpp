@@ -360,6 +360,20 @@ __global__ void warp_sum(const float* in, float* out) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     if (threadIdx.x % 32 == 0) out[blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32] = v;
 }
+__global__ void misaligned_ldg(const float* p, float* out) {
+    const float4 v = __ldg(reinterpret_cast<const float4*>(p + 1));  // 4-byte aligned, not 16
+    out[threadIdx.x] = v.x;
+}
+__global__ void dynamic_smem_sum(const float* in, float* out) {
+    TESSERA_DYNAMIC_SHARED(float, buf);  // 64 KiB: needs the opt-in
+    for (int i = int(threadIdx.x); i < 16384; i += int(blockDim.x)) buf[i] = in[i % 256];
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float s = 0;
+        for (int i = 0; i < 16384; ++i) s += buf[i];
+        out[0] = s;
+    }
+}
 __global__ void block_reverse(const int* in, int* out) {
     __shared__ int tmp[256];
     tmp[threadIdx.x] = in[blockIdx.x * 256 + threadIdx.x];
@@ -405,6 +419,15 @@ TEST_CASE("cuda emulation: barriers, shuffles and shared memory follow the hardw
     TESSERA_LAUNCH(dim3(1), dim3(32), 0, nullptr, divergent_barriers)(counter);
     CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
     CHECK(std::string(cudaGetErrorString(cudaErrorLaunchFailure)).find("deadlock") != std::string::npos);
+    TESSERA_LAUNCH(dim3(1), dim3(32), 0, nullptr, misaligned_ldg)(din, dout);
+    CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
+    CHECK(std::string(cudaGetErrorString(cudaErrorLaunchFailure)).find("misaligned") != std::string::npos);
+    TESSERA_LAUNCH(dim3(1), dim3(128), 64 * 1024, nullptr, dynamic_smem_sum)(din, dout);
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);  // above 48 KiB without opting in
+    REQUIRE(cudaFuncSetAttribute(dynamic_smem_sum, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) == cudaSuccess);
+    TESSERA_LAUNCH(dim3(1), dim3(128), 64 * 1024, nullptr, dynamic_smem_sum)(din, dout);
+    CHECK(cudaGetLastError() == cudaSuccess);
+    CHECK(dout[0] == 64.0f * (255.0f * 256.0f / 2.0f));  // 64 copies of 0 + 1 + ... + 255, exact in float
     TESSERA_LAUNCH(dim3(1), dim3(1025), 0, nullptr, warp_sum)(din, dout);
     CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
     TESSERA_LAUNCH(dim3(1), dim3(32), 64 * 1024, nullptr, warp_sum)(din, dout);  // no cudaFuncSetAttribute
