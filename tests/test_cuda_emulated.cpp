@@ -447,6 +447,12 @@ TEST_CASE("cuda emulated: elementwise with broadcast and strides") {
     for (const Shape& s : shapes) {
         const std::string sn = shape_name(s);
         const Shape row{s[0], 1, s[2], 1};  // broadcast over dims 1 and 3
+        if (s[1] % 3 == 0)  // b [1, 3, 1, 1]: one value per row, broadcast along dim 0 and over dims 2, 3
+            cases.push_back({"mul broadcast along dim 0 " + sn,
+                             [=](Inputs& in) {
+                                 return mul(in.ctx, in.uniform(DType::F32, s), in.uniform(DType::F32, {1, 3, 1, 1}));
+                             },
+                             one_op(), kEltwise});
         cases.push_back({"add " + sn, [=](Inputs& in) { return add(in.ctx, in.uniform(DType::F32, s), in.uniform(DType::F32, s)); },
                          one_op(), kEltwise});
         cases.push_back({"add broadcast " + sn,
@@ -603,6 +609,20 @@ TEST_CASE("cuda emulated: get_rows of float and quant tables, cont, cast, cpy in
                              [=](Inputs& in) { return cast(in.ctx, in.transposed(from, s, -70000, 70000), to); },
                              exact(), "convert_kernel"});
     }
+    // Quant rows moved whole: permuted views of block types of 18, 20, 22, 34, 144 and 210 bytes (copied in
+    // 2- or 4-byte words), and dequantized or quantized on the way.
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+        const int64_t ne0 = type_traits(t).block_size == 256 ? 256 : 64;
+        cases.push_back({std::string("cont permuted ") + type_name(t),
+                         [=](Inputs& in) { return cont(in.ctx, in.permuted(t, {ne0, 3, 5, 1}, {0, 2, 1, 3})); }, exact(),
+                         "copy_bytes_kernel"});
+        cases.push_back({std::string("cast permuted ") + type_name(t) + "->f32",
+                         [=](Inputs& in) { return cast(in.ctx, in.permuted(t, {ne0, 3, 5, 1}, {0, 2, 1, 3}), DType::F32); },
+                         dequantized(), "convert_kernel"});
+    }
+    cases.push_back({"cast transposed f32->q8_0",
+                     [=](Inputs& in) { return cast(in.ctx, in.transposed(DType::F32, {64, 7, 2, 1}), DType::Q8_0); },
+                     q8_store(), "quantize_q8_0_kernel"});
     // K / V rows written into a cache view: rows 5..7 of a [64, 3 heads, 10 slots] cache, heads strided.
     for (DType ct : {DType::F32, DType::F16, DType::Q8_0}) {
         cases.push_back({std::string("cpy into a strided ") + type_name(ct) + " cache view",
