@@ -790,6 +790,9 @@ TEST_CASE("cuda emulated: attention MHA / GQA / MQA / MLA, F16 and Q8_0 caches, 
     cases.push_back(attention_case({"MQA prefill f16 window 7 softcap 30", 4, 1, 64, 64, 5, 40, DType::F16,
                                     spec(64, true, 7, 30.0f), false, 30, {}}));
     cases.push_back(attention_case({"non-causal f32 odd head dim", 3, 3, 40, 24, 7, 31, DType::F32, spec(40, false), false, 0, {}}));
+    // Keys at positions 6 .. 45: the first queries (positions 0 .. 5) see none and must give zeros.
+    cases.push_back(attention_case({"causal rows with no visible key", 4, 4, 32, 32, 9, 40, DType::F16, spec(32), false, 0,
+                                    iota(40, 6)}));
     // Decode: one query over 130 keys (5 tiles): the keys are split and the partials merged. Empty slots
     // (k_pos -1) and a ring order of positions.
     std::vector<int32_t> ring(130);

@@ -29,6 +29,7 @@
 #endif
 #endif
 #ifdef TESSERA_EMU_ASAN
+#include <dlfcn.h>
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
@@ -36,14 +37,29 @@
 namespace tessera_emu {
 namespace {
 
-// Fiber stacks: kernels keep small register arrays, but unoptimised and sanitizer builds use far more stack
-// per frame than -O2; 256 KiB each is mapped lazily (untouched pages cost nothing).
-#ifdef TESSERA_EMU_ASAN
-constexpr size_t kStackBytes = 1024 * 1024;
-#else
+// Fiber stacks: kernels keep small register arrays, but unoptimised and sanitizer builds use more stack per
+// frame than -O2; 256 KiB each is mapped lazily (untouched pages cost nothing).
 constexpr size_t kStackBytes = 256 * 1024;
-#endif
 constexpr unsigned kMaxThreads = 1024;
+
+#ifdef TESSERA_EMU_ASAN
+// AddressSanitizer's swapcontext interceptor clears the shadow of the whole target stack on every switch
+// (32 KiB of shadow per 256 KiB stack: minutes over a test run). The switches here are announced with
+// __sanitizer_start/finish_switch_fiber and frames unwind normally (stacks abandoned by a failed launch
+// are unpoisoned explicitly), so libc's own swapcontext is called.
+using SwapFn = int (*)(ucontext_t*, const ucontext_t*);
+SwapFn libc_swapcontext() {
+    static const SwapFn fn = [] {
+        void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+        void* sym = libc ? dlsym(libc, "swapcontext") : nullptr;
+        return sym ? reinterpret_cast<SwapFn>(sym) : &swapcontext;
+    }();
+    return fn;
+}
+#define TESSERA_EMU_SWAPCONTEXT(from, to) libc_swapcontext()(from, to)
+#else
+#define TESSERA_EMU_SWAPCONTEXT(from, to) swapcontext(from, to)
+#endif
 
 enum class State { Ready, AtSyncthreads, AtWarp, Done };
 
@@ -118,7 +134,7 @@ void yield_to_scheduler() {
 #ifdef TESSERA_EMU_ASAN
     __sanitizer_start_switch_fiber(&f.fake_stack, e.sched_stack_bottom, e.sched_stack_size);
 #endif
-    swapcontext(&f.ctx, &e.sched);
+    TESSERA_EMU_SWAPCONTEXT(&f.ctx, &e.sched);
 #ifdef TESSERA_EMU_ASAN
     __sanitizer_finish_switch_fiber(f.fake_stack, nullptr, nullptr);
 #endif
@@ -243,7 +259,7 @@ void run_block(unsigned block_linear) {
 #ifdef TESSERA_EMU_ASAN
             __sanitizer_start_switch_fiber(&e.sched_fake_stack, stack_of(t), kStackBytes);
 #endif
-            swapcontext(&e.sched, &f.ctx);
+            TESSERA_EMU_SWAPCONTEXT(&e.sched, &f.ctx);
 #ifdef TESSERA_EMU_ASAN
             __sanitizer_finish_switch_fiber(e.sched_fake_stack, nullptr, nullptr);
 #endif
