@@ -42,9 +42,12 @@ void accumulate_pv(const float* p, int64_t ldp, int64_t m, const float* v, int64
                    float* o, int64_t ldo);
 
 // ---- streaming kernels: decode with few query rows per KV head (MHA, GQA) ----
-// These read cache rows in place (f32, f16 or q8_0, converted in registers) in token order, all KV heads of
-// a key before the next key, so the cache streams front to back; nothing is converted into a buffer,
-// since with a handful of rows per head a converted tile would be used only once.
+// These read cache rows in place (f32, f16 or q8_0, converted in registers) in blocks of a few consecutive
+// keys, all KV heads of a block before the next block, so the cache streams front to back; nothing is
+// converted into a buffer, since with a handful of rows per head a converted tile would be used only once.
+// Each chunk of a K or V row is converted once and used by all the rows of its head (the group's query
+// heads): scores keep rows x keys dots in registers, P.V keeps rows x columns of output in registers over
+// 8 keys. Rows ahead are prefetched into L2 while the arithmetic runs.
 // Cache row of key j, KV head h: base + j * stride_j + h * stride_h. Row lengths are multiples of lanes().
 // n_after: keys that exist from base on (>= nk); rows up to there may be prefetched.
 // Query/output/score row r of head h is at index h * head_rows + r (r < rows, rows <= kMaxStreamRows).
