@@ -30,10 +30,12 @@
 #include <vector>
 
 #include "backends/cuda/cuda_common.cuh"
+#include "backends/op_family.h"
 #include "backends/registry.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/quant.h"
+#include "tests/op_harness.h"
 #include "tests/testing.h"
 
 using namespace tessera;
@@ -41,95 +43,11 @@ using namespace tessera::testing;
 
 namespace {
 
-using Shape = std::array<int64_t, 4>;
-constexpr double kU = 1.0 / (1 << 24);  // float unit roundoff
-
-// ------------------------------------------------------------------ inputs (as in test_ops)
-
-struct LeafFill {
-    enum Kind { Uniform, Ints, Floats } kind = Uniform;
-    float lo = -1.0f, hi = 1.0f;
-    std::vector<int32_t> ints;
-    std::vector<float> floats;
-};
-
-class Inputs {
-public:
-    explicit Inputs(Context& ctx) : ctx(ctx) {}
-    Context& ctx;
-    std::vector<std::pair<Tensor*, LeafFill>> leaves;
-    std::vector<Tensor*> expand_first;  // nodes the graph computes before the output's (cache writes)
-
-    Tensor* leaf(DType type, Shape ne, LeafFill fill) {
-        Tensor* t = ctx.new_tensor(type, ne.data(), "in" + std::to_string(leaves.size()));
-        t->flags |= kFlagInput;
-        leaves.push_back({t, std::move(fill)});
-        return t;
-    }
-    Tensor* uniform(DType type, Shape ne, float lo = -1.0f, float hi = 1.0f) {
-        LeafFill f;
-        f.lo = lo;
-        f.hi = hi;
-        return leaf(type, ne, f);
-    }
-    Tensor* ints(Shape ne, std::vector<int32_t> v) {
-        LeafFill f;
-        f.kind = LeafFill::Ints;
-        f.ints = std::move(v);
-        return leaf(DType::I32, ne, f);
-    }
-    Tensor* floats(Shape ne, std::vector<float> v) {
-        LeafFill f;
-        f.kind = LeafFill::Floats;
-        f.floats = std::move(v);
-        return leaf(DType::F32, ne, f);
-    }
-    // Logical shape ne, made as permute(leaf, p): leaf dim i becomes result dim p[i].
-    Tensor* permuted(DType type, Shape ne, std::array<int, 4> p, float lo = -1.0f, float hi = 1.0f) {
-        Shape src;
-        for (int i = 0; i < 4; ++i) src[i] = ne[p[i]];
-        return permute(ctx, uniform(type, src, lo, hi), p[0], p[1], p[2], p[3]);
-    }
-    Tensor* transposed(DType type, Shape ne, float lo = -1.0f, float hi = 1.0f) {
-        return permuted(type, ne, {1, 0, 2, 3}, lo, hi);
-    }
-};
-
-std::vector<uint8_t> leaf_bytes(const Tensor& t, const LeafFill& f, uint64_t seed) {
-    std::vector<uint8_t> bytes(t.nbytes());
-    if (f.kind == LeafFill::Ints) {
-        REQUIRE(int64_t(f.ints.size()) == t.nelements());
-        std::memcpy(bytes.data(), f.ints.data(), bytes.size());
-        return bytes;
-    }
-    std::vector<float> v = f.kind == LeafFill::Floats ? f.floats : random_floats(size_t(t.nelements()), seed, f.lo, f.hi);
-    REQUIRE(int64_t(v.size()) == t.nelements());
-    const TypeTraits& tr = type_traits(t.type);
-    for (int64_t r = 0; r < t.nrows(); ++r) tr.from_float(v.data() + r * t.ne[0], bytes.data() + r * t.nb[1], t.ne[0]);
-    return bytes;
-}
-
-std::vector<int32_t> random_ids(size_t n, int32_t bound, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::vector<int32_t> v(n);
-    for (auto& x : v) x = int32_t(rng() % uint64_t(bound));
-    return v;
-}
-
-std::vector<int32_t> iota(int64_t n, int32_t first = 0) {
-    std::vector<int32_t> v(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = first + int32_t(i);
-    return v;
-}
-
 // ------------------------------------------------------------------ tolerances
 // The same bounds test_ops holds the cpu backend to (its comments derive them); the emulated kernels run
 // the GPU's algorithm with host arithmetic, so they must meet the bounds a GPU run must meet. Each is far
 // below what an indexing or masking mistake produces (O(0.1..1) on these inputs).
 
-struct Tol {
-    double atol = 0, rtol = 0;
-};
 // Conversions and copies are exactly specified (round to nearest even, no arithmetic).
 Tol exact() { return {}; }
 // exp / tanh / erf based activations: a few ulp per transcendental, composed (x * sigmoid, 0.5 x (1 + tanh)).
@@ -176,25 +94,16 @@ struct OpCase {
     bool whole_destination = false;  // compare the storage the node writes into (a cpy into a cache view)
 };
 
-struct Outcome {
-    std::vector<float> values;
-    Shape shape{};
-};
-
 // Whether the backend sends the node to one of its kernels (not to the host fallback).
 bool kernel_path_accepts(const Tensor& node) {
-    switch (node.op) {
-        case Op::MulMat: return cuda::mul_mat_ok(node);
-        case Op::MulMatId: return cuda::mul_mat_id_ok(node);
-        case Op::RmsNorm:
-        case Op::Norm:
-        case Op::Rope:
-        case Op::SoftMax: return cuda::norm_rope_softmax_ok(node);
-        case Op::GetRows:
-        case Op::Cont:
-        case Op::Cpy: return cuda::copy_ok(node);
-        case Op::Attention: return cuda::attention_ok(node);
-        default: return cuda::elementwise_ok(node);
+    switch (op_family(node.op)) {
+        case OpFamily::MulMat: return cuda::mul_mat_ok(node);
+        case OpFamily::MulMatId: return cuda::mul_mat_id_ok(node);
+        case OpFamily::Elementwise: return cuda::elementwise_ok(node);
+        case OpFamily::NormRopeSoftmax: return cuda::norm_rope_softmax_ok(node);
+        case OpFamily::Copy: return cuda::copy_ok(node);
+        case OpFamily::Attention: return cuda::attention_ok(node);
+        default: return false;
     }
 }
 
@@ -211,78 +120,15 @@ long long launches_of_any(const std::string& names) {
 }
 
 Outcome run_case(Backend& be, const OpCase& c, uint64_t seed, bool emulated) {
-    Context ctx;
-    Inputs in(ctx);
-    Tensor* out = c.build(in);
-    out->flags |= kFlagOutput;
-    if (emulated) CHECK_MESSAGE(kernel_path_accepts(*out), "the cuda backend sends the node to its host fallback");
-    Graph graph;
-    for (Tensor* t : in.expand_first) graph.expand(t);
-    graph.expand(out);
-    for (Tensor* n : graph.nodes()) REQUIRE_MESSAGE(be.supports(*n), be.name() << " does not support " << op_name(n->op));
-
-    std::vector<std::unique_ptr<Buffer>> leaf_buffers;
-    for (auto& [t, fill] : in.leaves) {
-        leaf_buffers.push_back(be.alloc_buffer(std::max<size_t>(t->nbytes(), 1)));
-        t->buffer = leaf_buffers.back().get();
-        t->data = leaf_buffers.back()->base();
-    }
-    auto graph_buffer = allocate_graph(graph, be);
-    for (size_t i = 0; i < in.leaves.size(); ++i) {
-        Tensor* t = in.leaves[i].first;
-        const auto bytes = leaf_bytes(*t, in.leaves[i].second, seed * 1000 + i);
-        be.set_tensor(*t, bytes.data(), 0, bytes.size());
-    }
-    be.compute(graph);
-
-    const Tensor* target = c.whole_destination ? out->storage_owner() : out;
-    std::vector<uint8_t> raw(target->nbytes());
-    be.get_tensor(*target, raw.data(), 0, raw.size());
-    Tensor host = *target;
-    host.data = raw.data();
-    host.buffer = nullptr;
-    Outcome res;
-    res.values = to_floats(host);
-    for (int i = 0; i < 4; ++i) res.shape[i] = host.ne[i];
+    RunOptions o;
+    o.whole_destination = c.whole_destination;
+    if (emulated)
+        o.on_built = [](const Tensor& out) {
+            CHECK_MESSAGE(kernel_path_accepts(out), "the cuda backend sends the node to its host fallback");
+        };
+    Outcome res = run_op_case(be, c.build, seed, o);
+    REQUIRE_MESSAGE(res.supported, be.name() << " does not support " << res.unsupported_node);
     return res;
-}
-
-std::string index_str(size_t flat, const Shape& ne) {
-    std::ostringstream s;
-    int64_t f = int64_t(flat);
-    s << "(";
-    for (int i = 0; i < 4; ++i) {
-        s << f % ne[i] << (i < 3 ? ", " : ")");
-        f /= ne[i];
-    }
-    return s.str();
-}
-
-void compare(const std::vector<float>& got, const std::vector<float>& want, const Shape& ne, const Tol& tol) {
-    REQUIRE(got.size() == want.size());
-    double worst = 0;
-    size_t worst_i = 0;
-    bool nonfinite_mismatch = false;
-    for (size_t i = 0; i < got.size(); ++i) {
-        const double g = got[i], w = want[i];
-        if (!std::isfinite(w) || !std::isfinite(g)) {
-            const bool same = (std::isnan(g) && std::isnan(w)) || g == w;
-            if (!same && !nonfinite_mismatch) {
-                nonfinite_mismatch = true;
-                worst_i = i;
-            }
-            continue;
-        }
-        const double excess = std::fabs(g - w) - (tol.atol + tol.rtol * std::fabs(w));
-        if (excess > worst) {
-            worst = excess;
-            if (!nonfinite_mismatch) worst_i = i;
-        }
-    }
-    INFO("worst element " << index_str(worst_i, ne) << ": got " << got[worst_i] << ", want " << want[worst_i]
-                          << " (atol " << tol.atol << ", rtol " << tol.rtol << ")");
-    CHECK(!nonfinite_mismatch);
-    CHECK(worst == 0.0);
 }
 
 std::unique_ptr<Backend> emulated_backend() {
@@ -310,11 +156,6 @@ void check_cases(const std::vector<OpCase>& cases, uint64_t seed_base) {
         if (c.gemm) CHECK_MESSAGE(tessera_emu::gemm_calls() > 0, "no cuBLAS GEMM ran");
         compare(got.values, want.values, want.shape, c.tol);
     }
-}
-
-std::string shape_name(const Shape& ne) {
-    return "[" + std::to_string(ne[0]) + "," + std::to_string(ne[1]) + "," + std::to_string(ne[2]) + "," +
-           std::to_string(ne[3]) + "]";
 }
 
 }  // namespace
@@ -764,8 +605,8 @@ OpCase attention_case(const AttnCase& a) {
                 Tensor* k = in.uniform(a.cache, {a.d_k, a.n_kv_head, a.n_kv, 1});
                 Tensor* v = a.mla ? view(in.ctx, k, {a.d_v, a.n_kv_head, a.n_kv, 1}, {k->nb[0], k->nb[1], k->nb[2], k->nb[3]}, 0)
                                   : in.uniform(a.cache, {a.d_v, a.n_kv_head, a.n_kv, 1});
-                Tensor* qp = in.ints({a.n_q, 1, 1, 1}, iota(a.n_q, a.q_pos0));
-                Tensor* kp = in.ints({a.n_kv, 1, 1, 1}, a.k_pos.empty() ? iota(a.n_kv) : a.k_pos);
+                Tensor* qp = in.ints({a.n_q, 1, 1, 1}, iota_ids(a.n_q, a.q_pos0));
+                Tensor* kp = in.ints({a.n_kv, 1, 1, 1}, a.k_pos.empty() ? iota_ids(a.n_kv) : a.k_pos);
                 return attention(in.ctx, q, k, v, qp, kp, a.spec);
             },
             // decode (one query) over >= 4 tiles of keys must split them and merge the partials
@@ -792,7 +633,7 @@ TEST_CASE("cuda emulated: attention MHA / GQA / MQA / MLA, F16 and Q8_0 caches, 
     cases.push_back(attention_case({"non-causal f32 odd head dim", 3, 3, 40, 24, 7, 31, DType::F32, spec(40, false), false, 0, {}}));
     // Keys at positions 6 .. 45: the first queries (positions 0 .. 5) see none and must give zeros.
     cases.push_back(attention_case({"causal rows with no visible key", 4, 4, 32, 32, 9, 40, DType::F16, spec(32), false, 0,
-                                    iota(40, 6)}));
+                                    iota_ids(40, 6)}));
     // Decode: one query over 130 keys (5 tiles): the keys are split and the partials merged. Empty slots
     // (k_pos -1) and a ring order of positions.
     std::vector<int32_t> ring(130);
@@ -841,8 +682,8 @@ Tensor* build_layer(Inputs& in, int64_t T, int64_t p0) {
     norm_w->name = "host:" + norm_w->name;
     Tensor* cache_k = in.uniform(DType::F16, {hd, n_kv_head, slots, 1});  // older entries: random history
     Tensor* cache_v = in.uniform(DType::F16, {hd, n_kv_head, slots, 1});
-    Tensor* pos = in.ints({T, 1, 1, 1}, iota(T, int32_t(p0)));
-    Tensor* k_pos = in.ints({n_kv, 1, 1, 1}, iota(n_kv));
+    Tensor* pos = in.ints({T, 1, 1, 1}, iota_ids(T, int32_t(p0)));
+    Tensor* k_pos = in.ints({n_kv, 1, 1, 1}, iota_ids(n_kv));
 
     RopeParams rp;
     rp.n_dims = int32_t(hd);
