@@ -8,14 +8,24 @@
 #include <thread>
 #include <utility>
 
+#include <sys/mman.h>
+
 #include "core/error.h"
 
 namespace tessera {
 
 HostBuffer::HostBuffer(size_t size) : size_(size), owned_(true) {
-    const size_t rounded = (std::max<size_t>(size, 1) + 63) / 64 * 64;
-    base_ = std::aligned_alloc(64, rounded);
+    // Big buffers (the KV cache, prefill graphs) are streamed through at decode: on 2 MiB pages the TLB
+    // covers them. The advice must come before the first touch (the memset) to get huge pages at all.
+    constexpr size_t kHugePage = size_t(2) << 20;
+    const bool huge = size >= 2 * kHugePage;
+    const size_t align = huge ? kHugePage : 64;
+    const size_t rounded = (std::max<size_t>(size, 1) + align - 1) / align * align;
+    base_ = std::aligned_alloc(align, rounded);
     TESSERA_CHECK(base_ != nullptr, "out of host memory allocating %zu bytes", size);
+#ifdef MADV_HUGEPAGE
+    if (huge) madvise(base_, rounded, MADV_HUGEPAGE);  // advice only: without huge pages it still works
+#endif
     std::memset(base_, 0, rounded);
 }
 
