@@ -129,7 +129,7 @@ tessera_model_params tessera_model_default_params(void) {
     p.backend = nullptr;
     p.progress = nullptr;
     p.progress_user = nullptr;
-    p.gpu_layers = -1;
+    p.gpu_layers = 0;  // all
     return p;
 }
 
@@ -140,7 +140,7 @@ tessera_status tessera_model_open(const char* path, const tessera_model_params* 
     return guarded(TESSERA_OK, [&] {
         tessera::ModelOptions mo;
         if (params && params->backend) mo.backend = params->backend;
-        if (params) mo.gpu_layers = params->gpu_layers < 0 ? -1 : params->gpu_layers;
+        if (params && params->gpu_layers > 0) mo.gpu_layers = params->gpu_layers;  // else all (-1)
         if (params && params->progress) {
             const auto callback = params->progress;
             void* user = params->progress_user;

@@ -54,6 +54,18 @@ TEST_CASE("cuda: without a GPU, asking for it is a clear error through the libra
     mp.backend = "tpu";
     CHECK(tessera_model_open(cases[0].gguf.c_str(), &mp, &m) == TESSERA_ERR_UNSUPPORTED);
     CHECK(std::string(tessera_last_error()).find("unknown backend 'tpu'") != std::string::npos);
+
+    // A zero-initialized struct (the C idiom) means the defaults: all layers, so a host backend opens fine...
+    tessera_model_params zero{};
+    zero.backend = "cpu";
+    REQUIRE(tessera_model_open(cases[0].gguf.c_str(), &zero, &m) == TESSERA_OK);
+    tessera_model_free(m);
+    m = nullptr;
+    // ...while a layer count on a host backend is a mistake worth naming.
+    zero.gpu_layers = 2;
+    CHECK(tessera_model_open(cases[0].gguf.c_str(), &zero, &m) != TESSERA_OK);
+    CHECK(std::string(tessera_last_error()).find("not a GPU") != std::string::npos);
+    CHECK(m == nullptr);
 }
 
 TEST_CASE("cuda: every golden case on the GPU, batch, incremental and chunked, F32 and F16 caches") {

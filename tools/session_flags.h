@@ -24,7 +24,7 @@ struct SessionFlags {
     int batch = 512;
     std::string cache_type = "f16";
     std::string backend = "cpu";
-    int gpu_layers = -1;
+    int gpu_layers = 0;  // 0 = all (the C API's default)
 
     void add_to(ArgParser& p, bool with_ctx = true) {
         p.option("-m,--model", &model, "FILE", "GGUF model file (required)");
@@ -37,7 +37,7 @@ struct SessionFlags {
         p.option("--gpu-layers", &gpu_layers, "N",
                  "with --device cuda: put only the first N layers on the GPU, the rest compute on the CPU "
                  "(default: all)",
-                 0, 1 << 20);
+                 1, 1 << 20);
     }
 
     // Opens the model for the chosen device, with a progress line while weights upload to a GPU.

@@ -55,7 +55,8 @@ typedef struct tessera_model_params {
     void (*progress)(uint64_t done, uint64_t total, void* user);
     void* progress_user;
     /* With a GPU backend: how many layers, from the first, have their weights on the GPU; the rest compute
-     * on the CPU from the file mapping, so a model larger than the GPU still runs. -1 = all (default). */
+     * on the CPU from the file mapping, so a model larger than the GPU still runs. 0 or less = all (the
+     * default, so a zero-initialized struct means all). */
     int32_t gpu_layers;
 } tessera_model_params;
 tessera_model_params tessera_model_default_params(void);
