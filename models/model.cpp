@@ -208,14 +208,15 @@ void Model::upload_weights(const ModelOptions& options) {
         const int64_t layer = layer_of(t->name);
         return layer >= 0 ? layer < gpu_layers_ : all;
     };
-    constexpr size_t kAlign = 256;  // keeps every weight aligned for wide device loads
+    // Each weight starts 256-byte aligned, for wide device loads.
+    auto aligned_bytes = [](const Tensor* t) { return (t->nbytes() + 255) / 256 * 256; };
     size_t total = 0, payload = 0;
     for (const Tensor* t : bound_) {
         if (!uploaded(t)) {
             split_ = true;
             continue;
         }
-        total += (t->nbytes() + kAlign - 1) / kAlign * kAlign;
+        total += aligned_bytes(t);
         payload += t->nbytes();
     }
     if (total == 0) return;
@@ -233,7 +234,7 @@ void Model::upload_weights(const ModelOptions& options) {
         t->buffer = device_weights_.get();
         t->data = static_cast<char*>(device_weights_->base()) + offset;
         backend->set_tensor(*t, host, 0, t->nbytes());
-        offset += (t->nbytes() + kAlign - 1) / kAlign * kAlign;
+        offset += aligned_bytes(t);
         done += t->nbytes();
         if (options.progress) options.progress(done, payload);
     }

@@ -176,13 +176,19 @@ public:
     }
 
 private:
+    // Whether a kernel can address t's storage: device memory, or pinned host memory mapped for the device.
+    // (Storage with no buffer was placed by the caller, who vouches for it.)
+    static bool device_addressable(const Tensor& t) {
+        const Buffer* b = t.storage_owner()->buffer;
+        return !b || b->device_accessible();
+    }
+
     static void check_range(const char* what, const Tensor& t, size_t offset, size_t size) {
         TESSERA_CHECK(t.data != nullptr, "%s '%s': tensor has no storage", what, t.name.c_str());
         TESSERA_CHECK(offset + size <= t.nbytes(), "%s '%s': %zu bytes at %zu exceed its %zu", what, t.name.c_str(),
                       size, offset, t.nbytes());
-        const Tensor* owner = t.storage_owner();
-        TESSERA_CHECK(!owner->buffer || owner->buffer->device_accessible(),
-                      "%s '%s': the tensor lives in host memory, not on the cuda device", what, t.name.c_str());
+        TESSERA_CHECK(device_addressable(t), "%s '%s': the tensor lives in host memory, not on the cuda device", what,
+                      t.name.c_str());
     }
 
     // Every tensor a kernel touches must live in device memory: a weight left in the file mapping would
@@ -191,8 +197,7 @@ private:
         auto check = [&](const Tensor* t, const char* role) {
             TESSERA_CHECK(t->data != nullptr, "cuda backend: %s '%s': %s '%s' has no storage", op_name(node.op),
                           node.name.c_str(), role, t->name.c_str());
-            const Tensor* owner = t->storage_owner();
-            TESSERA_CHECK(!owner->buffer || owner->buffer->device_accessible(),
+            TESSERA_CHECK(device_addressable(*t),
                           "cuda backend: %s '%s': %s '%s' is in host memory (upload weights with the model's "
                           "backend set to cuda)",
                           op_name(node.op), node.name.c_str(), role, t->name.c_str());
