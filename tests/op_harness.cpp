@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -58,6 +59,18 @@ Tensor* Inputs::transposed(DType type, Shape ne, float lo, float hi) { return pe
 Tensor* Inputs::padded_rows(DType type, Shape ne, int64_t pad, float lo, float hi) {
     Tensor* base = uniform(type, {ne[0] + pad, ne[1], ne[2], ne[3]}, lo, hi);
     return view(ctx, base, ne, {base->nb[0], base->nb[1], base->nb[2], base->nb[3]}, 0);
+}
+
+Tensor* Inputs::random_mask(int64_t ne0, int64_t ne1) {
+    const int64_t rows = ne1 + 2;
+    std::vector<float> mv(size_t(ne0 * rows));
+    std::mt19937 rng(uint32_t(ne0 * 31 + ne1));
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < ne0; ++c) {
+            const bool out = (ne1 > 1 && r == 0) || (c > 0 && rng() % 3 == 0);
+            mv[size_t(r * ne0 + c)] = out ? -std::numeric_limits<float>::infinity() : float(rng() % 5) - 2.0f;
+        }
+    return floats({ne0, rows, 1, 1}, mv);
 }
 
 std::vector<uint8_t> leaf_bytes(const Tensor& t, const LeafFill& f, uint64_t seed) {

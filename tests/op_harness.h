@@ -48,6 +48,9 @@ public:
     Tensor* transposed(DType type, Shape ne, float lo = -1.0f, float hi = 1.0f);
     // Logical shape ne; rows are contiguous but `pad` elements (whole blocks for quant types) apart.
     Tensor* padded_rows(DType type, Shape ne, int64_t pad, float lo = -1.0f, float hi = 1.0f);
+    // A softmax mask F32 [ne0, ne1 + 2] (2 spare rows): row 0 fully masked when ne1 > 1, other entries -inf
+    // at random or a finite bias in [-2, 2]; the same values for the same (ne0, ne1).
+    Tensor* random_mask(int64_t ne0, int64_t ne1);
 };
 
 std::vector<uint8_t> leaf_bytes(const Tensor& t, const LeafFill& f, uint64_t seed);

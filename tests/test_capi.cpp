@@ -11,7 +11,6 @@
 
 #include <unistd.h>
 
-#include "models/make_model.h"
 #include "tessera.h"
 #include "tests/testing.h"
 
@@ -28,18 +27,8 @@ bool have_shared() { return ::access(TESSERA_SHARED_DIR "/golden/manifest.json",
 
 // A small random llama file, made once per process.
 const std::string& made_model() {
-    static std::string path = [] {
-        tessera::MakeModelOptions o;
-        o.preset = "tiny";
-        o.type = "f32";
-        o.has_shape = true;
-        o.shape = tessera::llama_preset("tiny");
-        o.shape.n_layer = 2;
-        o.shape.n_ctx = 64;
-        const std::string p = "/tmp/tessera_test_capi_" + std::to_string(::getpid()) + ".gguf";
-        tessera::make_model(o, p);
-        return p;
-    }();
+    static std::string path =
+        tessera::testing::make_small_llama("/tmp/tessera_test_capi_" + std::to_string(::getpid()) + ".gguf", 64);
     return path;
 }
 

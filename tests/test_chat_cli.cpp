@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <string>
 
-#include "models/make_model.h"
 #include "tests/testing.h"
 
 using namespace tessera::testing;
@@ -21,16 +20,7 @@ using namespace tessera::testing;
 namespace {
 
 std::string made_model() {
-    tessera::MakeModelOptions o;
-    o.preset = "tiny";
-    o.type = "f32";
-    o.has_shape = true;
-    o.shape = tessera::llama_preset("tiny");
-    o.shape.n_layer = 2;
-    o.shape.n_ctx = 4096;
-    const std::string path = "/tmp/tessera_test_chat_cli_" + std::to_string(::getpid()) + ".gguf";
-    tessera::make_model(o, path);
-    return path;
+    return make_small_llama("/tmp/tessera_test_chat_cli_" + std::to_string(::getpid()) + ".gguf", 4096);
 }
 
 // A child process with pipes to its stdin, stdout and stderr.

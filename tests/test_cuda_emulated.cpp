@@ -356,19 +356,7 @@ TEST_CASE("cuda emulated: rms_norm, norm, softmax with mask") {
                                  Tensor* a = ne2 == 3 ? in.transposed(DType::F32, {ne0, ne1, ne2, 1}, -10, 10)
                                                       : in.uniform(DType::F32, {ne0, ne1, ne2, 1}, -10, 10);
                                  Tensor* mask = nullptr;
-                                 if (masked) {
-                                     // 2 spare rows; row 0 fully masked, other entries -inf at random or a bias
-                                     const int64_t mr = ne1 + 2;
-                                     std::vector<float> mv(size_t(ne0 * mr));
-                                     std::mt19937 rng(uint32_t(ne0 * 31 + ne1));
-                                     for (int64_t r = 0; r < mr; ++r)
-                                         for (int64_t c = 0; c < ne0; ++c) {
-                                             const bool out = r == 0 || (c > 0 && rng() % 3 == 0);
-                                             mv[size_t(r * ne0 + c)] =
-                                                 out ? -std::numeric_limits<float>::infinity() : float(rng() % 5) - 2.0f;
-                                         }
-                                     mask = in.floats({ne0, mr, 1, 1}, mv);
-                                 }
+                                 if (masked) mask = in.random_mask(ne0, ne1);
                                  return softmax(in.ctx, a, mask, 0.125f);
                              },
                              softmax_tol(ne0), "softmax_kernel"});

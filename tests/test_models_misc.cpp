@@ -22,6 +22,7 @@
 #include "models/make_model_presets_gemma_deepseek.h"
 #include "models/moe.h"
 #include "models/session.h"
+#include "tests/golden_util.h"
 #include "tests/testing.h"
 
 using namespace tessera;
@@ -48,26 +49,12 @@ std::unique_ptr<Model> make(const GemmaDeepSeekShape& shape, const std::string& 
 
 std::vector<float> logits_of(const Model& m, const std::vector<int32_t>& ids, bool incremental,
                              const std::string& backend = "cpu", int64_t n_batch = 512) {
-    SessionOptions so;
-    so.n_ctx = 128;
-    so.n_threads = 2;
-    so.n_batch = n_batch;
-    so.cache_type = DType::F32;
-    so.backend = backend;
-    so.logits_all = true;
-    Session s(m, so);
-    std::vector<float> out;
-    const int64_t nv = s.n_vocab();
-    if (incremental) {
-        for (int32_t id : ids) {
-            s.decode(&id, 1);
-            out.insert(out.end(), s.logits(0), s.logits(0) + nv);
-        }
-    } else {
-        s.decode(ids.data(), int64_t(ids.size()));
-        for (int64_t r = 0; r < s.n_logit_rows(); ++r) out.insert(out.end(), s.logits(r), s.logits(r) + nv);
-    }
-    return out;
+    golden::RunOptions o;  // F32 cache, 2 threads, every row's logits
+    o.n_ctx = 128;
+    o.incremental = incremental;
+    o.backend = backend;
+    o.n_batch = n_batch;
+    return golden::run_logits(m, ids, o);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include "core/error.h"
+#include "models/make_model.h"
 
 #ifndef TESSERA_SHARED_DIR
 #define TESSERA_SHARED_DIR "../shared"
@@ -27,6 +28,18 @@ bool shared_available() {
 }
 
 std::string cli_path() { return TESSERA_CLI; }
+
+std::string make_small_llama(const std::string& path, int64_t n_ctx) {
+    MakeModelOptions o;
+    o.preset = "tiny";
+    o.type = "f32";
+    o.has_shape = true;
+    o.shape = llama_preset("tiny");
+    o.shape.n_layer = 2;
+    o.shape.n_ctx = n_ctx;
+    make_model(o, path);
+    return path;
+}
 
 std::string error_of(const std::function<void()>& f) {
     try {
