@@ -350,13 +350,18 @@ __global__ void merge_splits(const MergeArgs a) {
     }
 }
 
-// Shared memory the current device lets one block opt into (0 if no device can be asked).
+// Shared memory the current device lets one block opt into (0 if no device can be asked). attention_ok runs
+// for every attention node of every graph, so each device is asked once (per thread: no locking needed).
 int device_smem_limit(int device) {
+    constexpr int kDevices = 64;
+    thread_local int known[kDevices] = {};  // 0 = not asked yet (a real limit is never 0)
+    if (device >= 0 && device < kDevices && known[device] > 0) return known[device];
     int limit = 0;
     if (cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
         cudaGetLastError();  // clear it: the next TESSERA_CUDA_LAUNCHED() must not report this query
         return 0;
     }
+    if (device >= 0 && device < kDevices) known[device] = limit;
     return limit;
 }
 
