@@ -17,6 +17,11 @@
 
 namespace tessera::cli {
 
+// Throws tessera's message when a C API call fails.
+inline void check(tessera_status s, const char* what) {
+    if (s != TESSERA_OK) throw std::runtime_error(std::string(what) + ": " + tessera_last_error());
+}
+
 struct SessionFlags {
     std::string model;
     int ctx = 0;
@@ -46,8 +51,7 @@ struct SessionFlags {
         mp.backend = backend.c_str();
         mp.progress = &upload_progress;
         mp.gpu_layers = gpu_layers;
-        const tessera_status s = tessera_model_open(model.c_str(), &mp, out);
-        if (s != TESSERA_OK) throw std::runtime_error(std::string("loading the model: ") + tessera_last_error());
+        check(tessera_model_open(model.c_str(), &mp, out), "loading the model");
     }
 
     // "uploading weights: 42% (1.2 of 2.9 GiB)", redrawn in place on a terminal at each whole percent.
@@ -98,11 +102,6 @@ struct SamplerFlags {
         ap.option("--seed", &p.seed, "S", "sampling seed (default 0)");
     }
 };
-
-// Throws tessera's message when a C API call fails.
-inline void check(tessera_status s, const char* what) {
-    if (s != TESSERA_OK) throw std::runtime_error(std::string(what) + ": " + tessera_last_error());
-}
 
 // Owners that free C API handles on every path.
 struct ModelHandle {
