@@ -108,6 +108,20 @@ TEST_CASE("cpu reduce16: sixteen horizontal sums land in order") {
 
 namespace {
 
+// The graph ending in `out` computed by the cpu backend with `threads` and then by the reference, in one
+// planned buffer: {cpu's output, the reference's}.
+std::pair<std::vector<float>, std::vector<float>> cpu_and_reference(const Graph& g, const Tensor& out, int threads) {
+    BackendOptions opt;
+    opt.threads = threads;
+    auto cpu = create_backend("cpu", opt);
+    auto ref = create_backend("reference");
+    auto buf = allocate_graph(g, *cpu);
+    cpu->compute(g);
+    std::vector<float> got = to_floats(out);
+    ref->compute(g);
+    return {std::move(got), to_floats(out)};
+}
+
 struct MatmulCase {
     DType type;
     int64_t k, n, m;
@@ -136,15 +150,7 @@ void check_matmul(const MatmulCase& c, int threads) {
     out->flags |= kFlagOutput;
     Graph g;
     g.expand(out);
-    BackendOptions opt;
-    opt.threads = threads;
-    auto cpu = create_backend("cpu", opt);
-    auto ref = create_backend("reference");
-    auto buf = allocate_graph(g, *cpu);
-    cpu->compute(g);
-    const std::vector<float> got = to_floats(*out);
-    ref->compute(g);
-    const std::vector<float> want = to_floats(*out);
+    const auto [got, want] = cpu_and_reference(g, *out, threads);
 
     const std::vector<float> af = to_floats(*a), bf = to_floats(*b);
     const double factor = (double(c.k) / 16 + double(c.k) / 1024 + 6) * kU;
@@ -268,15 +274,7 @@ TEST_CASE("cpu mul_mat_id: experts grouped by token, 1 KiB-multiple rows, packin
             Tensor* out = mul_mat_id(ctx, ex, b, ids);
             Graph g;
             g.expand(out);
-            BackendOptions opt;
-            opt.threads = threads;
-            auto cpu = create_backend("cpu", opt);
-            auto ref = create_backend("reference");
-            auto buf = allocate_graph(g, *cpu);
-            cpu->compute(g);
-            const std::vector<float> got = to_floats(*out);
-            ref->compute(g);
-            const std::vector<float> want = to_floats(*out);
+            const auto [got, want] = cpu_and_reference(g, *out, threads);
             const std::vector<float> ef = to_floats(*ex), bf = to_floats(*b);
             // Same first-order bound as the mul_mat cases above.
             const double factor = (double(k) / 16 + double(k) / 1024 + 6) * kU;
