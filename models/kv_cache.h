@@ -1,16 +1,18 @@
 // The KV cache: per layer one K and one V tensor of rows [k_width] / [v_width]
-// per slot, in the cache type (F16 default, F32, Q8_0), plus the position each
-// slot holds (-1 = empty). Slot s holds position s: the cache is linear in the
-// context, and a full context is an error (no shifting). Attention decides what
-// it sees from the slot positions alone, which is what lets window layers turn
-// into rings later without touching the attention op.
+// per slot, in the cache type (F16 default, F32, Q8_0). A linear layer (Full,
+// Latent, or Window without a ring) has a slot per position up to n_ctx: slot
+// s holds position s, and a full context is an error (no shifting). A ring
+// layer (Window with `ring`) keeps window + n_batch - 1 slots, slot = position
+// % ring. Attention decides what it sees from the position each slot holds
+// (-1 = empty) alone, so linear layers, rings, chunked prefill and truncation
+// need nothing of the attention op.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "core/backend.h"
-#include "models/model.h"
+#include "models/cache_layout.h"
 
 namespace tessera {
 

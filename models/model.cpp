@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "models/kv_cache.h"
 
 namespace tessera {
 
@@ -82,71 +81,6 @@ Tensor* TensorBinder::bind(const GGUFFile::TensorInfo& info, std::initializer_li
     t->data = const_cast<void*>(info.data);
     model_.bound_.push_back(t);
     return t;
-}
-
-// ---- the batch graph's cache access ----
-
-BatchGraph::BatchGraph(Context& ctx_, Graph& graph_, KVCache& cache, int64_t n_tokens_, int64_t kv_span_,
-                       bool logits_all_)
-    : ctx(ctx_), graph(graph_), n_tokens(n_tokens_), kv_span(kv_span_), logits_all(logits_all_), cache_(cache) {
-    tokens = ctx.new_tensor(DType::I32, {n_tokens}, "tokens");
-    positions = ctx.new_tensor(DType::I32, {n_tokens}, "positions");
-    kv_positions = ctx.new_tensor(DType::I32, {kv_span}, "kv_positions");
-    for (Tensor* t : {tokens, positions, kv_positions}) t->flags |= kFlagInput;
-}
-
-void BatchGraph::store_kv(int layer, Tensor* k, Tensor* v) {
-    const LayerCache& l = cache_.layer(layer);
-    auto store = [&](Tensor* src, Tensor* dst, int64_t width, const char* what) {
-        TESSERA_CHECK(src->nelements() == width * n_tokens, "layer %d: %s to store has %lld elements, expected %lld x %lld",
-                      layer, what, (long long)src->nelements(), (long long)width, (long long)n_tokens);
-        if (!src->is_contiguous()) src = cont(ctx, src);
-        src = reshape_2d(ctx, src, width, n_tokens);
-        const size_t slot_bytes = dst->nb[1];
-        Tensor* slots = view_2d(ctx, dst, width, n_tokens, slot_bytes, 0);  // moved to the batch's slots per step
-        slot_views.push_back({slots, slot_bytes, cache_.ring_slots(layer)});
-        graph.expand(cpy(ctx, src, slots));
-    };
-    store(k, cache_.k(layer), l.k_width, "K");
-    if (l.v_width > 0) {
-        TESSERA_CHECK(v != nullptr, "layer %d: V is null", layer);
-        store(v, cache_.v(layer), l.v_width, "V");
-    }
-}
-
-Tensor* BatchGraph::cache_k(int layer) {
-    const LayerCache& l = cache_.layer(layer);
-    Tensor* k = cache_.k(layer);
-    const int64_t span = cache_.ring_slots(layer) > 0 ? cache_.ring_slots(layer) : kv_span;
-    return view_3d(ctx, k, l.head_dim_k, l.k_width / l.head_dim_k, span, row_bytes(k->type, l.head_dim_k), k->nb[1], 0);
-}
-
-Tensor* BatchGraph::cache_positions(int layer) {
-    const int64_t ring = cache_.ring_slots(layer);
-    if (ring == 0) return kv_positions;
-    for (const RingPositions& r : ring_positions)
-        if (r.ring == ring) return r.positions;
-    Tensor* t = ctx.new_tensor(DType::I32, {ring}, "ring_positions." + std::to_string(ring));
-    t->flags |= kFlagInput;
-    ring_positions.push_back({ring, t});
-    return t;
-}
-
-Tensor* BatchGraph::cache_v(int layer) {
-    const LayerCache& l = cache_.layer(layer);
-    if (l.kind == CacheKind::Latent) {
-        // MLA: V is the first head_dim_v elements of each latent K row.
-        Tensor* k = cache_.k(layer);
-        return view_3d(ctx, k, l.head_dim_v, 1, kv_span, k->nb[1], k->nb[1], 0);
-    }
-    Tensor* v = cache_.v(layer);
-    const int64_t span = cache_.ring_slots(layer) > 0 ? cache_.ring_slots(layer) : kv_span;
-    return view_3d(ctx, v, l.head_dim_v, l.v_width / l.head_dim_v, span, row_bytes(v->type, l.head_dim_v), v->nb[1], 0);
-}
-
-Tensor* BatchGraph::select_output_rows(Tensor* x) {
-    if (logits_all || n_tokens == 1) return x;
-    return view_2d(ctx, x, x->ne[0], 1, x->nb[1], size_t(n_tokens - 1) * x->nb[1]);
 }
 
 // ---- the model ----

@@ -31,10 +31,10 @@
 #include "core/backend.h"
 #include "core/gguf.h"
 #include "core/ops.h"
+#include "models/batch_graph.h"
+#include "models/cache_layout.h"
 
 namespace tessera {
-
-class KVCache;
 
 // Hyper-parameters every decoder-only architecture has. Architecture-specific
 // extras live in the Architecture subclass.
@@ -51,21 +51,6 @@ struct HParams {
     int64_t n_ff = 0;
     float norm_eps = 1e-5f;
     int32_t bos = -1, eos = -1;  // tokenizer.ggml.{bos,eos}_token_id, -1 when absent
-};
-
-// What the KV cache keeps for one layer.
-enum class CacheKind { Full, Window, Latent };
-struct LayerCache {
-    CacheKind kind = CacheKind::Full;
-    int64_t k_width = 0;  // elements per token in the K row (d_k * n_kv_head, or the latent width)
-    int64_t v_width = 0;  // elements per token in the V row (0 for Latent: V is read from the K row)
-    int64_t head_dim_k = 0;  // how the K row splits into heads when read for attention
-    int64_t head_dim_v = 0;
-    int32_t window = 0;      // for Window layers
-    // Window layers only: keep a ring of window + n_batch - 1 slots (slot = position % ring) instead of
-    // one slot per position. The architecture must then read the layer's slot positions through
-    // BatchGraph::cache_positions(layer), not kv_positions.
-    bool ring = false;
 };
 
 // Reads "<arch>.<name>" keys with llama.cpp's defaults; errors name the file and key.
@@ -106,53 +91,6 @@ public:
 private:
     Tensor* bind(const GGUFFile::TensorInfo& info, std::initializer_list<Dim> dims);
     Model& model_;
-};
-
-// The inputs and cache access of one batch graph, handed to Architecture::build.
-// The session owns it; architectures only read it and call its helpers.
-class BatchGraph {
-public:
-    BatchGraph(Context& ctx, Graph& graph, KVCache& cache, int64_t n_tokens, int64_t kv_span, bool logits_all);
-
-    Context& ctx;
-    Graph& graph;
-    const int64_t n_tokens;  // tokens in this batch
-    const int64_t kv_span;   // cache slots attention reads (slots >= kv_span are all empty)
-    const bool logits_all;   // logits for every token, or only the last
-
-    Tensor* tokens = nullptr;     // I32 [n_tokens]
-    Tensor* positions = nullptr;  // I32 [n_tokens]: q_pos and the RoPE positions
-    Tensor* kv_positions = nullptr;  // I32 [kv_span]: position held by each slot, -1 when empty
-
-    // Writes this batch's K and V rows (F32 [k_width, n_tokens], [v_width, n_tokens], any
-    // shape with that element count) into the cache at the batch's slots. The writes are
-    // added to the graph at once, so nodes expanded later (the attention) run after them.
-    void store_kv(int layer, Tensor* k, Tensor* v);
-    // The layer's cache as attention reads it: [head_dim, n_kv_head, kv_span] in the cache type
-    // ([.., ring] for a ring layer).
-    Tensor* cache_k(int layer);
-    Tensor* cache_v(int layer);
-    // The k_pos attention needs for this layer's cache: kv_positions, or the ring's own slot positions.
-    Tensor* cache_positions(int layer);
-    // Keeps only the last token's column of x [ne0, n_tokens] unless logits_all.
-    Tensor* select_output_rows(Tensor* x);
-
-    // Views whose offsets the session moves to the batch's first slot before each compute.
-    struct SlotView {
-        Tensor* view;
-        size_t slot_bytes;
-        int64_t ring = 0;  // > 0: the batch's first slot is its first position modulo ring
-    };
-    std::vector<SlotView> slot_views;
-    // Slot positions of each ring size in use (I32 [ring]), filled by the session before each compute.
-    struct RingPositions {
-        int64_t ring;
-        Tensor* positions;
-    };
-    std::vector<RingPositions> ring_positions;
-
-private:
-    KVCache& cache_;
 };
 
 class Architecture {

@@ -45,70 +45,35 @@ int64_t Session::kv_span_for(int64_t used_after) const {
     return std::min(cache_->n_ctx(), (used_after + kSpanQuantum - 1) / kSpanQuantum * kSpanQuantum);
 }
 
-Session::BuiltGraph& Session::graph_for(int64_t n_tokens, int64_t kv_span) {
+BatchGraph& Session::graph_for(int64_t n_tokens, int64_t kv_span) {
     const Key key{n_tokens, kv_span, options_.logits_all};
     auto it = graphs_.find(key);
     if (it != graphs_.end()) return *it->second;
     if (graphs_.size() >= kMaxGraphs) graphs_.clear();
 
-    auto g = std::make_unique<BuiltGraph>();
-    g->batch = std::make_unique<BatchGraph>(g->ctx, g->graph, *cache_, n_tokens, kv_span, options_.logits_all);
-    BatchGraph& b = *g->batch;
-    g->logits = model_.arch().build(b);
-    TESSERA_CHECK(g->logits->type == DType::F32 && g->logits->ne[0] == model_.hparams().n_vocab,
+    auto g = std::make_unique<BatchGraph>(*cache_, n_tokens, kv_span, options_.logits_all);
+    Tensor* logits = model_.arch().build(*g);
+    TESSERA_CHECK(logits->type == DType::F32 && logits->ne[0] == model_.hparams().n_vocab,
                   "%s: graph output %s is not [n_vocab, rows]", model_.hparams().arch.c_str(),
-                  g->logits->shape_str().c_str());
-    g->logits->flags |= kFlagOutput;
-    g->graph.expand(g->logits);
-
-    // Inputs get storage of their own; intermediates are planned into one buffer.
-    std::vector<Tensor*> inputs = {b.tokens, b.positions, b.kv_positions};
-    for (const auto& r : b.ring_positions) inputs.push_back(r.positions);
-    size_t bytes = 0;
-    for (Tensor* t : inputs) bytes += (t->nbytes() + 63) / 64 * 64;
-    g->inputs = backend_->alloc_buffer(bytes);
-    size_t off = 0;
-    for (Tensor* t : inputs) {
-        t->buffer = g->inputs.get();
-        t->data = static_cast<char*>(g->inputs->base()) + off;
-        off += (t->nbytes() + 63) / 64 * 64;
-    }
-    g->compute = allocate_graph(g->graph, *backend_);
+                  logits->shape_str().c_str());
+    g->allocate(logits, *backend_);
     ++graphs_built_;
     return *graphs_.emplace(key, std::move(g)).first->second;
 }
 
 void Session::run_chunk(const int32_t* tokens, int64_t n) {
     const int64_t start = cache_->used();
-    const int64_t span = kv_span_for(start + n);
-    BuiltGraph& g = graph_for(n, span);
-    BatchGraph& b = *g.batch;
-
-    // Point the cache writes at this batch's slots, then re-derive every view's address.
-    for (const auto& sv : b.slot_views)
-        sv.view->view_offset = size_t(sv.ring > 0 ? start % sv.ring : start) * sv.slot_bytes;
-    resolve_views(g.graph);
-
+    BatchGraph& g = graph_for(n, kv_span_for(start + n));
     cache_->append(n);
-    scratch_.resize(size_t(std::max(n, span)));
-    backend_->set_tensor(*b.tokens, tokens, 0, size_t(n) * 4);
-    for (int64_t i = 0; i < n; ++i) scratch_[size_t(i)] = int32_t(start + i);
-    backend_->set_tensor(*b.positions, scratch_.data(), 0, size_t(n) * 4);
-    cache_->slot_positions(span, scratch_.data());
-    backend_->set_tensor(*b.kv_positions, scratch_.data(), 0, size_t(span) * 4);
-    for (const auto& r : b.ring_positions) {
-        scratch_.resize(std::max(scratch_.size(), size_t(r.ring)));
-        cache_->ring_positions(r.ring, scratch_.data());
-        backend_->set_tensor(*r.positions, scratch_.data(), 0, size_t(r.ring) * 4);
-    }
-
+    g.bind(*backend_, tokens, start);
     backend_->compute(g.graph);
 
-    const int64_t rows = g.logits->ne[1];
+    const Tensor& out = *g.output();
+    const int64_t rows = out.ne[1];
     const size_t row_floats = size_t(model_.hparams().n_vocab);
     const size_t at = options_.logits_all ? logits_.size() : 0;
     logits_.resize(at + size_t(rows) * row_floats);
-    backend_->get_tensor(*g.logits, logits_.data() + at, 0, size_t(rows) * row_floats * 4);
+    backend_->get_tensor(out, logits_.data() + at, 0, size_t(rows) * row_floats * 4);
     n_rows_ = int64_t(logits_.size() / row_floats);
 }
 

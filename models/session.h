@@ -1,5 +1,7 @@
 // A session: one conversation's state over a model: a backend, the KV cache,
 // the graphs built so far (one per batch shape, re-used), and the last logits.
+// It splits what it is asked to decode into chunks and picks (or builds) the
+// graph for each; the graph itself owns its inputs (models/batch_graph.h).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "models/batch_graph.h"
 #include "models/kv_cache.h"
 #include "models/model.h"
 
@@ -46,16 +49,9 @@ public:
     int graphs_built() const { return graphs_built_; }
 
 private:
-    struct BuiltGraph {
-        Context ctx;
-        Graph graph;
-        std::unique_ptr<BatchGraph> batch;
-        std::unique_ptr<Buffer> compute, inputs;
-        Tensor* logits = nullptr;
-    };
     using Key = std::tuple<int64_t, int64_t, bool>;  // n_tokens, kv_span, logits_all
 
-    BuiltGraph& graph_for(int64_t n_tokens, int64_t kv_span);
+    BatchGraph& graph_for(int64_t n_tokens, int64_t kv_span);
     void run_chunk(const int32_t* tokens, int64_t n);
     int64_t kv_span_for(int64_t used_after) const;
 
@@ -63,11 +59,10 @@ private:
     SessionOptions options_;
     std::unique_ptr<Backend> backend_;
     std::unique_ptr<KVCache> cache_;
-    std::map<Key, std::unique_ptr<BuiltGraph>> graphs_;
+    std::map<Key, std::unique_ptr<BatchGraph>> graphs_;
     int graphs_built_ = 0;
     std::vector<float> logits_;
     int64_t n_rows_ = 0;
-    std::vector<int32_t> scratch_;
 };
 
 }  // namespace tessera
