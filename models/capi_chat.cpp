@@ -11,6 +11,7 @@
 #include "models/chat_template.h"
 #include "models/sampler.h"
 #include "models/tokenizer.h"
+#include "models/unicode.h"
 #include "tessera.h"
 
 namespace tessera::capi {
@@ -259,6 +260,11 @@ tessera_status tessera_detok_stream_flush(tessera_detok_stream* ds, const char**
         ds->out = tessera::utf8_take_complete(std::string(ds->tail), &ds->tail);
         return give(ds->out, out, out_len);
     });
+}
+
+size_t tessera_utf8_char_len(const char* text, size_t len) {
+    if (!text) return 0;
+    return tessera::unicode::valid_utf8_at(std::string_view(text, len), 0);
 }
 
 }  // extern "C"

@@ -211,3 +211,26 @@ TEST_CASE("golden: tessera run --temp 0 prints llama.cpp's stories260K text") {
         CHECK(text == g.text);
     }
 }
+
+TEST_CASE("golden: tessera run --stop prints the text before the stop string, and it may span tokens") {
+    if (!have_shared()) return;
+    const auto gens = load_generations();
+    REQUIRE(!gens.empty());
+    const auto& g = gens[0];
+    // "girl named" spans tokens in this text (" girl", " named"); "Lily." ends inside the stream.
+    for (const std::string stop : {"girl named", "Lily."}) {
+        const size_t at = g.text.find(stop);
+        REQUIRE(at != std::string::npos);
+        const std::string out = "/tmp/tessera_golden_stop_" + std::to_string(::getpid()) + ".txt";
+        const std::string cmd = "{ " + cli() + " run -m " + shared_file("models/stories260K.gguf") + " -p \"" +
+                                g.prompt + "\" -n " + std::to_string(g.ids.size()) +
+                                " --temp 0 --ignore-eos --threads 2 --stop '" + stop + "' --stop '' > " + out + "; }";
+        std::string log;
+        const int rc = run_command(cmd, &log);
+        INFO(cmd << "\n" << log);
+        REQUIRE(rc == 0);
+        const auto bytes = read_file(out);
+        std::remove(out.c_str());
+        CHECK(std::string(bytes.begin(), bytes.end()) == g.text.substr(0, at) + "\n");
+    }
+}

@@ -108,16 +108,6 @@ std::string format_chat(tessera_model* m, const std::string& fmt, const std::vec
     return text;
 }
 
-// Owners of the per-answer C API helpers.
-struct StopHandle {
-    tessera_stop_matcher* s = nullptr;
-    ~StopHandle() { tessera_stop_matcher_free(s); }
-};
-struct DetokHandle {
-    tessera_detok_stream* d = nullptr;
-    ~DetokHandle() { tessera_detok_stream_free(d); }
-};
-
 size_t common_prefix(const std::vector<tessera_token>& a, const std::vector<tessera_token>& b) {
     size_t n = 0;
     while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;

@@ -12,80 +12,50 @@ namespace tessera::cli {
 
 namespace {
 
-// Splits bytes into printable UTF-8 (invalid bytes become U+FFFD, never raw) and a held-back tail:
-// an unfinished sequence at the end that the next token may complete.
-std::string take_valid_utf8(const std::string& s, std::string* tail) {
-    std::string out;
-    size_t i = 0;
-    while (i < s.size()) {
-        const unsigned char c = static_cast<unsigned char>(s[i]);
-        const int need = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
-        if (need < 0 || (need == 1 && c < 0xC2) || (need == 3 && c > 0xF4)) {
-            out += "\xEF\xBF\xBD";
-            ++i;
-            continue;
-        }
-        size_t j = 1;
-        while (j <= size_t(need) && i + j < s.size() && (static_cast<unsigned char>(s[i + j]) & 0xC0) == 0x80) ++j;
-        if (j == size_t(need) + 1) {
-            out.append(s, i, j);
-            i += j;
-        } else if (i + j == s.size()) {
-            break;  // unfinished at the end: hold it back
-        } else {
-            out += "\xEF\xBF\xBD";
-            i += j;
-        }
-    }
-    *tail = s.substr(i);
-    return out;
-}
-
-// Prints generated text as it completes, holding back what could still become a stop string
-// or an unfinished UTF-8 character.
+// Prints generated text as it completes. The library's streaming detokenizer holds back an unfinished
+// UTF-8 character (invalid bytes become U+FFFD), its stop matcher whatever could still become a stop string:
+// the same two pieces tessera chat uses.
 class Printer {
 public:
-    explicit Printer(std::vector<std::string> stops) : stops_(std::move(stops)) {
-        for (const auto& s : stops_) hold_ = std::max(hold_, s.size());
+    Printer(const tessera_model* model, const std::vector<std::string>& stops) {
+        std::vector<const char*> texts;
+        for (const std::string& s : stops)
+            if (!s.empty()) texts.push_back(s.c_str());  // an empty stop string stops nothing
+        check(tessera_stop_matcher_create(texts.data(), int32_t(texts.size()), &stops_.s), "stop strings");
+        check(tessera_detok_stream_create(model, &detok_.d), "detokenizing");
     }
     // Returns true when a stop string was reached (text before it printed, the rest dropped).
-    bool push(const std::string& piece) {
-        pending_ += piece;
-        if (first_ && !pending_.empty()) {
-            // The continuation's leading space is the SentencePiece word marker of its first token.
-            if (pending_[0] == ' ') pending_.erase(0, 1);
-            first_ = pending_.empty();
-        }
-        for (const auto& s : stops_) {
-            const size_t at = pending_.find(s);
-            if (!s.empty() && at != std::string::npos) {
-                emit(pending_.substr(0, at));
-                pending_.clear();
-                return true;
-            }
-        }
-        const size_t ready = pending_.size() > hold_ ? pending_.size() - hold_ : 0;
-        std::string tail;
-        emit(take_valid_utf8(pending_.substr(0, ready), &tail));
-        pending_ = tail + pending_.substr(ready);
-        return false;
+    bool push(tessera_token token) {
+        const char* text = nullptr;
+        size_t len = 0;
+        check(tessera_detok_stream_push(detok_.d, token, &text, &len), "detokenizing");
+        check(tessera_stop_matcher_push(stops_.s, text, int64_t(len), &text, &len), "stop strings");
+        emit(std::string(text, len));
+        return tessera_stop_matcher_stopped(stops_.s) != 0;
     }
     void finish() {
-        std::string tail;
-        emit(take_valid_utf8(pending_, &tail));
-        if (!tail.empty()) emit("\xEF\xBF\xBD");
-        pending_.clear();
+        if (tessera_stop_matcher_stopped(stops_.s)) return;
+        const char* text = nullptr;
+        size_t len = 0;
+        check(tessera_stop_matcher_flush(stops_.s, &text, &len), "stop strings");
+        std::string rest(text, len);
+        check(tessera_detok_stream_flush(detok_.d, &text, &len), "detokenizing");
+        emit(rest + std::string(text, len));
     }
 
 private:
-    void emit(const std::string& s) {
+    void emit(std::string s) {
+        if (first_ && !s.empty()) {
+            // The continuation's leading space is the SentencePiece word marker of its first token.
+            if (s[0] == ' ') s.erase(0, 1);
+            first_ = s.empty();
+        }
         if (s.empty()) return;
         std::fwrite(s.data(), 1, s.size(), stdout);
         std::fflush(stdout);
     }
-    std::vector<std::string> stops_;
-    size_t hold_ = 0;
-    std::string pending_;
+    StopHandle stops_;
+    DetokHandle detok_;
     bool first_ = true;
 };
 
@@ -139,22 +109,14 @@ int run(int argc, char** argv) {
     check(tessera_decode(session.s, ids.data(), int32_t(ids.size())), "evaluating the prompt");
     const double prompt_s = seconds_since(t_prompt);
 
-    Printer printer(stops);
+    Printer printer(model.m, stops);
     const auto t_gen = std::chrono::steady_clock::now();
     int generated = 0;
-    std::vector<char> piece(256);
     for (; generated < n_predict; ++generated) {
         tessera_token tok;
         check(tessera_sample(sampler.s, session.s, &tok), "sampling");
         if (!ignore_eos && tessera_model_is_eog(model.m, tok)) break;
-        size_t len = 0;
-        st = tessera_token_to_piece(model.m, tok, piece.data(), piece.size(), &len);
-        if (st == TESSERA_ERR_BUFFER_TOO_SMALL) {
-            piece.resize(len + 1);
-            st = tessera_token_to_piece(model.m, tok, piece.data(), piece.size(), &len);
-        }
-        check(st, "detokenizing");
-        if (printer.push(std::string(piece.data(), len))) {
+        if (printer.push(tok)) {
             ++generated;
             break;
         }

@@ -16,32 +16,11 @@ namespace tessera::cli {
 
 namespace {
 
-// The length of the valid UTF-8 character at s[i] (shortest form, no surrogates, <= U+10FFFF), or 0.
-size_t valid_utf8_at(const std::string& s, size_t i) {
-    const auto* p = reinterpret_cast<const uint8_t*>(s.data());
-    if (i >= s.size()) return 0;
-    const uint8_t c = p[i];
-    if (c < 0x80) return 1;
-    size_t len;
-    uint32_t cp, min;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1Fu, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0Fu, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07u, min = 0x10000;
-    else return 0;
-    if (i + len > s.size()) return 0;
-    for (size_t k = 1; k < len; ++k) {
-        if ((p[i + k] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (p[i + k] & 0x3Fu);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return len;
-}
-
 // A piece as printable text: valid UTF-8 is shown as is, other bytes (a part of a character) as \xNN.
 std::string show_piece(const std::string& piece) {
     std::string out;
     for (size_t i = 0; i < piece.size();) {
-        size_t len = valid_utf8_at(piece, i);
+        const size_t len = tessera_utf8_char_len(piece.data() + i, piece.size() - i);
         if (len > 0 && uint8_t(piece[i]) >= 0x20 && piece[i] != 0x7F) {
             out.append(piece, i, len);
             i += len;

@@ -116,6 +116,15 @@ struct SamplerHandle {
     tessera_sampler* s = nullptr;
     ~SamplerHandle() { tessera_sampler_free(s); }
 };
+// Owners of the streaming helpers (stop strings, UTF-8 hold-back) of one generated text.
+struct StopHandle {
+    tessera_stop_matcher* s = nullptr;
+    ~StopHandle() { tessera_stop_matcher_free(s); }
+};
+struct DetokHandle {
+    tessera_detok_stream* d = nullptr;
+    ~DetokHandle() { tessera_detok_stream_free(d); }
+};
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -218,6 +218,11 @@ tessera_status tessera_detok_stream_push(tessera_detok_stream* stream, tessera_t
 /* At the end: what the held bytes complete to (a partial character that cannot complete yet stays held). */
 tessera_status tessera_detok_stream_flush(tessera_detok_stream* stream, const char** out, size_t* out_len);
 
+/* The length in bytes (1 to 4) of the valid UTF-8 character that text[0..len) starts with, or 0 when it
+ * starts with none: a stray or truncated byte, an overlong form, a surrogate, or a code point above U+10FFFF.
+ * The check the detokenizer applies, for front ends that show raw token pieces. */
+size_t tessera_utf8_char_len(const char* text, size_t len);
+
 #ifdef __cplusplus
 }
 #endif
