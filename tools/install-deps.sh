@@ -3,7 +3,8 @@
 # it may (root, or sudo without a password); otherwise prints the exact command.
 set -euo pipefail
 
-packages=(cmake g++ make pkg-config libxsimd-dev libstb-dev doctest-dev libpcre2-dev libomp-dev)
+# python3-jinja2: the reference engine tests/jinja/differential.py compares our chat-template engine against.
+packages=(cmake g++ make pkg-config libxsimd-dev libstb-dev doctest-dev libpcre2-dev libomp-dev python3-jinja2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
