@@ -311,7 +311,8 @@ TEST_CASE("cpu backend computes attention with the flash kernel") {
     for (int threads : {1, 2}) {
         const auto via_backend = compute_on(b, "cpu", threads);
         poison(b.out);
-        cpu::attention(b.out, threads);
+        ThreadPool pool(threads);
+        cpu::attention(b.out, pool);
         const auto direct = tessera::testing::to_floats(*b.out);
         CHECK(std::memcmp(via_backend.data(), direct.data(), direct.size() * sizeof(float)) == 0);
     }

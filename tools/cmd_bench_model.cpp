@@ -13,6 +13,7 @@
 
 #include <omp.h>
 
+#include "tools/busy_neighbour.h"
 #include "tools/command.h"
 #include "tools/session_flags.h"
 
@@ -75,7 +76,7 @@ std::vector<int> parse_list(const std::string& flag, const std::string& text) {
 int bench(int argc, char** argv) {
     SessionFlags sf;
     std::string pp_list = "512", tg_list = "128";
-    int reps = 3;
+    int reps = 3, neighbours = 0;
     bool json = false, no_bw = false;
     float bw_given = 0;
     ArgParser p("bench -m", "MODEL [-p 512] [-n 128] [-r REPS] [--json] [options]",
@@ -92,6 +93,10 @@ int bench(int argc, char** argv) {
              "compare against this bandwidth instead of measuring the host's (e.g. 4800 for an H200 with --device "
              "cuda, where the host figure means nothing)",
              0.0, 1e6);
+    p.option("--neighbour", &neighbours, "N",
+             "run with N other processes each keeping a core busy (started after the bandwidth measurement): "
+             "the speed on a machine shared with another program",
+             0, 1024);
     if (!p.parse(argc, argv)) return 0;
     if (sf.model.empty()) throw UsageError("-m MODEL is required");
     const auto pps = parse_list("-p", pp_list), tgs = parse_list("-n", tg_list);
@@ -119,6 +124,10 @@ int bench(int argc, char** argv) {
                      sf.model.c_str(), double(tessera_model_size(model.m)) / 1048576.0, weight_bytes / 1048576.0, bw,
                      threads);
 
+    const BusyNeighbours busy(neighbours);
+    if (!json && neighbours > 0)
+        std::fprintf(stderr, "with %d busy neighbour process%s\n", neighbours, neighbours == 1 ? "" : "es");
+
     std::srand(1234);
     auto random_ids = [&](int n) {
         std::vector<tessera_token> ids(static_cast<size_t>(n));
@@ -134,10 +143,11 @@ int bench(int argc, char** argv) {
         const double bytes = gen ? weight_bytes + kv_per_tok * (n_tokens + 1) / 2.0 : 0.0;
         const double gbs = bytes * st.median / 1e9;
         if (json) {
-            std::printf("{\"test\": \"%s\", \"threads\": %d, \"tokens_per_s\": %.3f, \"tokens_per_s_min\": %.3f, "
-                        "\"tokens_per_s_max\": %.3f, \"reps\": %zu, \"bytes_per_token\": %.0f, \"gb_per_s\": %.3f, "
+            std::printf("{\"test\": \"%s\", \"threads\": %d, \"neighbours\": %d, \"tokens_per_s\": %.3f, "
+                        "\"tokens_per_s_min\": %.3f, \"tokens_per_s_max\": %.3f, \"reps\": %zu, \"bytes_per_token\": %.0f, "
+                        "\"gb_per_s\": %.3f, "
                         "\"bandwidth_gb_per_s\": %.3f, \"bandwidth_fraction\": %.4f}\n",
-                        test.c_str(), threads, st.median, st.min, st.max, secs.size(), bytes, gbs, bw,
+                        test.c_str(), threads, neighbours, st.median, st.min, st.max, secs.size(), bytes, gbs, bw,
                         bw > 0 && gen ? gbs / bw : 0.0);
         } else if (gen) {
             std::printf("%-8s %3d threads  %9.2f tok/s  (min %.2f, max %.2f)  %7.1f MiB/token  %6.2f GB/s = %4.1f %% of %.1f GB/s\n",

@@ -23,8 +23,6 @@
 // see is never read.
 #include "backends/cpu/attention.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -33,6 +31,7 @@
 
 #include "backends/cpu/attention_kernels.h"
 #include "backends/cpu/attention_plan.h"
+#include "backends/cpu/cpu_parallel.h"
 #include "core/error.h"
 #include "core/quant.h"
 
@@ -376,9 +375,9 @@ size_t attention_scratch_bytes(const Tensor& dst, int n_threads) {
     return bytes;
 }
 
-void attention(Tensor* dst, int n_threads) {
+void attention(Tensor* dst, ThreadPool& pool) {
     validate(*dst);
-    const AttentionPlan plan = plan_attention(*dst, n_threads);
+    const AttentionPlan plan = plan_attention(*dst, pool.size());
     Job job{plan,
             *dst->src[0],
             *dst->src[1],
@@ -426,19 +425,19 @@ void attention(Tensor* dst, int n_threads) {
 
     const int64_t n_units = plan.n_units();
     const int64_t n_blocks = plan.n_head_blocks();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(plan.n_threads)
-    for (int64_t u = 0; u < n_units; ++u) {
+    parallel_for(pool, n_units, plan.n_threads, [&](int64_t u, int) {
         const int64_t split = u % plan.n_splits;
         const int64_t rest = u / plan.n_splits;
         const int64_t block = rest % n_blocks;
         // last query tiles first: under a causal mask they see the most keys, so the long units start early
         const int64_t qt = plan.n_q_tiles - 1 - rest / n_blocks;
         run_unit(job, block, qt, split);
-    }
+    });
     if (plan.n_splits > 1) {
         const int64_t n_merge = n_blocks * plan.n_q_tiles;
-#pragma omp parallel for schedule(static) num_threads(plan.n_threads)
-        for (int64_t u = 0; u < n_merge; ++u) merge_splits(job, u % n_blocks, u / n_blocks);
+        parallel_chunks(pool, n_merge, plan.n_threads, [&](int64_t u0, int64_t u1, int) {
+            for (int64_t u = u0; u < u1; ++u) merge_splits(job, u % n_blocks, u / n_blocks);
+        });
     }
 }
 

@@ -1,9 +1,11 @@
 // The cpu backend's fused attention (tiled online softmax). See core/ops.h for the op's contract.
 #pragma once
 #include "core/tensor.h"
+#include "core/thread_pool.h"
 
 namespace tessera::cpu {
 
-void attention(Tensor* dst, int n_threads);
+// Runs on up to pool.size() threads.
+void attention(Tensor* dst, ThreadPool& pool);
 
 }  // namespace tessera::cpu

@@ -1,5 +1,5 @@
 // The cpu backend: runs a graph's nodes in order on host memory. Ops with a
-// fast path (xsimd inner loops, OpenMP across rows / weight panels) go to the
+// fast path (xsimd inner loops, the backend's thread pool across rows / weight panels) go to the
 // cpu_*.cpp kernels when the node's layout suits them; attention goes to the
 // fused kernel in attention.cpp; everything else (and any layout a fast path
 // declines) is computed by the reference ops, so the backend supports exactly
@@ -34,7 +34,7 @@ Path choose_path(const Tensor& node) {
 
 class CpuBackend final : public HostBackendBase {
 public:
-    explicit CpuBackend(int threads) : threads_(threads > 0 ? threads : physical_cores()) {}
+    explicit CpuBackend(int threads) : pool_(threads > 0 ? threads : physical_cores()) {}
     std::string name() const override { return "cpu"; }
 
     bool supports(const Tensor& node) const override {
@@ -47,8 +47,8 @@ public:
         for (Tensor* node : graph.nodes()) compute_node(node);
     }
 
-    void set_threads(int threads) override { threads_ = threads > 0 ? threads : physical_cores(); }
-    int threads() const override { return threads_; }
+    void set_threads(int threads) override { pool_.resize(threads > 0 ? threads : physical_cores()); }
+    int threads() const override { return pool_.size(); }
 
 private:
     void compute_node(Tensor* node) {
@@ -56,12 +56,12 @@ private:
         if (p == Path::View) return;
         if (p != Path::Reference) check_storage(node);
         switch (p) {
-            case Path::MulMat: return cpu::mul_mat(node, threads_, scratch_);
-            case Path::MulMatId: return cpu::mul_mat_id(node, threads_, scratch_);
-            case Path::Elementwise: return cpu::elementwise(node, threads_);
-            case Path::NormRopeSoftmax: return cpu::norm_rope_softmax(node, threads_);
-            case Path::Copy: return cpu::copy(node, threads_, scratch_);
-            case Path::Attention: return cpu::attention(node, threads_);
+            case Path::MulMat: return cpu::mul_mat(node, pool_, scratch_);
+            case Path::MulMatId: return cpu::mul_mat_id(node, pool_, scratch_);
+            case Path::Elementwise: return cpu::elementwise(node, pool_);
+            case Path::NormRopeSoftmax: return cpu::norm_rope_softmax(node, pool_);
+            case Path::Copy: return cpu::copy(node, pool_, scratch_);
+            case Path::Attention: return cpu::attention(node, pool_);
             default: return ref::compute_node(node);
         }
     }
@@ -74,7 +74,7 @@ private:
                           op_name(node->op), node->name.c_str(), s->name.c_str());
     }
 
-    int threads_;
+    ThreadPool pool_;       // this backend's own threads: two models in one process never share them
     cpu::Scratch scratch_;  // reused across nodes and calls; one backend serves one graph at a time
 };
 

@@ -39,12 +39,13 @@ inline void row_index(const Tensor& shape, int64_t r, int64_t& i1, int64_t& i2, 
 }
 
 // Row r of src (in its shape) to row r of dst (in its shape): same ne[0], same row count.
-void copy_rows(const Tensor& src, Tensor* dst, int threads, Scratch& scratch) {
+void copy_rows(const Tensor& src, Tensor* dst, ThreadPool& pool, Scratch& scratch) {
     const int64_t n = src.ne[0];
     const bool same_type = src.type == dst->type;
     const size_t bytes = src.row_bytes();
+    const int threads = threads_for(pool.size(), double(src.nelements()));
     scratch.prepare(threads);
-    parallel_chunks(src.nrows(), threads_for(threads, double(src.nelements())), [&](int64_t r0, int64_t r1, int tid) {
+    parallel_chunks(pool, src.nrows(), threads, [&](int64_t r0, int64_t r1, int tid) {
         float* tmp = same_type || src.type == DType::F32 ? nullptr : scratch.thread_floats(tid, size_t(n));
         for (int64_t r = r0; r < r1; ++r) {
             int64_t a1, a2, a3, b1, b2, b3;
@@ -66,7 +67,7 @@ void copy_rows(const Tensor& src, Tensor* dst, int threads, Scratch& scratch) {
     });
 }
 
-void get_rows(Tensor* dst, int threads) {
+void get_rows(Tensor* dst, ThreadPool& pool) {
     const Tensor& table = *dst->src[0];
     const Tensor& ids = *dst->src[1];
     const int64_t n = ids.ne[0];
@@ -75,7 +76,7 @@ void get_rows(Tensor* dst, int threads) {
         TESSERA_CHECK(id >= 0 && id < table.ne[1], "get_rows '%s': row id %d (at index %lld) is outside [0, %lld)",
                       dst->name.c_str(), id, (long long)r, (long long)table.ne[1]);
     }
-    parallel_chunks(n, threads_for(threads, double(n * table.ne[0])), [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(pool, n, threads_for(pool.size(), double(n * table.ne[0])), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             const int32_t id = *reinterpret_cast<const int32_t*>(ids.at(r));
             convert_to_f32(table.type, table.at(0, id), reinterpret_cast<float*>(dst->at(0, r)), table.ne[0]);
@@ -103,9 +104,9 @@ bool copy_fast_ok(const Tensor& node) {
     }
 }
 
-void copy(Tensor* dst, int threads, Scratch& scratch) {
-    if (dst->op == Op::GetRows) return get_rows(dst, threads);
-    copy_rows(*dst->src[0], dst, threads, scratch);
+void copy(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
+    if (dst->op == Op::GetRows) return get_rows(dst, pool);
+    copy_rows(*dst->src[0], dst, pool, scratch);
 }
 
 }  // namespace tessera::cpu

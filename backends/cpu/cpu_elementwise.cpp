@@ -62,11 +62,11 @@ inline void row_index(const Tensor& shape, int64_t r, int64_t& i1, int64_t& i2, 
 }
 
 template <class F>
-void binary_rows(Tensor* dst, int threads, F f) {
+void binary_rows(Tensor* dst, ThreadPool& pool, F f) {
     const Tensor& a = *dst->src[0];
     const Tensor& b = *dst->src[1];
     const int64_t n = a.ne[0], nb0 = b.ne[0];
-    parallel_chunks(a.nrows(), threads_for(threads, double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(pool, a.nrows(), threads_for(pool.size(), double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(a, r, i1, i2, i3);
@@ -86,9 +86,9 @@ void binary_rows(Tensor* dst, int threads, F f) {
 }
 
 template <class F>
-void unary_rows(Tensor* dst, int threads, F f) {
+void unary_rows(Tensor* dst, ThreadPool& pool, F f) {
     const Tensor& a = *dst->src[0];
-    parallel_chunks(a.nrows(), threads_for(threads, double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(pool, a.nrows(), threads_for(pool.size(), double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(a, r, i1, i2, i3);
@@ -99,10 +99,10 @@ void unary_rows(Tensor* dst, int threads, F f) {
 }
 
 template <class F>
-void glu_rows(Tensor* dst, int threads, F act) {
+void glu_rows(Tensor* dst, ThreadPool& pool, F act) {
     const Tensor& g = *dst->src[0];
     const Tensor& u = *dst->src[1];
-    parallel_chunks(g.nrows(), threads_for(threads, double(g.nelements())), [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(pool, g.nrows(), threads_for(pool.size(), double(g.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(g, r, i1, i2, i3);
@@ -137,21 +137,21 @@ bool elementwise_fast_ok(const Tensor& node) {
     }
 }
 
-void elementwise(Tensor* dst, int threads) {
+void elementwise(Tensor* dst, ThreadPool& pool) {
     const float p = dst->param_f(0);
     switch (dst->op) {
-        case Op::Add: return binary_rows(dst, threads, [](vfloat x, vfloat y) { return x + y; });
-        case Op::Mul: return binary_rows(dst, threads, [](vfloat x, vfloat y) { return x * y; });
-        case Op::Div: return binary_rows(dst, threads, [](vfloat x, vfloat y) { return x / y; });
-        case Op::Scale: return unary_rows(dst, threads, [p](vfloat x) { return x * vfloat(p); });
-        case Op::Silu: return unary_rows(dst, threads, silu_v);
-        case Op::Gelu: return unary_rows(dst, threads, gelu_v);
-        case Op::GeluErf: return unary_rows(dst, threads, gelu_erf_v);
-        case Op::Sigmoid: return unary_rows(dst, threads, sigmoid_v);
+        case Op::Add: return binary_rows(dst, pool, [](vfloat x, vfloat y) { return x + y; });
+        case Op::Mul: return binary_rows(dst, pool, [](vfloat x, vfloat y) { return x * y; });
+        case Op::Div: return binary_rows(dst, pool, [](vfloat x, vfloat y) { return x / y; });
+        case Op::Scale: return unary_rows(dst, pool, [p](vfloat x) { return x * vfloat(p); });
+        case Op::Silu: return unary_rows(dst, pool, silu_v);
+        case Op::Gelu: return unary_rows(dst, pool, gelu_v);
+        case Op::GeluErf: return unary_rows(dst, pool, gelu_erf_v);
+        case Op::Sigmoid: return unary_rows(dst, pool, sigmoid_v);
         case Op::Softcap:
-            return unary_rows(dst, threads, [p](vfloat x) { return vfloat(p) * xsimd::tanh(x / vfloat(p)); });
-        case Op::SwiGlu: return glu_rows(dst, threads, silu_v);
-        case Op::GeGlu: return glu_rows(dst, threads, gelu_v);
+            return unary_rows(dst, pool, [p](vfloat x) { return vfloat(p) * xsimd::tanh(x / vfloat(p)); });
+        case Op::SwiGlu: return glu_rows(dst, pool, silu_v);
+        case Op::GeGlu: return glu_rows(dst, pool, gelu_v);
         default: break;
     }
 }

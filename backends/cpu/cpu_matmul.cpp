@@ -108,10 +108,10 @@ bool matmul_weight_type_ok(DType t) {
     return tr.quantized && tr.to_float != nullptr;
 }
 
-void run_matmul_jobs(const std::vector<MatmulJob>& jobs, int threads, Scratch& scratch) {
+void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scratch& scratch) {
     double macs = 0;
     for (const auto& j : jobs) macs += double(j.n) * double(j.m) * double(j.k);
-    threads = threads_for(threads, macs, 1 << 18);
+    const int threads = threads_for(pool.size(), macs, 1 << 18);
     scratch.prepare(threads);
 
     // Quantized weights: convert every activation row once, in parallel.
@@ -126,7 +126,7 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, int threads, Scratch& s
         for (int64_t r = 0; r < jobs[j].m; ++r) qrows.push_back({j, r});
     }
     char* qbuf = qtotal ? scratch.shared(0, qtotal) : nullptr;
-    parallel_chunks(int64_t(qrows.size()), threads, [&](int64_t b, int64_t e, int) {
+    parallel_chunks(pool, int64_t(qrows.size()), threads, [&](int64_t b, int64_t e, int) {
         for (int64_t i = b; i < e; ++i) {
             const auto [j, r] = qrows[size_t(i)];
             const MatmulJob& job = jobs[j];
@@ -142,7 +142,7 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, int threads, Scratch& s
     }
     const size_t tile_floats =
         size_t(std::max(kPackPanelRows * (kBlockK + 16), kPackPanelRows * kQuantCols)) + size_t(kLanes);
-    parallel_for(int64_t(items.size()), threads, [&](int64_t i, int tid) {
+    parallel_for(pool, int64_t(items.size()), threads, [&](int64_t i, int tid) {
         const WorkItem& it = items[size_t(i)];
         const MatmulJob& job = jobs[it.job];
         float* buf = scratch.thread_floats(tid, tile_floats);
@@ -166,7 +166,7 @@ bool mul_mat_fast_ok(const Tensor& node) {
     return b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0;
 }
 
-void mul_mat(Tensor* dst, int threads, Scratch& scratch) {
+void mul_mat(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
     const Tensor* a = dst->src[0];
     const Tensor* b = dst->src[1];
     const int64_t k = a->ne[0], m = b->ne[1];
@@ -182,7 +182,7 @@ void mul_mat(Tensor* dst, int threads, Scratch& scratch) {
         const int64_t nrows = b->nrows();
         const int64_t stride = padded_stride(k);
         float* packed = reinterpret_cast<float*>(scratch.shared(1, size_t(nrows * stride) * sizeof(float)));
-        parallel_chunks(nrows, threads_for(threads, double(nrows * k)), [&](int64_t r0, int64_t r1, int) {
+        parallel_chunks(pool, nrows, threads_for(pool.size(), double(nrows * k)), [&](int64_t r0, int64_t r1, int) {
             for (int64_t r = r0; r < r1; ++r) {
                 const int64_t i1 = r % b->ne[1], i2 = (r / b->ne[1]) % b->ne[2], i3 = r / (b->ne[1] * b->ne[2]);
                 const char* src = b->at(0, i1, i2, i3);
@@ -216,7 +216,7 @@ void mul_mat(Tensor* dst, int threads, Scratch& scratch) {
             job.out_stride = dst->nb[1] / sizeof(float);
             jobs.push_back(job);
         }
-    run_matmul_jobs(jobs, threads, scratch);
+    run_matmul_jobs(jobs, pool, scratch);
 }
 
 }  // namespace tessera::cpu

@@ -21,7 +21,7 @@ bool mul_mat_id_fast_ok(const Tensor& node) {
     return b->nb[0] == sizeof(float) && ids->nb[0] == sizeof(int32_t);
 }
 
-void mul_mat_id(Tensor* dst, int threads, Scratch& scratch) {
+void mul_mat_id(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
     const Tensor* experts = dst->src[0];
     const Tensor* b = dst->src[1];
     const Tensor* ids = dst->src[2];
@@ -64,14 +64,14 @@ void mul_mat_id(Tensor* dst, int threads, Scratch& scratch) {
         jobs.push_back(job);
         for (const auto& p : g) row_of[row++] = &p;
     }
-    parallel_chunks(int64_t(pairs), threads_for(threads, double(pairs) * double(k)), [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(pool, int64_t(pairs), threads_for(pool.size(), double(pairs) * double(k)), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             const auto [e, t] = *row_of[size_t(r)];
             std::memcpy(acts + r * astride, b->at(0, b->ne[1] == 1 ? 0 : e, t), size_t(k) * sizeof(float));
         }
     });
-    run_matmul_jobs(jobs, threads, scratch);
-    parallel_chunks(int64_t(pairs), threads_for(threads, double(pairs) * double(n)), [&](int64_t r0, int64_t r1, int) {
+    run_matmul_jobs(jobs, pool, scratch);
+    parallel_chunks(pool, int64_t(pairs), threads_for(pool.size(), double(pairs) * double(n)), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             const auto [e, t] = *row_of[size_t(r)];
             std::memcpy(dst->at(0, e, t), outs + r * n, size_t(n) * sizeof(float));

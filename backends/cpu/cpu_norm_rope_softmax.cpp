@@ -54,11 +54,11 @@ void affine_row(const float* x, float* y, int64_t n, float shift, float mul) {
     for (; i < n; ++i) y[i] = (x[i] - shift) * mul;
 }
 
-void rms_norm_rows(Tensor* dst, int threads) {
+void rms_norm_rows(Tensor* dst, ThreadPool& pool) {
     const Tensor& a = *dst->src[0];
     const double eps = dst->param_f(0);
     const int64_t n = a.ne[0];
-    parallel_chunks(a.nrows(), threads_for(threads, double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(pool, a.nrows(), threads_for(pool.size(), double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(a, r, i1, i2, i3);
@@ -70,11 +70,11 @@ void rms_norm_rows(Tensor* dst, int threads) {
     });
 }
 
-void norm_rows(Tensor* dst, int threads) {
+void norm_rows(Tensor* dst, ThreadPool& pool) {
     const Tensor& a = *dst->src[0];
     const double eps = dst->param_f(0);
     const int64_t n = a.ne[0];
-    parallel_chunks(a.nrows(), threads_for(threads, double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(pool, a.nrows(), threads_for(pool.size(), double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(a, r, i1, i2, i3);
@@ -88,12 +88,12 @@ void norm_rows(Tensor* dst, int threads) {
     });
 }
 
-void softmax_rows(Tensor* dst, int threads) {
+void softmax_rows(Tensor* dst, ThreadPool& pool) {
     const Tensor& a = *dst->src[0];
     const Tensor* mask = dst->src[1];
     const float scale = dst->param_f(0);
     const int64_t n = a.ne[0];
-    parallel_chunks(a.nrows(), threads_for(threads, double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
+    parallel_chunks(pool, a.nrows(), threads_for(pool.size(), double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
             int64_t i1, i2, i3;
             row_index(a, r, i1, i2, i3);
@@ -146,7 +146,7 @@ double yarn_corr_dim(int n_dims, int n_ctx_orig, double beta, double base) {
     return n_dims * std::log(double(n_ctx_orig) / (beta * 2.0 * M_PI)) / (2.0 * std::log(base));
 }
 
-void rope_rows(Tensor* dst, int threads) {
+void rope_rows(Tensor* dst, ThreadPool& pool) {
     const Tensor& x = *dst->src[0];
     const Tensor& pos = *dst->src[1];
     const Tensor* ff = dst->src[2];
@@ -169,7 +169,7 @@ void rope_rows(Tensor* dst, int threads) {
         if (ff) inv_freq[size_t(i)] /= double(*reinterpret_cast<const float*>(ff->at(i)));
     }
     const int64_t n_tok = x.ne[2] * x.ne[3];
-    parallel_chunks(n_tok, threads_for(threads, double(x.nelements())), [&](int64_t t0, int64_t t1, int) {
+    parallel_chunks(pool, n_tok, threads_for(pool.size(), double(x.nelements())), [&](int64_t t0, int64_t t1, int) {
         std::vector<float> cs(size_t(2 * half));
         float* cos_t = cs.data();
         float* sin_t = cs.data() + half;
@@ -236,12 +236,12 @@ bool norm_rope_softmax_fast_ok(const Tensor& node) {
     }
 }
 
-void norm_rope_softmax(Tensor* dst, int threads) {
+void norm_rope_softmax(Tensor* dst, ThreadPool& pool) {
     switch (dst->op) {
-        case Op::RmsNorm: return rms_norm_rows(dst, threads);
-        case Op::Norm: return norm_rows(dst, threads);
-        case Op::SoftMax: return softmax_rows(dst, threads);
-        case Op::Rope: return rope_rows(dst, threads);
+        case Op::RmsNorm: return rms_norm_rows(dst, pool);
+        case Op::Norm: return norm_rows(dst, pool);
+        case Op::SoftMax: return softmax_rows(dst, pool);
+        case Op::Rope: return rope_rows(dst, pool);
         default: break;
     }
 }

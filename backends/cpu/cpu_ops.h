@@ -29,20 +29,20 @@ struct MatmulJob {
 // Weight types the matmul fast path computes (f32/f16/bf16 directly, the rest through quant_dot.h).
 bool matmul_weight_type_ok(DType t);
 // Runs the jobs, all threads sharing the work (weight row panels of every job).
-void run_matmul_jobs(const std::vector<MatmulJob>& jobs, int threads, Scratch& scratch);
+void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scratch& scratch);
 
 bool mul_mat_fast_ok(const Tensor& node);
-void mul_mat(Tensor* dst, int threads, Scratch& scratch);
+void mul_mat(Tensor* dst, ThreadPool& pool, Scratch& scratch);
 bool mul_mat_id_fast_ok(const Tensor& node);
-void mul_mat_id(Tensor* dst, int threads, Scratch& scratch);
+void mul_mat_id(Tensor* dst, ThreadPool& pool, Scratch& scratch);
 
 bool elementwise_fast_ok(const Tensor& node);  // add/mul/div/scale/unary/glu
-void elementwise(Tensor* dst, int threads);
+void elementwise(Tensor* dst, ThreadPool& pool);
 
 bool norm_rope_softmax_fast_ok(const Tensor& node);  // rms_norm, norm, rope, softmax
-void norm_rope_softmax(Tensor* dst, int threads);
+void norm_rope_softmax(Tensor* dst, ThreadPool& pool);
 
 bool copy_fast_ok(const Tensor& node);  // get_rows, cont/cast, cpy
-void copy(Tensor* dst, int threads, Scratch& scratch);
+void copy(Tensor* dst, ThreadPool& pool, Scratch& scratch);
 
 }  // namespace tessera::cpu

@@ -1,50 +1,36 @@
-// Threading helpers for the cpu backend: an OpenMP loop that carries the first
-// exception out of the parallel region (throwing across it is undefined), and
-// per-thread scratch owned by the backend instance (no global mutable state).
+// Threading helpers for the cpu backend: loops over the backend's own thread pool (core/thread_pool.h:
+// waiting threads spin briefly, then sleep, so a busy neighbour does not multiply our time; exceptions are
+// carried out of the loop), and per-thread scratch owned by the backend instance (no global mutable state).
 #pragma once
-#include <omp.h>
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <exception>
 #include <vector>
+
+#include "core/thread_pool.h"
 
 namespace tessera::cpu {
 
-// Calls f(i, thread_id) for i in [0, n) on up to `threads` threads, dynamic schedule.
-// Rethrows the first exception any call raised, after the loop.
+// Calls f(i, thread_id) for i in [0, n) on up to `threads` of the pool's threads, one index at a time to
+// whichever thread is free. Rethrows the first exception any call raised, after the loop.
 template <class F>
-void parallel_for(int64_t n, int threads, F&& f) {
-    if (n <= 0) return;
-    if (threads <= 1 || n == 1) {
-        for (int64_t i = 0; i < n; ++i) f(i, 0);
-        return;
-    }
-    std::exception_ptr error;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t i = 0; i < n; ++i) {
-        try {
-            f(i, omp_get_thread_num());
-        } catch (...) {
-#pragma omp critical(tessera_cpu_error)
-            if (!error) error = std::current_exception();
-        }
-    }
-    if (error) std::rethrow_exception(error);
+void parallel_for(ThreadPool& pool, int64_t n, int threads, F&& f) {
+    pool.run(n, threads, f);
 }
 
-// Like parallel_for, but hands each thread a contiguous chunk [begin, end) of
-// [0, n): for cheap per-item work where scheduling each item would dominate.
+// Like parallel_for, but hands out contiguous chunks [begin, end) of [0, n): for cheap per-item work where
+// scheduling each item would dominate. A few chunks per thread rather than one, so that when the OS runs
+// another program on one of our cores, the threads still running take over the chunks it would have done.
 template <class F>
-void parallel_chunks(int64_t n, int threads, F&& f) {
+void parallel_chunks(ThreadPool& pool, int64_t n, int threads, F&& f) {
     if (n <= 0) return;
     if (threads <= 1 || n == 1) {
         f(int64_t(0), n, 0);
         return;
     }
-    const int64_t parts = std::min<int64_t>(n, int64_t(threads));
-    parallel_for(parts, threads, [&](int64_t p, int tid) { f(n * p / parts, n * (p + 1) / parts, tid); });
+    constexpr int64_t kChunksPerThread = 4;
+    const int64_t parts = std::min<int64_t>(n, int64_t(threads) * kChunksPerThread);
+    pool.run(parts, threads, [&](int64_t p, int tid) { f(n * p / parts, n * (p + 1) / parts, tid); });
 }
 
 // How many of `threads` to use for `work` units (elements touched, or multiply-adds): a thread gets at
