@@ -27,15 +27,16 @@ std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOp
     if (name == "reference") return make_reference_backend(options);
     if (name == "cuda" || name == "cuda+cpu") {
 #ifdef TESSERA_HAVE_CUDA
-        TESSERA_CHECK(cuda_device_count() > 0, "backend '%s': no CUDA device found", name.c_str());
+        TESSERA_CHECK_AS(Unsupported, cuda_device_count() > 0, "backend '%s': no CUDA device found", name.c_str());
         return name == "cuda" ? make_cuda_backend(options) : make_cuda_split_backend(options);
 #else
-        throw Error("backend '" + name + "': this build has no CUDA support (configure with TESSERA_CUDA=ON and nvcc)");
+        throw Error("backend '" + name + "': this build has no CUDA support (configure with TESSERA_CUDA=ON and nvcc)",
+                    Status::Unsupported);
 #endif
     }
     std::string known;
     for (const auto& n : compiled_backends()) known += (known.empty() ? "" : ", ") + n;
-    throw Error("unknown backend '" + name + "' (known: " + known + ")");
+    throw Error("unknown backend '" + name + "' (known: " + known + ")", Status::Unsupported);
 }
 
 }  // namespace tessera

@@ -22,7 +22,7 @@ HostBuffer::HostBuffer(size_t size) : size_(size), owned_(true) {
     const size_t align = huge ? kHugePage : 64;
     const size_t rounded = (std::max<size_t>(size, 1) + align - 1) / align * align;
     base_ = std::aligned_alloc(align, rounded);
-    TESSERA_CHECK(base_ != nullptr, "out of host memory allocating %zu bytes", size);
+    TESSERA_CHECK_AS(OutOfMemory, base_ != nullptr, "out of host memory allocating %zu bytes", size);
 #ifdef MADV_HUGEPAGE
     if (huge) madvise(base_, rounded, MADV_HUGEPAGE);  // advice only: without huge pages it still works
 #endif

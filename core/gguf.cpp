@@ -149,27 +149,27 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
     std::unique_ptr<GGUFFile> f(new GGUFFile());
     f->path_ = path;
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    TESSERA_CHECK(fd >= 0, "%s: cannot open: %s", path.c_str(), std::strerror(errno));
+    TESSERA_CHECK_AS(File, fd >= 0, "%s: cannot open: %s", path.c_str(), std::strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         ::close(fd);
-        throw Error(path + ": cannot stat: " + std::strerror(e));
+        throw Error(path + ": cannot stat: " + std::strerror(e), Status::File);
     }
     if (!S_ISREG(st.st_mode)) {
         ::close(fd);
-        throw Error(path + ": not a regular file");
+        throw Error(path + ": not a regular file", Status::File);
     }
     if (st.st_size == 0) {
         ::close(fd);
-        throw Error(path + ": the file is empty, not a GGUF file");
+        throw Error(path + ": the file is empty, not a GGUF file", Status::File);
     }
     f->size_ = size_t(st.st_size);
     // Read-only private mapping: weights stay in the page cache and are used in place.
     void* m = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     ::close(fd);  // the mapping keeps the file alive
-    TESSERA_CHECK(m != MAP_FAILED, "%s: cannot map %zu bytes: %s", path.c_str(), f->size_, std::strerror(e));
+    TESSERA_CHECK_AS(File, m != MAP_FAILED, "%s: cannot map %zu bytes: %s", path.c_str(), f->size_, std::strerror(e));
     f->mapping_ = m;
     f->base_ = static_cast<const uint8_t*>(m);
     f->parse();  // on throw the unique_ptr unmaps
@@ -236,7 +236,7 @@ template <class T> std::string int_type_name() {
 // ("key 'x'" or "key 'x' element 3").
 template <class T> T convert(const GGUFValue& v, const std::string& file, const std::string& what) {
     auto mismatch = [&]() {
-        return Error(file + ": " + what + " is " + stored_kind(v) + ", not " + wanted_kind<T>());
+        return Error(file + ": " + what + " is " + stored_kind(v) + ", not " + wanted_kind<T>(), Status::File);
     };
     if constexpr (std::is_same_v<T, std::string>) {
         if (v.type != GGUFType::STRING) throw mismatch();
@@ -252,13 +252,13 @@ template <class T> T convert(const GGUFValue& v, const std::string& file, const 
         if (is_unsigned_int(v.type)) {
             if (!std::in_range<T>(v.u))
                 throw Error(file + ": " + what + " holds " + std::to_string(v.u) + ", which does not fit in " +
-                            int_type_name<T>());
+                            int_type_name<T>(), Status::File);
             return static_cast<T>(v.u);
         }
         if (is_signed_int(v.type)) {
             if (!std::in_range<T>(v.i))
                 throw Error(file + ": " + what + " holds " + std::to_string(v.i) + ", which does not fit in " +
-                            int_type_name<T>());
+                            int_type_name<T>(), Status::File);
             return static_cast<T>(v.i);
         }
         throw mismatch();
@@ -269,7 +269,7 @@ template <class T> T convert(const GGUFValue& v, const std::string& file, const 
 
 template <class T> T GGUFFile::get(const std::string& key) const {
     const GGUFValue* v = find(key);
-    if (!v) throw Error(path_ + ": key '" + printable(key) + "' not found");
+    if (!v) throw Error(path_ + ": key '" + printable(key) + "' not found", Status::File);
     return convert<T>(*v, path_, "key '" + printable(key) + "'");
 }
 
@@ -281,10 +281,10 @@ template <class T> T GGUFFile::get_or(const std::string& key, T fallback) const 
 
 template <class T> std::vector<T> GGUFFile::get_array(const std::string& key) const {
     const GGUFValue* v = find(key);
-    if (!v) throw Error(path_ + ": key '" + printable(key) + "' not found");
+    if (!v) throw Error(path_ + ": key '" + printable(key) + "' not found", Status::File);
     const std::string what = "key '" + printable(key) + "'";
     if (v->type != GGUFType::ARRAY)
-        throw Error(path_ + ": " + what + " is " + stored_kind(*v) + ", not an array");
+        throw Error(path_ + ": " + what + " is " + stored_kind(*v) + ", not an array", Status::File);
     std::vector<T> out;
     out.reserve(v->arr.size());
     for (size_t i = 0; i < v->arr.size(); ++i) {

@@ -47,7 +47,7 @@ public:
         std::string msg = file_ + ": ";
         if (!ctx_.empty()) msg += ctx_ + ": ";
         for (uint64_t idx : elem_path_) msg += "element " + std::to_string(idx) + ": ";
-        throw Error(msg + what);
+        throw Error(msg + what, Status::File);
     }
 
     void need(uint64_t n, const char* what) const {

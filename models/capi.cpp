@@ -1,5 +1,5 @@
 // The C API: thin wrappers over Model / Session / Tokenizer / sampling that turn
-// every exception into a status code and a per-thread message.
+// every exception into a status code and a per-thread message (models/capi_guard.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "models/cache_report.h"
+#include "models/capi_guard.h"
 #include "models/sampler.h"
 #include "models/session.h"
 #include "models/tokenizer.h"
@@ -42,36 +43,8 @@ namespace {
 
 thread_local std::string g_last_error;
 
-tessera_status fail(tessera_status s, const std::string& msg) {
-    g_last_error = msg;
-    return s;
-}
-
-// Maps an error message to a status: the library has one exception type, so the message decides.
-tessera_status classify(const std::string& msg) {
-    if (msg.find("context full") != std::string::npos) return TESSERA_ERR_CONTEXT_FULL;
-    if (msg.find("not supported") != std::string::npos || msg.find("no CUDA") != std::string::npos ||
-        msg.find("unknown backend") != std::string::npos)
-        return TESSERA_ERR_UNSUPPORTED;
-    if (msg.find("out of memory") != std::string::npos) return TESSERA_ERR_OUT_OF_MEMORY;
-    return TESSERA_ERR_INVALID_ARGUMENT;
-}
-
-// Runs body, catching everything at the boundary.
-template <class F>
-tessera_status guarded(tessera_status on_error, F&& body) {
-    try {
-        return body();
-    } catch (const std::bad_alloc&) {
-        return fail(TESSERA_ERR_OUT_OF_MEMORY, "out of memory");
-    } catch (const tessera::Error& e) {
-        return fail(on_error == TESSERA_OK ? classify(e.what()) : on_error, e.what());
-    } catch (const std::exception& e) {
-        return fail(TESSERA_ERR_INTERNAL, e.what());
-    } catch (...) {
-        return fail(TESSERA_ERR_INTERNAL, "unknown error");
-    }
-}
+using tessera::capi::fail;
+using tessera::capi::guarded;
 
 #define REQUIRE_ARG(cond, msg) \
     do {                       \
@@ -97,9 +70,11 @@ const tessera::Tokenizer* tokenizer_of(const tessera_model* m) {
 
 }  // namespace
 
-// For the C API's other files (capi_chat.cpp): they report failures through the same per-thread message.
 namespace tessera::capi {
-void set_last_error(const std::string& msg) { g_last_error = msg; }
+tessera_status fail(tessera_status s, const std::string& msg) {
+    g_last_error = msg;
+    return s;
+}
 }  // namespace tessera::capi
 
 extern "C" {
@@ -137,7 +112,7 @@ tessera_status tessera_model_open(const char* path, const tessera_model_params* 
     REQUIRE_ARG(out, "tessera_model_open: out is null");
     *out = nullptr;
     REQUIRE_ARG(path, "tessera_model_open: path is null");
-    return guarded(TESSERA_OK, [&] {
+    return guarded([&] {
         tessera::ModelOptions mo;
         if (params && params->backend) mo.backend = params->backend;
         if (params && params->gpu_layers > 0) mo.gpu_layers = params->gpu_layers;  // else all (-1)
@@ -147,15 +122,7 @@ tessera_status tessera_model_open(const char* path, const tessera_model_params* 
             mo.progress = [callback, user](size_t done, size_t total) { callback(done, total, user); };
         }
         auto m = std::make_unique<tessera_model>();
-        try {
-            m->model = tessera::Model::open(path, mo);
-        } catch (const tessera::Error& e) {
-            const std::string msg = e.what();
-            // The file's own problems are FILE errors; a backend that cannot be used or memory that runs out
-            // while uploading are not the file's fault.
-            const tessera_status s = classify(msg);
-            return fail(s == TESSERA_ERR_INVALID_ARGUMENT ? TESSERA_ERR_FILE : s, msg);
-        }
+        m->model = tessera::Model::open(path, mo);  // errors carry FILE, UNSUPPORTED, OUT_OF_MEMORY, ...
         try {
             m->tokenizer = tessera::Tokenizer::from_gguf(m->model->file());
         } catch (const tessera::Error& e) {
@@ -170,7 +137,7 @@ tessera_status tessera_vocab_open(const char* path, tessera_model** out) {
     REQUIRE_ARG(out, "tessera_vocab_open: out is null");
     *out = nullptr;
     REQUIRE_ARG(path, "tessera_vocab_open: path is null");
-    return guarded(TESSERA_OK, [&] {
+    return guarded([&] {
         auto m = std::make_unique<tessera_model>();
         try {
             m->vocab_file = tessera::GGUFFile::open(path);
@@ -254,7 +221,7 @@ tessera_status tessera_tokenize(const tessera_model* m, const char* text, int32_
                                 int parse_special, tessera_token* tokens, int32_t n_max, int32_t* n_out) {
     REQUIRE_ARG(m && text && n_out, "tessera_tokenize: model, text and n_out must not be null");
     REQUIRE_ARG(n_max >= 0 && (tokens || n_max == 0), "tessera_tokenize: bad output buffer");
-    return guarded(TESSERA_OK, [&] {
+    return guarded([&] {
         const size_t len = text_len < 0 ? std::strlen(text) : size_t(text_len);
         const auto ids = tokenizer_of(m)->tokenize(std::string_view(text, len), add_special != 0, parse_special != 0);
         *n_out = int32_t(ids.size());
@@ -269,7 +236,7 @@ tessera_status tessera_tokenize(const tessera_model* m, const char* text, int32_
 tessera_status tessera_token_to_piece(const tessera_model* m, tessera_token token, char* buf, size_t buf_size,
                                       size_t* len_out) {
     REQUIRE_ARG(m, "tessera_token_to_piece: model is null");
-    return guarded(TESSERA_OK, [&] {
+    return guarded([&] {
         const auto* tok = tokenizer_of(m);
         tok->check_id(token);
         return copy_out(tok->token_to_piece(token), buf, buf_size, len_out);
@@ -279,7 +246,7 @@ tessera_status tessera_token_to_piece(const tessera_model* m, tessera_token toke
 tessera_status tessera_token_to_piece_ext(const tessera_model* m, tessera_token token, int render_special, char* buf,
                                           size_t buf_size, size_t* len_out) {
     REQUIRE_ARG(m, "tessera_token_to_piece_ext: model is null");
-    return guarded(TESSERA_OK, [&] {
+    return guarded([&] {
         const auto* tok = tokenizer_of(m);
         tok->check_id(token);
         return copy_out(tok->token_to_piece(token, render_special != 0), buf, buf_size, len_out);
@@ -289,7 +256,7 @@ tessera_status tessera_token_to_piece_ext(const tessera_model* m, tessera_token 
 tessera_status tessera_detokenize(const tessera_model* m, const tessera_token* tokens, int32_t n_tokens, char* buf,
                                   size_t buf_size, size_t* len_out) {
     REQUIRE_ARG(m && (tokens || n_tokens == 0) && n_tokens >= 0, "tessera_detokenize: bad arguments");
-    return guarded(TESSERA_OK, [&] {
+    return guarded([&] {
         const auto* tok = tokenizer_of(m);
         for (int32_t i = 0; i < n_tokens; ++i) tok->check_id(tokens[i]);
         return copy_out(tok->detokenize(std::span<const tessera::TokenId>(tokens, size_t(n_tokens))), buf, buf_size,
@@ -319,7 +286,7 @@ tessera_status tessera_session_create(tessera_model* m, const tessera_session_pa
     const tessera_session_params p = params ? *params : tessera_session_default_params();
     REQUIRE_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0,
                 "tessera_session_create: n_ctx, n_threads and n_batch must be >= 0");
-    return guarded(TESSERA_OK, [&] {
+    return guarded([&] {
         tessera::SessionOptions so;
         so.n_ctx = p.n_ctx;
         so.n_threads = p.n_threads;
@@ -349,7 +316,7 @@ void tessera_session_free(tessera_session* s) { delete s; }
 
 tessera_status tessera_decode(tessera_session* s, const tessera_token* tokens, int32_t n_tokens) {
     REQUIRE_ARG(s && tokens && n_tokens > 0, "tessera_decode: session and tokens must not be null, n_tokens > 0");
-    return guarded(TESSERA_OK, [&] {
+    return guarded([&] {
         s->session->decode(tokens, n_tokens);
         return TESSERA_OK;
     });
@@ -375,7 +342,7 @@ int32_t tessera_session_n_ctx(const tessera_session* s) { return s ? int32_t(s->
 
 tessera_status tessera_session_truncate(tessera_session* s, int32_t n_keep) {
     REQUIRE_ARG(s, "tessera_session_truncate: session is null");
-    return guarded(TESSERA_ERR_INVALID_ARGUMENT, [&] {
+    return guarded([&] {
         s->session->truncate(n_keep);
         return TESSERA_OK;
     });
@@ -415,7 +382,7 @@ tessera_status tessera_sampler_create(const tessera_model* m, const tessera_samp
     *out = nullptr;
     REQUIRE_ARG(m, "tessera_sampler_create: model is null");
     const tessera_sampler_params p = params ? *params : tessera_sampler_default_params();
-    return guarded(TESSERA_ERR_INVALID_ARGUMENT, [&] {
+    return guarded([&] {
         tessera::SamplerParams c;
         c.temperature = p.temperature;
         c.top_k = p.top_k;
@@ -437,7 +404,7 @@ void tessera_sampler_free(tessera_sampler* s) { delete s; }
 
 tessera_status tessera_sample(tessera_sampler* smp, tessera_session* s, tessera_token* out) {
     REQUIRE_ARG(smp && s && out, "tessera_sample: sampler, session and out must not be null");
-    return guarded(TESSERA_OK, [&] {
+    return guarded([&] {
         TESSERA_CHECK(s->session->n_logit_rows() > 0, "tessera_sample: no logits yet (decode first)");
         const float* row = s->session->logits(s->session->n_logit_rows() - 1);
         *out = smp->impl->sample(row);
@@ -447,7 +414,7 @@ tessera_status tessera_sample(tessera_sampler* smp, tessera_session* s, tessera_
 
 tessera_status tessera_sampler_accept(tessera_sampler* smp, tessera_token token) {
     REQUIRE_ARG(smp, "tessera_sampler_accept: sampler is null");
-    return guarded(TESSERA_ERR_INVALID_ARGUMENT, [&] {
+    return guarded([&] {
         smp->impl->accept(token);
         return TESSERA_OK;
     });

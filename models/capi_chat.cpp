@@ -8,15 +8,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "models/capi_guard.h"
 #include "models/chat_template.h"
 #include "models/sampler.h"
 #include "models/tokenizer.h"
 #include "models/unicode.h"
 #include "tessera.h"
-
-namespace tessera::capi {
-void set_last_error(const std::string& msg);  // capi.cpp
-}  // namespace tessera::capi
 
 struct tessera_stop_matcher {
     explicit tessera_stop_matcher(std::vector<std::string> stops) : impl(std::move(stops)) {}
@@ -33,25 +30,8 @@ struct tessera_detok_stream {
 
 namespace {
 
-tessera_status fail(tessera_status s, const std::string& msg) {
-    tessera::capi::set_last_error(msg);
-    return s;
-}
-
-template <class F>
-tessera_status guarded(F&& body) {
-    try {
-        return body();
-    } catch (const std::bad_alloc&) {
-        return fail(TESSERA_ERR_OUT_OF_MEMORY, "out of memory");
-    } catch (const tessera::Error& e) {
-        return fail(TESSERA_ERR_INVALID_ARGUMENT, e.what());
-    } catch (const std::exception& e) {
-        return fail(TESSERA_ERR_INTERNAL, e.what());
-    } catch (...) {
-        return fail(TESSERA_ERR_INTERNAL, "unknown error");
-    }
-}
+using tessera::capi::fail;
+using tessera::capi::guarded;
 
 // True when `text` is a single token of the model's vocabulary (a special-token marker it knows).
 bool is_single_token(const tessera_model* m, const char* text) {
@@ -61,11 +41,10 @@ bool is_single_token(const tessera_model* m, const char* text) {
     return (st == TESSERA_OK || st == TESSERA_ERR_BUFFER_TOO_SMALL) && n == 1;
 }
 
-// The format: the override, else tokenizer.chat_template, else marker tokens. Throws for none;
-// *status_out tells which failure (an unknown override is an argument error, an undetectable model not).
-tessera::ChatFormat resolve(const tessera_model* m, const char* override_name, tessera_status* status_out) {
+// The format: the override, else tokenizer.chat_template, else marker tokens. Throws for none:
+// an unknown override is an argument error; a model whose format cannot be told is UNSUPPORTED.
+tessera::ChatFormat resolve(const tessera_model* m, const char* override_name) {
     using tessera::ChatFormat;
-    *status_out = TESSERA_ERR_INVALID_ARGUMENT;
     if (override_name && *override_name) return tessera::chat_format_from_name(override_name);
     if (!m) throw tessera::Error("no model and no template name given");
     const int32_t len = tessera_model_meta_str(m, "tokenizer.chat_template", nullptr, 0);
@@ -82,10 +61,10 @@ tessera::ChatFormat resolve(const tessera_model* m, const char* override_name, t
     };
     for (auto [text, f] : markers)
         if (is_single_token(m, text)) return f;
-    *status_out = TESSERA_ERR_UNSUPPORTED;
     throw tessera::Error(std::string("cannot tell this model's chat format (no recognizable "
                                      "tokenizer.chat_template); choose one with --template NAME (") +
-                         tessera_chat_template_names() + ")");
+                         tessera_chat_template_names() + ")",
+                         tessera::Status::Unsupported);
 }
 
 tessera_status give(std::string& storage, const char** out, size_t* out_len) {
@@ -113,17 +92,10 @@ tessera_status tessera_chat_template_resolve(const tessera_model* m, const char*
     *name_out = nullptr;
     if (!m && !(template_override && *template_override))
         return fail(TESSERA_ERR_INVALID_ARGUMENT, "tessera_chat_template_resolve: model is null and no template name");
-    tessera_status why = TESSERA_ERR_INVALID_ARGUMENT;
-    try {
-        *name_out = tessera::chat_format_name(resolve(m, template_override, &why));
+    return guarded([&] {
+        *name_out = tessera::chat_format_name(resolve(m, template_override));
         return TESSERA_OK;
-    } catch (const tessera::Error& e) {
-        return fail(why, e.what());
-    } catch (const std::bad_alloc&) {
-        return fail(TESSERA_ERR_OUT_OF_MEMORY, "out of memory");
-    } catch (const std::exception& e) {
-        return fail(TESSERA_ERR_INTERNAL, e.what());
-    }
+    });
 }
 
 tessera_status tessera_chat_format(const tessera_model* m, const tessera_chat_message* msgs, size_t n_msgs,

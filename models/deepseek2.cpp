@@ -138,7 +138,7 @@ void DeepSeek2::read_hparams(const GGUFFile& file, HParams& hp) {
     TESSERA_CHECK(rope_.freq_base > 0, "%s: deepseek2.rope.freq_base must be > 0", p);
     rope_.n_ctx_orig = int32_t(r.get_int("rope.scaling.original_context_length", hp.n_ctx_train));
     const std::string scaling = r.get_str("rope.scaling.type", "none");
-    TESSERA_CHECK(scaling == "none" || scaling == "yarn" || scaling == "linear",
+    TESSERA_CHECK_AS(Unsupported, scaling == "none" || scaling == "yarn" || scaling == "linear",
                   "%s: deepseek2.rope.scaling.type '%s' is not supported (none, linear, yarn)", p, scaling.c_str());
     const float factor = r.get_float("rope.scaling.factor", 0.0f);
     TESSERA_CHECK(factor >= 0 && std::isfinite(factor), "%s: deepseek2.rope.scaling.factor %g must be > 0", p,

@@ -145,7 +145,7 @@ void Gemma::read_hparams(const GGUFFile& file, HParams& hp) {
     TESSERA_CHECK(rp.freq_base > 0, "%s: %s.rope.freq_base must be > 0", path.c_str(), arch);
     rp.n_ctx_orig = int32_t(r.get_int("rope.scaling.original_context_length", hp.n_ctx_train));
     const std::string scaling = r.get_str("rope.scaling.type", "");
-    TESSERA_CHECK(scaling.empty() || scaling == "none" || scaling == "linear",
+    TESSERA_CHECK_AS(Unsupported, scaling.empty() || scaling == "none" || scaling == "linear",
                   "%s: %s.rope.scaling.type '%s' is not supported (none, linear)", path.c_str(), arch,
                   scaling.c_str());
     float factor = r.get_float("rope.scaling.factor", 0.0f);

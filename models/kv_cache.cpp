@@ -15,7 +15,7 @@ size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 KVCache::KVCache(const std::vector<LayerCache>& layout, DType type, int64_t n_ctx, Backend& backend,
                  int64_t n_batch)
     : layers_(layout), type_(type), n_ctx_(n_ctx) {
-    TESSERA_CHECK(type == DType::F32 || type == DType::F16 || type == DType::Q8_0,
+    TESSERA_CHECK_AS(Unsupported, type == DType::F32 || type == DType::F16 || type == DType::Q8_0,
                   "cache type %s is not supported (use f16, f32 or q8_0)", type_name(type));
     TESSERA_CHECK(n_ctx >= 1, "context size %lld must be >= 1", (long long)n_ctx);
     const int64_t block = type_traits(type).block_size;
@@ -51,7 +51,8 @@ KVCache::KVCache(const std::vector<LayerCache>& layout, DType type, int64_t n_ct
         buffer_ = backend.alloc_buffer(total);
     } catch (const Error& e) {
         throw Error(format("KV cache of %lld tokens (%.1f MiB) on '%s': %s (try a smaller --ctx or --cache-type q8_0)",
-                           (long long)n_ctx, double(total) / 1048576.0, backend.name().c_str(), e.what()));
+                           (long long)n_ctx, double(total) / 1048576.0, backend.name().c_str(), e.what()),
+                    e.status());
     }
     char* base = static_cast<char*>(buffer_->base());
     for (size_t il = 0; il < layers_.size(); ++il) {
@@ -73,7 +74,7 @@ KVCache::KVCache(const std::vector<LayerCache>& layout, DType type, int64_t n_ct
 
 void KVCache::append(int64_t n) {
     TESSERA_CHECK(n >= 0, "cannot append %lld tokens", (long long)n);
-    TESSERA_CHECK(used_ + n <= n_ctx_,
+    TESSERA_CHECK_AS(ContextFull, used_ + n <= n_ctx_,
                   "context full: %lld tokens in the cache + %lld new exceed the context size %lld "
                   "(start a new session, truncate it, or use a larger --ctx)",
                   (long long)used_, (long long)n, (long long)n_ctx_);

@@ -97,7 +97,7 @@ void Llama::read_rope(const HParamReader& r, const HParams& hp) {
         factor = r.get_float("rope.scale_linear", 1.0f);
     }
     if (type.empty()) type = "none";
-    TESSERA_CHECK(type == "none" || type == "linear" || type == "yarn",
+    TESSERA_CHECK_AS(Unsupported, type == "none" || type == "linear" || type == "yarn",
                   "%s: llama.rope.scaling.type '%s' is not supported (none, linear, yarn)", path.c_str(), type.c_str());
     rope_.n_ctx_orig = int32_t(r.get_int("rope.scaling.original_context_length", hp.n_ctx_train));
     if (type != "none" && factor != 0.0f) {
@@ -115,7 +115,7 @@ void Llama::read_rope(const HParamReader& r, const HParams& hp) {
 void Llama::load(const GGUFFile& file, HParams& hp, TensorBinder& bind) {
     read_hparams(file, hp);
     hp_ = hp;
-    TESSERA_CHECK(!bind.has("blk.0.ffn_gate_inp.weight"),
+    TESSERA_CHECK_AS(Unsupported, !bind.has("blk.0.ffn_gate_inp.weight"),
                   "%s: llama mixture-of-experts files (blk.N.ffn_gate_inp) are not supported", file.path().c_str());
 
     const Dim embd{hp.n_embd, "n_embd (llama.embedding_length)"};

@@ -16,9 +16,9 @@ std::string dims_str(const int64_t* ne, int n) {
 
 int64_t HParamReader::require_int(const std::string& name) const {
     const std::string k = key(name);
-    TESSERA_CHECK(file_.has(k), "%s: missing key '%s'", file_.path().c_str(), k.c_str());
+    TESSERA_CHECK_AS(File, file_.has(k), "%s: missing key '%s'", file_.path().c_str(), k.c_str());
     const int64_t v = file_.get<int64_t>(k);
-    TESSERA_CHECK(v > 0, "%s: key '%s' is %lld, must be > 0", file_.path().c_str(), k.c_str(), (long long)v);
+    TESSERA_CHECK_AS(File, v > 0, "%s: key '%s' is %lld, must be > 0", file_.path().c_str(), k.c_str(), (long long)v);
     return v;
 }
 
@@ -47,7 +47,7 @@ bool TensorBinder::has(const std::string& name) const { return model_.file_->fin
 
 Tensor* TensorBinder::require(const std::string& name, std::initializer_list<Dim> dims) {
     const GGUFFile::TensorInfo* info = model_.file_->find_tensor(name);
-    TESSERA_CHECK(info != nullptr, "%s: missing tensor %s", model_.path().c_str(), name.c_str());
+    TESSERA_CHECK_AS(File, info != nullptr, "%s: missing tensor %s", model_.path().c_str(), name.c_str());
     return bind(*info, dims);
 }
 
@@ -64,15 +64,16 @@ Tensor* TensorBinder::bind(const GGUFFile::TensorInfo& info, std::initializer_li
             int shown = std::max<int>(info.n_dims, int(dims.size()));
             throw Error(format("%s: tensor %s: shape %s does not match %s %lld (dim %d is %lld)", path.c_str(),
                                info.name.c_str(), dims_str(info.ne, shown).c_str(), d.what, (long long)d.value, i,
-                               (long long)info.ne[i]));
+                               (long long)info.ne[i]),
+                        Status::File);
         }
         ++i;
     }
     for (; i < kMaxDims; ++i)
-        TESSERA_CHECK(info.ne[i] == 1, "%s: tensor %s: shape %s has more dims than the %zu expected", path.c_str(),
+        TESSERA_CHECK_AS(File, info.ne[i] == 1, "%s: tensor %s: shape %s has more dims than the %zu expected", path.c_str(),
                       info.name.c_str(), dims_str(info.ne, info.n_dims).c_str(), dims.size());
     const TypeTraits& tt = type_traits(info.type);
-    TESSERA_CHECK(tt.to_float != nullptr, "%s: tensor %s has type %s, which is not a weight type", path.c_str(),
+    TESSERA_CHECK_AS(File, tt.to_float != nullptr, "%s: tensor %s has type %s, which is not a weight type", path.c_str(),
                   info.name.c_str(), tt.name);
 
     Tensor* t = model_.weights_.new_tensor(info.type, info.ne, info.name);
@@ -93,21 +94,28 @@ std::unique_ptr<Model> Model::from_file(std::unique_ptr<GGUFFile> file, const Mo
     std::unique_ptr<Model> m(new Model());
     m->file_ = std::move(file);
     const GGUFFile& f = *m->file_;
-    TESSERA_CHECK(f.has("general.architecture"), "%s: missing key 'general.architecture'", f.path().c_str());
+    TESSERA_CHECK_AS(File, f.has("general.architecture"), "%s: missing key 'general.architecture'", f.path().c_str());
     const std::string arch = f.get<std::string>("general.architecture");
     m->arch_ = make_architecture(arch);
     if (!m->arch_) {
         std::string known;
         for (const auto& n : architecture_names()) known += (known.empty() ? "" : ", ") + n;
         throw Error(format("%s: architecture '%s' is not supported (supported: %s)", f.path().c_str(), arch.c_str(),
-                           known.c_str()));
+                           known.c_str()),
+                    Status::Unsupported);
     }
     m->mapping_ = std::make_unique<HostBuffer>(const_cast<void*>(f.file_data()), f.file_size());
     m->hp_.arch = arch;
     m->hp_.bos = int32_t(f.get_or<int64_t>("tokenizer.ggml.bos_token_id", -1));
     m->hp_.eos = int32_t(f.get_or<int64_t>("tokenizer.ggml.eos_token_id", -1));
     TensorBinder binder(*m);
-    m->arch_->load(f, m->hp_, binder);
+    try {
+        m->arch_->load(f, m->hp_, binder);
+    } catch (const Error& e) {
+        // load() reads only the file: a value it rejects is the file's (an unsupported feature stays so).
+        if (e.status() != Status::InvalidArgument) throw;
+        throw Error(e.what(), Status::File);
+    }
     for (const auto& t : f.tensors()) m->weight_bytes_ += t.nbytes;
     m->upload_weights(options);
     return m;
@@ -159,7 +167,8 @@ void Model::upload_weights(const ModelOptions& options) {
     } catch (const Error& e) {
         throw Error(format("%s: uploading the weights of %lld of %lld layers to '%s' (%.1f MiB): %s", path().c_str(),
                            (long long)gpu_layers_, (long long)hp_.n_layer, options.backend.c_str(),
-                           double(total) / 1048576.0, e.what()));
+                           double(total) / 1048576.0, e.what()),
+                    e.status());
     }
     size_t offset = 0, done = 0;
     for (Tensor* t : bound_) {

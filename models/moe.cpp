@@ -45,7 +45,7 @@ void validate_moe_config(const MoEConfig& cfg, const std::string& where) {
     TESSERA_CHECK(cfg.n_expert_used >= 1 && cfg.n_expert_used <= cfg.n_expert,
                   "%s: expert_used_count %lld must be in 1..expert_count %lld", w, (long long)cfg.n_expert_used,
                   (long long)cfg.n_expert);
-    TESSERA_CHECK(cfg.gating == MoEGating::Softmax || cfg.gating == MoEGating::Sigmoid,
+    TESSERA_CHECK_AS(Unsupported, cfg.gating == MoEGating::Softmax || cfg.gating == MoEGating::Sigmoid,
                   "%s: expert_gating_func %d is not supported (1 softmax, 2 sigmoid)", w, int(cfg.gating));
     if (cfg.n_group > 1) {
         TESSERA_CHECK(cfg.n_expert % cfg.n_group == 0, "%s: expert_count %lld is not a multiple of expert_group_count %lld",

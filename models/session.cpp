@@ -85,7 +85,7 @@ void Session::decode(const int32_t* tokens, int64_t n) {
         TESSERA_CHECK(tokens[i] >= 0 && tokens[i] < n_vocab, "decode: token %d at index %lld is not in [0, %lld)",
                       tokens[i], (long long)i, (long long)n_vocab);
     const int64_t start = cache_->used();
-    TESSERA_CHECK(start + n <= cache_->n_ctx(),
+    TESSERA_CHECK_AS(ContextFull, start + n <= cache_->n_ctx(),
                   "context full: %lld tokens in the cache + %lld new exceed the context size %lld "
                   "(start a new session, truncate it, or use a larger --ctx)",
                   (long long)start, (long long)n, (long long)cache_->n_ctx());

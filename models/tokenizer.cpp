@@ -48,7 +48,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
     } else {
         throw Error(path + ": tokenizer model '" + t->model_ +
                     "' (tokenizer.ggml.model) is not supported; tessera supports 'llama' (SentencePiece), "
-                    "'gpt2' (byte-level BPE) and 'bert' (WordPiece)");
+                    "'gpt2' (byte-level BPE) and 'bert' (WordPiece)",
+                    Status::Unsupported);
     }
 
     t->tokens_ = f.get_array<std::string>("tokenizer.ggml.tokens");
@@ -109,7 +110,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
         try {
             spec = pre_tokenizer_spec(t->pre_);
         } catch (const Error& e) {
-            throw Error(path + ": " + e.what());
+            throw Error(path + ": " + e.what(), e.status());
         }
         t->pre_split_ = std::make_unique<unicode::RegexSplitter>(spec.regexes);
         t->ignore_merges_ = spec.ignore_merges;

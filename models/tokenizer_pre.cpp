@@ -77,7 +77,8 @@ PreTokenizerSpec pre_tokenizer_spec(const std::string& pre) {
     } else {
         throw Error("unknown pre-tokenizer '" + pre +
                     "' (tokenizer.ggml.pre); known: default, llama-bpe, deepseek-llm, deepseek-v3, deepseek-coder, "
-                    "falcon, starcoder, refact, gpt-2, mpt, qwen2, ...");
+                    "falcon, starcoder, refact, gpt-2, mpt, qwen2, ...",
+                    Status::Unsupported);
     }
     return s;
 }

@@ -79,7 +79,7 @@ const Categories& categories() {
 struct MatchData {
     pcre2_match_data* md;
     explicit MatchData(const pcre2_code* code) : md(pcre2_match_data_create_from_pattern(code, nullptr)) {
-        if (!md) throw Error("WordPiece tokenizer: out of memory");
+        if (!md) throw Error("WordPiece tokenizer: out of memory", Status::OutOfMemory);
     }
     ~MatchData() { pcre2_match_data_free(md); }
     MatchData(const MatchData&) = delete;

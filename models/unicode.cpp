@@ -157,7 +157,7 @@ std::vector<std::string> RegexSplitter::split(const std::string& text) const {
     for (const auto& rx : regexes_) {
         std::vector<std::pair<size_t, size_t>> next;
         pcre2_match_data* md = pcre2_match_data_create_from_pattern(rx->code, nullptr);
-        if (!md) throw Error("pre-tokenizer: out of memory");
+        if (!md) throw Error("pre-tokenizer: out of memory", Status::OutOfMemory);
         for (auto [start, len] : pieces) {
             auto subject = reinterpret_cast<PCRE2_SPTR>(text.data() + start);
             size_t pos = 0, emitted = 0;

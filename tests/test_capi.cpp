@@ -179,8 +179,15 @@ TEST_CASE("capi: a made model: metadata, decode, logits, sampling, truncation, f
     CHECK(tessera_session_create(m, &sq, &s3) == TESSERA_ERR_INVALID_ARGUMENT);
     sq = sp;
     sq.backend = "no-such-backend";
-    CHECK(tessera_session_create(m, &sq, &s3) != TESSERA_OK);
+    CHECK(tessera_session_create(m, &sq, &s3) == TESSERA_ERR_UNSUPPORTED);
     CHECK(std::string(tessera_last_error()).find("no-such-backend") != std::string::npos);
+    // GPU layers asked of a host backend: the caller's argument, not the file's fault.
+    tessera_model_params layered = tessera_model_default_params();
+    layered.gpu_layers = 1;
+    tessera_model* m2 = nullptr;
+    CHECK(tessera_model_open(made_model().c_str(), &layered, &m2) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(tessera_last_error()).find("not a GPU") != std::string::npos);
+    CHECK(m2 == nullptr);
 
     // Text round trip on the synthesized vocabulary (bytes fall back to <0xNN> tokens).
     tessera_token toks[64];

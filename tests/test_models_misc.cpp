@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstdio>
 #include <numeric>
 #include <string>
@@ -349,8 +350,37 @@ TEST_CASE("deepseek2 files: bad shapes and keys are errors naming them") {
         FAIL("expected an error");
     } catch (const Error& e) {
         CHECK(std::string(e.what()).find("expert_group_count") != std::string::npos);
+        CHECK(e.status() == Status::File);  // a value the architecture's load() rejects is the file's
     }
     std::remove(path.c_str());
+}
+
+TEST_CASE("errors carry their status from where they are raised") {
+    auto status_of = [](const std::function<void()>& f) {
+        try {
+            f();
+        } catch (const Error& e) {
+            return e.status();
+        }
+        FAIL("expected an error");
+        return Status::InvalidArgument;
+    };
+    // The reader's and the binder's complaints are the file's.
+    CHECK(status_of([] { GGUFFile::open("/nonexistent/x.gguf"); }) == Status::File);
+    // An address range no allocator grants: memory, not a bad argument (the message said "out of host memory",
+    // which the C API's old text matching read as an invalid argument).
+    auto cpu = create_backend("cpu");
+    CHECK(status_of([&] { cpu->alloc_buffer(size_t(1) << 62); }) == Status::OutOfMemory);
+    CHECK(status_of([] { create_backend("tpu"); }) == Status::Unsupported);
+    // A KV cache that cannot be allocated keeps the allocator's status under its own message.
+    LayerCache l;
+    l.k_width = l.v_width = l.head_dim_k = l.head_dim_v = 64;
+    const std::vector<LayerCache> layout(4, l);
+    CHECK(status_of([&] { KVCache(layout, DType::F16, int64_t(1) << 40, *cpu); }) == Status::OutOfMemory);
+    CHECK(status_of([&] { KVCache(layout, DType::Q4_0, 16, *cpu); }) == Status::Unsupported);
+    KVCache cache(layout, DType::F16, 16, *cpu);
+    CHECK(status_of([&] { cache.append(17); }) == Status::ContextFull);
+    CHECK(status_of([&] { cache.truncate(3); }) == Status::InvalidArgument);
 }
 
 TEST_CASE("attention as gemma2 feeds it: window 8, GQA 2:1, softcap, cache longer than the tokens; cpu == reference") {

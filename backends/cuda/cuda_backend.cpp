@@ -47,7 +47,8 @@ void* Scratch::get(int slot, size_t bytes, cudaStream_t stream) {
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
         throw Error(format("CUDA out of memory: scratch needs %zu bytes (%zu MiB free of %zu MiB)", want,
-                           free_b >> 20, total_b >> 20));
+                           free_b >> 20, total_b >> 20),
+                    Status::OutOfMemory);
     }
     size_[slot] = want;
     return ptr_[slot];
@@ -69,7 +70,8 @@ public:
             size_t free_b = 0, total_b = 0;
             cudaMemGetInfo(&free_b, &total_b);
             throw Error(format("CUDA out of memory: %zu bytes requested on device %d (%zu MiB free of %zu MiB)", size,
-                               device, free_b >> 20, total_b >> 20));
+                               device, free_b >> 20, total_b >> 20),
+                        Status::OutOfMemory);
         }
         // Buffers start zeroed, as HostBuffers do (an empty KV cache relies on it).
         TESSERA_CUDA(cudaMemset(base_, 0, size > 0 ? size : 1));

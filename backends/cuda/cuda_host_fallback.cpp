@@ -32,7 +32,7 @@ void download(const Tensor& t, HostShadow& shadow, cudaStream_t stream) {
 }  // namespace
 
 void host_fallback(Tensor& node, Context& ctx) {
-    TESSERA_CHECK(ref::supports(node), "cuda backend: %s '%s' is not supported", op_name(node.op), node.name.c_str());
+    TESSERA_CHECK_AS(Unsupported, ref::supports(node), "cuda backend: %s '%s' is not supported", op_name(node.op), node.name.c_str());
     HostShadow out;
     HostShadow srcs[kMaxSrc];
     // The result's span is copied down too: a strided result (cpy into a cache view) keeps the bytes between

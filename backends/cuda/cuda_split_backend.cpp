@@ -24,7 +24,8 @@ public:
         if (err != cudaSuccess) {
             (void)cudaGetLastError();
             throw Error(format("out of memory: cannot pin %zu bytes of host memory for the GPU/CPU split (%s)", size,
-                               cudaGetErrorString(err)));
+                               cudaGetErrorString(err)),
+                        Status::OutOfMemory);
         }
         void* device_view = nullptr;
         TESSERA_CUDA(cudaHostGetDevicePointer(&device_view, base_, 0));

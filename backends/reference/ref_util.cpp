@@ -37,7 +37,8 @@ float load(const Tensor& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
             std::memcpy(&h, p, 2);
             return bf16_to_fp32(h);
         default:
-            throw Error(std::string("reference: element read of type ") + type_name(t.type) + " is not supported");
+            throw Error(std::string("reference: element read of type ") + type_name(t.type) + " is not supported",
+                        Status::Unsupported);
     }
 }
 
@@ -57,7 +58,8 @@ void store(const Tensor& t, float v, int64_t i0, int64_t i1, int64_t i2, int64_t
             std::memcpy(p, &h, 2);
             return;
         default:
-            throw Error(std::string("reference: element write of type ") + type_name(t.type) + " is not supported");
+            throw Error(std::string("reference: element write of type ") + type_name(t.type) + " is not supported",
+                        Status::Unsupported);
     }
 }
 

@@ -101,7 +101,8 @@ void compute_node(Tensor* node) {
     if (node->op == Op::None || op_is_view(node->op)) return;  // leaves and views: nothing to compute
     if (!supports(*node))
         throw Error("reference backend: " + label(node) + " is not supported for these types/layouts (" +
-                    type_list(*node) + ")");
+                    type_list(*node) + ")",
+                    Status::Unsupported);
     require_storage(node);
     switch (node->op) {
         case Op::Cont: return cont(node);
