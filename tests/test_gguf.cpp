@@ -505,11 +505,16 @@ TEST_CASE("gguf: tensor type ids") {
     check_rejects(one_tensor({32}, 4, 0, 64), {"q4_2", "removed"});
     check_rejects(one_tensor({256}, 16, 0, 256), {"iq2_xxs", "does not support"});
     check_rejects(one_tensor({32}, 40, 0, 64), {"unknown type id 40"});
+    // The 4-bit grid types: rows must hold whole blocks (IQ4_XS: 256 values, IQ4_NL / MXFP4: 32).
+    check_rejects(one_tensor({32, 2}, uint32_t(DType::IQ4_XS), 0, 320), {"first dimension 32", "block size 256"});
+    check_rejects(one_tensor({48}, uint32_t(DType::IQ4_NL), 0, 64), {"first dimension 48", "block size 32"});
+    check_rejects(one_tensor({16, 3}, uint32_t(DType::MXFP4), 0, 64), {"first dimension 16", "block size 32"});
     check_rejects(one_tensor({32}, UINT32_MAX, 0, 64), {"unknown type id 4294967295"});
     // Every type tessera knows loads, with the byte size its traits give.
     for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
                     DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K,
-                    DType::I8, DType::I16, DType::I32, DType::I64, DType::F64}) {
+                    DType::IQ4_NL, DType::IQ4_XS, DType::MXFP4, DType::I8, DType::I16, DType::I32, DType::I64,
+                    DType::F64}) {
         const auto& tr = type_traits(t);
         Raw r = one_tensor({tr.block_size * 2, 3}, uint32_t(t), 0, tr.block_bytes * 6);
         INFO(tr.name);

@@ -548,7 +548,8 @@ TEST_CASE("ops: sum, mean, argmax, top_k") {
 
 TEST_CASE("ops: quantized weights in mul_mat, mul_mat_id, get_rows; cast and cpy into q8_0 / q4_0") {
     const DType kQuant[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-                            DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+                            DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+                            DType::IQ4_NL, DType::IQ4_XS, DType::MXFP4};
     std::vector<OpCase> cases;
     for (DType w : kQuant) {
         const std::string wn = type_name(w);
@@ -567,7 +568,7 @@ TEST_CASE("ops: quantized weights in mul_mat, mul_mat_id, get_rows; cast and cpy
                                      matmul_tol(k, w)});
                 }
         // Many weight rows (odd count, past any panel size): a few types only, quantizing 4097 rows is slow.
-        if (w == DType::Q4_0 || w == DType::Q8_0 || w == DType::Q4_K || w == DType::Q6_K)
+        if (w == DType::Q4_0 || w == DType::Q8_0 || w == DType::Q4_K || w == DType::Q6_K || w == DType::IQ4_XS)
             cases.push_back({"mul_mat " + wn + " n4097 k256 m1", [=](Inputs& in) {
                                  return mul_mat(in.ctx, in.uniform(w, {256, 4097, 1, 1}),
                                                 in.uniform(DType::F32, {256, 1, 1, 1}));

@@ -49,9 +49,11 @@ std::vector<float> dequantize(DType t, const void* q, int64_t n) {
 }
 
 const DType kQuantTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q8_1,
-                             DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K};
+                             DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K,
+                             DType::IQ4_NL, DType::IQ4_XS, DType::MXFP4};
 const DType kWeightTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-                              DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+                              DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+                              DType::IQ4_NL, DType::IQ4_XS, DType::MXFP4};
 
 }  // namespace
 
@@ -121,6 +123,27 @@ TEST_CASE("golden files: our reference quantizers reproduce llama.cpp's bytes (Q
         CHECK(c.identical == c.blocks);
         // The worst element of any row is off by at most about one quantization step of the coarsest type
         // used (Q2..Q4: 1/8..1/4 of the row's max); more means the dequantizer reads the layout wrong.
+        CHECK(c.max_dequant_err_over_scale < 0.25);
+    }
+}
+
+TEST_CASE("golden files: IQ4_NL, IQ4_XS and MXFP4 quantizers reproduce llama.cpp's bytes") {
+    if (!shared_ok()) return;
+    // The extra cases were quantized by llama-quantize (Dec 2025) from the F32 files named here: llama-gqa through
+    // IQ4_NL / IQ4_XS (plus Q5_K / Q6_K for attn_v and output), gpt-oss's experts through MXFP4 (+ Q8_0).
+    const char* pairs[][2] = {
+        {"llama-gqa.gguf", "extra/llama-gqa-iq4_nl.gguf"},
+        {"llama-gqa.gguf", "extra/llama-gqa-iq4_xs.gguf"},
+        {"extra/gpt-oss.gguf", "extra/gpt-oss-mxfp4.gguf"},
+    };
+    for (auto& p : pairs) {
+        CAPTURE(p[1]);
+        const GoldenCompare c = compare_with_golden(p[0], p[1]);
+        MESSAGE(p[1], ": ", c.identical, "/", c.blocks, " blocks identical over ", c.tensors, " tensors");
+        CHECK(c.tensors > 0);
+        CHECK(c.identical == c.blocks);
+        // MXFP4: a block's max lies in [8 d, 16 d) and its levels are at most 4 d apart up to the top level 12 d,
+        // so no value is off by a quarter of the max or more (clipping included); the IQ4 grids do better.
         CHECK(c.max_dequant_err_over_scale < 0.25);
     }
 }
@@ -358,6 +381,99 @@ TEST_CASE("hand-built K-quant blocks") {
     CHECK(y[0] == 0.0f);
 }
 
+// The grids as llama.cpp's ggml-common.h lists them (IQ4: kvalues_iq4nl; MXFP4: the E2M1 values doubled).
+const int kIQ4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+const float kE2M1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+
+TEST_CASE("hand-built IQ4_NL / IQ4_XS / MXFP4 blocks") {
+    float y[256];
+    block_iq4_nl nl{};
+    nl.d = fp32_to_fp16(0.5f);
+    for (int j = 0; j < 16; ++j) nl.qs[j] = uint8_t(j | ((15 - j) << 4));
+    dequantize_row_iq4_nl(&nl, y, 32);
+    for (int j = 0; j < 16; ++j) {
+        CHECK(y[j] == 0.5f * kIQ4Levels[j]);
+        CHECK(y[j + 16] == 0.5f * kIQ4Levels[15 - j]);
+    }
+
+    // IQ4_XS: group 3's 6-bit scale 40 = low nibble 8 (scales_l[1], high nibble) | 2 << 4 (scales_h bits 6-7),
+    // so its values are d * 8 * level; group 0's scale bits are all zero: d * (0 - 32) * level.
+    block_iq4_xs xs{};
+    xs.d = fp32_to_fp16(0.25f);
+    xs.scales_l[1] = 0x80;
+    xs.scales_h = 2 << 6;
+    xs.qs[3 * 16 + 0] = 0x0F;  // element 96: level 15; element 112: level 0
+    xs.qs[0] = 0x8F;           // element 0: level 15; element 16: level 8
+    dequantize_row_iq4_xs(&xs, y, 256);
+    CHECK(y[96] == 0.25f * 8 * 113);
+    CHECK(y[112] == 0.25f * 8 * -127);
+    CHECK(y[97] == 0.25f * 8 * -127);
+    CHECK(y[0] == 0.25f * -32 * 113);
+    CHECK(y[16] == 0.25f * -32 * 1);
+    CHECK(y[1] == 0.25f * -32 * -127);
+    CHECK(y[32] == 0.25f * -32 * -127);  // group 1: scale bits zero too
+
+    // MXFP4: e = 127 is the scale 2^0, so levels are the E2M1 values themselves; e = 0 and 255 are the ends
+    // (2^-127, subnormal, and 2^128 as the E8M0 value).
+    block_mxfp4 mx[3]{};
+    mx[0].e = 127;
+    for (int j = 0; j < 16; ++j) mx[0].qs[j] = uint8_t(j | ((15 - j) << 4));
+    mx[1].e = 0;
+    mx[1].qs[0] = 0x07;
+    mx[2].e = 255;
+    mx[2].qs[0] = 0x0F;
+    dequantize_row_mxfp4(mx, y, 96);
+    for (int j = 0; j < 16; ++j) {
+        CHECK(y[j] == kE2M1[j]);
+        CHECK(y[j + 16] == kE2M1[15 - j]);
+    }
+    CHECK(y[32] == std::ldexp(6.0f, -127));
+    CHECK(y[33] == 0.0f);
+    CHECK(y[64] == std::ldexp(-6.0f, 127));
+    CHECK(y[80] == 0.0f);
+}
+
+TEST_CASE("IQ4_NL / IQ4_XS / MXFP4: values on the grid come back exactly") {
+    // IQ4_NL: 0.5 * level, with the grid's end -127 the largest magnitude: the search's step at the grid's
+    // end lands on d = 0.5 exactly.
+    std::vector<float> nl(64);
+    for (int i = 0; i < 64; ++i) nl[size_t(i)] = 0.5f * kIQ4Levels[(i * 7) % 16];
+    nl[5] = nl[40] = 0.5f * -127;
+    CHECK(dequantize(DType::IQ4_NL, quantize(DType::IQ4_NL, nl).data(), 64) == nl);
+    // IQ4_XS: group g's scale (g + 1) / 16 is -4 (g + 1) times the super-scale -1/64 (exact in f16).
+    std::vector<float> xs(256);
+    for (int i = 0; i < 256; ++i) xs[size_t(i)] = float(i / 32 + 1) / 16 * kIQ4Levels[(i * 5) % 16];
+    for (int g = 0; g < 8; ++g) xs[size_t(32 * g + 3)] = float(g + 1) / 16 * -127;
+    CHECK(dequantize(DType::IQ4_XS, quantize(DType::IQ4_XS, xs).data(), 256) == xs);
+    // MXFP4: E2M1 values times 2^k; the block's largest magnitude 6 * 2^k sets e = 127 + k.
+    std::vector<float> mx(96);
+    for (int i = 0; i < 96; ++i) mx[size_t(i)] = std::ldexp(kE2M1[(i * 3) % 16], i / 32 * 5 - 4);
+    for (int b = 0; b < 3; ++b) mx[size_t(32 * b + 9)] = std::ldexp(-6.0f, b * 5 - 4);
+    const auto q = quantize(DType::MXFP4, mx);
+    CHECK(dequantize(DType::MXFP4, q.data(), 96) == mx);
+    CHECK(q[0] == 127 - 4);
+}
+
+TEST_CASE("IQ4_NL / IQ4_XS / MXFP4 round trip against Q4_0 on normal data") {
+    // Same data through Q4_0 (4.5 bits per weight, uniform grid, scale from the block max). IQ4_NL (4.5 bits)
+    // and IQ4_XS (4.25) search their scale over a grid shaped for bell-shaped data: measured 0.89x Q4_0's
+    // error; 0.95 catches a search that stopped working. MXFP4 (4.25) has power-of-two scales only and a
+    // coarse top (levels 4 and 6 in E2M1 units): measured 1.34x; a scale exponent one too large (coarser levels)
+    // or too small (many values clipped) gives 1.66x / 3.4x (a scalar model of the rule), above the 1.45 allowed.
+    const std::vector<float> x = normal_floats(1 << 16, 43);
+    auto rmse = [&](DType t) {
+        const auto y = dequantize(t, quantize(t, x).data(), int64_t(x.size()));
+        double s = 0;
+        for (size_t i = 0; i < x.size(); ++i) s += (double(y[i]) - x[i]) * (double(y[i]) - x[i]);
+        return std::sqrt(s / double(x.size()));
+    };
+    const double q4 = rmse(DType::Q4_0), nl = rmse(DType::IQ4_NL), xs = rmse(DType::IQ4_XS), mx = rmse(DType::MXFP4);
+    MESSAGE("rmse q4_0 ", q4, ", iq4_nl ", nl, ", iq4_xs ", xs, ", mxfp4 ", mx);
+    CHECK(nl <= 0.95 * q4);
+    CHECK(xs <= 0.95 * q4);
+    CHECK(mx <= 1.45 * q4);
+}
+
 TEST_CASE("Q8_K quantizer keeps its block sums consistent") {
     const auto x = normal_floats(1024, 7);
     const auto q = quantize(DType::Q8_K, x);
@@ -530,10 +646,13 @@ TEST_CASE("tessera quantize writes llama-quantize's files byte for byte") {
         {"llama-gqa.gguf", "Q4_0", "llama-gqa-q4_0.gguf"},
         {"llama-gqa.gguf", "Q4_K_M", "llama-gqa-q4_k_m.gguf"},
         {"gemma2.gguf", "q4_k_m", "gemma2-q4_k_m.gguf"},
+        {"llama-gqa.gguf", "IQ4_NL", "extra/llama-gqa-iq4_nl.gguf"},
+        {"llama-gqa.gguf", "iq4_xs", "extra/llama-gqa-iq4_xs.gguf"},
+        {"extra/gpt-oss.gguf", "MXFP4_MOE", "extra/gpt-oss-mxfp4.gguf"},
     };
     for (auto& c : cases) {
         CAPTURE(c[2]);
-        const std::string out = dir + "/" + c[2];
+        const std::string out = dir + "/out.gguf";
         std::string log;
         const int rc = testing::run_command(cli() + " quantize " + golden(c[0]) +
                                                 " " + out + " " + c[1] + " --threads 2",

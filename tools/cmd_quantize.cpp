@@ -114,8 +114,8 @@ int quantize(int argc, char** argv) {
     const std::string description =
         std::string("Quantizes a GGUF model (F32/F16/BF16 weights, or already-quantized ones, which are\n"
                     "dequantized first). TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K(=Q3_K_M) Q4_K(=Q4_K_M)\n"
-                    "Q5_K(=Q5_K_M) Q6_K Q4_K_S Q4_K_M Q5_K_S Q5_K_M. The bytes match llama-quantize's for the same\n"
-                    "input (reference quantizers, no importance matrix).\n\n") +
+                    "Q5_K(=Q5_K_M) Q6_K Q4_K_S Q4_K_M Q5_K_S Q5_K_M IQ4_NL IQ4_XS MXFP4_MOE. The bytes match\n"
+                    "llama-quantize's for the same input (reference quantizers, no importance matrix).\n\n") +
         mix_rules_help();
     ArgParser p("quantize", "IN OUT TYPE [--threads N] [--pure]", description);
     p.positional("IN", &in_path, "input GGUF file");
@@ -143,6 +143,7 @@ int quantize(int argc, char** argv) {
     const std::string arch = in->get_or<std::string>("general.architecture", "");
     ctx.n_head = int(get_int_or(*in, arch + ".attention.head_count", 0));
     ctx.n_head_kv = int(get_int_or(*in, arch + ".attention.head_count_kv", ctx.n_head));
+    ctx.n_expert = int(get_int_or(*in, arch + ".expert_count", 0));
     uint64_t total_elems = 0;
     for (const auto& t : in->tensors()) {
         if (t.name.find("attn_v.weight") != std::string::npos) ++ctx.n_attn_v;
@@ -170,7 +171,7 @@ int quantize(int argc, char** argv) {
         const auto& t = *tp;
         DType to = t.type;
         if (should_quantize(t.name, t.n_dims)) {
-            const DType want = mix_type(target, ctx, counters, t.name);
+            const DType want = mix_type(target, ctx, counters, t.name, t.ne[2]);
             to = row_fallback(want, t.ne[0]);
             if (to != want) {
                 ++n_fallback;
@@ -210,7 +211,7 @@ int cmd_quantize(int argc, char** argv) {
     return run_guarded("quantize", [&] { return quantize(argc, argv); });
 }
 
-RegisterCommand reg("quantize", "quantize a GGUF model: IN OUT TYPE (Q4_0 ... Q8_0, Q2_K ... Q6_K, Q4_K_M ...)",
+RegisterCommand reg("quantize", "quantize a GGUF model: IN OUT TYPE (Q4_0 ... Q8_0, Q2_K ... Q6_K, Q4_K_M, IQ4_XS ...)",
                     cmd_quantize);
 
 }  // namespace

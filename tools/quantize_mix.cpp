@@ -22,12 +22,14 @@ bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n 
 
 const std::vector<QuantTarget>& quant_targets() {
     // LLAMA_FTYPE numbers: MOSTLY_Q4_0 = 2, Q4_1 = 3, Q8_0 = 7, Q5_0 = 8, Q5_1 = 9, Q2_K = 10,
-    // Q3_K_M = 12, Q4_K_S = 14, Q4_K_M = 15, Q5_K_S = 16, Q5_K_M = 17, Q6_K = 18.
+    // Q3_K_M = 12, Q4_K_S = 14, Q4_K_M = 15, Q5_K_S = 16, Q5_K_M = 17, Q6_K = 18, IQ4_NL = 25, IQ4_XS = 30,
+    // MXFP4_MOE = 38.
     static const std::vector<QuantTarget> targets = {
         {"Q4_0", DType::Q4_0, 2},   {"Q4_1", DType::Q4_1, 3},   {"Q5_0", DType::Q5_0, 8},
         {"Q5_1", DType::Q5_1, 9},   {"Q8_0", DType::Q8_0, 7},   {"Q2_K", DType::Q2_K, 10},
         {"Q3_K_M", DType::Q3_K, 12}, {"Q4_K_S", DType::Q4_K, 14}, {"Q4_K_M", DType::Q4_K, 15},
         {"Q5_K_S", DType::Q5_K, 16}, {"Q5_K_M", DType::Q5_K, 17}, {"Q6_K", DType::Q6_K, 18},
+        {"IQ4_NL", DType::IQ4_NL, 25}, {"IQ4_XS", DType::IQ4_XS, 30}, {"MXFP4_MOE", DType::MXFP4, 38},
     };
     return targets;
 }
@@ -51,20 +53,26 @@ bool should_quantize(const std::string& name, int n_dims) {
     return true;
 }
 
-DType mix_type(const QuantTarget& t, const MixContext& ctx, MixCounters& c, const std::string& name) {
+DType mix_type(const QuantTarget& t, const MixContext& ctx, MixCounters& c, const std::string& name, int64_t ne2) {
     const uint32_t f = t.file_type;
-    enum : uint32_t { Q2_K = 10, Q3_K_M = 12, Q4_K_S = 14, Q4_K_M = 15, Q5_K_S = 16, Q5_K_M = 17 };
+    enum : uint32_t {
+        Q2_K = 10, Q3_K_M = 12, Q4_K_S = 14, Q4_K_M = 15, Q5_K_S = 16, Q5_K_M = 17, IQ4_NL = 25, IQ4_XS = 30,
+        MXFP4_MOE = 38
+    };
+    const bool iq4 = f == IQ4_NL || f == IQ4_XS;
     DType type = t.base;
     const bool is_output = name == "output.weight" || (!ctx.has_output && name == "token_embd.weight");
     if (ctx.pure) return type;
+    const int n_gqa = ctx.n_head_kv > 0 ? ctx.n_head / ctx.n_head_kv : 1;
+    if (f == MXFP4_MOE) return ne2 > 1 ? DType::MXFP4 : DType::Q8_0;  // experts MXFP4, everything else Q8_0
     if (is_output) {
         // The output matrix is the most sensitive: Q6_K unless the whole file is Q8_0 anyway.
         if (t.base != DType::Q8_0) type = DType::Q6_K;
     } else if (contains(name, "attn_v.weight")) {
         const int i = c.i_attn_v++, n = ctx.n_attn_v;
-        const int n_gqa = ctx.n_head_kv > 0 ? ctx.n_head / ctx.n_head_kv : 1;
         if (f == Q2_K) type = n_gqa >= 4 ? DType::Q4_K : DType::Q3_K;
         else if (f == Q3_K_M) type = i < 2 ? DType::Q5_K : DType::Q4_K;
+        else if (iq4 && n_gqa >= 4) type = DType::Q5_K;
         else if ((f == Q4_K_M || f == Q5_K_M) && use_more_bits(i, n)) type = DType::Q6_K;
         else if (f == Q4_K_S && i < 4) type = DType::Q5_K;
     } else if (contains(name, "ffn_down")) {
@@ -72,9 +80,12 @@ DType mix_type(const QuantTarget& t, const MixContext& ctx, MixCounters& c, cons
         if (f == Q2_K) type = DType::Q3_K;
         else if (f == Q3_K_M) type = i < n / 16 ? DType::Q5_K : DType::Q4_K;
         else if ((f == Q4_K_M || f == Q5_K_M) && use_more_bits(i, n)) type = DType::Q6_K;
+        else if (iq4 && i < n / 8) type = DType::Q5_K;
         else if (f == Q4_K_S && i < n / 8) type = DType::Q5_K;
     } else if (contains(name, "attn_output.weight")) {
-        if (f == Q2_K) type = DType::Q3_K;
+        if (ctx.n_expert == 8) {  // 8-expert MoE (Mixtral-like): attention is a small share, give it more bits
+            if (f == Q2_K || f == Q3_K_M || f == Q4_K_S || f == Q4_K_M || iq4) type = DType::Q5_K;
+        } else if (f == Q2_K) type = DType::Q3_K;
         else if (f == Q3_K_M) type = DType::Q4_K;
     } else if (contains(name, "attn_qkv.weight")) {
         if (f == Q3_K_M) type = DType::Q4_K;
@@ -91,7 +102,8 @@ DType row_fallback(DType t, int64_t ne0) {
     DType alt = DType::F16;
     switch (t) {
         case DType::Q2_K:
-        case DType::Q3_K: alt = DType::Q4_0; break;
+        case DType::Q3_K:
+        case DType::IQ4_XS: alt = DType::IQ4_NL; break;
         case DType::Q4_K: alt = DType::Q5_0; break;
         case DType::Q5_K: alt = DType::Q5_1; break;
         case DType::Q6_K: alt = DType::Q8_0; break;
@@ -113,8 +125,12 @@ const char* mix_rules_help() {
            "              Q4_K; attn_output and attn_qkv Q4_K.\n"
            "      Q2_K:   attn_v Q4_K (Q3_K with fewer than 4 query heads per kv head); ffn_down and\n"
            "              attn_output Q3_K.\n"
+           "      IQ4_NL / IQ4_XS: attn_v Q5_K with 4 or more query heads per kv head; ffn_down Q5_K on the\n"
+           "              first eighth.\n"
+           "      With 8 experts (Mixtral-like), attn_output gets Q5_K in Q2_K, Q3_K_M, Q4_K_S, Q4_K_M, IQ4_*.\n"
            "    Q5_K_S and the 32-block types (Q4_0 ... Q8_0) use their base type everywhere but the output.\n"
-           "  - Rows whose length is not a multiple of the block: K-quants fall back to Q2_K/Q3_K -> Q4_0,\n"
+           "  - MXFP4_MOE: stacked expert tensors (ffn_*_exps) MXFP4, every other quantized tensor Q8_0.\n"
+           "  - Rows whose length is not a multiple of the block: Q2_K/Q3_K/IQ4_XS fall back to IQ4_NL,\n"
            "    Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; when even 32 does not divide the row, F16.\n"
            "  - --pure: every quantized tensor gets the base type (the output too).\n";
 }

@@ -26,6 +26,7 @@ struct MixContext {
     int n_attn_v = 0;      // number of attn_v.weight tensors (one per layer)
     int n_ffn_down = 0;    // number of ffn_down tensors
     int n_head = 0, n_head_kv = 0;
+    int n_expert = 0;      // {arch}.expert_count (0 for dense models)
     bool has_output = false;  // an output.weight exists (else token_embd is the output matrix, tied)
     bool pure = false;        // --pure: every quantized tensor gets the base type
 };
@@ -39,12 +40,14 @@ struct MixCounters {
 // router (ffn_gate_inp) and not a position/token-type embedding. Everything else is copied unchanged.
 bool should_quantize(const std::string& name, int n_dims);
 
-// The type for one quantized tensor (row length ne0), before the row-length fallback.
-DType mix_type(const QuantTarget& t, const MixContext& ctx, MixCounters& counters, const std::string& name);
+// The type for one quantized tensor, before the row-length fallback. ne2 > 1 marks a stacked-experts tensor
+// (ffn_*_exps), which the MXFP4_MOE mix tells apart from the rest.
+DType mix_type(const QuantTarget& t, const MixContext& ctx, MixCounters& counters, const std::string& name,
+               int64_t ne2);
 
-// The type actually used for rows of ne0 values: K-quants need ne0 % 256 == 0 and fall back to a 32-block
-// type (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0); 32-block types need ne0 % 32 == 0,
-// else F16.
+// The type actually used for rows of ne0 values: 256-block types need ne0 % 256 == 0 and fall back to a
+// 32-block type (Q2_K/Q3_K/IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0); 32-block types need
+// ne0 % 32 == 0, else F16.
 DType row_fallback(DType t, int64_t ne0);
 
 // The text for --help: the rules above in words.

@@ -6,6 +6,8 @@
 //     sum(x) per block, which the kernel takes exactly from the int8 values (see quant_dot_legacy.cpp).
 //   Q2_K .. Q6_K (and Q8_K) weights -> Q8_K activations: one float scale per 256 values plus exact sums of
 //     each 16, so a whole super-block accumulates in integers and the min/offset terms come from the sums.
+//   IQ4_NL, MXFP4 -> Q8_0 and IQ4_XS -> Q8_K, as llama.cpp pairs them: same block length, and each grid
+//     level is an int8 (kIQ4Grid, kMXFP4Grid), so a block's dot is again one integer sum scaled once.
 //   Anything else (F32, F16, BF16) -> activations stay F32; that path is dequantize-and-dot, not fast.
 // The error this adds is the activation rounding: |x - x_q| <= d_x / 2 per element (d_x = max|x| / 127
 // of its block), i.e. about |w| |x| 2^-8 per product in the worst case.
@@ -32,6 +34,8 @@ DType activation_type(DType w) {
         case DType::Q5_0:
         case DType::Q5_1:
         case DType::Q8_0:
+        case DType::IQ4_NL:
+        case DType::MXFP4:
             return DType::Q8_0;
         case DType::Q2_K:
         case DType::Q3_K:
@@ -39,6 +43,7 @@ DType activation_type(DType w) {
         case DType::Q5_K:
         case DType::Q6_K:
         case DType::Q8_K:
+        case DType::IQ4_XS:
             return DType::Q8_K;
         default:
             return DType::F32;
