@@ -49,8 +49,9 @@ inline std::string field(const std::string& obj, const std::string& key) {
     return obj.substr(p, e - p);
 }
 
-inline std::vector<Case> load_manifest() {
-    const auto bytes = read_file(shared_file("golden/manifest.json"));
+// The cases of one manifest: golden/manifest.json, or golden/extra/manifest.json with dir "golden/extra".
+inline std::vector<Case> load_manifest(const std::string& dir = "golden") {
+    const auto bytes = read_file(shared_file(dir + "/manifest.json"));
     const std::string text(bytes.begin(), bytes.end());
     std::vector<Case> cases;
     size_t p = 0;
@@ -61,9 +62,9 @@ inline std::vector<Case> load_manifest() {
         c.name = field(obj, "name");
         c.arch = field(obj, "architecture");
         c.weight_type = field(obj, "weight_type");
-        c.gguf = shared_file("golden/" + field(obj, "gguf"));
-        c.tokens = shared_file("golden/" + field(obj, "tokens"));
-        c.logits = shared_file("golden/" + field(obj, "logits"));
+        c.gguf = shared_file(dir + "/" + field(obj, "gguf"));
+        c.tokens = shared_file(dir + "/" + field(obj, "tokens"));
+        c.logits = shared_file(dir + "/" + field(obj, "logits"));
         c.n_tokens = std::stoll(field(obj, "n_tokens"));
         c.n_vocab = std::stoll(field(obj, "n_vocab"));
         c.tol_rel_rms = std::stod(field(obj, "tolerance_rel_rms"));
