@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -124,18 +125,33 @@ public:
     // The data is copied at write() time from `data`, which must stay valid until then.
     void add_tensor(const std::string& name, DType type, const std::vector<int64_t>& ne, const void* data,
                     size_t nbytes);
+    // Fills `dst` with the tensor's bytes (exactly its size for type and shape). write() calls it when the
+    // tensor's turn comes, into one buffer reused for every such tensor, so a file of any size is written
+    // with one tensor in memory at a time.
+    using Fill = std::function<void(uint8_t* dst)>;
+    // A tensor whose bytes are made at write() time by `fill`; returns its size in bytes.
+    size_t add_tensor(const std::string& name, DType type, const std::vector<int64_t>& ne, Fill fill);
     void set_alignment(size_t alignment);  // also written as general.alignment when not 32
-    // Writes to path (via a temporary file renamed into place, so a failure leaves no half file).
+    // Writes to path (via a temporary file renamed into place, so a failure leaves no half file). A symlink
+    // is written through: its target is replaced and the link stays. See output_target() for what is refused.
     void write(const std::string& path) const;
+
+    // The regular file write(path) would replace: path itself (which need not exist yet) or, for a symlink,
+    // the file it points to. Throws Error naming the problem when path exists and is not a regular file or
+    // a symlink to one (a device, a FIFO, a directory, a dangling link): replacing such a node with a file
+    // would destroy it. Commands call it before long work, so they fail before it rather than after.
+    static std::string output_target(const std::string& path);
 
 private:
     struct PendingTensor {
         std::string name;
         DType type;
         std::vector<int64_t> ne;
-        const void* data;
+        const void* data;  // null when fill makes the bytes
         size_t nbytes;
+        Fill fill;
     };
+    size_t checked_tensor_bytes(const std::string& name, DType type, const std::vector<int64_t>& ne) const;
     std::vector<std::pair<std::string, GGUFValue>> kv_;
     std::vector<PendingTensor> tensors_;
     size_t alignment_ = 32;

@@ -3,6 +3,7 @@
 // order, each tensor padded to the alignment, as llama.cpp lays it out.
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -193,8 +194,7 @@ void GGUFWriter::set_arr_u32(const std::string& key, const std::vector<uint32_t>
     set(key, array_of(GGUFType::UINT32, xs, [](GGUFValue& e, uint32_t x) { e.u = x; }));
 }
 
-void GGUFWriter::add_tensor(const std::string& name, DType type, const std::vector<int64_t>& ne, const void* data,
-                            size_t nbytes) {
+size_t GGUFWriter::checked_tensor_bytes(const std::string& name, DType type, const std::vector<int64_t>& ne) const {
     const std::string pname = printable(name);
     if (std::string why = tensor_name_problem(name); !why.empty())
         throw Error("GGUFWriter: tensor '" + pname + "': " + why);
@@ -214,11 +214,26 @@ void GGUFWriter::add_tensor(const std::string& name, DType type, const std::vect
     for (size_t d = 1; d < ne.size(); ++d)
         if (__builtin_mul_overflow(bytes, uint64_t(ne[d]), &bytes) || __builtin_mul_overflow(count, ne[d], &count))
             throw Error("GGUFWriter: tensor '" + pname + "': size overflows");
+    if (bytes > uint64_t(SIZE_MAX)) throw Error("GGUFWriter: tensor '" + pname + "': size overflows");
+    return size_t(bytes);
+}
+
+void GGUFWriter::add_tensor(const std::string& name, DType type, const std::vector<int64_t>& ne, const void* data,
+                            size_t nbytes) {
+    const size_t bytes = checked_tensor_bytes(name, type, ne);
+    const std::string pname = printable(name);
     if (bytes != nbytes)
-        throw Error(format("GGUFWriter: tensor '%s': %s of this shape takes %llu bytes, but %zu were given",
-                           pname.c_str(), type_name(type), static_cast<unsigned long long>(bytes), nbytes));
+        throw Error(format("GGUFWriter: tensor '%s': %s of this shape takes %zu bytes, but %zu were given",
+                           pname.c_str(), type_name(type), bytes, nbytes));
     if (data == nullptr) throw Error("GGUFWriter: tensor '" + pname + "': no data");
-    tensors_.push_back({name, type, ne, data, nbytes});
+    tensors_.push_back({name, type, ne, data, nbytes, nullptr});
+}
+
+size_t GGUFWriter::add_tensor(const std::string& name, DType type, const std::vector<int64_t>& ne, Fill fill) {
+    const size_t bytes = checked_tensor_bytes(name, type, ne);
+    if (!fill) throw Error("GGUFWriter: tensor '" + printable(name) + "': no data");
+    tensors_.push_back({name, type, ne, nullptr, bytes, std::move(fill)});
+    return bytes;
 }
 
 void GGUFWriter::set_alignment(size_t alignment) {
@@ -260,16 +275,31 @@ void GGUFWriter::write(const std::string& path) const {
     // end the file right after the metadata; do the same so such files round-trip byte for byte.
     if (!tensors_.empty()) e.bytes.resize(pad_to(e.bytes.size()), 0);
 
-    // Temporary file beside the target, renamed into place only when complete.
-    std::string tmp = path + ".tmp.XXXXXX";
+    // Temporary file beside the file it replaces (a symlink's target, so the link stays), renamed over
+    // it only when complete. An existing file keeps its permission bits.
+    const std::string target = output_target(path);
+    struct stat old_st;
+    const mode_t mode = ::stat(target.c_str(), &old_st) == 0 ? (old_st.st_mode & 07777) : 0644;
+    std::string tmp = target + ".tmp.XXXXXX";
     int fd = mkstemp(tmp.data());
     if (fd < 0) throw Error(path + ": cannot create a temporary file beside it: " + std::strerror(errno));
     try {
-        fchmod(fd, 0644);
+        fchmod(fd, mode);
         write_all(fd, e.bytes.data(), e.bytes.size(), path);
         static const uint8_t zeros[kGGUFMaxAlignment > 4096 ? 4096 : kGGUFMaxAlignment] = {};
+        std::vector<uint8_t> filled;  // one buffer for every tensor made by a Fill, as large as the largest
         for (const auto& t : tensors_) {
-            write_all(fd, t.data, t.nbytes, path);
+            const void* data = t.data;
+            if (t.fill) {
+                if (filled.size() < t.nbytes) {
+                    filled.clear();
+                    filled.shrink_to_fit();
+                    filled.resize(t.nbytes);
+                }
+                t.fill(filled.data());
+                data = filled.data();
+            }
+            write_all(fd, data, t.nbytes, path);
             size_t pad = size_t(pad_to(t.nbytes) - t.nbytes);
             while (pad > 0) {
                 size_t n = pad < sizeof zeros ? pad : sizeof zeros;
@@ -282,13 +312,43 @@ void GGUFWriter::write(const std::string& path) const {
             throw Error(path + ": close failed: " + std::strerror(errno));
         }
         fd = -1;
-        if (std::rename(tmp.c_str(), path.c_str()) != 0)
+        if (std::rename(tmp.c_str(), target.c_str()) != 0)
             throw Error(path + ": cannot rename the temporary file into place: " + std::strerror(errno));
     } catch (...) {
         if (fd >= 0) ::close(fd);
         ::unlink(tmp.c_str());
         throw;
     }
+}
+
+std::string GGUFWriter::output_target(const std::string& path) {
+    if (path.empty()) throw Error("GGUFWriter: the output path is empty");
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return path;  // a new file
+        throw Error(path + ": " + std::strerror(errno));
+    }
+    std::string target = path;
+    if (S_ISLNK(st.st_mode)) {
+        char* real = ::realpath(path.c_str(), nullptr);
+        if (!real)
+            throw Error(path + ": a symbolic link that cannot be followed (" + std::strerror(errno) +
+                        "); refusing to replace it");
+        target = real;
+        std::free(real);
+        if (::stat(target.c_str(), &st) != 0) throw Error(path + ": " + target + ": " + std::strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        const char* what = S_ISDIR(st.st_mode)    ? "a directory"
+                           : S_ISCHR(st.st_mode)  ? "a character device"
+                           : S_ISBLK(st.st_mode)  ? "a block device"
+                           : S_ISFIFO(st.st_mode) ? "a FIFO"
+                           : S_ISSOCK(st.st_mode) ? "a socket"
+                                                  : "not a regular file";
+        throw Error(path + (target != path ? " (-> " + target + ")" : std::string()) + " is " + what +
+                    "; the output must be a regular file (it is written to a temporary file that then replaces it)");
+    }
+    return target;
 }
 
 }  // namespace tessera

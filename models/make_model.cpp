@@ -24,8 +24,6 @@ int32_t file_type_id(const std::string& t) {
     throw Error("make-model: --type '" + t + "' is not one of f32, f16, q8_0, q4_0, q4_k_m");
 }
 
-using PendingTensor = MadeTensor;
-
 // Which type a matrix gets under each file type (llama.cpp's choices: the output matrix stays at
 // Q6_K for 4-bit files; Q4_K_M gives some attn_v / ffn_down layers Q6_K), falling back to a type
 // whose block fits the row when the row is not a multiple of the block.
@@ -46,8 +44,6 @@ DType matrix_type(const std::string& ftype, const std::string& name, int64_t row
     if (row % type_traits(t).block_size != 0) t = DType::F16;
     return t;
 }
-
-PendingTensor ones(const std::string& name, int64_t n) { return make_filled_tensor(name, n, 1.0f); }
 
 // A small valid SentencePiece ("llama") vocabulary: <unk>, <s>, </s>, the 256 byte tokens, then
 // letters, "▁"-prefixed letters and letter pairs, enough to tokenize any text (bytes fall back).
@@ -133,33 +129,33 @@ uint64_t name_hash(const std::string& s) {
 
 }  // namespace
 
-MadeTensor make_random_tensor(const std::string& name, DType type, std::vector<int64_t> ne, float sd, uint64_t seed) {
-    MadeTensor t{name, type, ne, {}};
+size_t add_random_tensor(GGUFWriter& w, const std::string& name, DType type, std::vector<int64_t> ne, float sd,
+                         uint64_t seed) {
+    const FromFloatFn from = type_traits(type).from_float;
+    TESSERA_CHECK(from != nullptr, "make-model: type %s cannot be written", type_name(type));
     const int64_t row = ne[0];
     int64_t rows = 1;
     for (size_t i = 1; i < ne.size(); ++i) rows *= ne[i];
     const size_t rb = row_bytes(type, row);
-    t.bytes.resize(rb * size_t(rows));
-    const FromFloatFn from = type_traits(type).from_float;
-    TESSERA_CHECK(from != nullptr, "make-model: type %s cannot be written", type_name(type));
     const uint64_t s = seed ^ name_hash(name);
     const float a = sd * std::sqrt(3.0f);
+    return w.add_tensor(name, type, ne, [=](uint8_t* dst) {
 #pragma omp parallel
-    {
-        std::vector<float> buf(static_cast<size_t>(row));
+        {
+            std::vector<float> buf(static_cast<size_t>(row));
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
-            for (int64_t i = 0; i < row; ++i) buf[size_t(i)] = uniform(s, uint64_t(r * row + i), a);
-            from(buf.data(), t.bytes.data() + size_t(r) * rb, row);
+            for (int64_t r = 0; r < rows; ++r) {
+                for (int64_t i = 0; i < row; ++i) buf[size_t(i)] = uniform(s, uint64_t(r * row + i), a);
+                from(buf.data(), dst + size_t(r) * rb, row);
+            }
         }
-    }
-    return t;
+    });
 }
 
-MadeTensor make_filled_tensor(const std::string& name, int64_t n, float value) {
-    MadeTensor t{name, DType::F32, {n}, std::vector<uint8_t>(size_t(n) * 4)};
-    for (int64_t i = 0; i < n; ++i) std::memcpy(t.bytes.data() + i * 4, &value, 4);
-    return t;
+size_t add_filled_tensor(GGUFWriter& w, const std::string& name, int64_t n, float value) {
+    return w.add_tensor(name, DType::F32, {n}, [=](uint8_t* dst) {
+        for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * 4, &value, 4);
+    });
 }
 
 std::vector<std::string> make_model_presets() {
@@ -228,15 +224,15 @@ MadeModel make_model(const MakeModelOptions& o, const std::string& out_path) {
 
     // Weights: uniform with std 0.02 (a common init) so logits come out near unit scale; norms are 1.
     const float sd = 0.02f;
-    std::vector<PendingTensor> tensors;
     int64_t n_params = 0;
+    size_t file_bytes = 0;
     auto matrix = [&](const std::string& name, int64_t cols, int64_t rows, int layer) {
-        tensors.push_back(make_random_tensor(name, matrix_type(o.type, name, cols, layer, int(s.n_layer)), {cols, rows}, sd,
-                                        o.seed));
+        file_bytes += add_random_tensor(w, name, matrix_type(o.type, name, cols, layer, int(s.n_layer)), {cols, rows},
+                                        sd, o.seed);
         n_params += cols * rows;
     };
     auto norm = [&](const std::string& name) {
-        tensors.push_back(ones(name, s.n_embd));
+        file_bytes += add_filled_tensor(w, name, s.n_embd, 1.0f);
         n_params += s.n_embd;
     };
     matrix("token_embd.weight", s.n_embd, n_vocab, -1);
@@ -256,13 +252,12 @@ MadeModel make_model(const MakeModelOptions& o, const std::string& out_path) {
     norm("output_norm.weight");
     if (!s.tied_output) matrix("output.weight", s.n_embd, n_vocab, -1);
 
-    for (const auto& t : tensors) w.add_tensor(t.name, t.type, t.ne, t.bytes.data(), t.bytes.size());
     w.write(out_path);
 
     MadeModel m;
     m.n_params = n_params;
     m.n_vocab = n_vocab;
-    for (const auto& t : tensors) m.file_bytes += t.bytes.size();
+    m.file_bytes = file_bytes;
     return m;
 }
 

@@ -45,17 +45,13 @@ MadeModel make_model(const MakeModelOptions& options, const std::string& out_pat
 // Returns the vocabulary's size.
 int64_t make_model_write_vocab(GGUFWriter& w, const std::string& vocab_path, int64_t n_vocab);
 
-// A tensor made for a file: its name, type, shape and bytes.
-struct MadeTensor {
-    std::string name;
-    DType type;
-    std::vector<int64_t> ne;
-    std::vector<uint8_t> bytes;
-};
+// Tensors made while the file is written (GGUFWriter's Fill), so a model of any size is written with one
+// tensor in memory at a time. Each returns the tensor's size in bytes.
 // Uniform random values of standard deviation sd, converted row by row to `type`. Each value depends only
 // on (seed, tensor name, element index), so files do not depend on the thread count.
-MadeTensor make_random_tensor(const std::string& name, DType type, std::vector<int64_t> ne, float sd, uint64_t seed);
+size_t add_random_tensor(GGUFWriter& w, const std::string& name, DType type, std::vector<int64_t> ne, float sd,
+                         uint64_t seed);
 // A 1-D f32 tensor holding n copies of value.
-MadeTensor make_filled_tensor(const std::string& name, int64_t n, float value);
+size_t add_filled_tensor(GGUFWriter& w, const std::string& name, int64_t n, float value);
 
 }  // namespace tessera

@@ -119,8 +119,6 @@ const Preset kPresets[] = {
 
 bool our_arch(const std::string& a) { return a == "gemma" || a == "gemma2" || a == "gemma3" || a == "deepseek2"; }
 
-using Pending = MadeTensor;
-
 // The type a matrix row of `row` elements gets for the file type, falling back when blocks do not fit.
 DType matrix_type(const std::string& ftype, int64_t row, bool is_output) {
     DType t;
@@ -259,16 +257,16 @@ MadeModel make_gemma_deepseek_model(const GemmaDeepSeekShape& s, const MakeModel
 
     // Weights: uniform with std 0.02; norms 1 (gemma's converter stores 1 + w, so 1 is w = 0).
     const float sd = 0.02f;
-    std::vector<Pending> tensors;
     int64_t n_params = 0;
+    size_t file_bytes = 0;
     auto matrix = [&](const std::string& name, std::vector<int64_t> ne, bool is_output = false) {
-        tensors.push_back(make_random_tensor(name, matrix_type(o.type, ne[0], is_output), ne, sd, o.seed));
+        file_bytes += add_random_tensor(w, name, matrix_type(o.type, ne[0], is_output), ne, sd, o.seed);
         int64_t n = 1;
         for (int64_t d : ne) n *= d;
         n_params += n;
     };
     auto vec = [&](const std::string& name, int64_t n, float v) {
-        tensors.push_back(make_filled_tensor(name, n, v));
+        file_bytes += add_filled_tensor(w, name, n, v);
         n_params += n;
     };
     matrix("token_embd.weight", {s.n_embd, n_vocab});
@@ -317,10 +315,10 @@ MadeModel make_gemma_deepseek_model(const GemmaDeepSeekShape& s, const MakeModel
             continue;
         }
         // The router stays F32 as llama.cpp's converters keep small routing tensors precise.
-        tensors.push_back(make_random_tensor(p + "ffn_gate_inp.weight", DType::F32, {s.n_embd, s.n_expert}, sd, o.seed));
+        file_bytes += add_random_tensor(w, p + "ffn_gate_inp.weight", DType::F32, {s.n_embd, s.n_expert}, sd, o.seed);
         n_params += s.n_embd * s.n_expert;
         if (s.probs_bias) {
-            tensors.push_back(make_random_tensor(p + "exp_probs_b.bias", DType::F32, {s.n_expert}, 0.01f, o.seed));
+            file_bytes += add_random_tensor(w, p + "exp_probs_b.bias", DType::F32, {s.n_expert}, 0.01f, o.seed);
             n_params += s.n_expert;
         }
         matrix(p + "ffn_gate_exps.weight", {s.n_embd, s.n_ff_exp, s.n_expert});
@@ -336,13 +334,12 @@ MadeModel make_gemma_deepseek_model(const GemmaDeepSeekShape& s, const MakeModel
     vec("output_norm.weight", s.n_embd, 1.0f);
     if (ds) matrix("output.weight", {s.n_embd, n_vocab}, true);  // gemma ties its output to token_embd
 
-    for (const auto& t : tensors) w.add_tensor(t.name, t.type, t.ne, t.bytes.data(), t.bytes.size());
     w.write(out_path);
 
     MadeModel m;
     m.n_params = n_params;
     m.n_vocab = n_vocab;
-    for (const auto& t : tensors) m.file_bytes += t.bytes.size();
+    m.file_bytes = file_bytes;
     return m;
 }
 
