@@ -1,8 +1,14 @@
 // `tessera eval -m MODEL --tokens "1 2 3" --logits-out FILE`: the logits after every token,
 // n_tokens x n_vocab float32 little-endian, row-major (row i = after token i, at position i).
 // --incremental feeds one token at a time through the KV cache; the logits must be the same.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -12,6 +18,50 @@
 namespace tessera::cli {
 
 namespace {
+
+// The logits file, opened before any computing so that a path that cannot be written fails at once with
+// the system's reason. Only a regular file (new or existing) is accepted: writing to a device or FIFO is
+// not what --logits-out means. A failed write leaves no partial file behind.
+class LogitsFile {
+public:
+    explicit LogitsFile(const std::string& path) : path_(path) {
+        struct stat st;
+        const bool existed = ::stat(path.c_str(), &st) == 0;
+        if (existed && !S_ISREG(st.st_mode)) throw std::runtime_error(path + ": not a regular file");
+        fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);  // truncated only when written
+        if (fd_ < 0) throw std::runtime_error("cannot open " + path + " for writing: " + std::strerror(errno));
+        created_ = !existed;
+    }
+    ~LogitsFile() {  // not written (an error on the way): a file made here goes again
+        if (fd_ < 0) return;
+        ::close(fd_);
+        if (created_) ::unlink(path_.c_str());
+    }
+    void write(const void* data, size_t n) {
+        const auto* p = static_cast<const char*>(data);
+        size_t done = 0;
+        int err = ::ftruncate(fd_, 0) == 0 ? 0 : errno;
+        while (err == 0 && done < n) {
+            const ssize_t w = ::write(fd_, p + done, n - done);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) err = w < 0 ? errno : EIO;
+            else done += size_t(w);
+        }
+        if (err != 0 && ::ftruncate(fd_, 0) != 0) { /* the write's error is the one to report */ }
+        const int fd = fd_;
+        fd_ = -1;
+        if (::close(fd) != 0 && err == 0) err = errno;
+        if (err == 0) return;
+        if (created_) ::unlink(path_.c_str());
+        throw std::runtime_error("writing " + path_ + " failed after " + std::to_string(done) + " of " +
+                                 std::to_string(n) + " bytes: " + std::strerror(err));
+    }
+
+private:
+    std::string path_;
+    int fd_ = -1;
+    bool created_ = false;
+};
 
 int eval(int argc, char** argv) {
     SessionFlags sf;
@@ -28,6 +78,7 @@ int eval(int argc, char** argv) {
     if (sf.model.empty()) throw UsageError("-m MODEL is required");
     if (out_path.empty()) throw UsageError("--logits-out FILE is required");
     if (p.given("--tokens") == p.given("--prompt")) throw UsageError("give exactly one of --tokens and -p");
+    LogitsFile out(out_path);
 
     ModelHandle model;
     sf.open_model(&model.m);
@@ -74,12 +125,8 @@ int eval(int argc, char** argv) {
     }
     const double secs = seconds_since(t0);
 
-    FILE* f = std::fopen(out_path.c_str(), "wb");
-    if (!f) throw std::runtime_error("cannot write " + out_path);
     // The host is little-endian (x86-64, aarch64), so the floats are written as they lie in memory.
-    const size_t written = std::fwrite(logits.data(), sizeof(float), logits.size(), f);
-    const bool ok = std::fclose(f) == 0 && written == logits.size();
-    if (!ok) throw std::runtime_error("writing " + out_path + " failed");
+    out.write(logits.data(), logits.size() * sizeof(float));
     std::fprintf(stderr, "eval: %zu tokens (%s) in %.1f ms; wrote %zu x %d logits to %s\n", ids.size(),
                  incremental ? "one at a time" : "one batch", secs * 1000.0, ids.size(), n_vocab, out_path.c_str());
     return 0;

@@ -4,11 +4,14 @@
 // in order; general.file_type and general.quantization_version are set. The output is written through
 // GGUFWriter (temporary file renamed into place), so a failure never leaves a half-written OUT.
 #include <omp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,15 +81,14 @@ std::vector<const GGUFFile::TensorInfo*> llama_order(const GGUFFile& f) {
     return order;
 }
 
-// Converts one tensor (any type with a float conversion) to `to`, rows spread over the threads.
-std::vector<uint8_t> convert_tensor(const GGUFFile::TensorInfo& t, DType to, int threads) {
+// Converts one tensor (any type with a float conversion) to `to` into dst, rows spread over the threads.
+void convert_tensor(const GGUFFile::TensorInfo& t, DType to, int threads, uint8_t* dst) {
     const int64_t ne0 = t.ne[0], rows = t.n_elements() / std::max<int64_t>(ne0, 1);
     const TypeTraits& src = type_traits(t.type);
-    const TypeTraits& dst = type_traits(to);
+    const TypeTraits& dt = type_traits(to);
     TESSERA_CHECK(src.to_float != nullptr, "tensor %s: type %s cannot be converted", t.name.c_str(), src.name);
-    TESSERA_CHECK(dst.from_float != nullptr, "no quantizer for type %s", dst.name);
+    TESSERA_CHECK(dt.from_float != nullptr, "no quantizer for type %s", dt.name);
     const size_t in_row = row_bytes(t.type, ne0), out_row = row_bytes(to, ne0);
-    std::vector<uint8_t> out(out_row * size_t(rows));
     const auto* in = static_cast<const uint8_t*>(t.data);
     std::string error;
 #pragma omp parallel num_threads(threads)
@@ -96,7 +98,7 @@ std::vector<uint8_t> convert_tensor(const GGUFFile::TensorInfo& t, DType to, int
         for (int64_t r = 0; r < rows; ++r) {
             try {
                 src.to_float(in + size_t(r) * in_row, buf.data(), ne0);
-                dst.from_float(buf.data(), out.data() + size_t(r) * out_row, ne0);
+                dt.from_float(buf.data(), dst + size_t(r) * out_row, ne0);
             } catch (const std::exception& e) {
 #pragma omp critical
                 error = e.what();
@@ -104,13 +106,14 @@ std::vector<uint8_t> convert_tensor(const GGUFFile::TensorInfo& t, DType to, int
         }
     }
     TESSERA_CHECK(error.empty(), "tensor %s: %s", t.name.c_str(), error.c_str());
-    return out;
 }
+
+bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
 int quantize(int argc, char** argv) {
     std::string in_path, out_path, type_name_arg;
     int threads = 0;
-    bool pure = false;
+    bool pure = false, allow_requantize = false;
     const std::string description =
         std::string("Quantizes a GGUF model (F32/F16/BF16 weights, or already-quantized ones, which are\n"
                     "dequantized first). TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K(=Q3_K_M) Q4_K(=Q4_K_M)\n"
@@ -123,6 +126,8 @@ int quantize(int argc, char** argv) {
     p.positional("TYPE", &type_name_arg, "target type or mix, e.g. Q4_K_M");
     p.option("-t,--threads", &threads, "N", "threads (default: all cores)", 0, 1024);
     p.flag("--pure", &pure, "no mixing: every quantized tensor, the output too, gets the base type");
+    p.flag("--allow-requantize", &allow_requantize,
+           "convert tensors that are already quantized (dequantized first: the result is worse than from F16)");
     if (!p.parse(argc, argv)) return 0;
 
     QuantTarget target;
@@ -132,11 +137,20 @@ int quantize(int argc, char** argv) {
         throw UsageError(e.what());
     }
     if (threads <= 0) threads = omp_get_num_procs();
-    TESSERA_CHECK(access(dir_of(out_path).c_str(), W_OK) == 0, "%s: output directory %s is not writable",
-                  out_path.c_str(), dir_of(out_path).c_str());
+    // Checked before any work: OUT must be a (new) regular file in a writable directory, and not IN itself,
+    // which the rename at the end would replace while it is still being read.
+    const std::string out_file = GGUFWriter::output_target(out_path);
+    TESSERA_CHECK(access(dir_of(out_file).c_str(), W_OK) == 0, "%s: output directory %s is not writable",
+                  out_path.c_str(), dir_of(out_file).c_str());
+    struct stat in_st, out_st;
+    TESSERA_CHECK(::stat(in_path.c_str(), &in_st) == 0, "%s: %s", in_path.c_str(), std::strerror(errno));
+    TESSERA_CHECK(::stat(out_file.c_str(), &out_st) != 0 || in_st.st_dev != out_st.st_dev || in_st.st_ino != out_st.st_ino,
+                  "%s is the input file %s; write the output to another file", out_path.c_str(), in_path.c_str());
 
     const auto t0 = std::chrono::steady_clock::now();
     auto in = GGUFFile::open(in_path);
+    TESSERA_CHECK(!in->tensors().empty(), "%s has no tensors (a vocabulary-only file?): nothing to quantize",
+                  in_path.c_str());
 
     MixContext ctx;
     ctx.pure = pure;
@@ -161,8 +175,8 @@ int quantize(int argc, char** argv) {
     w.set_u32("general.file_type", target.file_type);
     if (in->alignment() != 32) w.set_alignment(in->alignment());
 
-    // Converted tensors live here until write(); unchanged ones are written straight from the mapping.
-    std::vector<std::unique_ptr<std::vector<uint8_t>>> buffers;
+    // Converted tensors are made while the file is written, one at a time; unchanged ones are written straight
+    // from the mapping.
     MixCounters counters;
     Progress progress(total_elems);
     uint64_t done = 0;
@@ -175,24 +189,29 @@ int quantize(int argc, char** argv) {
             to = row_fallback(want, t.ne[0]);
             if (to != want) {
                 ++n_fallback;
-                std::fprintf(stderr, "%s%s: rows of %lld values are not a multiple of %s's block; using %s\n",
-                             isatty(2) ? "\n" : "", t.name.c_str(), static_cast<long long>(t.ne[0]),
-                             type_name(want), type_name(to));
+                std::fprintf(stderr, "%s: rows of %lld values are not a multiple of %s's block; using %s\n",
+                             t.name.c_str(), static_cast<long long>(t.ne[0]), type_name(want), type_name(to));
             }
         }
-        progress.update(done, t.name + " -> " + type_name(to));
         std::vector<int64_t> ne(t.ne, t.ne + t.n_dims);
         if (to == t.type) {
             w.add_tensor(t.name, t.type, ne, t.data, t.nbytes);
-        } else {
-            buffers.push_back(std::make_unique<std::vector<uint8_t>>(convert_tensor(t, to, threads)));
-            w.add_tensor(t.name, to, ne, buffers.back()->data(), buffers.back()->size());
-            ++n_quantized;
+            done += uint64_t(t.n_elements());
+            continue;
         }
-        done += uint64_t(t.n_elements());
+        if (!is_float_type(t.type) && !allow_requantize)
+            throw Error(format("%s: tensor %s is already quantized (%s); converting it to %s loses more than "
+                               "quantizing from F16 would. Pass --allow-requantize to do it anyway",
+                               in_path.c_str(), t.name.c_str(), type_name(t.type), type_name(to)));
+        w.add_tensor(t.name, to, ne, [&, tp, to](uint8_t* dst) {
+            progress.update(done, tp->name + " -> " + type_name(to));
+            convert_tensor(*tp, to, threads, dst);
+            done += uint64_t(tp->n_elements());
+        });
+        ++n_quantized;
     }
-    progress.update(done, "writing " + out_path);
     w.write(out_path);
+    progress.update(total_elems, "written");
     progress.finish();
 
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
