@@ -111,6 +111,15 @@ bool ArgParser::given(const std::string& long_name) const {
 }
 
 bool ArgParser::parse(int argc, char** argv) {
+    try {
+        return parse_args(argc, argv);
+    } catch (const UsageError& e) {
+        // The usage line under the problem, so the user sees at once what the command takes.
+        throw UsageError(std::string(e.what()) + "\nusage: tessera " + command_ + " " + synopsis_);
+    }
+}
+
+bool ArgParser::parse_args(int argc, char** argv) {
     size_t next_positional = 0;
     bool only_positionals = false;
     for (int i = 1; i < argc; ++i) {
@@ -181,6 +190,9 @@ int run_guarded(const char* command, const std::function<int()>& body) {
         return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "tessera %s: error: %s\n", command, e.what());
+        return 1;
+    } catch (...) {
+        std::fprintf(stderr, "tessera %s: error: an unexpected exception\n", command);
         return 1;
     }
 }

@@ -32,7 +32,8 @@ public:
     // Positional arguments, in order; `required` ones must be present.
     void positional(const std::string& metavar, std::string* out, const std::string& help, bool required = true);
 
-    // Returns false when --help was given (help already printed to stdout). Throws UsageError.
+    // Returns false when --help was given (help already printed to stdout). Throws UsageError, whose message
+    // ends with the usage line.
     bool parse(int argc, char** argv);
     std::string help() const;
     bool given(const std::string& long_name) const;  // was this flag on the command line?
@@ -51,6 +52,7 @@ private:
         bool required;
     };
     Spec* find(const std::string& name);
+    bool parse_args(int argc, char** argv);
     std::string command_, synopsis_, description_;
     std::vector<Spec> specs_;
     std::vector<Positional> positionals_;

@@ -67,7 +67,12 @@ int bench_quant(int argc, char** argv) {
     return 0;
 }
 
-RegisterBench reg("quant", "bits per weight and round-trip error of each quant type's reference quantizer", bench_quant);
+int cmd_bench_quant(int argc, char** argv) {
+    return run_guarded("bench quant", [&] { return bench_quant(argc, argv); });
+}
+
+RegisterBench reg("quant", "bits per weight and round-trip error of each quant type's reference quantizer",
+                  cmd_bench_quant);
 
 }  // namespace
 

@@ -201,7 +201,7 @@ int cmd_bench_attention(int argc, char** argv) {
     float min_time = 0.3f, bw_given = 0;
     bool json = false, no_decode = false, no_prefill = false;
 
-    ArgParser p("bench attention", "tessera bench attention [options]",
+    ArgParser p("bench attention", "[options]",
                 "Decode time per token, KV bytes read per token and GB/s of the attention op for each head\n"
                 "mapping and context, against this machine's read bandwidth measured in the same run; prefill\n"
                 "time and peak memory at long prompts.");

@@ -249,16 +249,20 @@ void print_json(const GGUFFile& f, size_t max_elems) {
 
 int cmd_inspect(int argc, char** argv) {
     return run_guarded("inspect", [&]() {
-        std::string path;
+        std::string path, model;
         bool json = false;
         int max_elems = 8;
-        ArgParser p("inspect", "tessera inspect FILE [--json]",
+        ArgParser p("inspect", "FILE [--json]",
                     "Validates a GGUF file and prints its header, metadata, tensor table, totals per type, "
                     "parameter count and bits per weight.");
-        p.positional("FILE", &path, "the GGUF file");
+        p.positional("FILE", &path, "the GGUF file", false);
+        p.option("-m,--model", &model, "FILE", "the GGUF file, spelled as the model commands take it");
         p.flag("--json", &json, "print one JSON document instead of text");
         p.option("-n,--max-array", &max_elems, "N", "array elements to show (0: all; default 8)", 0, INT32_MAX);
         if (!p.parse(argc, argv)) return 0;
+        if (!model.empty() && !path.empty()) throw UsageError("give the file once: FILE or -m FILE, not both");
+        if (path.empty()) path = model;
+        if (path.empty()) throw UsageError("missing FILE");
         auto f = GGUFFile::open(path);
         if (json) print_json(*f, size_t(max_elems));
         else print_text(*f, max_elems == 0 ? SIZE_MAX : size_t(max_elems));

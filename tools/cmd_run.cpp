@@ -72,7 +72,7 @@ int run(int argc, char** argv) {
     p.option("-p,--prompt", &prompt, "TEXT", "prompt (tokenized with BOS, as the model asks)");
     p.option("-n,--n-predict", &n_predict, "N", "tokens to generate (default 128)", 0, 1 << 24);
     sampling.add_to(p);
-    p.repeated("--stop", &stops, "TEXT", "stop when the output contains TEXT (may be repeated)");
+    p.repeated("--stop", &stops, "TEXT", "stop when the output contains TEXT");
     p.flag("--ignore-eos", &ignore_eos, "keep generating past the end-of-sequence token");
     if (!p.parse(argc, argv)) return 0;
     if (sf.model.empty()) throw UsageError("-m MODEL is required");

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "tools/args.h"
 #include "tools/command.h"
 
 #ifndef TESSERA_VERSION
@@ -52,7 +53,11 @@ int main(int argc, char** argv) {
         return 0;
     }
     for (const auto& c : tessera::cli::commands())
-        if (c.name == cmd) return c.run(argc - 1, argv + 1);
+        if (c.name == cmd) {
+            // Each command guards its own body (run_guarded); this one catches whatever escapes it, so no
+            // input ever ends in std::terminate's abort.
+            return tessera::cli::run_guarded(c.name.c_str(), [&] { return c.run(argc - 1, argv + 1); });
+        }
     std::fprintf(stderr, "tessera: unknown command '%s' (see 'tessera --help')\n", cmd.c_str());
     return 2;
 }
