@@ -73,10 +73,32 @@ Tensor* BatchGraph::select_output_rows(Tensor* x) {
 
 // ---- storage and per-step inputs for the session ----
 
+void BatchGraph::add_attention_taps() {
+    const std::vector<Tensor*> nodes = graph.nodes();  // a copy: expand() below appends to the graph
+    auto keep = [&](Tensor* t) {
+        t->flags |= kFlagOutput;
+        graph.expand(t);
+        return t;
+    };
+    for (Tensor* node : nodes) {
+        if (node->op != Op::Attention) continue;
+        AttentionTap tap;
+        tap.node = node;
+        tap.q = keep(cast(ctx, node->src[0], DType::F32));
+        tap.k = keep(cast(ctx, node->src[1], DType::F32));
+        tap.v = keep(cast(ctx, node->src[2], DType::F32));
+        tap.out = keep(node);
+        tap.q_pos = keep(cont(ctx, node->src[3]));
+        tap.k_pos = keep(cont(ctx, node->src[4]));
+        taps_.push_back(tap);
+    }
+}
+
 void BatchGraph::allocate(Tensor* output, Backend& backend) {
     output_ = output;
     output_->flags |= kFlagOutput;
     graph.expand(output_);
+    if (capture_attention_) add_attention_taps();
 
     // Inputs get storage of their own; intermediates are planned into one buffer.
     std::vector<Tensor*> inputs = {tokens, positions, kv_positions_};

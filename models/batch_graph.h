@@ -56,6 +56,23 @@ public:
     // inputs (a buffer of their own) and the intermediates (planned into one buffer by lifetime).
     void allocate(Tensor* output, Backend& backend);
     Tensor* output() const { return output_; }
+
+    // ---- looking inside (attention maps) ----
+    // What one attention node read and wrote, as F32 contiguous copies kept to the end of the compute,
+    // so they can be read back after it (on any backend, through get_tensor).
+    struct AttentionTap {
+        const Tensor* node;     // the attention op: its spec is in its params
+        Tensor* q = nullptr;    // [d_k, n_head, n_tokens]: queries after RoPE and norms
+        Tensor* k = nullptr;    // [d_k, n_kv_head, cells]: the cache as the op read it
+        Tensor* v = nullptr;    // [d_v, n_kv_head, cells]
+        Tensor* out = nullptr;  // [d_v, n_head, n_tokens]: the op's own output
+        Tensor* q_pos = nullptr;
+        Tensor* k_pos = nullptr;
+    };
+    // Call before allocate(): allocate() then adds a tap to every attention node, in execution order
+    // (one per layer).
+    void capture_attention() { capture_attention_ = true; }
+    const std::vector<AttentionTap>& attention_taps() const { return taps_; }
     // Readies the graph for one chunk: n_tokens tokens at positions start .. start + n_tokens - 1.
     // Call after the cache has taken the chunk (KVCache::append), so the slot positions include it.
     void bind(Backend& backend, const int32_t* chunk_tokens, int64_t start);
@@ -73,11 +90,15 @@ private:
         Tensor* positions;
     };
 
+    void add_attention_taps();
+
     KVCache& cache_;
     Tensor* kv_positions_ = nullptr;  // I32 [kv_span]: the position each linear slot holds, -1 when empty
     std::vector<SlotView> slot_views_;
     std::vector<RingPositions> ring_positions_;
     Tensor* output_ = nullptr;
+    bool capture_attention_ = false;
+    std::vector<AttentionTap> taps_;
     std::unique_ptr<Buffer> inputs_, compute_;
     std::vector<int32_t> scratch_;  // host staging for the inputs
 };

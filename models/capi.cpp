@@ -274,6 +274,7 @@ tessera_session_params tessera_session_default_params(void) {
     p.cache_type = TESSERA_CACHE_F16;
     p.backend = nullptr;
     p.logits_all = 0;
+    p.capture_attention = 0;
     return p;
 }
 
@@ -304,6 +305,7 @@ tessera_status tessera_session_create(tessera_model* m, const tessera_session_pa
         }
         if (p.backend) so.backend = p.backend;
         so.logits_all = p.logits_all != 0;
+        so.capture_attention = p.capture_attention != 0;
         auto s = std::make_unique<tessera_session>();
         s->model = m;
         s->session = std::make_unique<tessera::Session>(*m->model, so);
@@ -339,6 +341,44 @@ const float* tessera_get_logits(tessera_session* s, int32_t row) {
 int32_t tessera_n_logit_rows(const tessera_session* s) { return s ? int32_t(s->session->n_logit_rows()) : 0; }
 int32_t tessera_session_n_past(const tessera_session* s) { return s ? int32_t(s->session->n_past()) : 0; }
 int32_t tessera_session_n_ctx(const tessera_session* s) { return s ? int32_t(s->session->n_ctx()) : 0; }
+
+int32_t tessera_attention_n_layers(const tessera_session* s) {
+    if (!s || s->session->attention_records().empty()) return 0;
+    return int32_t(s->session->attention_records()[0].size());
+}
+
+tessera_status tessera_attention_layer_info(const tessera_session* s, int32_t layer, int32_t* n_head,
+                                            int32_t* n_kv_head, int32_t* window) {
+    REQUIRE_ARG(s, "tessera_attention_layer_info: session is null");
+    REQUIRE_ARG(n_head && n_kv_head && window, "tessera_attention_layer_info: an output pointer is null");
+    const int32_t n_layer = tessera_attention_n_layers(s);
+    if (layer < 0 || layer >= n_layer)
+        return fail(TESSERA_ERR_INVALID_ARGUMENT,
+                    tessera::format("attention layer %d is not in [0, %d) (capture_attention set, and a decode run?)",
+                                    layer, n_layer));
+    const tessera::AttentionRecord& r = s->session->attention_records()[0][size_t(layer)];
+    *n_head = int32_t(r.n_head);
+    *n_kv_head = int32_t(r.n_kv_head);
+    *window = r.spec.window;
+    return TESSERA_OK;
+}
+
+tessera_status tessera_attention_map(const tessera_session* s, int32_t layer, int32_t head, float* out,
+                                     size_t out_floats, int32_t* n_query, int32_t* n_key, int32_t* first_query) {
+    REQUIRE_ARG(s, "tessera_attention_map: session is null");
+    REQUIRE_ARG(n_query && n_key && first_query, "tessera_attention_map: an output pointer is null");
+    return guarded(TESSERA_ERR_INVALID_ARGUMENT, [&] {
+        const tessera::AttentionMap map = tessera::attention_map(s->session->attention_records(), layer, head);
+        *n_query = int32_t(map.n_query);
+        *n_key = int32_t(map.n_key);
+        *first_query = int32_t(map.first_query);
+        if (!out || out_floats < map.probs.size())
+            return fail(TESSERA_ERR_BUFFER_TOO_SMALL,
+                        tessera::format("attention map: %zu floats needed, %zu given", map.probs.size(), out_floats));
+        std::copy(map.probs.begin(), map.probs.end(), out);
+        return TESSERA_OK;
+    });
+}
 
 tessera_status tessera_session_truncate(tessera_session* s, int32_t n_keep) {
     REQUIRE_ARG(s, "tessera_session_truncate: session is null");

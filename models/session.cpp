@@ -56,6 +56,7 @@ BatchGraph& Session::graph_for(int64_t n_tokens, int64_t kv_span) {
     TESSERA_CHECK(logits->type == DType::F32 && logits->ne[0] == model_.hparams().n_vocab,
                   "%s: graph output %s is not [n_vocab, rows]", model_.hparams().arch.c_str(),
                   logits->shape_str().c_str());
+    if (options_.capture_attention) g->capture_attention();
     g->allocate(logits, *backend_);
     ++graphs_built_;
     return *graphs_.emplace(key, std::move(g)).first->second;
@@ -75,6 +76,34 @@ void Session::run_chunk(const int32_t* tokens, int64_t n) {
     logits_.resize(at + size_t(rows) * row_floats);
     backend_->get_tensor(out, logits_.data() + at, 0, size_t(rows) * row_floats * 4);
     n_rows_ = int64_t(logits_.size() / row_floats);
+    if (options_.capture_attention) read_attention_taps(g);
+}
+
+void Session::read_attention_taps(const BatchGraph& g) {
+    auto read = [&](const Tensor* t, auto& out) {
+        out.resize(size_t(t->nelements()));
+        backend_->get_tensor(*t, out.data(), 0, out.size() * 4);
+    };
+    std::vector<AttentionRecord>& chunk = attention_.emplace_back();
+    for (const BatchGraph::AttentionTap& tap : g.attention_taps()) {
+        AttentionRecord& r = chunk.emplace_back();
+        r.spec.scale = tap.node->param_f(0);
+        r.spec.softcap = tap.node->param_f(1);
+        r.spec.window = tap.node->param_i(2);
+        r.spec.causal = tap.node->param_i(3) != 0;
+        r.d_k = tap.q->ne[0];
+        r.n_head = tap.q->ne[1];
+        r.n_query = tap.q->ne[2];
+        r.n_kv_head = tap.k->ne[1];
+        r.n_cell = tap.k->ne[2];
+        r.d_v = tap.v->ne[0];
+        read(tap.q, r.q);
+        read(tap.k, r.k);
+        read(tap.v, r.v);
+        read(tap.out, r.out);
+        read(tap.q_pos, r.q_pos);
+        read(tap.k_pos, r.k_pos);
+    }
 }
 
 void Session::decode(const int32_t* tokens, int64_t n) {
@@ -91,6 +120,7 @@ void Session::decode(const int32_t* tokens, int64_t n) {
                   (long long)start, (long long)n, (long long)cache_->n_ctx());
     logits_.clear();
     n_rows_ = 0;
+    attention_.clear();
     try {
         for (int64_t done = 0; done < n;) {
             // A chunk never runs past a ring cache's end (the rings hold window + n_batch - 1 slots).
@@ -102,6 +132,7 @@ void Session::decode(const int32_t* tokens, int64_t n) {
         cache_->truncate(start);
         logits_.clear();
         n_rows_ = 0;
+        attention_.clear();
         throw;
     }
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "models/attention_maps.h"
 #include "models/batch_graph.h"
 #include "models/kv_cache.h"
 #include "models/model.h"
@@ -24,6 +25,7 @@ struct SessionOptions {
     DType cache_type = DType::F16;
     std::string backend = "cpu";
     bool logits_all = false;  // keep logits for every token of decode() (eval), else only the last
+    bool capture_attention = false;  // keep each attention layer's inputs of the last decode() (attention_maps)
 };
 
 class Session {
@@ -45,6 +47,9 @@ public:
     const SessionOptions& options() const { return options_; }
     Backend& backend() { return *backend_; }
 
+    // With capture_attention: the attention inputs of the last decode() call, [chunk][layer].
+    const std::vector<std::vector<AttentionRecord>>& attention_records() const { return attention_; }
+
     // How many graphs were built (the rest of the steps re-used one): for tests and figures.
     int graphs_built() const { return graphs_built_; }
 
@@ -63,6 +68,9 @@ private:
     int graphs_built_ = 0;
     std::vector<float> logits_;
     int64_t n_rows_ = 0;
+    std::vector<std::vector<AttentionRecord>> attention_;
+
+    void read_attention_taps(const BatchGraph& g);
 };
 
 }  // namespace tessera

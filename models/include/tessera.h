@@ -107,6 +107,7 @@ typedef struct tessera_session_params {
     tessera_cache_type cache_type;
     const char* backend; /* "cpu" (NULL), "reference", or "cuda" (the model must be opened for "cuda") */
     int logits_all;      /* keep logits for every token of a decode call (evaluation) */
+    int capture_attention; /* keep what each attention layer saw, for tessera_attention_map (attn-viz) */
 } tessera_session_params;
 tessera_session_params tessera_session_default_params(void);
 
@@ -123,6 +124,19 @@ const float* tessera_get_logits(tessera_session* session, int32_t row);
 int32_t tessera_n_logit_rows(const tessera_session* session);
 
 int32_t tessera_session_n_past(const tessera_session* session); /* tokens in the cache */
+
+/* ---- looking inside: attention maps (sessions created with capture_attention) ----
+ * The fused attention never stores its probabilities; these are recomputed from what each layer's
+ * attention read in the last decode call (queries after RoPE and norms, cached keys, positions) with
+ * the op's own mask, window, scale and softcap. Layers count in execution order. */
+int32_t tessera_attention_n_layers(const tessera_session* session); /* 0 before a decode or without capture */
+tessera_status tessera_attention_layer_info(const tessera_session* session, int32_t layer, int32_t* n_head,
+                                            int32_t* n_kv_head, int32_t* window /* 0 = none */);
+/* The map of (layer, head): n_query rows (the last decode call's tokens, positions first_query ..),
+ * n_key columns (key positions 0 .., causal models: first_query + n_query), row-major into out.
+ * *n_query, *n_key and *first_query are always set; out too small (or NULL) is TESSERA_ERR_BUFFER_TOO_SMALL. */
+tessera_status tessera_attention_map(const tessera_session* session, int32_t layer, int32_t head, float* out,
+                                     size_t out_floats, int32_t* n_query, int32_t* n_key, int32_t* first_query);
 int32_t tessera_session_n_ctx(const tessera_session* session);
 /* Keeps the first n_keep tokens of the cache (chat: keep the prompt prefix); 0 resets. */
 tessera_status tessera_session_truncate(tessera_session* session, int32_t n_keep);
