@@ -17,6 +17,10 @@ struct Entry {
 
 const Entry kArchitectures[] = {
     {"llama", make_llama_architecture},
+    {"qwen2", make_qwen2_architecture},
+    {"qwen3", make_qwen3_architecture},
+    {"qwen3moe", make_qwen3moe_architecture},
+    {"phi3", make_phi3_architecture},
     {"gemma", make_gemma_architecture},
     {"gemma2", make_gemma2_architecture},
     {"gemma3", make_gemma3_architecture},

@@ -50,6 +50,8 @@ public:
     Tensor* cache_positions(int layer);
     // Keeps only the last token's column of x [ne0, n_tokens] unless logits_all.
     Tensor* select_output_rows(Tensor* x);
+    // The session's context length (Phi-3's LongRoPE picks its factors by it).
+    int64_t n_ctx() const { return cache_.n_ctx(); }
 
     // ---- what the session uses ----
     // Marks `output` as the graph's result, adds it to the graph, and gives storage on `backend` to the

@@ -180,7 +180,7 @@ int32_t tessera_model_n_layer(const tessera_model* m) {
 }
 uint64_t tessera_model_size(const tessera_model* m) { return m && m->model ? m->model->weight_bytes() : 0; }
 uint64_t tessera_model_decode_bytes(const tessera_model* m) {
-    return m && m->model ? m->model->arch().decode_weight_bytes() : 0;
+    return m && m->model ? m->model->decode_weight_bytes() : 0;
 }
 
 tessera_token tessera_model_bos(const tessera_model* m) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "models/decoder_hparams.h"
 #include "models/moe.h"
 
 namespace tessera {
@@ -45,11 +46,10 @@ public:
     void load(const GGUFFile& file, HParams& hp, TensorBinder& bind) override;
     std::vector<LayerCache> cache_layout(const HParams& hp) const override;
     Tensor* build(BatchGraph& b) const override;
-    size_t decode_weight_bytes() const override { return decode_bytes_; }
 
 private:
     void read_hparams(const GGUFFile& file, HParams& hp);
-    void split_kv_b(const GGUFFile& file, const std::vector<Tensor*>& kv_b);
+    void split_kv_b(const GGUFFile& file, TensorBinder& bind, const std::vector<Tensor*>& kv_b);
     Tensor* attention_block(BatchGraph& b, int il, Tensor* h) const;
     Tensor* ffn_block(Context& ctx, const DeepSeekLayer& L, Tensor* h) const;
 
@@ -64,16 +64,14 @@ private:
     Tensor* output_norm_ = nullptr;
     Tensor* output_ = nullptr;
     std::vector<DeepSeekLayer> layers_;
-    size_t decode_bytes_ = 0;
-    // k_b / v_b split from older files' attn_kv_b live here.
-    Context derived_ctx_;
-    std::unique_ptr<HostBuffer> derived_buf_;
 };
 
 void DeepSeek2::read_hparams(const GGUFFile& file, HParams& hp) {
     const std::string& path = file.path();
     const char* p = path.c_str();
     HParamReader r(file, "deepseek2");
+    // key_length / value_length mean different things in the two DeepSeek layouts (below), so the shared
+    // reader's head dims are replaced; they are not checked against n_embd / n_head.
     hp.n_embd = r.require_int("embedding_length");
     hp.n_layer = r.require_int("block_count");
     hp.n_ff = r.require_int("feed_forward_length");
@@ -83,14 +81,7 @@ void DeepSeek2::read_hparams(const GGUFFile& file, HParams& hp) {
     hp.norm_eps = r.get_float("attention.layer_norm_rms_epsilon", 1e-6f);
     TESSERA_CHECK(hp.norm_eps > 0 && std::isfinite(hp.norm_eps),
                   "%s: deepseek2.attention.layer_norm_rms_epsilon %g must be > 0", p, double(hp.norm_eps));
-    hp.n_vocab = r.get_int("vocab_size", 0);
-    if (hp.n_vocab == 0) {
-        if (const GGUFValue* toks = file.find("tokenizer.ggml.tokens"); toks && toks->type == GGUFType::ARRAY)
-            hp.n_vocab = int64_t(toks->arr.size());
-        else if (const auto* te = file.find_tensor("token_embd.weight"))
-            hp.n_vocab = te->ne[1];
-    }
-    TESSERA_CHECK(hp.n_vocab > 0, "%s: cannot tell the vocabulary size", p);
+    hp.n_vocab = read_vocab_size(r);
 
     // Head geometry. Newer files (attn_k_b / attn_v_b) describe the absorbed MQA view in key_length /
     // value_length and the per-head sizes in key_length_mla / value_length_mla; older ones only the latter
@@ -129,6 +120,8 @@ void DeepSeek2::read_hparams(const GGUFFile& file, HParams& hp) {
         moe_.norm_weights = file.has("deepseek2.expert_weights_norm") && file.get<bool>("deepseek2.expert_weights_norm");
         validate_moe_config(moe_, path);
         tables_ = std::make_unique<MoERoutingTables>(moe_);
+        hp.n_expert = moe_.n_expert;
+        hp.n_expert_used = moe_.n_expert_used;
     }
 
     // RoPE: normal pairs over the rope part of each head; YaRN as DeepSeek defines it.
@@ -157,18 +150,13 @@ void DeepSeek2::read_hparams(const GGUFFile& file, HParams& hp) {
     }
 }
 
-void DeepSeek2::split_kv_b(const GGUFFile& file, const std::vector<Tensor*>& kv_b) {
+void DeepSeek2::split_kv_b(const GGUFFile& file, TensorBinder& bind, const std::vector<Tensor*>& kv_b) {
     // attn_kv_b [kv_lora, n_head * (nope + v)]: row h*(nope+v) + d is head h's K up-projection row d
     // (d < nope) or V up-projection row d - nope. Absorbed attention wants
     //   k_b[h][c][d] = kv_b[h*(nope+v) + d][c]        ([nope, kv_lora, n_head]: K rows transposed)
     //   v_b[h][j][c] = kv_b[h*(nope+v) + nope + j][c]  ([kv_lora, v, n_head])
+    // They become weights of the Model (derived), so a device session gets them uploaded with the rest.
     const int64_t H = hp_.n_head, L = kv_lora_, N = nope_dim_, V = v_dim_;
-    const size_t per_layer = size_t(N * L * H + L * V * H);
-    size_t n_layers = 0;
-    for (Tensor* t : kv_b) n_layers += t ? 1 : 0;
-    if (n_layers == 0) return;
-    derived_buf_ = std::make_unique<HostBuffer>(per_layer * n_layers * sizeof(float));
-    float* base = static_cast<float*>(derived_buf_->base());
     std::vector<float> row(static_cast<size_t>(L));
     for (size_t il = 0; il < kv_b.size(); ++il) {
         Tensor* src = kv_b[il];
@@ -177,14 +165,8 @@ void DeepSeek2::split_kv_b(const GGUFFile& file, const std::vector<Tensor*>& kv_
         TESSERA_CHECK(tr.to_float != nullptr, "%s: %s: type %s cannot be converted", file.path().c_str(),
                       src->name.c_str(), tr.name);
         const std::string p = "blk." + std::to_string(il) + ".";
-        Tensor* k_b = derived_ctx_.new_tensor(DType::F32, {N, L, H}, p + "attn_k_b.weight (from attn_kv_b)");
-        Tensor* v_b = derived_ctx_.new_tensor(DType::F32, {L, V, H}, p + "attn_v_b.weight (from attn_kv_b)");
-        for (Tensor* t : {k_b, v_b}) {
-            t->flags |= kFlagWeight;
-            t->buffer = derived_buf_.get();
-            t->data = base;
-            base += t->nelements();
-        }
+        Tensor* k_b = bind.derive(p + "attn_k_b.weight (from attn_kv_b)", DType::F32, {N, L, H});
+        Tensor* v_b = bind.derive(p + "attn_v_b.weight (from attn_kv_b)", DType::F32, {L, V, H});
         float* kd = k_b->data_as<float>();
         float* vd = v_b->data_as<float>();
         for (int64_t h = 0; h < H; ++h)
@@ -224,8 +206,7 @@ void DeepSeek2::load(const GGUFFile& file, HParams& hp, TensorBinder& bind) {
     tok_embd_ = bind.require("token_embd.weight", {embd, vocab});
     output_norm_ = bind.require("output_norm.weight", {embd});
     output_ = bind.optional("output.weight", {embd, vocab});
-    const bool tied = output_ == nullptr;
-    if (tied) output_ = tok_embd_;
+    if (!output_) output_ = tok_embd_;
 
     layers_.resize(size_t(hp.n_layer));
     std::vector<Tensor*> kv_b(size_t(hp.n_layer), nullptr);
@@ -249,7 +230,7 @@ void DeepSeek2::load(const GGUFFile& file, HParams& hp, TensorBinder& bind) {
             L.k_b = bind.require(p + "attn_k_b.weight", {nope, kv_lora, heads});
             L.v_b = bind.require(p + "attn_v_b.weight", {kv_lora, vdim, heads});
         } else {
-            kv_b[size_t(il)] = bind.require(p + "attn_kv_b.weight", {kv_lora, kv_b_out});
+            kv_b[size_t(il)] = bind.load_only(p + "attn_kv_b.weight", {kv_lora, kv_b_out});
         }
         L.wo = bind.require(p + "attn_output.weight", {o_in, embd});
         L.ffn_norm = bind.require(p + "ffn_norm.weight", {embd});
@@ -271,20 +252,7 @@ void DeepSeek2::load(const GGUFFile& file, HParams& hp, TensorBinder& bind) {
             }
         }
     }
-    split_kv_b(file, kv_b);
-
-    // Decode reads every weight once (only the selected experts of an MoE layer), and one embedding row
-    // unless the table is also the output.
-    size_t bytes = output_norm_->nbytes() + output_->nbytes() + (tied ? 0 : tok_embd_->row_bytes());
-    for (const DeepSeekLayer& L : layers_) {
-        for (Tensor* t : {L.attn_norm, L.wq, L.wq_a, L.q_a_norm, L.wq_b, L.wkv_a, L.kv_a_norm, L.k_b, L.v_b, L.wo,
-                          L.ffn_norm, L.ffn_gate, L.ffn_up, L.ffn_down, L.moe.gate_inp, L.moe.probs_bias,
-                          L.shexp_gate, L.shexp_up, L.shexp_down})
-            if (t) bytes += t->nbytes();
-        for (Tensor* t : {L.moe.gate_exps, L.moe.up_exps, L.moe.down_exps})
-            if (t) bytes += t->nbytes() / size_t(moe_.n_expert) * size_t(moe_.n_expert_used);
-    }
-    decode_bytes_ = bytes;
+    split_kv_b(file, bind, kv_b);
 }
 
 std::vector<LayerCache> DeepSeek2::cache_layout(const HParams& hp) const {

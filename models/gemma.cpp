@@ -19,6 +19,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "models/decoder_hparams.h"
 
 namespace tessera {
 
@@ -51,7 +52,6 @@ public:
     void load(const GGUFFile& file, HParams& hp, TensorBinder& bind) override;
     std::vector<LayerCache> cache_layout(const HParams& hp) const override;
     Tensor* build(BatchGraph& b) const override;
-    size_t decode_weight_bytes() const override { return decode_bytes_; }
 
 private:
     void read_hparams(const GGUFFile& file, HParams& hp);
@@ -69,7 +69,6 @@ private:
     Tensor* output_norm_ = nullptr;
     Tensor* output_ = nullptr;
     std::vector<GemmaLayer> layers_;
-    size_t decode_bytes_ = 0;
 };
 
 bool Gemma::is_window_layer(int64_t il) const {
@@ -86,36 +85,15 @@ void Gemma::read_hparams(const GGUFFile& file, HParams& hp) {
     const char* arch = variant_name(variant_);
     const std::string& path = file.path();
     HParamReader r(file, arch);
-    hp.n_embd = r.require_int("embedding_length");
-    hp.n_layer = r.require_int("block_count");
-    hp.n_ff = r.require_int("feed_forward_length");
-    hp.n_head = r.require_int("attention.head_count");
-    hp.n_head_kv = r.get_int("attention.head_count_kv", hp.n_head);
-    hp.n_ctx_train = r.get_int("context_length", 8192);
-    TESSERA_CHECK(hp.n_head_kv > 0 && hp.n_head % hp.n_head_kv == 0,
-                  "%s: %s.attention.head_count %lld is not a multiple of %s.attention.head_count_kv %lld", path.c_str(),
-                  arch, (long long)hp.n_head, arch, (long long)hp.n_head_kv);
-    hp.head_dim_k = r.get_int("attention.key_length", hp.n_embd / hp.n_head);
-    hp.head_dim_v = r.get_int("attention.value_length", hp.n_embd / hp.n_head);
-    TESSERA_CHECK(hp.head_dim_k > 0 && hp.head_dim_v > 0, "%s: %s head dims must be > 0", path.c_str(), arch);
-    hp.norm_eps = r.get_float("attention.layer_norm_rms_epsilon", 1e-6f);
-    TESSERA_CHECK(hp.norm_eps > 0 && std::isfinite(hp.norm_eps),
-                  "%s: %s.attention.layer_norm_rms_epsilon %g must be > 0", path.c_str(), arch, double(hp.norm_eps));
-
-    hp.n_vocab = r.get_int("vocab_size", 0);
-    if (hp.n_vocab == 0) {
-        if (const GGUFValue* toks = file.find("tokenizer.ggml.tokens"); toks && toks->type == GGUFType::ARRAY)
-            hp.n_vocab = int64_t(toks->arr.size());
-        else if (const auto* te = file.find_tensor("token_embd.weight"))
-            hp.n_vocab = te->ne[1];
-    }
-    TESSERA_CHECK(hp.n_vocab > 0, "%s: cannot tell the vocabulary size", path.c_str());
+    DecoderDefaults defaults;
+    defaults.n_ctx_train = 8192;
+    defaults.norm_eps = 1e-6f;
+    read_decoder_hparams(r, hp, defaults);
 
     // Sliding window: gemma2 defaults to 4096 (llama.cpp's default for files without the key);
     // gemma3 files always carry it; gemma has none.
-    if (variant_ == Variant::Gemma2) window_ = int32_t(r.get_int("attention.sliding_window", 4096));
-    if (variant_ == Variant::Gemma3) window_ = int32_t(r.get_int("attention.sliding_window", 0));
-    TESSERA_CHECK(window_ >= 0, "%s: %s.attention.sliding_window %d must be >= 0", path.c_str(), arch, window_);
+    if (variant_ == Variant::Gemma2) window_ = read_sliding_window(r, 4096);
+    if (variant_ == Variant::Gemma3) window_ = read_sliding_window(r, 0);
 
     // Softcaps: gemma2 always caps (defaults 50 / 30 as in llama.cpp). gemma3 caps the final logits only when
     // the file says so and has no sliding window: llama.cpp's sliding-window gemma3 graph never caps.
@@ -135,24 +113,7 @@ void Gemma::read_hparams(const GGUFFile& file, HParams& hp) {
     attn_scale_ = is_27b ? 1.0f / std::sqrt(float(hp.n_embd / hp.n_head)) : 1.0f / std::sqrt(float(hp.head_dim_k));
 
     // RoPE: NeoX pairs. Global layers use the file's base and linear scaling.
-    RopeParams rp;
-    rp.mode = kRopeNeox;
-    rp.n_dims = int32_t(r.get_int("rope.dimension_count", hp.head_dim_k));
-    TESSERA_CHECK(rp.n_dims > 0 && rp.n_dims % 2 == 0 && rp.n_dims <= hp.head_dim_k,
-                  "%s: %s.rope.dimension_count %d must be even and in 1..head_dim %lld", path.c_str(), arch,
-                  rp.n_dims, (long long)hp.head_dim_k);
-    rp.freq_base = r.get_float("rope.freq_base", 10000.0f);
-    TESSERA_CHECK(rp.freq_base > 0, "%s: %s.rope.freq_base must be > 0", path.c_str(), arch);
-    rp.n_ctx_orig = int32_t(r.get_int("rope.scaling.original_context_length", hp.n_ctx_train));
-    const std::string scaling = r.get_str("rope.scaling.type", "");
-    TESSERA_CHECK_AS(Unsupported, scaling.empty() || scaling == "none" || scaling == "linear",
-                  "%s: %s.rope.scaling.type '%s' is not supported (none, linear)", path.c_str(), arch,
-                  scaling.c_str());
-    float factor = r.get_float("rope.scaling.factor", 0.0f);
-    if (factor == 0.0f) factor = r.get_float("rope.scale_linear", 0.0f);
-    TESSERA_CHECK(factor >= 0 && std::isfinite(factor), "%s: %s.rope.scaling.factor %g must be > 0", path.c_str(),
-                  arch, double(factor));
-    if (scaling != "none" && factor > 0) rp.freq_scale = 1.0f / factor;
+    const RopeParams rp = read_rope_params(r, hp, kRopeNeox, {"none", "linear"});
     rope_global_ = rp;
     rope_window_ = rp;
     if (variant_ == Variant::Gemma3) {
@@ -180,8 +141,7 @@ void Gemma::load(const GGUFFile& file, HParams& hp, TensorBinder& bind) {
     tok_embd_ = bind.require("token_embd.weight", {embd, vocab});
     output_norm_ = bind.require("output_norm.weight", {embd});
     output_ = bind.optional("output.weight", {embd, vocab});
-    const bool tied = output_ == nullptr;
-    if (tied) output_ = tok_embd_;
+    if (!output_) output_ = tok_embd_;
 
     layers_.resize(size_t(hp.n_layer));
     for (int64_t il = 0; il < hp.n_layer; ++il) {
@@ -205,13 +165,6 @@ void Gemma::load(const GGUFFile& file, HParams& hp, TensorBinder& bind) {
         L.window = is_window_layer(il);
     }
 
-    // Decode reads every weight once, except the embedding table: one row, unless it is also the output.
-    size_t bytes = output_norm_->nbytes() + output_->nbytes() + (tied ? 0 : tok_embd_->row_bytes());
-    for (const GemmaLayer& L : layers_)
-        for (Tensor* t : {L.attn_norm, L.wq, L.wk, L.wv, L.wo, L.q_norm, L.k_norm, L.post_attn_norm, L.ffn_norm,
-                          L.ffn_gate, L.ffn_up, L.ffn_down, L.post_ffn_norm})
-            if (t) bytes += t->nbytes();
-    decode_bytes_ = bytes;
 }
 
 std::vector<LayerCache> Gemma::cache_layout(const HParams& hp) const {

@@ -56,7 +56,24 @@ Tensor* TensorBinder::optional(const std::string& name, std::initializer_list<Di
     return info ? bind(*info, dims) : nullptr;
 }
 
-Tensor* TensorBinder::bind(const GGUFFile::TensorInfo& info, std::initializer_list<Dim> dims) {
+Tensor* TensorBinder::load_only(const std::string& name, std::initializer_list<Dim> dims) {
+    const GGUFFile::TensorInfo* info = model_.file_->find_tensor(name);
+    TESSERA_CHECK(info != nullptr, "%s: missing tensor %s", model_.path().c_str(), name.c_str());
+    return bind(*info, dims, /*runtime=*/false);
+}
+
+Tensor* TensorBinder::derive(const std::string& name, DType type, std::initializer_list<int64_t> ne) {
+    Tensor* t = model_.weights_.new_tensor(type, ne, name);
+    auto storage = std::make_unique<HostBuffer>(t->nbytes());
+    t->flags |= kFlagWeight;
+    t->buffer = storage.get();
+    t->data = storage->base();
+    model_.derived_.push_back(std::move(storage));
+    model_.bound_.push_back(t);
+    return t;
+}
+
+Tensor* TensorBinder::bind(const GGUFFile::TensorInfo& info, std::initializer_list<Dim> dims, bool runtime) {
     const std::string& path = model_.path();
     int i = 0;
     for (const Dim& d : dims) {
@@ -80,7 +97,7 @@ Tensor* TensorBinder::bind(const GGUFFile::TensorInfo& info, std::initializer_li
     t->flags |= kFlagWeight;
     t->buffer = model_.mapping_.get();
     t->data = const_cast<void*>(info.data);
-    model_.bound_.push_back(t);
+    if (runtime) model_.bound_.push_back(t);
     return t;
 }
 
@@ -117,8 +134,24 @@ std::unique_ptr<Model> Model::from_file(std::unique_ptr<GGUFFile> file, const Mo
         throw Error(e.what(), Status::File);
     }
     for (const auto& t : f.tensors()) m->weight_bytes_ += t.nbytes;
+    m->decode_bytes_ = m->count_decode_bytes();
     m->upload_weights(options);
     return m;
+}
+
+size_t Model::count_decode_bytes() const {
+    const bool tied = file_->find_tensor("output.weight") == nullptr;
+    size_t bytes = 0;
+    for (const Tensor* t : bound_) {
+        if (t->name == "token_embd.weight" && !tied) {
+            bytes += t->row_bytes();  // a lookup reads one row; as the output it is read whole
+        } else if (t->name.find("_exps.") != std::string::npos && hp_.n_expert > 0) {
+            bytes += t->nbytes() / size_t(hp_.n_expert) * size_t(hp_.n_expert_used);
+        } else {
+            bytes += t->nbytes();
+        }
+    }
+    return bytes;
 }
 
 namespace {

@@ -4,11 +4,15 @@
 //
 // ---- Adding an architecture (gemma, gemma2, gemma3, deepseek2, ...) ----
 // 1. Write models/<arch>.{h,cpp} with a class deriving from Architecture:
-//    - load(): read hyper-parameters with HParamReader (keys "<arch>.*", llama.cpp's
-//      names and defaults), fill the common HParams fields, then bind every weight
-//      with TensorBinder::require / optional, giving each dim as a Dim naming the
+//    - load(): read hyper-parameters with read_decoder_hparams / read_rope_params
+//      (models/decoder_hparams.h: keys "<arch>.*", llama.cpp's names and defaults) and
+//      HParamReader for the family's own keys, then bind every weight with
+//      TensorBinder::require / optional, giving each dim as a Dim naming the
 //      hyper-parameter it must equal. Shape and missing-tensor errors then come out
-//      in the project's format without any extra code.
+//      in the project's format without any extra code. Weights computed at load from
+//      others (DeepSeek's k_b / v_b) come from TensorBinder::derive, so the Model owns
+//      them, counts them and uploads them with the rest.
+//      A Llama-shaped family is a LlamaTraits entry instead (models/llama_families.cpp).
 //    - cache_layout(): one LayerCache per layer saying what the KV cache stores:
 //      kind Full (a slot per position up to n_ctx), Window (set `ring` to keep only
 //      window + n_batch - 1 slots, slot = position % ring; without it a Window layer
@@ -49,6 +53,8 @@ struct HParams {
     int64_t head_dim_k = 0;    // <arch>.attention.key_length, default n_embd / n_head
     int64_t head_dim_v = 0;    // <arch>.attention.value_length, default n_embd / n_head
     int64_t n_ff = 0;
+    int64_t n_expert = 0;       // routed experts per MoE layer (0: dense); decode reads n_expert_used of them
+    int64_t n_expert_used = 0;
     float norm_eps = 1e-5f;
     int32_t bos = -1, eos = -1;  // tokenizer.ggml.{bos,eos}_token_id, -1 when absent
 };
@@ -86,10 +92,16 @@ public:
     Tensor* require(const std::string& name, std::initializer_list<Dim> dims);
     // Null when absent; a present tensor must still have the given dims.
     Tensor* optional(const std::string& name, std::initializer_list<Dim> dims);
+    // A tensor read only while loading, to derive others from (DeepSeek's attn_kv_b): it is neither
+    // uploaded to a device nor counted in the bytes a decoded token reads.
+    Tensor* load_only(const std::string& name, std::initializer_list<Dim> dims);
+    // A new weight of this type and shape in host memory the Model owns, for the architecture to fill at
+    // load; from then on it is a weight like any bound one (uploaded with the rest, counted in decode bytes).
+    Tensor* derive(const std::string& name, DType type, std::initializer_list<int64_t> ne);
     bool has(const std::string& name) const;
 
 private:
-    Tensor* bind(const GGUFFile::TensorInfo& info, std::initializer_list<Dim> dims);
+    Tensor* bind(const GGUFFile::TensorInfo& info, std::initializer_list<Dim> dims, bool runtime = true);
     Model& model_;
 };
 
@@ -102,9 +114,6 @@ public:
     virtual std::vector<LayerCache> cache_layout(const HParams& hp) const = 0;
     // The forward pass; returns the logits node F32 [n_vocab, n_tokens or 1].
     virtual Tensor* build(BatchGraph& b) const = 0;
-    // Bytes of weights one decoded token reads (for bandwidth figures): every matrix once,
-    // and one row of the embedding table unless it doubles as the output.
-    virtual size_t decode_weight_bytes() const = 0;
 };
 
 // The registry (models/architectures.cpp): null when unknown.
@@ -135,6 +144,10 @@ public:
     const Architecture& arch() const { return *arch_; }
     // Total bytes of all weights in the file.
     size_t weight_bytes() const { return weight_bytes_; }
+    // Bytes of weights one decoded token reads (for bandwidth figures), from the bound weights: each once,
+    // one row of token_embd unless it is also the output (no output.weight), and of each routed expert
+    // tensor (name "*_exps.*") the n_expert_used / n_expert share a token selects.
+    size_t decode_weight_bytes() const { return decode_bytes_; }
     const std::string& path() const { return file_->path(); }
     // The backend the weights were placed for ("cpu" for any host backend's mapping, or e.g. "cuda").
     const std::string& weights_backend() const { return weights_backend_; }
@@ -145,6 +158,7 @@ public:
 
 private:
     void upload_weights(const ModelOptions& options);
+    size_t count_decode_bytes() const;
 
     friend class TensorBinder;
     Model() = default;
@@ -153,12 +167,14 @@ private:
     std::unique_ptr<Architecture> arch_;
     Context weights_;                       // the bound leaf tensors
     std::unique_ptr<HostBuffer> mapping_;   // borrowed: the file's bytes, not freed here
-    std::vector<Tensor*> bound_;            // every bound weight, in binding order
+    std::vector<Tensor*> bound_;            // every weight the forward pass reads (bound or derived), in order
+    std::vector<std::unique_ptr<HostBuffer>> derived_;  // storage of derived weights (host; uploaded like the rest)
     std::unique_ptr<Buffer> device_weights_;  // all weights on a device backend, else null
     std::string weights_backend_ = "cpu";
     bool on_device_ = false, split_ = false;
     int64_t gpu_layers_ = 0;
     size_t weight_bytes_ = 0;
+    size_t decode_bytes_ = 0;
 };
 
 // "[4096, 32]" for the first n dims.

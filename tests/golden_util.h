@@ -78,9 +78,9 @@ inline std::vector<Case> load_manifest(const std::string& dir = "golden") {
 }
 
 // The cases whose architecture is one of `archs`.
-inline std::vector<Case> cases_for(std::initializer_list<const char*> archs) {
+inline std::vector<Case> cases_for(std::initializer_list<const char*> archs, const std::string& dir = "golden") {
     std::vector<Case> out;
-    for (auto& c : load_manifest())
+    for (auto& c : load_manifest(dir))
         for (const char* a : archs)
             if (c.arch == a) out.push_back(c);
     return out;

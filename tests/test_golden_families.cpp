@@ -1,0 +1,133 @@
+// Golden logits for the families added after Llama, Gemma and DeepSeek (../shared/golden/extra: qwen2, qwen3,
+// qwen3moe, phi3, gpt-oss), each through the library in one batch, one token at a time and in prefill chunks
+// of 5 (window layers then read keys of earlier chunks), on the reference backend, and through `tessera eval`.
+// The yardstick is llama.cpp's logits (Dec 2025); tolerances are the manifest's (see golden/extra/README.md).
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <string>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/golden_util.h"
+
+using namespace tessera;
+using namespace tessera::testing;
+namespace golden = tessera::testing::golden;
+
+namespace {
+
+const char* const kExtra = "golden/extra";
+
+bool have_extra() {
+    struct stat st;
+    if (stat(shared_path("golden/extra/manifest.json").c_str(), &st) == 0) return true;
+    MESSAGE("skipped: ../shared/golden/extra is missing");
+    return false;
+}
+
+// The families this file covers, by case name (the IQ4 llama cases belong to the quant tests).
+std::vector<golden::Case> family_cases() {
+    std::vector<golden::Case> out;
+    for (const auto& c : golden::load_manifest(kExtra))
+        for (const char* name : {"qwen2", "qwen3", "qwen3moe", "phi3"})
+            if (c.name == name) out.push_back(c);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("golden families: batch and incremental, F32 cache") {
+    if (!have_extra()) return;
+    const auto cases = family_cases();
+    REQUIRE(cases.size() >= 1);
+    for (const auto& c : cases) {
+        auto model = Model::open(c.gguf);
+        CHECK(model->hparams().arch == c.arch);
+        const auto ids = golden::read_tokens(c.tokens);
+        const auto want = golden::read_f32(c.logits);
+        REQUIRE(int64_t(ids.size()) == c.n_tokens);
+        REQUIRE(int64_t(want.size()) == c.n_tokens * c.n_vocab);
+        golden::RunOptions o;  // F32 cache, as the golden run
+        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch");
+        o.incremental = true;
+        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental");
+    }
+}
+
+TEST_CASE("golden families: prefill in chunks of 5 tokens") {
+    if (!have_extra()) return;
+    for (const auto& c : family_cases()) {
+        auto model = Model::open(c.gguf);
+        golden::RunOptions o;
+        o.n_batch = 5;  // odd and below gpt-oss's window of 8: chunks read keys of one or two earlier chunks
+        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
+                           golden::read_f32(c.logits), c.tol_rel_rms, "chunks of 5");
+    }
+}
+
+TEST_CASE("golden families: F32 cases on the reference backend") {
+    if (!have_extra()) return;
+    for (const auto& c : family_cases()) {
+        if (c.weight_type != "F32") continue;
+        auto model = Model::open(c.gguf);
+        golden::RunOptions o;
+        o.backend = "reference";
+        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
+                           golden::read_f32(c.logits), c.tol_rel_rms, "reference batch");
+    }
+}
+
+TEST_CASE("golden families: tessera eval as a subprocess, batch and --incremental") {
+    if (!have_extra()) return;
+    for (const auto& c : family_cases()) {
+        std::string toks;
+        for (int32_t id : golden::read_tokens(c.tokens)) toks += (toks.empty() ? "" : " ") + std::to_string(id);
+        for (const char* mode : {"", " --incremental"}) {
+            const std::string out = "/tmp/tessera_golden_families_" + std::to_string(::getpid()) + ".f32";
+            const std::string cmd = cli_path() + " eval -m " + c.gguf + " --tokens \"" + toks + "\" --logits-out " +
+                                    out + " --cache-type f32 --threads 2" + mode;
+            std::string log;
+            const int rc = run_command(cmd, &log);
+            INFO(cmd << "\n" << log);
+            REQUIRE(rc == 0);
+            golden::check_case(c, golden::read_f32(out), golden::read_f32(c.logits), c.tol_rel_rms,
+                               mode[0] ? "cli incremental" : "cli batch");
+            std::remove(out.c_str());
+        }
+    }
+}
+
+// Decode bytes come from the Model's weight list, one rule for every architecture: each weight once, one row of
+// token_embd unless it is also the output, and the n_used / n_expert share of each routed expert tensor.
+TEST_CASE("decode bytes per token: one rule over the bound weights") {
+    if (!have_extra()) return;
+    auto file_bytes = [](const Model& m, auto&& pick) {
+        size_t total = 0;
+        for (const auto& t : m.file().tensors()) total += pick(t);
+        return total;
+    };
+    {  // qwen2: untied output, dense: everything but token_embd, plus one of its rows
+        auto m = Model::open(shared_path("golden/extra/qwen2.gguf"));
+        const auto* te = m->file().find_tensor("token_embd.weight");
+        REQUIRE(te != nullptr);
+        CHECK(m->decode_weight_bytes() == m->weight_bytes() - te->nbytes + te->nbytes / size_t(te->ne[1]));
+    }
+    {  // qwen3moe: 2 of 8 experts per token
+        auto m = Model::open(shared_path("golden/extra/qwen3moe.gguf"));
+        const size_t want = file_bytes(*m, [](const GGUFFile::TensorInfo& t) -> size_t {
+            if (t.name == "token_embd.weight") return t.nbytes / size_t(t.ne[1]);
+            if (t.name.find("_exps.") != std::string::npos) return t.nbytes / 8 * 2;
+            return t.nbytes;
+        });
+        CHECK(m->decode_weight_bytes() == want);
+        CHECK(m->hparams().n_expert == 8);
+        CHECK(m->hparams().n_expert_used == 2);
+    }
+    {  // llama-mha: output tied to token_embd, which is then read whole, once (not once more for the lookup)
+        auto m = Model::open(shared_path("golden/llama-mha.gguf"));
+        REQUIRE(m->file().find_tensor("output.weight") == nullptr);
+        CHECK(m->decode_weight_bytes() == m->weight_bytes());
+    }
+}
