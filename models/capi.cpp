@@ -367,7 +367,7 @@ tessera_status tessera_attention_map(const tessera_session* s, int32_t layer, in
                                      size_t out_floats, int32_t* n_query, int32_t* n_key, int32_t* first_query) {
     REQUIRE_ARG(s, "tessera_attention_map: session is null");
     REQUIRE_ARG(n_query && n_key && first_query, "tessera_attention_map: an output pointer is null");
-    return guarded(TESSERA_ERR_INVALID_ARGUMENT, [&] {
+    return guarded([&] {
         const tessera::AttentionMap map = tessera::attention_map(s->session->attention_records(), layer, head);
         *n_query = int32_t(map.n_query);
         *n_key = int32_t(map.n_key);
