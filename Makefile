@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test demo bench asan fuzz install clean
+.PHONY: all deps build test demo bench asan fuzz fuzz-jinja install clean
 
 all: build
 
@@ -36,6 +36,10 @@ asan: deps
 # libFuzzer + ASan/UBSan on the GGUF reader (clang), bounded in time: make fuzz [FUZZ_SECONDS=60].
 fuzz:
 	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) FUZZ_BUILD=$(CURDIR)/build-fuzz bash tests/fuzz/run.sh
+
+# The same for the chat-template engine (models/jinja), seeded with ../shared/chat_templates.
+fuzz-jinja:
+	FUZZ_TARGET=jinja FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) FUZZ_BUILD=$(CURDIR)/build-fuzz bash tests/fuzz/run.sh
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)

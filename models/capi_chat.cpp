@@ -1,6 +1,10 @@
-// The C API's chat helpers: chat formats, stop-string matching and streaming detokenization, so that a
-// chat front end (tessera chat) needs only tessera.h. Thin wrappers over models/chat_template.h,
-// StopMatcher and utf8_take_complete; the model is reached through the public C functions only.
+// The C API's chat helpers: chat prompts, stop-string matching and streaming detokenization, so that a
+// chat front end (tessera chat, the server) needs only tessera.h. A prompt comes from the model's own
+// template (tokenizer.chat_template, rendered by models/chat_jinja.h), or from template text or a named
+// format (models/chat_template.h) given as the override; a model whose template cannot be used falls back
+// to a named format, with a warning. StopMatcher and utf8_take_complete do the rest; the model is reached
+// through the public C functions only.
+#include <cstring>
 #include <memory>
 #include <new>
 #include <string>
@@ -9,6 +13,7 @@
 
 #include "core/error.h"
 #include "models/capi_guard.h"
+#include "models/chat_jinja.h"
 #include "models/chat_template.h"
 #include "models/sampler.h"
 #include "models/tokenizer.h"
@@ -41,30 +46,86 @@ bool is_single_token(const tessera_model* m, const char* text) {
     return (st == TESSERA_OK || st == TESSERA_ERR_BUFFER_TOO_SMALL) && n == 1;
 }
 
-// The format: the override, else tokenizer.chat_template, else marker tokens. Throws for none:
-// an unknown override is an argument error; a model whose format cannot be told is UNSUPPORTED.
-tessera::ChatFormat resolve(const tessera_model* m, const char* override_name) {
+// What a chat call uses: a Jinja template (the model's, or text given as the override) or a named format.
+struct ChatChoice {
+    std::unique_ptr<tessera::JinjaChatTemplate> jinja;
+    tessera::ChatFormat format = tessera::ChatFormat::Unknown;
+    std::string warning;  // why the model's own template is not used, when it is not
+};
+
+// The name under which the model's own template (or template text) is used.
+const char* const kJinjaName = "jinja";
+
+// An override is template text rather than a name when it has Jinja tags (llama.cpp takes either, too).
+bool is_template_text(const char* s) { return std::strstr(s, "{{") || std::strstr(s, "{%"); }
+
+// The text of a special token (BOS, EOS) for the template's bos_token / eos_token; "" when there is none.
+std::string special_text(const tessera_model* m, tessera_token id) {
+    if (!m || id < 0) return {};
+    char buf[256];
+    size_t len = 0;
+    if (tessera_token_to_piece_ext(m, id, 1, buf, sizeof buf, &len) != TESSERA_OK) return {};
+    return std::string(buf, len);
+}
+
+std::string model_template(const tessera_model* m) {
+    const int32_t len = m ? tessera_model_meta_str(m, "tokenizer.chat_template", nullptr, 0) : 0;
+    if (len <= 0) return {};
+    std::string tmpl(size_t(len) + 1, '\0');
+    tessera_model_meta_str(m, "tokenizer.chat_template", tmpl.data(), tmpl.size());
+    tmpl.resize(size_t(len));
+    return tmpl;
+}
+
+// A Jinja template ready for use: parsed, and shown to render a one-message conversation.
+std::unique_ptr<tessera::JinjaChatTemplate> usable_template(const tessera_model* m, const std::string& source) {
+    auto t = std::make_unique<tessera::JinjaChatTemplate>(source, special_text(m, m ? tessera_model_bos(m) : -1),
+                                                          special_text(m, m ? tessera_model_eos(m) : -1));
+    (void)t->apply({{"user", "Hello"}}, true);
+    return t;
+}
+
+// The choice: the override (template text, "jinja" for the model's template, or a format name), else the
+// model's tokenizer.chat_template, else the format its template text or marker tokens suggest. Throws for
+// none: a bad override is an argument error; a model whose format cannot be told is UNSUPPORTED.
+ChatChoice resolve(const tessera_model* m, const char* override_name) {
     using tessera::ChatFormat;
-    if (override_name && *override_name) return tessera::chat_format_from_name(override_name);
+    ChatChoice c;
+    if (override_name && *override_name) {
+        if (is_template_text(override_name) || std::strcmp(override_name, kJinjaName) == 0) {
+            const std::string source = is_template_text(override_name) ? std::string(override_name) : model_template(m);
+            if (source.empty()) throw tessera::Error("chat template 'jinja': the model has no tokenizer.chat_template");
+            c.jinja = usable_template(m, source);
+            return c;
+        }
+        c.format = tessera::chat_format_from_name(override_name);
+        return c;
+    }
     if (!m) throw tessera::Error("no model and no template name given");
-    const int32_t len = tessera_model_meta_str(m, "tokenizer.chat_template", nullptr, 0);
-    if (len > 0) {
-        std::string tmpl(size_t(len) + 1, '\0');
-        tessera_model_meta_str(m, "tokenizer.chat_template", tmpl.data(), tmpl.size());
-        tmpl.resize(size_t(len));
-        const ChatFormat f = tessera::detect_chat_format(tmpl);
-        if (f != ChatFormat::Unknown) return f;
+    const std::string tmpl = model_template(m);
+    if (!tmpl.empty()) {
+        try {
+            c.jinja = usable_template(m, tmpl);
+            return c;
+        } catch (const tessera::Error& e) {
+            c.warning = std::string("the model's tokenizer.chat_template cannot be used (") + e.what() + ")";
+        }
+        c.format = tessera::detect_chat_format(tmpl);
     }
     const std::pair<const char*, ChatFormat> markers[] = {
         {"<|im_start|>", ChatFormat::ChatML},   {"<|start_header_id|>", ChatFormat::Llama3},
         {"<start_of_turn>", ChatFormat::Gemma}, {"<|assistant|>", ChatFormat::Phi3},
     };
     for (auto [text, f] : markers)
-        if (is_single_token(m, text)) return f;
-    throw tessera::Error(std::string("cannot tell this model's chat format (no recognizable "
-                                     "tokenizer.chat_template); choose one with --template NAME (") +
-                         tessera_chat_template_names() + ")",
-                         tessera::Status::Unsupported);
+        if (c.format == ChatFormat::Unknown && is_single_token(m, text)) c.format = f;
+    if (c.format == ChatFormat::Unknown)
+        throw tessera::Error((c.warning.empty() ? std::string("cannot tell this model's chat format (no "
+                                                              "tokenizer.chat_template)")
+                                                : c.warning + " and its chat format cannot be told otherwise") +
+                                 "; choose one with --chat-template NAME (" + tessera_chat_template_names() + ")",
+                             tessera::Status::Unsupported);
+    if (!c.warning.empty()) c.warning += std::string("; using the named format ") + tessera::chat_format_name(c.format) + " instead";
+    return c;
 }
 
 tessera_status give(std::string& storage, const char** out, size_t* out_len) {
@@ -79,8 +140,8 @@ extern "C" {
 
 const char* tessera_chat_template_names(void) {
     static const std::string names = [] {
-        std::string s;
-        for (const auto& n : tessera::chat_format_names()) s += (s.empty() ? "" : ", ") + n;
+        std::string s = kJinjaName;
+        for (const auto& n : tessera::chat_format_names()) s += ", " + n;
         return s;
     }();
     return names.c_str();
@@ -93,7 +154,10 @@ tessera_status tessera_chat_template_resolve(const tessera_model* m, const char*
     if (!m && !(template_override && *template_override))
         return fail(TESSERA_ERR_INVALID_ARGUMENT, "tessera_chat_template_resolve: model is null and no template name");
     return guarded([&] {
-        *name_out = tessera::chat_format_name(resolve(m, template_override));
+        const ChatChoice c = resolve(m, template_override);
+        *name_out = c.jinja ? kJinjaName : tessera::chat_format_name(c.format);
+        // A fallback succeeds, and leaves its reason where tessera_last_error reads it.
+        if (!c.warning.empty()) fail(TESSERA_OK, "warning: " + c.warning);
         return TESSERA_OK;
     });
 }
@@ -105,9 +169,10 @@ tessera_status tessera_chat_format(const tessera_model* m, const tessera_chat_me
     *needed = 0;
     if (!msgs && n_msgs > 0) return fail(TESSERA_ERR_INVALID_ARGUMENT, "tessera_chat_format: msgs is null");
     if (!buf && buf_size > 0) return fail(TESSERA_ERR_INVALID_ARGUMENT, "tessera_chat_format: buf is null");
-    const char* name = nullptr;
-    if (tessera_status st = tessera_chat_template_resolve(m, template_override, &name); st != TESSERA_OK) return st;
+    if (!m && !(template_override && *template_override))
+        return fail(TESSERA_ERR_INVALID_ARGUMENT, "tessera_chat_format: model is null and no template name");
     return guarded([&] {
+        const ChatChoice choice = resolve(m, template_override);
         std::vector<tessera::ChatMessage> messages;
         messages.reserve(n_msgs);
         for (size_t i = 0; i < n_msgs; ++i) {
@@ -116,8 +181,8 @@ tessera_status tessera_chat_format(const tessera_model* m, const tessera_chat_me
                             tessera::format("tessera_chat_format: message %zu has a null role or content", i));
             messages.push_back({msgs[i].role, msgs[i].content});
         }
-        const std::string text =
-            tessera::format_chat(tessera::chat_format_from_name(name), messages, add_generation_prompt != 0);
+        const std::string text = choice.jinja ? choice.jinja->apply(messages, add_generation_prompt != 0)
+                                              : tessera::format_chat(choice.format, messages, add_generation_prompt != 0);
         *needed = text.size();
         if (!buf || buf_size < text.size() + 1) {
             if (buf && buf_size) buf[0] = '\0';
@@ -155,10 +220,11 @@ tessera_status tessera_stop_matcher_create_chat(const tessera_model* m, const ch
                                                 tessera_stop_matcher** out) {
     if (!out) return fail(TESSERA_ERR_INVALID_ARGUMENT, "tessera_stop_matcher_create_chat: out is null");
     *out = nullptr;
-    const char* name = nullptr;
-    if (tessera_status st = tessera_chat_template_resolve(m, template_override, &name); st != TESSERA_OK) return st;
+    if (!m && !(template_override && *template_override))
+        return fail(TESSERA_ERR_INVALID_ARGUMENT, "tessera_stop_matcher_create_chat: model is null and no template name");
     return guarded([&] {
-        *out = new tessera_stop_matcher(tessera::chat_format_stops(tessera::chat_format_from_name(name)));
+        const ChatChoice choice = resolve(m, template_override);
+        *out = new tessera_stop_matcher(choice.jinja ? choice.jinja->stops() : tessera::chat_format_stops(choice.format));
         return TESSERA_OK;
     });
 }

@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "core/gguf.h"
 #include "tessera.h"
 #include "tests/testing.h"
 
@@ -345,19 +346,23 @@ TEST_CASE("capi: chat formats by name, bad input, buffer sizes") {
         MESSAGE("skipped the detection part: /work/shared is missing");
         return;
     }
-    // Phi-3's vocabulary: its format is found without a name (its template or its <|assistant|> token).
+    // Phi-3's vocabulary: its own template is used without a name, and renders Phi-3's format.
     tessera_model* m = nullptr;
     REQUIRE(tessera_vocab_open(shared_file("vocab/ggml-vocab-phi-3.gguf").c_str(), &m) == TESSERA_OK);
     REQUIRE(tessera_chat_template_resolve(m, nullptr, &name) == TESSERA_OK);
-    CHECK(std::string(name) == "phi3");
+    CHECK(std::string(name) == "jinja");
     const tessera_chat_message user[] = {{"user", "hi"}};
     REQUIRE(tessera_chat_format(m, user, 1, 1, nullptr, buf.data(), buf.size(), &needed) == TESSERA_OK);
     CHECK(std::string(buf.data()) == "<|user|>\nhi<|end|>\n<|assistant|>\n");
+    // The named format still overrides it.
+    REQUIRE(tessera_chat_format(m, user, 1, 1, "chatml", buf.data(), buf.size(), &needed) == TESSERA_OK);
+    CHECK(std::string(buf.data()) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     tessera_model_free(m);
     // stories260K has no chat template and no chat markers: UNSUPPORTED, naming the way out.
     REQUIRE(tessera_model_open(shared_file("models/stories260K.gguf").c_str(), nullptr, &m) == TESSERA_OK);
     CHECK(tessera_chat_template_resolve(m, nullptr, &name) == TESSERA_ERR_UNSUPPORTED);
-    CHECK(std::string(tessera_last_error()).find("--template") != std::string::npos);
+    CHECK(std::string(tessera_last_error()).find("--chat-template") != std::string::npos);
+    CHECK(tessera_chat_template_resolve(m, "jinja", &name) == TESSERA_ERR_INVALID_ARGUMENT);  // it has none
     tessera_model_free(m);
 }
 
@@ -439,4 +444,50 @@ TEST_CASE("capi: streaming detokenizer joins a character split across byte token
     CHECK(tessera_detok_stream_push(ds, 100000, &out, &len) == TESSERA_ERR_INVALID_ARGUMENT);
     tessera_detok_stream_free(ds);
     tessera_model_free(m);
+}
+
+TEST_CASE("capi: a chat template given as text, and a broken model template falling back with a warning") {
+    const tessera_chat_message msgs[] = {{"system", "S"}, {"user", "hi"}};
+    std::vector<char> buf(256);
+    size_t needed = 0;
+    const char* tmpl = "{% for m in messages %}[{{ m.role }}:{{ m.content }}]{% endfor %}"
+                       "{% if add_generation_prompt %}[assistant:{% endif %}";
+    const char* name = nullptr;
+    REQUIRE(tessera_chat_template_resolve(nullptr, tmpl, &name) == TESSERA_OK);
+    CHECK(std::string(name) == "jinja");
+    REQUIRE(tessera_chat_format(nullptr, msgs, 2, 1, tmpl, buf.data(), buf.size(), &needed) == TESSERA_OK);
+    CHECK(std::string(buf.data()) == "[system:S][user:hi][assistant:");
+    // A broken template given by the caller is an error naming where it breaks.
+    CHECK(tessera_chat_format(nullptr, msgs, 2, 1, "{% if x %}never closed", buf.data(), buf.size(), &needed) ==
+          TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(tessera_last_error()).find("line 1") != std::string::npos);
+    // A template whose own rules reject the conversation reports the template's message.
+    CHECK(tessera_chat_format(nullptr, msgs, 2, 1, "{{ raise_exception('no system role here') }}", buf.data(),
+                              buf.size(), &needed) == TESSERA_ERR_INVALID_ARGUMENT);
+
+    if (!have_shared()) {
+        MESSAGE("skipped the fallback part: /work/shared is missing");
+        return;
+    }
+    // Phi-3's vocabulary with its template replaced by a broken one: the named format its text suggests
+    // (phi3, from the markers still in it) is used, and tessera_last_error says why.
+    auto src = tessera::GGUFFile::open(shared_file("vocab/ggml-vocab-phi-3.gguf"));
+    tessera::GGUFWriter w;
+    for (const auto& k : src->keys()) w.set(k, *src->find(k));
+    w.set_str("tokenizer.chat_template", "{% for m in messages %}<|user|>{{ m.content }}<|end|><|assistant|>");
+    const std::string path = "/tmp/tessera_test_capi_template_" + std::to_string(::getpid()) + ".gguf";
+    w.write(path);
+    tessera_model* m = nullptr;
+    REQUIRE(tessera_vocab_open(path.c_str(), &m) == TESSERA_OK);
+    REQUIRE(tessera_chat_template_resolve(m, nullptr, &name) == TESSERA_OK);
+    CHECK(std::string(name) == "phi3");
+    const std::string warning = tessera_last_error();
+    CHECK(warning.rfind("warning: ", 0) == 0);
+    CHECK(warning.find("tokenizer.chat_template") != std::string::npos);
+    CHECK(warning.find("endfor") != std::string::npos);
+    const tessera_chat_message user[] = {{"user", "hi"}};
+    REQUIRE(tessera_chat_format(m, user, 1, 1, nullptr, buf.data(), buf.size(), &needed) == TESSERA_OK);
+    CHECK(std::string(buf.data()) == "<|user|>\nhi<|end|>\n<|assistant|>\n");
+    tessera_model_free(m);
+    std::remove(path.c_str());
 }

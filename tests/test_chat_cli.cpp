@@ -106,3 +106,33 @@ TEST_CASE("chat: Ctrl-C stops the answer being generated, and chat carries on wi
     CHECK(c.finish() == 0);
     std::remove(model.c_str());
 }
+
+TEST_CASE("chat: --chat-template-file renders the prompt with that template, --show-prompt prints it") {
+    const std::string model = made_model();
+    const std::string tmpl = "/tmp/tessera_test_chat_cli_" + std::to_string(::getpid()) + ".jinja";
+    FILE* f = std::fopen(tmpl.c_str(), "w");
+    REQUIRE(f);
+    std::fputs("{% for m in messages %}\n<<{{ m.role|upper }}>>{{ m.content }}\n{% endfor %}\n<<ASSISTANT>>", f);
+    std::fclose(f);
+    std::string output;
+    const int rc = run_command("echo hello | " + cli_path() + " chat -m " + model + " --chat-template-file " + tmpl +
+                                   " --show-prompt --system 'Be brief.' -n 1 --temp 0 --threads 1",
+                               &output);
+    INFO(output);
+    CHECK(rc == 0);
+    CHECK(output.find("chat format " + tmpl) != std::string::npos);
+    CHECK(output.find("--- prompt") != std::string::npos);
+    CHECK(output.find("<<SYSTEM>>Be brief.\n<<USER>>hello\n<<ASSISTANT>>\n--- end of prompt ---") != std::string::npos);
+
+    // A template that does not parse is refused, naming the file, line and column.
+    f = std::fopen(tmpl.c_str(), "w");
+    REQUIRE(f);
+    std::fputs("line one\n{% for m in messages %}{{ m.content }", f);
+    std::fclose(f);
+    const int bad = run_command(cli_path() + " chat -m " + model + " --chat-template-file " + tmpl + " < /dev/null", &output);
+    CHECK(bad != 0);
+    CHECK(output.find(tmpl) != std::string::npos);
+    CHECK(output.find("line 2") != std::string::npos);
+    std::remove(tmpl.c_str());
+    std::remove(model.c_str());
+}

@@ -1,5 +1,5 @@
-// `tessera chat -m MODEL [--system TEXT] [--template NAME] [sampler flags] [--ctx N] [--threads N]
-//  [--context-shift]`: multi-turn chat. Each turn formats the whole conversation with the model's chat
+// `tessera chat -m MODEL [--system TEXT] [--chat-template NAME | --chat-template-file F] [--show-prompt]
+//  [sampler flags] [--ctx N] [--threads N] [--context-shift]`: multi-turn chat. Each turn formats the whole conversation with the model's chat
 // format, tokenizes it, keeps the longest prefix already in the KV cache and evaluates only the rest, so a
 // turn costs about its own tokens. Answers stream to stdout (only answers go there, so piped use works: one
 // user turn per input line); prompts and notices go to stderr. Ctrl-C stops the current answer, not the
@@ -10,6 +10,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -77,15 +79,35 @@ struct ChatMessage {
     std::string content;
 };
 
-// The chat format: --template, else the file's tokenizer.chat_template, else a guess from the vocabulary's
-// special tokens (tessera_chat_template_resolve). Returns the format's name, which later calls pass back as
-// the template override so every turn uses the same format.
-std::string choose_format(tessera_model* m, const std::string& name) {
+// The chat format: --chat-template NAME or the text of --chat-template-file, else the model's own
+// tokenizer.chat_template, else a named format guessed from it or from the vocabulary's special tokens
+// (tessera_chat_template_resolve, which warns through tessera_last_error when the model's template is
+// unusable). Returns the override that later calls pass back so every turn uses the same choice, and sets
+// *shown to the name to report.
+std::string choose_format(tessera_model* m, const std::string& name, const std::string& file, std::string* shown) {
+    std::string override_text = name;
+    if (!file.empty()) {
+        if (!name.empty()) throw UsageError("--chat-template and --chat-template-file exclude each other");
+        std::ifstream in(file, std::ios::binary);
+        if (!in) throw UsageError("--chat-template-file " + file + ": cannot read it: " + std::strerror(errno));
+        std::ostringstream text;
+        text << in.rdbuf();
+        override_text = text.str();
+        if (override_text.find("{{") == std::string::npos && override_text.find("{%") == std::string::npos)
+            throw UsageError("--chat-template-file " + file + ": no Jinja tags ({{ or {%) in it");
+    }
     const char* chosen = nullptr;
-    const tessera_status st = tessera_chat_template_resolve(m, name.empty() ? nullptr : name.c_str(), &chosen);
-    if (st == TESSERA_OK) return chosen;
-    if (!name.empty() && st == TESSERA_ERR_INVALID_ARGUMENT)
-        throw UsageError(std::string("--template: ") + tessera_last_error());
+    const tessera_status st =
+        tessera_chat_template_resolve(m, override_text.empty() ? nullptr : override_text.c_str(), &chosen);
+    if (st == TESSERA_OK) {
+        const char* note = tessera_last_error();
+        if (override_text.empty() && note && std::strncmp(note, "warning: ", 9) == 0) std::fprintf(stderr, "%s\n", note);
+        *shown = !file.empty() ? file : std::strcmp(chosen, "jinja") == 0 ? std::string("the model's template") : chosen;
+        return override_text.empty() ? std::string(chosen) : override_text;
+    }
+    if (!override_text.empty() && st == TESSERA_ERR_INVALID_ARGUMENT)
+        throw UsageError(std::string(file.empty() ? "--chat-template: " : "--chat-template-file " + file + ": ") +
+                         tessera_last_error());
     if (st == TESSERA_ERR_UNSUPPORTED) throw UsageError(tessera_last_error());
     check(st, "choosing the chat format");
     return {};
@@ -124,19 +146,21 @@ void out(const std::string& s) {
 
 int chat(int argc, char** argv) {
     SessionFlags sf;
-    std::string system, template_name;
+    std::string system, template_name, template_file;
     SamplerFlags sampling;
     int n_predict = -1;
-    bool context_shift = false, verbose = false;
+    bool context_shift = false, verbose = false, show_prompt = false;
     ArgParser p("chat", "-m MODEL [options]",
                 "Interactive chat. Type a message and Enter; /reset starts over, /exit quits, /help lists commands.\n"
                 "Ctrl-C stops the current answer. With stdin from a pipe each line is one user turn and only the\n"
                 "answers (one per turn, each ending in a newline) go to stdout.");
     sf.add_to(p);
     p.option("--system", &system, "TEXT", "system prompt");
-    p.option("--template", &template_name, "NAME",
-             "chat format: chatml, llama2, llama3, gemma, deepseek2, deepseek3, phi3, zephyr "
-             "(default: detected from the model)");
+    p.option("--chat-template,--template", &template_name, "NAME",
+             std::string("chat format instead of the model's own template: ") + tessera_chat_template_names() +
+                 " (jinja = the model's template; default: the model's template, else a format guessed from it)");
+    p.option("--chat-template-file", &template_file, "FILE", "a Jinja chat template to use instead of the model's");
+    p.flag("--show-prompt", &show_prompt, "print each turn's rendered prompt (stderr) before the answer");
     p.option("-n,--n-predict", &n_predict, "N", "most tokens per answer; -1 = until the end of turn (default)", -1,
              1 << 24);
     sampling.add_to(p);
@@ -152,7 +176,8 @@ int chat(int argc, char** argv) {
     SessionHandle session;
     const tessera_session_params sp = sf.params();
     check(tessera_session_create(model.m, &sp, &session.s), "creating the session");
-    const std::string fmt = choose_format(model.m, template_name);
+    std::string fmt_shown;
+    const std::string fmt = choose_format(model.m, template_name, template_file, &fmt_shown);
     const int32_t n_ctx = tessera_session_n_ctx(session.s);
 
     SamplerHandle sampler;
@@ -160,7 +185,7 @@ int chat(int argc, char** argv) {
 
     const bool interactive = isatty(0);
     std::fprintf(stderr, "model: %s (%s, %d layers), chat format %s, context %d tokens\n", sf.model.c_str(),
-                 tessera_model_arch(model.m), tessera_model_n_layer(model.m), fmt.c_str(), n_ctx);
+                 tessera_model_arch(model.m), tessera_model_n_layer(model.m), fmt_shown.c_str(), n_ctx);
     if (interactive) say("type /help for commands; Ctrl-C stops an answer, /exit or Ctrl-D quits\n");
 
     struct sigaction sa {};
@@ -201,7 +226,8 @@ int chat(int argc, char** argv) {
         }
 
         messages.push_back({"user", line});
-        std::vector<tessera_token> ids = tokenize(model.m, format_chat(model.m, fmt, messages), true);
+        std::string prompt = format_chat(model.m, fmt, messages);
+        std::vector<tessera_token> ids = tokenize(model.m, prompt, true);
         // Room for at least a short answer.
         const size_t reserve = 16;
         while (ids.size() + reserve > size_t(n_ctx) && context_shift) {
@@ -213,8 +239,10 @@ int chat(int argc, char** argv) {
             auto last = first + 1;
             if (last != messages.end() && last->role == "assistant" && last + 1 != messages.end()) ++last;
             messages.erase(first, last);
-            ids = tokenize(model.m, format_chat(model.m, fmt, messages), true);
+            prompt = format_chat(model.m, fmt, messages);
+            ids = tokenize(model.m, prompt, true);
         }
+        if (show_prompt) std::fprintf(stderr, "--- prompt (%zu tokens) ---\n%s\n--- end of prompt ---\n", ids.size(), prompt.c_str());
         if (ids.size() + reserve > size_t(n_ctx)) {
             std::fprintf(stderr, "(the conversation needs %zu tokens but the context holds %d: %s)\n", ids.size(),
                          n_ctx, context_shift ? "this message is too long" : "/reset, or run with --context-shift");

@@ -187,19 +187,27 @@ typedef struct tessera_chat_message {
     const char* content; /* NUL-terminated */
 } tessera_chat_message;
 
-/* The chat format used for `model`: template_override (a name such as "chatml"; NULL or "" = none), else
- * the one the model's tokenizer.chat_template shows, else a guess from the vocabulary's special tokens.
- * *name_out = the format's name (static storage). model may be NULL when template_override is given.
- * An unknown override is TESSERA_ERR_INVALID_ARGUMENT (the message lists the known names); a model whose
- * format cannot be told is TESSERA_ERR_UNSUPPORTED. */
+/* What formats chat prompts for `model`. template_override (NULL or "" = none) is a format name ("chatml",
+ * ...; see tessera_chat_template_names), "jinja" for the model's own tokenizer.chat_template, or Jinja template
+ * text itself (anything containing "{{" or "{%"). Without one: the model's tokenizer.chat_template, rendered
+ * as Hugging Face renders it ("jinja"), else (no template, or one that fails to parse or render) the named
+ * format its template text or its special tokens suggest. *name_out = "jinja" or the format's name (static
+ * storage). When the model's template is present but unusable the call still succeeds with the named
+ * fallback, and tessera_last_error() then starts with "warning: " and says why.
+ * model may be NULL when template_override is given. An unknown name or a broken override template is
+ * TESSERA_ERR_INVALID_ARGUMENT (naming the line and column); a model whose format cannot be told is
+ * TESSERA_ERR_UNSUPPORTED. */
 tessera_status tessera_chat_template_resolve(const tessera_model* model, const char* template_override,
                                              const char** name_out);
 /* The known format names, comma-separated (static storage). */
 const char* tessera_chat_template_names(void);
-/* The prompt for the conversation msgs[0..n_msgs) in the format tessera_chat_template_resolve picks; with
- * add_generation_prompt it ends where the assistant's answer begins. Tokenize it with add_special = 1 and
- * parse_special = 1. Writes it NUL-terminated into buf; *needed = its length without the NUL (also when
- * the buffer is too small: TESSERA_ERR_BUFFER_TOO_SMALL). buf may be NULL when buf_size is 0. */
+/* The prompt for the conversation msgs[0..n_msgs) as chosen above; with add_generation_prompt it ends where
+ * the assistant's answer begins. A template's leading BOS text is left out (tokenization adds BOS), and so is
+ * a trailing EOS; system messages are folded into the next user message for templates without a system
+ * role. Tokenize it with add_special = 1 and parse_special = 1. Writes it NUL-terminated into buf; *needed =
+ * its length without the NUL (also when the buffer is too small: TESSERA_ERR_BUFFER_TOO_SMALL). buf may be
+ * NULL when buf_size is 0. A template that fails on this conversation (e.g. its own raise_exception for roles
+ * that do not alternate) is TESSERA_ERR_INVALID_ARGUMENT with its message, line and column. */
 tessera_status tessera_chat_format(const tessera_model* model, const tessera_chat_message* msgs, size_t n_msgs,
                                    int add_generation_prompt, const char* template_override, char* buf,
                                    size_t buf_size, size_t* needed);
@@ -208,7 +216,8 @@ tessera_status tessera_chat_format(const tessera_model* model, const tessera_cha
 typedef struct tessera_stop_matcher tessera_stop_matcher;
 /* stops: n_stops NUL-terminated strings (copied). */
 tessera_status tessera_stop_matcher_create(const char* const* stops, int32_t n_stops, tessera_stop_matcher** out);
-/* A matcher for the texts that end an assistant turn in the chat format resolved as above. */
+/* A matcher for the texts that end an assistant turn as chosen above (for a template: the end-of-turn
+ * marker it writes after an assistant message, e.g. "<|im_end|>"). */
 tessera_status tessera_stop_matcher_create_chat(const tessera_model* model, const char* template_override,
                                                 tessera_stop_matcher** out);
 void tessera_stop_matcher_free(tessera_stop_matcher* matcher);
