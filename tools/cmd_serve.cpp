@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -35,9 +36,14 @@ std::string model_id(const std::string& path) {
 std::string resolve_chat_format(tessera_model* m, const std::string& name) {
     const char* chosen = nullptr;
     const tessera_status st = tessera_chat_template_resolve(m, name.empty() ? nullptr : name.c_str(), &chosen);
-    if (st == TESSERA_OK) return chosen;
-    if (!name.empty()) throw UsageError(std::string("--template: ") + tessera_last_error());
-    std::fprintf(stderr, "tessera serve: %s; /v1/chat/completions will refuse requests (see --template)\n",
+    if (st == TESSERA_OK) {
+        // The model's own template is unusable and a named format stands in: say why.
+        const char* note = tessera_last_error();
+        if (name.empty() && note && std::strncmp(note, "warning: ", 9) == 0) std::fprintf(stderr, "tessera serve: %s\n", note);
+        return chosen;
+    }
+    if (!name.empty()) throw UsageError(std::string("--chat-template: ") + tessera_last_error());
+    std::fprintf(stderr, "tessera serve: %s; /v1/chat/completions will refuse requests (see --chat-template)\n",
                  tessera_last_error());
     return "";
 }
@@ -58,7 +64,8 @@ int serve(int argc, char** argv) {
     p.option("--queue", &queue, "N", "requests that may wait for a slot; more get 503 (default 16)", 0, 4096);
     p.option("--api-key", &api_key, "KEY",
              "require 'Authorization: Bearer KEY' on /v1/* and /metrics (default: $TESSERA_API_KEY, else none)");
-    p.option("--template", &template_name, "NAME", "chat format (default: the model's)");
+    p.option("--chat-template,--template", &template_name, "NAME",
+             "chat format instead of the model's own template (jinja = the model's; default: the model's template)");
     p.option("--alias", &alias, "NAME", "the model's name in the API (default: the file name without .gguf)");
     p.option("--max-body", &max_body_kib, "KIB", "largest request body in KiB (default 1024)", 1, 1 << 20);
     p.option("--shutdown-timeout", &shutdown_s, "S",
