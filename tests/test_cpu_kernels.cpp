@@ -295,3 +295,73 @@ TEST_CASE("cpu mul_mat_id: experts grouped by token, 1 KiB-multiple rows, packin
             CHECK(worst <= 1.0);
         }
 }
+
+TEST_CASE("cpu mul_mat: 4-bit grid weights (IQ4_NL, IQ4_XS, MXFP4), decode and prefill, 1 to 3 threads") {
+    // Against the reference (dequantized weights, f32 activations, double sums) the only difference is the
+    // activations' rounding to Q8_0 / Q8_K blocks: |x - x_q| <= 0.57 d per element (half a step of d = the
+    // block's max |x| / 127, plus Q8_0's f16 scale), so |error| <= sum |w_i| 0.57 d(i) + float summation
+    // (1e-5 of sum |w x|, as in test_quant's dot_tile bound). The split over threads is by weight rows, whose
+    // arithmetic does not change: results are bit-identical for 1, 2 and 3 threads.
+    struct Case {
+        DType type;
+        int64_t n, m;
+        bool strided_b;
+    };
+    const int64_t k = 768;  // three IQ4_XS super-blocks, 24 blocks of 32
+    const Case cases[] = {{DType::IQ4_NL, 131, 1, false}, {DType::IQ4_NL, 67, 13, true},  {DType::IQ4_XS, 131, 1, false},
+                          {DType::IQ4_XS, 67, 9, false},  {DType::IQ4_XS, 33, 13, true},  {DType::MXFP4, 131, 1, false},
+                          {DType::MXFP4, 67, 13, true}};
+    for (const auto& c : cases) {
+        const int64_t ablock = c.type == DType::IQ4_XS ? 256 : 32;  // Q8_K or Q8_0 activations
+        std::vector<float> first;
+        for (int threads : {1, 2, 3}) {
+            // A fresh graph per run: a planned view keeps its storage, which dies with cpu_and_reference's buffer.
+            Context ctx;
+            HostArena arena;
+            Tensor* a = arena.make(ctx, c.type, {k, c.n}, "a");
+            arena.fill_random(a, 77);
+            Tensor* b;
+            std::vector<float> bf(size_t(k * c.m));
+            if (c.strided_b) {
+                Tensor* bt = arena.make(ctx, DType::F32, {c.m, k}, "bt");
+                arena.fill_random(bt, 78);
+                const std::vector<float> t = to_floats(*bt);
+                for (int64_t j = 0; j < c.m; ++j)
+                    for (int64_t p = 0; p < k; ++p) bf[size_t(j * k + p)] = t[size_t(p * c.m + j)];
+                b = transpose(ctx, bt);
+            } else {
+                b = arena.make(ctx, DType::F32, {k, c.m}, "b");
+                arena.fill_random(b, 78);
+                bf = to_floats(*b);
+            }
+            const std::vector<float> af = to_floats(*a);
+            Tensor* out = mul_mat(ctx, a, b);
+            out->flags |= kFlagOutput;
+            Graph g;
+            g.expand(out);
+            const auto [got, want] = cpu_and_reference(g, *out, threads);
+            double worst = 0;
+            for (int64_t j = 0; j < c.m; ++j)
+                for (int64_t i = 0; i < c.n; ++i) {
+                    const float* w = af.data() + i * k;
+                    const float* x = bf.data() + j * k;
+                    double mag = 0, act = 0;
+                    for (int64_t b0 = 0; b0 < k; b0 += ablock) {
+                        float amax = 0;
+                        for (int64_t p = b0; p < b0 + ablock; ++p) amax = std::max(amax, std::fabs(x[p]));
+                        for (int64_t p = b0; p < b0 + ablock; ++p) {
+                            mag += std::fabs(double(w[p]) * x[p]);
+                            act += std::fabs(double(w[p])) * 0.57 * amax / 127;
+                        }
+                    }
+                    const size_t o = size_t(j * c.n + i);
+                    worst = std::max(worst, std::fabs(double(got[o]) - want[o]) / (act + 1e-5 * mag + 1e-30));
+                }
+            INFO(std::string(type_name(c.type)) << " n " << c.n << " m " << c.m << (c.strided_b ? " strided b" : "") << " threads "
+                                   << threads);
+            CHECK(worst <= 1.0);
+            if (first.empty()) first = got;
+            CHECK(std::memcmp(first.data(), got.data(), got.size() * 4) == 0);
+        }
+    }
+}

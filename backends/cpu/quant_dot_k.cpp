@@ -1,4 +1,4 @@
-// Tile kernels for the K-quant weight types (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) against Q8_K activations.
+// Tile kernels for the K-quant weight types (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) and IQ4_XS against Q8_K activations.
 //
 // Q8_K activations (one float scale per 256 values plus exact 16-value sums, llama.cpp's choice too) let
 // a whole super-block accumulate in integers: per 32 values and (row, col), one u8 x s8 pairwise product
@@ -10,6 +10,9 @@
 //     Q5_K u = q (0..31)      value = d*sc*q - dmin*m
 //     Q6_K u = q + 32 (0..63) value = d*sc*(u - 32)
 // All u <= 63, so the u8 x s8 pair sums (<= 2 * 63 * 127) never saturate int16.
+// IQ4_XS's levels (kIQ4Grid, -127..113, one 6-bit scale per 32 values) span too much for an offset: they stay
+// signed and go in as |level| x (x with the level's sign), exact and at most 2 * 127 * 127 per pair; no
+// activation-sum term.
 #include "backends/cpu/quant_dot_kernels.h"
 
 #include <cstring>
@@ -162,10 +165,31 @@ struct Q6_KW {
     }
 };
 
+struct IQ4_XSW {
+    using Block = block_iq4_xs;
+    static constexpr int kOffsetShift = -2;  // signed levels, see the file comment
+    static constexpr ByteTable kTable = offset_grid(kIQ4Grid, 0);
+    // Group g's scale ls - 32 in both of its 16-value lanes: ls = low nibble g of scales_l | bits 2g..2g+1 of
+    // scales_h << 4.
+    static void prepare(const Block& b, Prepared& p) {
+        alignas(32) int16_t sc[16];
+        for (int g = 0; g < 8; ++g) {
+            const int ls = ((b.scales_l[g / 2] >> (4 * (g % 2))) & 0xF) | (((b.scales_h >> (2 * g)) & 3) << 4);
+            sc[2 * g] = sc[2 * g + 1] = int16_t(ls - 32);
+        }
+        p.sc16 = p.mul16 = _mm256_load_si256(reinterpret_cast<const __m256i*>(sc));
+        p.d = h2f(b.d);
+        p.dmin = 0;
+    }
+    // values 32g .. 32g + 31: the 16 bytes at qs + 16g, low nibbles first
+    static __m256i unpack(const Block& b, int g) { return grid_levels(b.qs + 16 * g, kTable); }
+};
+
 template <class W, int R, int C>
 void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
           int64_t out_row_stride) {
     using Block = typename W::Block;
+    constexpr bool kSigned = W::kOffsetShift == -2;
     __m256 acc[R][C];
     TESSERA_UNROLL for (int r = 0; r < R; ++r)
         TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
@@ -190,8 +214,21 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
             TESSERA_UNROLL for (int r = 0; r < R; ++r) {
                 const __m256i u = W::unpack(*wb[r], g);
                 const __m256i sc = group_scales(prep[r].sc16, g);
-                TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[r][c] = dot_s16(isum[r][c], _mm256_maddubs_epi16(u, x[c]), sc);
+                if constexpr (kSigned) {
+                    const __m256i au = _mm256_sign_epi8(u, u);
+                    TESSERA_UNROLL for (int c = 0; c < C; ++c)
+                        isum[r][c] = dot_s16(isum[r][c], _mm256_maddubs_epi16(au, _mm256_sign_epi8(x[c], u)), sc);
+                } else {
+                    TESSERA_UNROLL for (int c = 0; c < C; ++c)
+                        isum[r][c] = dot_s16(isum[r][c], _mm256_maddubs_epi16(u, x[c]), sc);
+                }
             }
+        }
+        if constexpr (kSigned) {
+            TESSERA_UNROLL for (int c = 0; c < C; ++c)
+                TESSERA_UNROLL for (int r = 0; r < R; ++r)
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_set1_ps(prep[r].d * xb[c]->d), acc[r][c]);
+            continue;
         }
         TESSERA_UNROLL for (int c = 0; c < C; ++c) {
             const __m256i bsums = loadu256(xb[c]->bsums);
@@ -244,6 +281,7 @@ TileFn k_tile(DType w, int R, int C) {
         case DType::Q4_K: return pick<Q4_KW>(R, C);
         case DType::Q5_K: return pick<Q5_KW>(R, C);
         case DType::Q6_K: return pick<Q6_KW>(R, C);
+        case DType::IQ4_XS: return pick<IQ4_XSW>(R, C);
         default: return nullptr;
     }
 }

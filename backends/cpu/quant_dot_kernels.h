@@ -27,8 +27,8 @@ using TileFn = void (*)(int64_t nblocks, const uint8_t* w, size_t w_stride, cons
 
 // The kernel for an R x C tile (1 <= R <= kTileRows, 1 <= C <= kTileCols), or nullptr when this build has
 // no SIMD kernel for the type (the caller then uses the portable path).
-TileFn legacy_tile(DType w, int R, int C);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 with Q8_0 activations
-TileFn k_tile(DType w, int R, int C);       // Q2_K .. Q6_K with Q8_K activations
+TileFn legacy_tile(DType w, int R, int C);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4 with Q8_0 activations
+TileFn k_tile(DType w, int R, int C);       // Q2_K .. Q6_K, IQ4_XS with Q8_K activations
 
 #if TESSERA_QDOT_AVX2
 
@@ -85,6 +85,30 @@ inline __m256i dot_s16(__m256i acc, __m256i a, __m256i b) {
 #else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
 #endif
+}
+
+// 16 packed bytes -> 32 bytes: element j = low nibble of byte j, element j + 16 = its high nibble (the layout
+// of a 32-value group in Q4_0, IQ4_NL, IQ4_XS and MXFP4).
+inline __m256i unpack_nibbles(const uint8_t* qs) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+}
+
+// A 16-level grid (core/quant.h's kIQ4Grid, kMXFP4Grid) with `offset` added to each level, as the byte table
+// grid_levels shuffles (offset 128 wraps the levels into unsigned bytes).
+struct ByteTable {
+    alignas(16) int8_t v[16];
+};
+constexpr ByteTable offset_grid(const int8_t (&grid)[16], int offset) {
+    ByteTable t{};
+    for (int i = 0; i < 16; ++i) t.v[i] = int8_t(uint8_t(grid[i] + offset));
+    return t;
+}
+
+// A group's 16 bytes of nibbles as their 32 table entries: one byte shuffle (the table fits a 128-bit lane).
+inline __m256i grid_levels(const uint8_t* qs, const ByteTable& table) {
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(table.v)));
+    return _mm256_shuffle_epi8(t, unpack_nibbles(qs));
 }
 
 #endif  // TESSERA_QDOT_AVX2

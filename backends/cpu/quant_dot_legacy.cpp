@@ -1,7 +1,9 @@
-// Tile kernels for the 32-element weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against Q8_0 activations.
+// Tile kernels for the 32-element weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4) against Q8_0
+// activations.
 //
 // Per 32-element block, weights are unpacked once per row into unsigned bytes u = q + offset (Q4_0: offset
-// 8, Q5_0: 16, Q8_0: 128; the _1 types are already unsigned) and shared by the C activation columns; each
+// 8, Q5_0: 16, Q8_0 and IQ4_NL: 128, MXFP4: 16; the _1 types are already unsigned; IQ4_NL's and MXFP4's q
+// are their grid levels, looked up by one byte shuffle) and shared by the C activation columns; each
 // activation block's sum is computed once per column and shared by the R rows. Then for every (row, col):
 //     sum(q * x) = sum(u * x) - offset * sum(x)     one u8 x s8 dot, the correction as its accumulator input
 //     acc += float(that) * (d_w * d_x)              (+ m_w * d_x * sum(x) for the _1 types)
@@ -16,12 +18,6 @@ namespace tessera::cpu::qdot {
 #if TESSERA_QDOT_AVX2
 
 namespace {
-
-// 16 packed bytes -> 32 bytes: element j = low nibble of byte j, element j + 16 = its high nibble.
-inline __m256i unpack_nibbles(const uint8_t* qs) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
-}
 
 // Bit i of the little-endian 32-bit qh -> 0x10 in byte i.
 inline __m256i fifth_bits(const uint8_t* qh4) {
@@ -44,6 +40,7 @@ struct Q4_0W {
     static constexpr bool kHasMin = false;
     static __m256i unpack(const Block& b) { return unpack_nibbles(b.qs); }
     static float min(const Block&) { return 0; }
+    static float scale(const Block& b) { return h2f(b.d); }
 };
 struct Q4_1W {
     using Block = block_q4_1;
@@ -51,6 +48,7 @@ struct Q4_1W {
     static constexpr bool kHasMin = true;
     static __m256i unpack(const Block& b) { return unpack_nibbles(b.qs); }
     static float min(const Block& b) { return h2f(b.m); }
+    static float scale(const Block& b) { return h2f(b.d); }
 };
 struct Q5_0W {
     using Block = block_q5_0;
@@ -58,6 +56,7 @@ struct Q5_0W {
     static constexpr bool kHasMin = false;
     static __m256i unpack(const Block& b) { return _mm256_or_si256(unpack_nibbles(b.qs), fifth_bits(b.qh)); }
     static float min(const Block&) { return 0; }
+    static float scale(const Block& b) { return h2f(b.d); }
 };
 struct Q5_1W {
     using Block = block_q5_1;
@@ -65,6 +64,7 @@ struct Q5_1W {
     static constexpr bool kHasMin = true;
     static __m256i unpack(const Block& b) { return _mm256_or_si256(unpack_nibbles(b.qs), fifth_bits(b.qh)); }
     static float min(const Block& b) { return h2f(b.m); }
+    static float scale(const Block& b) { return h2f(b.d); }
 };
 // Q8_0 weights: u = q + 128 (flip the sign bit). Needs the VNNI dot (u up to 255); without it, q itself
 // goes through the sign trick (|q| x sign(x, q)), see tile().
@@ -81,6 +81,34 @@ struct Q8_0W {
         return kOffsetShift == 7 ? _mm256_xor_si256(q, _mm256_set1_epi8(int8_t(0x80))) : q;
     }
     static float min(const Block&) { return 0; }
+    static float scale(const Block& b) { return h2f(b.d); }
+};
+
+// IQ4_NL: levels -127..113. With VNNI, u = level + 128 as for Q8_0; without it the int16 pair sums would
+// saturate, so the signed levels go through Q8_0's sign trick.
+struct IQ4_NLW {
+    using Block = block_iq4_nl;
+#if TESSERA_QDOT_VNNI
+    static constexpr int kOffsetShift = 7;
+#else
+    static constexpr int kOffsetShift = -2;
+#endif
+    static constexpr bool kHasMin = false;
+    static constexpr ByteTable kTable = offset_grid(kIQ4Grid, kOffsetShift == 7 ? 128 : 0);
+    static __m256i unpack(const Block& b) { return grid_levels(b.qs, kTable); }
+    static float min(const Block&) { return 0; }
+    static float scale(const Block& b) { return h2f(b.d); }
+};
+// MXFP4: levels -12..12 (E2M1 doubled); u = level + 16 stays small enough for the pair sums everywhere.
+// Scale: the E8M0 byte halved, 2^(e - 128).
+struct MXFP4W {
+    using Block = block_mxfp4;
+    static constexpr int kOffsetShift = 4;  // offset 16
+    static constexpr bool kHasMin = false;
+    static constexpr ByteTable kTable = offset_grid(kMXFP4Grid, 16);
+    static __m256i unpack(const Block& b) { return grid_levels(b.qs, kTable); }
+    static float min(const Block&) { return 0; }
+    static float scale(const Block& b) { return mxfp4_half_scale(b.e); }
 };
 
 template <class W, int R, int C>
@@ -111,7 +139,7 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
         TESSERA_UNROLL for (int r = 0; r < R; ++r) {
             const Block& wb = reinterpret_cast<const Block*>(w + size_t(r) * w_stride)[b];
             const __m256i u = W::unpack(wb);
-            const __m256 dw = _mm256_set1_ps(h2f(wb.d));
+            const __m256 dw = _mm256_set1_ps(W::scale(wb));
             [[maybe_unused]] __m256i au;
             if constexpr (kSignTrick) au = _mm256_sign_epi8(u, u);
             [[maybe_unused]] __m256 mw;
@@ -173,7 +201,7 @@ void tile_paired(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8
             const __m256i u = W::unpack(wb);
             const __m256i u1 = _mm256_permute2x128_si256(u, u, 0x00);  // values 0-15 in both lanes
             const __m256i u2 = _mm256_permute2x128_si256(u, u, 0x11);  // values 16-31 in both lanes
-            const __m256 dw = _mm256_set1_ps(h2f(wb.d));
+            const __m256 dw = _mm256_set1_ps(W::scale(wb));
             [[maybe_unused]] __m256i au1, au2;
             if constexpr (kSignTrick) {
                 au1 = _mm256_sign_epi8(u1, u1);
@@ -239,6 +267,8 @@ TileFn legacy_tile(DType w, int R, int C) {
         case DType::Q5_0: return pick<Q5_0W>(R, C);
         case DType::Q5_1: return pick<Q5_1W>(R, C);
         case DType::Q8_0: return pick<Q8_0W>(R, C);
+        case DType::IQ4_NL: return pick<IQ4_NLW>(R, C);
+        case DType::MXFP4: return pick<MXFP4W>(R, C);
         default: return nullptr;
     }
 }
