@@ -27,6 +27,7 @@ const char* const kChatPage = R"html(<!doctype html>
 <header>
   <strong>tessera</strong> <span id="model">…</span>
   <label>API key <input id="key" type="password" autocomplete="off"></label>
+  <label>max tokens <input id="maxTokens" type="number" value="200" min="1" style="width: 5em"></label>
   <button id="reset" type="button">New chat</button>
 </header>
 <div id="log"></div>
@@ -78,7 +79,8 @@ async function send(text) {
   try {
     const r = await fetch("/v1/chat/completions", {
       method: "POST", headers: headers(),
-      body: JSON.stringify({ model: model, messages: messages, stream: true })
+      body: JSON.stringify({ model: model, messages: messages, stream: true,
+                             max_tokens: Number(document.getElementById("maxTokens").value) || undefined })
     });
     if (!r.ok) {
       const j = await r.json().catch(() => ({}));

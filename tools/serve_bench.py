@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Load figures for `tessera serve` (or any OpenAI-compatible server): N concurrent streamed completions,
+each generating a fixed number of tokens (ignore_eos), for each N given. Prints the aggregate generated
+tokens/s (all streams' tokens over the wall time) and the time to first token (median and worst).
+Standard library only.
+
+usage: serve_bench.py --port 8080 [--streams 1,2,4,8] [--tokens 64] [--model NAME] [--prompt TEXT]
+"""
+import argparse
+import http.client
+import json
+import statistics
+import threading
+import time
+
+
+def one_stream(port, model, prompt, tokens, out):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True,
+                       "ignore_eos": True, "stream_options": {"include_usage": True}})
+    t0 = time.monotonic()
+    conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    if r.status != 200:
+        raise RuntimeError(f"HTTP {r.status}: {r.read()[:200]!r}")
+    first, n = None, 0
+    for line in r:
+        if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+            continue
+        chunk = json.loads(line[6:])
+        if chunk.get("usage"):
+            n = chunk["usage"]["completion_tokens"]
+        elif first is None and chunk["choices"] and chunk["choices"][0].get("text"):
+            first = time.monotonic() - t0
+    conn.close()
+    out.append((first, n))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--streams", default="1,2,4,8")
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--model", default=None, help="default: the first of /v1/models")
+    ap.add_argument("--prompt", default="Once upon a time, in a small village by the sea,")
+    a = ap.parse_args()
+    model = a.model
+    if model is None:
+        conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
+        conn.request("GET", "/v1/models")
+        model = json.loads(conn.getresponse().read())["data"][0]["id"]
+    print(f"{'streams':>7} {'agg tok/s':>10} {'tok/s/stream':>12} {'TTFT med ms':>11} {'TTFT max ms':>11}")
+    for n in [int(x) for x in a.streams.split(",")]:
+        results = []
+        threads = [threading.Thread(target=one_stream, args=(a.port, model, a.prompt, a.tokens, results))
+                   for _ in range(n)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - t0
+        total = sum(k for _, k in results)
+        ttft = [f * 1000 for f, _ in results if f is not None]
+        print(f"{n:>7} {total / wall:>10.1f} {total / wall / n:>12.1f} {statistics.median(ttft):>11.0f} "
+              f"{max(ttft):>11.0f}")
+
+
+if __name__ == "__main__":
+    main()
