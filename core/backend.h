@@ -46,6 +46,9 @@ private:
 struct BackendOptions {
     int threads = 0;  // 0 = the default (physical cores)
     int device = 0;   // device index for device backends
+    // cpu backend's kernel level: "" = TESSERA_CPU, else the best this CPU has; or portable|avx2|avx512|amx
+    // (an unknown name, or a level this CPU lacks, is an error naming it).
+    std::string cpu_level;
 };
 
 class Backend {
@@ -63,6 +66,8 @@ public:
     // Runs every node in order. Throws tessera::Error on an unsupported node or bad input (e.g. a row id
     // out of range), naming the node.
     virtual void compute(const Graph& graph) = 0;
+    // The instruction-set level of the kernels this backend runs ("avx2", ...), "" where that does not apply.
+    virtual std::string kernel_level() const { return ""; }
     virtual void set_threads(int threads) { (void)threads; }
     virtual int threads() const { return 1; }
 };

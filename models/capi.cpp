@@ -7,6 +7,7 @@
 #include <new>
 #include <string>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "models/cache_report.h"
 #include "models/capi_guard.h"
@@ -96,6 +97,15 @@ const char* tessera_status_name(tessera_status s) {
 }
 
 const char* tessera_version(void) { return TESSERA_VERSION; }
+
+const char* tessera_cpu_level(void) {
+    thread_local std::string level;
+    const tessera_status s = guarded([&] {
+        level = tessera::create_backend("cpu")->kernel_level();
+        return TESSERA_OK;
+    });
+    return s == TESSERA_OK ? level.c_str() : nullptr;
+}
 
 // ---- models ----
 

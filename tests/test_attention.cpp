@@ -13,8 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "backends/cpu/attention.h"
-#include "backends/cpu/attention_plan.h"
+#include "backends/cpu/cpu_kernels.h"
 #include "core/backend.h"
 #include "core/ops.h"
 #include "tests/testing.h"
@@ -110,7 +109,7 @@ void poison(Tensor* t) {  // NaN everywhere, so a backend that leaves an element
 }
 
 std::vector<float> compute_on(Built& b, const std::string& backend, int threads) {
-    auto be = create_backend(backend, BackendOptions{threads});
+    auto be = create_backend(backend, BackendOptions{threads, 0, ""});
     if (!b.buffer) b.buffer = allocate_graph(b.graph, *be);
     poison(b.out);
     be->compute(b.graph);
@@ -312,7 +311,7 @@ TEST_CASE("cpu backend computes attention with the flash kernel") {
         const auto via_backend = compute_on(b, "cpu", threads);
         poison(b.out);
         ThreadPool pool(threads);
-        cpu::attention(b.out, pool);
+        cpu::kernels_in_use().attention(b.out, pool);
         const auto direct = tessera::testing::to_floats(*b.out);
         CHECK(std::memcmp(via_backend.data(), direct.data(), direct.size() * sizeof(float)) == 0);
     }
@@ -325,7 +324,7 @@ TEST_CASE("cpu attention matches the reference: mappings x masks x softcap x cac
         // take the streaming kernel and 5 the tiled one, with different tiles)
         std::vector<int64_t> lengths = {1, 3, 17, 1000};
         for (int64_t nq : {2, 5}) {
-            const int64_t tile = cpu::plan_attention_shape(m.n_head, m.n_kv_head, m.d_k, m.d_v, nq, 1000, 1).kv_tile;
+            const int64_t tile = cpu::kernels_in_use().plan_attention_shape(m.n_head, m.n_kv_head, m.d_k, m.d_v, nq, 1000, 1).kv_tile;
             for (int64_t n : {tile - 1, tile, tile + 1})
                 if (std::find(lengths.begin(), lengths.end(), n) == lengths.end()) lengths.push_back(n);
         }
@@ -400,7 +399,7 @@ TEST_CASE("cpu attention: query tiles and prefill from position 0") {
     for (const Mapping& m : kMappings) {
         if (m.mla) continue;  // 1 query per tile at group 4 is covered by the chunk cases
         const int64_t g = m.n_head / m.n_kv_head;
-        const int64_t qt = cpu::attention_q_tile(g);
+        const int64_t qt = cpu::kernels_in_use().attention_q_tile(g);
         for (int64_t n : {qt - 1, qt, qt + 1, 2 * qt + 3}) {
             if (n < 1) continue;
             for (int32_t window : {0, 5}) {
@@ -563,7 +562,7 @@ TEST_CASE("cpu attention: decode streaming kernels at every group size 1..8, hea
                         c.spec.scale = 3.0f / std::sqrt(float(d));
                         c.seed = 300 + uint64_t(cases);
                         // the case must reach the kernels it is meant for
-                        CHECK(cpu::plan_attention_shape(c.n_head, c.n_kv_head, d, d, 1, n_kv, 1).streaming);
+                        CHECK(cpu::kernels_in_use().plan_attention_shape(c.n_head, c.n_kv_head, d, d, 1, n_kv, 1).streaming);
                         check_case(c);
                         ++cases;
                     }

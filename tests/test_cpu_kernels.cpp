@@ -1,7 +1,8 @@
 // Kernel-level tests of the cpu backend's own helpers (tests/test_ops.cpp covers every op against the
 // reference through the Backend interface): the exact f16/bf16 vector conversions, the 16-way horizontal
 // reduction, and the matmul's blocking edges that the op harness's shapes do not reach (k longer than one
-// k-block, weight-panel and register-block tails, the decode/prefill switch), at 1 and 2 threads.
+// k-block, weight-panel and register-block tails, the decode/prefill switch), at 1 and 2 threads, at every
+// kernel level this CPU runs (tests/cpu_levels.h).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,9 +11,9 @@
 #include <limits>
 #include <random>
 
-#include "backends/cpu/cpu_simd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "tests/cpu_levels.h"
 #include "tests/testing.h"
 
 using namespace tessera;
@@ -54,9 +55,11 @@ TEST_CASE("cpu convert: f32 -> f16 and bf16 rows equal the scalar reference conv
     // n = 1037: whole vectors plus a tail, so both the SIMD and the scalar paths run.
     const std::vector<float> x = tricky_floats(1016, 11);
     const int64_t n = int64_t(x.size());
+    for (const cpu::CpuKernels* k : cpu_level_tables()) {
+    INFO("cpu level " << cpu::cpu_level_name(k->level));
     std::vector<uint16_t> h(x.size()), b(x.size());
-    cpu::convert_f32_to_f16(x.data(), h.data(), n);
-    cpu::convert_f32_to_bf16(x.data(), b.data(), n);
+    k->convert_f32_to_f16(x.data(), h.data(), n);
+    k->convert_f32_to_bf16(x.data(), b.data(), n);
     for (size_t i = 0; i < x.size(); ++i) {
         if (std::isnan(x[i])) {  // NaN payload bits may differ; NaN must stay NaN
             CHECK(std::isnan(fp16_to_fp32(h[i])));
@@ -67,14 +70,17 @@ TEST_CASE("cpu convert: f32 -> f16 and bf16 rows equal the scalar reference conv
         CHECK(h[i] == fp32_to_fp16(x[i]));
         CHECK(b[i] == fp32_to_bf16(x[i]));
     }
+    }
 }
 
 TEST_CASE("cpu convert: every f16 and bf16 value widens exactly") {
     std::vector<uint16_t> all(65536);
     for (uint32_t i = 0; i < 65536; ++i) all[i] = uint16_t(i);
+    for (const cpu::CpuKernels* k : cpu_level_tables()) {
+    INFO("cpu level " << cpu::cpu_level_name(k->level));
     std::vector<float> f(65536), g(65536);
-    cpu::convert_to_f32(DType::F16, all.data(), f.data(), 65536);
-    cpu::convert_to_f32(DType::BF16, all.data(), g.data(), 65536);
+    k->convert_to_f32(DType::F16, all.data(), f.data(), 65536);
+    k->convert_to_f32(DType::BF16, all.data(), g.data(), 65536);
     for (uint32_t i = 0; i < 65536; ++i) {
         const float want_h = fp16_to_fp32(uint16_t(i)), want_b = bf16_to_fp32(uint16_t(i));
         if (std::isnan(want_h))
@@ -86,33 +92,37 @@ TEST_CASE("cpu convert: every f16 and bf16 value widens exactly") {
         else
             REQUIRE(bits(g[i]) == bits(want_b));
     }
+    }
 }
 
 TEST_CASE("cpu reduce16: sixteen horizontal sums land in order") {
     // Lane values are small integers, so every sum is exact and order mistakes show as wrong values.
-    cpu::vfloat acc[16];
-    float want[16];
-    for (int i = 0; i < 16; ++i) {
-        alignas(64) float lanes[cpu::kLanes];
-        want[i] = 0;
-        for (int l = 0; l < cpu::kLanes; ++l) {
-            lanes[l] = float((i + 1) * 100 + l * (i % 3 + 1));
-            want[i] += lanes[l];
+    for (const cpu::CpuKernels* k : cpu_level_tables()) {
+        INFO("cpu level " << cpu::cpu_level_name(k->level) << ", " << k->float_lanes << " lanes");
+        std::vector<float> lanes(size_t(16 * k->float_lanes));
+        float want[16];
+        for (int i = 0; i < 16; ++i) {
+            want[i] = 0;
+            for (int l = 0; l < k->float_lanes; ++l) {
+                lanes[size_t(i * k->float_lanes + l)] = float((i + 1) * 100 + l * (i % 3 + 1));
+                want[i] += lanes[size_t(i * k->float_lanes + l)];
+            }
         }
-        acc[i] = cpu::vfloat::load_aligned(lanes);
+        float got[16];
+        k->reduce16(lanes.data(), got);
+        for (int i = 0; i < 16; ++i) CHECK(got[i] == want[i]);
     }
-    float got[16];
-    cpu::reduce16(acc, got);
-    for (int i = 0; i < 16; ++i) CHECK(got[i] == want[i]);
 }
 
 namespace {
 
-// The graph ending in `out` computed by the cpu backend with `threads` and then by the reference, in one
-// planned buffer: {cpu's output, the reference's}.
-std::pair<std::vector<float>, std::vector<float>> cpu_and_reference(const Graph& g, const Tensor& out, int threads) {
+// The graph ending in `out` computed by the cpu backend at kernel level `level` with `threads` and then by
+// the reference, in one planned buffer: {cpu's output, the reference's}.
+std::pair<std::vector<float>, std::vector<float>> cpu_and_reference(const Graph& g, const Tensor& out, int threads,
+                                                                    cpu::CpuLevel level) {
     BackendOptions opt;
     opt.threads = threads;
+    opt.cpu_level = cpu::cpu_level_name(level);
     auto cpu = create_backend("cpu", opt);
     auto ref = create_backend("reference");
     auto buf = allocate_graph(g, *cpu);
@@ -129,10 +139,11 @@ struct MatmulCase {
 };
 
 // cpu (threads) vs reference on one mul_mat. The bound per element is the first-order rounding bound of
-// the cpu kernel's float summation: each lane chains k/16 FMAs, the lanes meet in a 4-level tree, and
-// k-blocks of 1024 add up, so |error| <= (k/16 + k/1024 + 6) u sum|a_i b_i| (the reference sums in double,
+// the cpu kernel's float summation: each lane chains k/L FMAs (L = the level's float lanes: 4, 8 or 16), the
+// lanes meet in a tree of at most 4 levels, and k-blocks of 1024 add up, so
+// |error| <= (k/L + k/1024 + 6) u sum|a_i b_i| (the reference sums in double,
 // and f16/bf16/quant weights widen exactly, so the weights' own rounding is the same on both sides).
-void check_matmul(const MatmulCase& c, int threads) {
+void check_matmul(const MatmulCase& c, int threads, const cpu::CpuKernels& kl) {
     Context ctx;
     HostArena arena;
     Tensor* a = arena.make(ctx, c.type, {c.k, c.n}, "a");
@@ -150,10 +161,10 @@ void check_matmul(const MatmulCase& c, int threads) {
     out->flags |= kFlagOutput;
     Graph g;
     g.expand(out);
-    const auto [got, want] = cpu_and_reference(g, *out, threads);
+    const auto [got, want] = cpu_and_reference(g, *out, threads, kl.level);
 
     const std::vector<float> af = to_floats(*a), bf = to_floats(*b);
-    const double factor = (double(c.k) / 16 + double(c.k) / 1024 + 6) * kU;
+    const double factor = (double(c.k) / kl.float_lanes + double(c.k) / 1024 + 6) * kU;
     double worst = 0;
     int64_t wi = 0, wj = 0;
     for (int64_t j = 0; j < c.m; ++j)
@@ -169,7 +180,8 @@ void check_matmul(const MatmulCase& c, int threads) {
             }
         }
     INFO(type_name(c.type) << " k " << c.k << " n " << c.n << " m " << c.m << (c.strided_b ? " strided b" : "")
-                           << " threads " << threads << "; worst at (" << wi << ", " << wj << ") got "
+                           << " threads " << threads << " cpu level " << cpu::cpu_level_name(kl.level)
+                           << "; worst at (" << wi << ", " << wj << ") got "
                            << got[size_t(wj * c.n + wi)] << " want " << want[size_t(wj * c.n + wi)]);
     CHECK(worst <= 1.0);
 }
@@ -185,8 +197,9 @@ TEST_CASE("cpu mul_mat: k-blocks, panel and register-block tails, decode and pre
         {DType::BF16, 1100, 131, 1, false}, {DType::BF16, 2071, 67, 9, true}, {DType::BF16, 1024, 70, 33, false},
         {DType::F32, 17, 5, 13, false},     {DType::F16, 1, 3, 2, false},
     };
-    for (const auto& c : cases)
-        for (int threads : {1, 2}) check_matmul(c, threads);
+    for (const cpu::CpuKernels* kl : cpu_level_tables())
+        for (const auto& c : cases)
+            for (int threads : {1, 2}) check_matmul(c, threads, *kl);
 }
 
 TEST_CASE("cpu mul_mat: results do not depend on the thread count") {
@@ -256,6 +269,7 @@ TEST_CASE("cpu mul_mat_id: experts grouped by token, 1 KiB-multiple rows, packin
     // k 256 (rows of exactly 1 KiB: the padded activation copy), 5 experts of which expert 3 is never
     // picked, 24 tokens x 2 slots: most experts get 8 or more rows (the packed prefill path), one gets fewer.
     const int64_t k = 256, n = 70, n_exp = 5, n_used = 2, n_tok = 24;
+    for (const cpu::CpuKernels* kl : cpu_level_tables())
     for (bool shared_b : {true, false})
         for (int threads : {1, 2}) {
             Context ctx;
@@ -274,10 +288,10 @@ TEST_CASE("cpu mul_mat_id: experts grouped by token, 1 KiB-multiple rows, packin
             Tensor* out = mul_mat_id(ctx, ex, b, ids);
             Graph g;
             g.expand(out);
-            const auto [got, want] = cpu_and_reference(g, *out, threads);
+            const auto [got, want] = cpu_and_reference(g, *out, threads, kl->level);
             const std::vector<float> ef = to_floats(*ex), bf = to_floats(*b);
             // Same first-order bound as the mul_mat cases above.
-            const double factor = (double(k) / 16 + double(k) / 1024 + 6) * kU;
+            const double factor = (double(k) / kl->float_lanes + double(k) / 1024 + 6) * kU;
             double worst = 0;
             for (int64_t t = 0; t < n_tok; ++t)
                 for (int64_t e = 0; e < n_used; ++e) {
@@ -291,7 +305,8 @@ TEST_CASE("cpu mul_mat_id: experts grouped by token, 1 KiB-multiple rows, packin
                         worst = std::max(worst, std::fabs(double(got[o]) - want[o]) / (factor * mag + 1e-30));
                     }
                 }
-            INFO((shared_b ? "shared b" : "b per slot") << ", threads " << threads);
+            INFO((shared_b ? "shared b" : "b per slot") << ", threads " << threads << ", cpu level "
+                                                       << cpu::cpu_level_name(kl->level));
             CHECK(worst <= 1.0);
         }
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -16,6 +17,7 @@
 
 #include "core/error.h"
 #include "models/session.h"
+#include "tests/cpu_levels.h"
 #include "tests/golden_util.h"
 #include "tests/testing.h"
 
@@ -57,6 +59,29 @@ TEST_CASE("golden: llama cases through the library, batch and incremental, F32 c
         // The golden run used an F32 cache: the manifest's tolerance applies as is.
         check_case(c, run_logits(*model, ids, DType::F32, false), want, c.tol_rel_rms, "batch");
         check_case(c, run_logits(*model, ids, DType::F32, true), want, c.tol_rel_rms, "incremental");
+    }
+}
+
+TEST_CASE("golden: llama cases at every cpu kernel level, batch, F32 cache") {
+    // The cases above run the level this CPU picks by default; here every other level it has, forced as
+    // TESSERA_CPU forces it (the session's backend reads it when made). Batch only: the incremental path
+    // runs the same kernels on one row.
+    if (!have_shared()) return;
+    struct EnvGuard {  // puts back what the caller's environment said
+        const char* old = std::getenv("TESSERA_CPU");
+        std::string saved = old ? old : "";
+        ~EnvGuard() { old ? setenv("TESSERA_CPU", saved.c_str(), 1) : unsetenv("TESSERA_CPU"); }
+    } guard;
+    const cpu::CpuLevel best = cpu::best_cpu_level();
+    for (const cpu::CpuKernels* k : cpu_level_tables()) {
+        if (k->level == best) continue;
+        setenv("TESSERA_CPU", cpu::cpu_level_name(k->level), 1);
+        INFO("cpu level " << cpu::cpu_level_name(k->level));
+        for (const auto& c : llama_cases()) {
+            auto model = Model::open(c.gguf);
+            check_case(c, run_logits(*model, read_tokens(c.tokens), DType::F32, false), read_f32(c.logits),
+                       c.tol_rel_rms, std::string("batch, level ") + cpu::cpu_level_name(k->level));
+        }
     }
 }
 

@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "tests/cpu_levels.h"
 #include "tests/op_harness.h"
 #include "tests/testing.h"
 
@@ -118,6 +119,24 @@ struct OpCase {
     bool whole_destination = false;  // compare the storage owner (e.g. the cache a cpy writes into)
 };
 
+// Every available backend but the reference, with the cpu backend once per kernel level this CPU runs.
+std::vector<std::pair<std::string, BackendOptions>> backends_under_test() {
+    std::vector<std::pair<std::string, BackendOptions>> out;
+    for (const std::string& name : available_backends()) {
+        if (name == "reference") continue;
+        if (name != "cpu") {
+            out.push_back({name, BackendOptions{}});
+            continue;
+        }
+        for (const cpu::CpuKernels* k : cpu_level_tables()) {
+            BackendOptions o;
+            o.cpu_level = cpu::cpu_level_name(k->level);
+            out.push_back({name, o});
+        }
+    }
+    return out;
+}
+
 // Builds the case in a fresh context on backend `be`, uploads the leaves, computes with `threads`, and
 // reads the output back through get_tensor.
 Outcome run_case(Backend& be, const OpCase& c, uint64_t seed, int threads) {
@@ -127,12 +146,12 @@ Outcome run_case(Backend& be, const OpCase& c, uint64_t seed, int threads) {
     return run_op_case(be, c.build, seed, o);
 }
 
-// Runs every case on the reference and on each other available backend with 1 and 2 threads.
+// Runs every case on the reference and on each other available backend with 1 and 2 threads; the cpu
+// backend once per kernel level this CPU runs (tests/cpu_levels.h).
 void check_cases(const std::vector<OpCase>& cases, uint64_t seed_base) {
     auto reference = create_backend("reference");
-    for (const std::string& name : available_backends()) {
-        if (name == "reference") continue;
-        auto be = create_backend(name);
+    for (const auto& [name, options] : backends_under_test()) {
+        auto be = create_backend(name, options);
         for (size_t ci = 0; ci < cases.size(); ++ci) {
             const OpCase& c = cases[ci];
             const uint64_t seed = seed_base + ci;
@@ -146,7 +165,8 @@ void check_cases(const std::vector<OpCase>& cases, uint64_t seed_base) {
             }
             REQUIRE_MESSAGE(want.supported, "reference does not support " << want.unsupported_node);
             for (int threads : {1, 2}) {
-                INFO("backend " << name << ", threads " << threads);
+                INFO("backend " << name << (options.cpu_level.empty() ? "" : " level ") << options.cpu_level
+                                << ", threads " << threads);
                 Outcome got;
                 try {
                     got = run_case(*be, c, seed, threads);

@@ -13,10 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "backends/cpu/quant_dot.h"
+#include "backends/cpu/cpu_kernels.h"
 #include "core/error.h"
 #include "core/gguf.h"
 #include "core/quant.h"
+#include "tests/cpu_levels.h"
 #include "tests/testing.h"
 
 using namespace tessera;
@@ -503,12 +504,12 @@ struct DotCase {
     int64_t out_pad;
 };
 
-void check_dot_tile(DType wt, const DotCase& dc, uint64_t seed) {
+void check_dot_tile(const cpu::CpuKernels& kl, DType wt, const DotCase& dc, uint64_t seed) {
     const int64_t bs = type_traits(wt).block_size;
     const int64_t k = dc.nblocks * bs;
-    const DType at = cpu::activation_type(wt);
+    const DType at = kl.activation_type(wt);
     const size_t wrow = row_bytes(wt, k) + dc.w_pad;
-    const size_t arow = cpu::activation_row_bytes(wt, k) + dc.a_pad;
+    const size_t arow = kl.activation_row_bytes(wt, k) + dc.a_pad;
     std::vector<uint8_t> W(wrow * size_t(dc.nr)), A(arow * size_t(dc.nc));
     std::vector<float> wdeq(size_t(dc.nr * k)), xf(size_t(dc.nc * k)), xdeq(size_t(dc.nc * k));
     for (int64_t r = 0; r < dc.nr; ++r) {
@@ -520,12 +521,12 @@ void check_dot_tile(DType wt, const DotCase& dc, uint64_t seed) {
         auto src = normal_floats(size_t(k), seed * 7919 + uint64_t(c));
         for (auto& v : src) v *= 3.0f;  // activations larger than weights, as after a norm with gain
         std::copy(src.begin(), src.end(), xf.begin() + c * k);
-        cpu::quantize_activations(wt, src.data(), A.data() + size_t(c) * arow, k);
+        kl.quantize_activations(wt, src.data(), A.data() + size_t(c) * arow, k);
         type_traits(at).to_float(A.data() + size_t(c) * arow, xdeq.data() + c * k, k);
     }
     const int64_t ors = dc.nc + dc.out_pad;
     std::vector<float> out(size_t(dc.nr * ors), -12345.0f);
-    cpu::dot_tile(wt, k, W.data(), wrow, dc.nr, A.data(), arow, dc.nc, out.data(), ors);
+    kl.dot_tile(wt, k, W.data(), wrow, dc.nr, A.data(), arow, dc.nc, out.data(), ors);
     const int64_t ablock = type_traits(at).block_size;
     for (int64_t r = 0; r < dc.nr; ++r) {
         for (int64_t c = 0; c < dc.nc; ++c) {
@@ -560,48 +561,58 @@ TEST_CASE("dot_tile matches dequantize + double dot for every weight type, odd s
         {1, 1, 1, 0, 0, 0}, {7, 3, 2, 0, 0, 0},  {5, 9, 3, 8, 4, 3}, {4, 4, 1, 0, 0, 0},
         {9, 1, 5, 2, 0, 0}, {13, 6, 2, 0, 12, 1}, {3, 17, 1, 0, 0, 0}, {2, 7, 2, 0, 0, 0}, {6, 2, 3, 0, 4, 0},
     };
-    uint64_t seed = 1;
-    for (DType wt : kWeightTypes) {
-        const std::string tname = type_name(wt);
-        CAPTURE(tname);
-        for (const auto& dc : cases) {
-            CAPTURE(dc.nr);
-            CAPTURE(dc.nc);
-            CAPTURE(dc.nblocks);
-            check_dot_tile(wt, dc, seed++);
+    for (const cpu::CpuKernels* kl : testing::cpu_level_tables()) {
+        const std::string level = cpu::cpu_level_name(kl->level);
+        CAPTURE(level);
+        uint64_t seed = 1;
+        for (DType wt : kWeightTypes) {
+            const std::string tname = type_name(wt);
+            CAPTURE(tname);
+            for (const auto& dc : cases) {
+                CAPTURE(dc.nr);
+                CAPTURE(dc.nc);
+                CAPTURE(dc.nblocks);
+                check_dot_tile(*kl, wt, dc, seed++);
+            }
         }
     }
 }
 
 TEST_CASE("dot_tile: many blocks (long k) stay within the bounds") {
-    for (DType wt : kWeightTypes) {
-        const std::string tname = type_name(wt);
-        CAPTURE(tname);
-        const int64_t nblocks = type_traits(wt).block_size == 32 ? 131 : 17;  // k = 4192 / 4352
-        check_dot_tile(wt, {6, 5, nblocks, 0, 0, 0}, 99);
+    for (const cpu::CpuKernels* kl : testing::cpu_level_tables()) {
+        const std::string level = cpu::cpu_level_name(kl->level);
+        CAPTURE(level);
+        for (DType wt : kWeightTypes) {
+            const std::string tname = type_name(wt);
+            CAPTURE(tname);
+            const int64_t nblocks = type_traits(wt).block_size == 32 ? 131 : 17;  // k = 4192 / 4352
+            check_dot_tile(*kl, wt, {6, 5, nblocks, 0, 0, 0}, 99);
+        }
     }
 }
 
 TEST_CASE("dot_tile: activation types follow the weight's block family") {
+    const cpu::CpuKernels& kl = cpu::kernels_in_use();
     for (DType wt : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0})
-        CHECK(cpu::activation_type(wt) == DType::Q8_0);
+        CHECK(kl.activation_type(wt) == DType::Q8_0);
     for (DType wt : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
-        CHECK(cpu::activation_type(wt) == DType::Q8_K);
-    CHECK(cpu::activation_type(DType::F16) == DType::F32);
-    CHECK(cpu::activation_row_bytes(DType::Q4_0, 64) == 2 * sizeof(block_q8_0));
-    CHECK(cpu::activation_row_bytes(DType::Q4_K, 512) == 2 * sizeof(block_q8_K));
+        CHECK(kl.activation_type(wt) == DType::Q8_K);
+    CHECK(kl.activation_type(DType::F16) == DType::F32);
+    CHECK(kl.activation_row_bytes(DType::Q4_0, 64) == 2 * sizeof(block_q8_0));
+    CHECK(kl.activation_row_bytes(DType::Q4_K, 512) == 2 * sizeof(block_q8_K));
 }
 
 TEST_CASE("dot_tile: f16 weights take the float path") {
+    const cpu::CpuKernels& kl = cpu::kernels_in_use();
     const int64_t k = 40, nr = 3, nc = 2;
     const auto wf = normal_floats(size_t(nr * k), 5), xf = normal_floats(size_t(nc * k), 6);
     std::vector<uint16_t> w16(wf.size());
     for (size_t i = 0; i < wf.size(); ++i) w16[i] = fp32_to_fp16(wf[i]);
-    std::vector<uint8_t> act(cpu::activation_row_bytes(DType::F16, k) * size_t(nc));
+    std::vector<uint8_t> act(kl.activation_row_bytes(DType::F16, k) * size_t(nc));
     for (int64_t c = 0; c < nc; ++c)
-        cpu::quantize_activations(DType::F16, xf.data() + c * k, act.data() + size_t(c) * cpu::activation_row_bytes(DType::F16, k), k);
+        kl.quantize_activations(DType::F16, xf.data() + c * k, act.data() + size_t(c) * kl.activation_row_bytes(DType::F16, k), k);
     std::vector<float> out(size_t(nr * nc));
-    cpu::dot_tile(DType::F16, k, w16.data(), size_t(k) * 2, nr, act.data(), size_t(k) * 4, nc, out.data(), nc);
+    kl.dot_tile(DType::F16, k, w16.data(), size_t(k) * 2, nr, act.data(), size_t(k) * 4, nc, out.data(), nc);
     for (int64_t r = 0; r < nr; ++r)
         for (int64_t c = 0; c < nc; ++c) {
             double ref = 0, mag = 0;

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "backends/cpu/attention_plan.h"  // the cpu kernel's scratch accounting, for the memory figure
+#include "backends/cpu/cpu_kernels.h"  // the cpu kernel's scratch accounting, for the memory figure
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -234,7 +234,7 @@ int cmd_bench_attention(int argc, char** argv) {
     const DType cache = type_from_name(cache_s);
     if (cache != DType::F32 && cache != DType::F16 && cache != DType::Q8_0)
         throw UsageError("--cache-type: " + cache_s + " is not a cache type (f16, f32, q8_0)");
-    auto backend = create_backend(backend_name, BackendOptions{threads});
+    auto backend = create_backend(backend_name, BackendOptions{threads, 0, ""});
     threads = backend->threads();
 
     // Other processes compete for the same cores and memory: the load average says how much, so a reader can
@@ -249,12 +249,14 @@ int cmd_bench_attention(int argc, char** argv) {
         bw_given > 0 ? bw_given : backend->is_host() ? measure_read_bandwidth(size_t(bw_mib) << 20, threads) : 0.0;
     if (json) {
         std::printf("{\"bench\":\"attention\",\"kind\":\"bandwidth\",\"threads\":%d,\"buffer_mib\":%d,\"gb_per_s\":%.2f,"
-                    "\"load_average\":%.2f}\n",
-                    threads, bw_mib, bandwidth, load1);
+                    "\"load_average\":%.2f,\"cpu_level\":\"%s\"}\n",
+                    threads, bw_mib, bandwidth, load1, backend->kernel_level().c_str());
     } else {
-        std::printf("attention on %s, %d threads, %s cache; read bandwidth (read-sum over %d MiB): %.1f GB/s; "
+        const std::string level = backend->kernel_level();
+        std::printf("attention on %s%s%s%s, %d threads, %s cache; read bandwidth (read-sum over %d MiB): %.1f GB/s; "
                     "load average %.2f\n\n",
-                    backend_name.c_str(), threads, type_name(cache), bw_mib, bandwidth, load1);
+                    backend_name.c_str(), level.empty() ? "" : " (", level.c_str(), level.empty() ? "" : " kernels)",
+                    threads, type_name(cache), bw_mib, bandwidth, load1);
     }
     std::fflush(stdout);
 
@@ -349,7 +351,7 @@ int cmd_bench_attention(int argc, char** argv) {
         g.expand(out);
         size_t planner_peak = 0;
         auto buf = allocate_graph(g, *backend, &planner_peak);
-        const size_t scratch = backend_name == "cpu" ? cpu::attention_scratch_bytes(*out, threads) : 0;
+        const size_t scratch = backend_name == "cpu" ? cpu::kernels_in_use().attention_scratch_bytes(*out, threads) : 0;
         // A device's first run pays for library and kernel loading; time the second.
         if (!backend->is_host()) backend->compute(g);
         const auto t0 = Clock::now();

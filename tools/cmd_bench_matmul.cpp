@@ -227,16 +227,18 @@ int bench_matmul(int argc, char** argv) {
     }
     bwbuf = {};
     const double load_before = load_average();
+    const std::string cpu_level = create_backend("cpu")->kernel_level();  // TESSERA_CPU can force a lower one
     if (json) {
         std::printf("{\"bench\":\"matmul\",\"kind\":\"machine\",\"cpu_mhz\":%.1f,\"clock_source\":\"/proc/cpuinfo cpu MHz\","
-                    "\"peak_gflops_per_core\":%.1f,\"bw_buffer_mib\":%d,\"loadavg\":%.2f",
-                    mhz, peak_core, bw_mib, load_before);
+                    "\"peak_gflops_per_core\":%.1f,\"bw_buffer_mib\":%d,\"loadavg\":%.2f,\"cpu_level\":\"%s\"",
+                    mhz, peak_core, bw_mib, load_before, cpu_level.c_str());
         for (size_t i = 0; i < thread_counts.size(); ++i)
             std::printf(",\"read_gbs_%lldt\":%.2f,\"read_gb_per_cpu_s_%lldt\":%.2f", (long long)thread_counts[i], bw[i],
                         (long long)thread_counts[i], bw_cpu[i]);
         std::printf("}\n");
     } else {
-        std::printf("tessera bench matmul: weights %d x %d, cpu backend, median of up to %d runs\n", size, size, reps);
+        std::printf("tessera bench matmul: weights %d x %d, cpu backend (%s kernels), median of up to %d runs\n", size,
+                    size, cpu_level.c_str(), reps);
         std::printf("peak: %.1f GFLOP/s per core = 2 FMA units x 8 f32 lanes (AVX2) x 2 flop x %.3f GHz "
                     "(clock read from /proc/cpuinfo 'cpu MHz')\n",
                     peak_core, mhz / 1000.0);

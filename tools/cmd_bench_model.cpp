@@ -119,10 +119,14 @@ int bench(int argc, char** argv) {
     const int n_vocab = tessera_model_n_vocab(model.m);
     const double weight_bytes = double(tessera_model_decode_bytes(model.m));
     const double kv_per_tok = double(tessera_session_cache_bytes_per_token(session.s));
+    // The kernel level the host side runs (the whole model on "cpu", the host layers of a split).
+    const char* level = tessera_cpu_level();
+    const std::string cpu_level = level ? level : "?";
     if (!json)
-        std::fprintf(stderr, "model %s: %.1f MiB of weights, %.1f MiB read per decoded token; bandwidth %.1f GB/s (%d threads)\n",
+        std::fprintf(stderr, "model %s: %.1f MiB of weights, %.1f MiB read per decoded token; bandwidth %.1f GB/s (%d threads); "
+                     "cpu kernels %s\n",
                      sf.model.c_str(), double(tessera_model_size(model.m)) / 1048576.0, weight_bytes / 1048576.0, bw,
-                     threads);
+                     threads, cpu_level.c_str());
 
     const BusyNeighbours busy(neighbours);
     if (!json && neighbours > 0)
@@ -146,9 +150,9 @@ int bench(int argc, char** argv) {
             std::printf("{\"test\": \"%s\", \"threads\": %d, \"neighbours\": %d, \"tokens_per_s\": %.3f, "
                         "\"tokens_per_s_min\": %.3f, \"tokens_per_s_max\": %.3f, \"reps\": %zu, \"bytes_per_token\": %.0f, "
                         "\"gb_per_s\": %.3f, "
-                        "\"bandwidth_gb_per_s\": %.3f, \"bandwidth_fraction\": %.4f}\n",
+                        "\"bandwidth_gb_per_s\": %.3f, \"bandwidth_fraction\": %.4f, \"cpu_level\": \"%s\"}\n",
                         test.c_str(), threads, neighbours, st.median, st.min, st.max, secs.size(), bytes, gbs, bw,
-                        bw > 0 && gen ? gbs / bw : 0.0);
+                        bw > 0 && gen ? gbs / bw : 0.0, cpu_level.c_str());
         } else if (gen) {
             std::printf("%-8s %3d threads  %9.2f tok/s  (min %.2f, max %.2f)  %7.1f MiB/token  %6.2f GB/s = %4.1f %% of %.1f GB/s\n",
                         test.c_str(), threads, st.median, st.min, st.max, bytes / 1048576.0, gbs,

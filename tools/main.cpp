@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "tessera.h"
 #include "tools/args.h"
 #include "tools/command.h"
 
@@ -49,8 +50,9 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (cmd == "--version" || cmd == "-v") {
-        std::printf("tessera %s\n", TESSERA_VERSION);
-        return 0;
+        const char* level = tessera_cpu_level();
+        std::printf("tessera %s\ncpu kernels: %s\n", TESSERA_VERSION, level ? level : tessera_last_error());
+        return level ? 0 : 1;
     }
     for (const auto& c : tessera::cli::commands())
         if (c.name == cmd) {

@@ -35,7 +35,7 @@
 #include "core/error.h"
 #include "core/quant.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 namespace {
 
@@ -441,4 +441,4 @@ void attention(Tensor* dst, ThreadPool& pool) {
     }
 }
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

@@ -21,7 +21,7 @@
 #include "core/error.h"
 #include "core/quant.h"
 
-namespace tessera::cpu::attn {
+namespace tessera::cpu::TESSERA_CPU_LEVEL::attn {
 
 namespace {
 
@@ -469,4 +469,4 @@ void accumulate_pv(const float* p, int64_t ldp, int64_t m, const float* v, int64
     for (; r < m; ++r) pv_rows<1, 8>(p + r * ldp, ldp, v, ldv, n, dp, o + r * ldo, ldo);
 }
 
-}  // namespace tessera::cpu::attn
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL::attn

@@ -6,11 +6,12 @@
 // multiple of kLanes (the SIMD width), zero-filled past the logical length,
 // so the loops never need a scalar tail over the head dimension.
 #pragma once
+#include "backends/cpu/kernel_level.h"
 #include <cstdint>
 
 #include "core/types.h"
 
-namespace tessera::cpu::attn {
+namespace tessera::cpu::TESSERA_CPU_LEVEL::attn {
 
 // Floats per SIMD register on the architecture this file was compiled for.
 int64_t lanes();
@@ -61,4 +62,4 @@ void stream_scores(DType t, const char* base, size_t stride_j, size_t stride_h, 
 void stream_pv(DType t, const char* base, size_t stride_j, size_t stride_h, int64_t nk, int64_t n_after, int64_t n_heads, int64_t d,
                const float* p, int64_t ldp, int64_t rows, int64_t head_rows, float* o, int64_t ldo);
 
-}  // namespace tessera::cpu::attn
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL::attn

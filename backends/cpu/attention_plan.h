@@ -31,6 +31,12 @@ struct AttentionPlan {
     int64_t n_units() const { return n_head_blocks() * n_q_tiles * n_splits; }
 };
 
+}  // namespace tessera::cpu
+
+// The plan's functions depend on the level's SIMD width: one set per kernel level (cpu_kernels.h reaches them).
+#ifdef TESSERA_CPU_LEVEL
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
+
 // The plan for this attention node (dst = attention(...)) on n_threads threads.
 AttentionPlan plan_attention(const Tensor& dst, int n_threads);
 // The same from the shapes alone (v_in_k left false): tests read kv_tile and q_tile from it.
@@ -47,4 +53,5 @@ int64_t attention_q_tile(int64_t group);
 // plus split partials and the per-tile bookkeeping. Grows linearly with the sequence, never with its square.
 size_t attention_scratch_bytes(const Tensor& dst, int n_threads);
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL
+#endif

@@ -4,8 +4,10 @@
 // fused kernel in attention.cpp; everything else (and any layout a fast path
 // declines) is computed by the reference ops, so the backend supports exactly
 // what the reference does plus its own fast paths.
-#include "backends/cpu/attention.h"
-#include "backends/cpu/cpu_ops.h"
+//
+// The kernels are those of one level (cpu_level.h), resolved when the backend is made: the best this CPU
+// has, or the one BackendOptions::cpu_level / TESSERA_CPU asks for.
+#include "backends/cpu/cpu_kernels.h"
 #include "backends/host_backend.h"
 #include "backends/op_family.h"
 #include "backends/reference/reference_ops.h"
@@ -18,15 +20,15 @@ namespace {
 enum class Path { View, MulMat, MulMatId, Elementwise, NormRopeSoftmax, Copy, Attention, Reference };
 
 // The family's fast path when its kernel takes the node's layout, else the reference op.
-Path choose_path(const Tensor& node) {
+Path choose_path(const cpu::CpuKernels& k, const Tensor& node) {
     switch (op_family(node.op)) {
         case OpFamily::View: return Path::View;
-        case OpFamily::MulMat: return cpu::mul_mat_fast_ok(node) ? Path::MulMat : Path::Reference;
-        case OpFamily::MulMatId: return cpu::mul_mat_id_fast_ok(node) ? Path::MulMatId : Path::Reference;
-        case OpFamily::Elementwise: return cpu::elementwise_fast_ok(node) ? Path::Elementwise : Path::Reference;
+        case OpFamily::MulMat: return k.mul_mat_fast_ok(node) ? Path::MulMat : Path::Reference;
+        case OpFamily::MulMatId: return k.mul_mat_id_fast_ok(node) ? Path::MulMatId : Path::Reference;
+        case OpFamily::Elementwise: return k.elementwise_fast_ok(node) ? Path::Elementwise : Path::Reference;
         case OpFamily::NormRopeSoftmax:
-            return cpu::norm_rope_softmax_fast_ok(node) ? Path::NormRopeSoftmax : Path::Reference;
-        case OpFamily::Copy: return cpu::copy_fast_ok(node) ? Path::Copy : Path::Reference;
+            return k.norm_rope_softmax_fast_ok(node) ? Path::NormRopeSoftmax : Path::Reference;
+        case OpFamily::Copy: return k.copy_fast_ok(node) ? Path::Copy : Path::Reference;
         case OpFamily::Attention: return Path::Attention;
         default: return Path::Reference;
     }
@@ -34,11 +36,13 @@ Path choose_path(const Tensor& node) {
 
 class CpuBackend final : public HostBackendBase {
 public:
-    explicit CpuBackend(int threads) : pool_(threads > 0 ? threads : physical_cores()) {}
+    CpuBackend(int threads, const cpu::CpuKernels& kernels)
+        : pool_(threads > 0 ? threads : physical_cores()), k_(kernels) {}
     std::string name() const override { return "cpu"; }
+    std::string kernel_level() const override { return cpu::cpu_level_name(k_.level); }
 
     bool supports(const Tensor& node) const override {
-        const Path p = choose_path(node);
+        const Path p = choose_path(k_, node);
         if (p == Path::Reference || p == Path::Attention) return ref::supports(node);
         return true;
     }
@@ -52,16 +56,16 @@ public:
 
 private:
     void compute_node(Tensor* node) {
-        const Path p = choose_path(*node);
+        const Path p = choose_path(k_, *node);
         if (p == Path::View) return;
         if (p != Path::Reference) check_storage(node);
         switch (p) {
-            case Path::MulMat: return cpu::mul_mat(node, pool_, scratch_);
-            case Path::MulMatId: return cpu::mul_mat_id(node, pool_, scratch_);
-            case Path::Elementwise: return cpu::elementwise(node, pool_);
-            case Path::NormRopeSoftmax: return cpu::norm_rope_softmax(node, pool_);
-            case Path::Copy: return cpu::copy(node, pool_, scratch_);
-            case Path::Attention: return cpu::attention(node, pool_);
+            case Path::MulMat: return k_.mul_mat(node, pool_, scratch_);
+            case Path::MulMatId: return k_.mul_mat_id(node, pool_, scratch_);
+            case Path::Elementwise: return k_.elementwise(node, pool_);
+            case Path::NormRopeSoftmax: return k_.norm_rope_softmax(node, pool_);
+            case Path::Copy: return k_.copy(node, pool_, scratch_);
+            case Path::Attention: return k_.attention(node, pool_);
             default: return ref::compute_node(node);
         }
     }
@@ -75,13 +79,14 @@ private:
     }
 
     ThreadPool pool_;       // this backend's own threads: two models in one process never share them
+    const cpu::CpuKernels& k_;  // this backend's level; tables are immutable
     cpu::Scratch scratch_;  // reused across nodes and calls; one backend serves one graph at a time
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
-    return std::make_unique<CpuBackend>(options.threads);
+    return std::make_unique<CpuBackend>(options.threads, cpu::kernels_in_use(options.cpu_level));
 }
 
 }  // namespace tessera

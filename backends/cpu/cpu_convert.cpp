@@ -6,7 +6,7 @@
 
 #include "backends/cpu/cpu_simd.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 namespace {
 
@@ -56,4 +56,4 @@ void convert_to_f32(DType t, const void* src, float* dst, int64_t n) {
     }
 }
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

@@ -8,7 +8,7 @@
 #include "backends/cpu/cpu_simd.h"
 #include "core/error.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 namespace {
 
@@ -109,4 +109,4 @@ void copy(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
     copy_rows(*dst->src[0], dst, pool, scratch);
 }
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

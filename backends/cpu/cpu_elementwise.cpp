@@ -9,7 +9,7 @@
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/cpu_simd.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 namespace {
 
@@ -156,4 +156,4 @@ void elementwise(Tensor* dst, ThreadPool& pool) {
     }
 }
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

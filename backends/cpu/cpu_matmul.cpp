@@ -16,7 +16,7 @@
 #include "backends/cpu/quant_dot.h"
 #include "core/error.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 namespace {
 
@@ -219,4 +219,4 @@ void mul_mat(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
     run_matmul_jobs(jobs, pool, scratch);
 }
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

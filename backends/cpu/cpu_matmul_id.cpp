@@ -7,7 +7,7 @@
 #include "backends/cpu/cpu_ops.h"
 #include "core/error.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 bool mul_mat_id_fast_ok(const Tensor& node) {
     const Tensor* e = node.src[0];
@@ -79,4 +79,4 @@ void mul_mat_id(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
     });
 }
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

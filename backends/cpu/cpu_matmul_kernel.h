@@ -4,12 +4,13 @@
 // times, which is what lets prefill run from cache at FMA speed; with RM = 1
 // (decode) it streams the weight rows once. Private to backends/cpu.
 #pragma once
+#include "backends/cpu/kernel_level.h"
 #include <array>
 #include <utility>
 
 #include "backends/cpu/cpu_simd.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 // Keeps v in a register: without it GCC folds the weight load into each of the RM FMAs that use it,
 // loading the same vector RM times and making the kernel load-bound instead of FMA-bound.
@@ -77,9 +78,10 @@ constexpr auto dot_block_table(std::integer_sequence<int, I...>) {
 // The kernel for rn (1..kBlockRows) rows by rm (1..kBlockCols) columns: full blocks and edge blocks.
 template <class W>
 DotBlockFn<W> dot_block_for(int rn, int rm) {
-    static constexpr auto table =
-        detail::dot_block_table<W>(std::make_integer_sequence<int, kBlockRows * kBlockCols>{});
+    // Not static: kernel-level sources are built with -fno-weak, which would give a function's static data one
+    // copy per translation unit (and a warning); a constexpr local folds to the same constant table.
+    constexpr auto table = detail::dot_block_table<W>(std::make_integer_sequence<int, kBlockRows * kBlockCols>{});
     return table[size_t((rn - 1) * kBlockCols + (rm - 1))];
 }
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

@@ -11,7 +11,7 @@
 #include "backends/cpu/cpu_simd.h"
 #include "core/ops.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 namespace {
 
@@ -246,4 +246,4 @@ void norm_rope_softmax(Tensor* dst, ThreadPool& pool) {
     }
 }
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

@@ -3,6 +3,7 @@
 // node as laid out, and the backend falls back to the reference otherwise.
 // Private to backends/cpu.
 #pragma once
+#include "backends/cpu/kernel_level.h"
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -10,7 +11,7 @@
 #include "backends/cpu/cpu_parallel.h"
 #include "core/tensor.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 // One 2-D product: out[j * out_stride + i] = dot(weight row i, activation row j),
 // i < n, j < m. Activations are contiguous f32 rows.
@@ -45,4 +46,4 @@ void norm_rope_softmax(Tensor* dst, ThreadPool& pool);
 bool copy_fast_ok(const Tensor& node);  // get_rows, cont/cast, cpy
 void copy(Tensor* dst, ThreadPool& pool, Scratch& scratch);
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

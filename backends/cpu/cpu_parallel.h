@@ -55,7 +55,7 @@ public:
         return v.data();
     }
     // Shared buffer `slot` (0..kSlots-1) of at least `bytes` bytes; only outside parallel regions.
-    static constexpr int kSlots = 4;
+    enum : int { kSlots = 4 };  // not an inline variable: kernel-level sources are built with -fno-weak (CMakeLists.txt)
     char* shared(int slot, size_t bytes) {
         auto& v = shared_[slot];
         if (v.size() < (bytes + 63) / 64) v.resize((bytes + 63) / 64);

@@ -2,6 +2,7 @@
 // type (xsimd's best arch for this build) and loads that widen f16 / bf16
 // storage into it. Private to backends/cpu.
 #pragma once
+#include "backends/cpu/kernel_level.h"
 // GCC 12 reports the AVX-512 intrinsics' deliberately undefined pass-through
 // operands (used inside xsimd too) as uninitialized: a known false positive.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -19,7 +20,7 @@
 #include <immintrin.h>
 #endif
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 using vfloat = xsimd::batch<float>;
 constexpr int kLanes = int(vfloat::size);
@@ -112,4 +113,4 @@ void convert_f32_to_bf16(const float* src, uint16_t* dst, int64_t n);
 // n elements of a float storage type (F32, F16, BF16) -> f32.
 void convert_to_f32(DType t, const void* src, float* dst, int64_t n);
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

@@ -25,7 +25,7 @@
 #include "core/error.h"
 #include "core/quant.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 DType activation_type(DType w) {
     switch (w) {
@@ -112,4 +112,4 @@ void dot_tile(DType w, int64_t k, const void* weights, size_t w_stride, int64_t 
     }
 }
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

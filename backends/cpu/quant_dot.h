@@ -3,12 +3,13 @@
 // converted once per row into the block type that pairs with the weight type
 // (which one is this file's choice: see activation_type()).
 #pragma once
+#include "backends/cpu/kernel_level.h"
 #include <cstddef>
 #include <cstdint>
 
 #include "core/types.h"
 
-namespace tessera::cpu {
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 // The type activations are converted to for weights of type w (F32 means "kept in float").
 DType activation_type(DType w);
@@ -22,4 +23,4 @@ void quantize_activations(DType w, const float* x, void* dst, int64_t k);
 void dot_tile(DType w, int64_t k, const void* weights, size_t w_stride, int64_t nr, const void* acts,
               size_t act_stride, int64_t nc, float* out, int64_t out_row_stride);
 
-}  // namespace tessera::cpu
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

@@ -17,7 +17,7 @@
 
 #include <cstring>
 
-namespace tessera::cpu::qdot {
+namespace tessera::cpu::TESSERA_CPU_LEVEL::qdot {
 
 #if TESSERA_QDOT_AVX2
 
@@ -292,4 +292,4 @@ TileFn k_tile(DType, int, int) { return nullptr; }
 
 #endif
 
-}  // namespace tessera::cpu::qdot
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL::qdot

@@ -2,6 +2,7 @@
 // A tile kernel computes R weight rows x C activation rows (R, C <= kTileRows/kTileCols) over `nblocks`
 // blocks of the weight type; activations are in activation_type(w) (Q8_0 or Q8_K blocks).
 #pragma once
+#include "backends/cpu/kernel_level.h"
 #include <cstddef>
 #include <cstdint>
 
@@ -17,7 +18,7 @@
 // so the R x C accumulators live in registers (GCC at -O2 keeps them as a stack array otherwise).
 #define TESSERA_UNROLL _Pragma("GCC unroll 16")
 
-namespace tessera::cpu::qdot {
+namespace tessera::cpu::TESSERA_CPU_LEVEL::qdot {
 
 constexpr int kTileRows = 4;
 constexpr int kTileCols = 8;
@@ -113,4 +114,4 @@ inline __m256i grid_levels(const uint8_t* qs, const ByteTable& table) {
 
 #endif  // TESSERA_QDOT_AVX2
 
-}  // namespace tessera::cpu::qdot
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL::qdot

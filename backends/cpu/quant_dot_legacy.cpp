@@ -13,7 +13,7 @@
 
 #include <cstring>
 
-namespace tessera::cpu::qdot {
+namespace tessera::cpu::TESSERA_CPU_LEVEL::qdot {
 
 #if TESSERA_QDOT_AVX2
 
@@ -279,4 +279,4 @@ TileFn legacy_tile(DType, int, int) { return nullptr; }
 
 #endif
 
-}  // namespace tessera::cpu::qdot
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL::qdot

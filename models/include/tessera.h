@@ -44,6 +44,10 @@ typedef enum tessera_status {
 const char* tessera_last_error(void);
 const char* tessera_status_name(tessera_status status);
 const char* tessera_version(void);
+/* The kernel level the cpu backend picks on this machine: "portable", "avx2", "avx512" or "amx" (the best
+   this CPU has, or the one the TESSERA_CPU environment variable names). NULL when TESSERA_CPU names an
+   unknown level or one this CPU lacks; tessera_last_error() then says which. */
+const char* tessera_cpu_level(void);
 
 /* ---- models ---- */
 typedef struct tessera_model_params {

@@ -1,0 +1,44 @@
+// Maps a kernel level to its table. Level-independent (baseline flags): it only takes addresses.
+#include "backends/cpu/cpu_kernels.h"
+
+#include "core/error.h"
+
+// Each compiled level's table getter, defined in its own kernel_table.cpp build.
+#define TESSERA_DECLARE_LEVEL(ns) \
+    namespace tessera::cpu::ns {  \
+    const CpuKernels& kernel_table(); \
+    }
+TESSERA_DECLARE_LEVEL(portable)
+#ifdef TESSERA_CPU_HAVE_AVX2
+TESSERA_DECLARE_LEVEL(avx2)
+#endif
+#ifdef TESSERA_CPU_HAVE_AVX512
+TESSERA_DECLARE_LEVEL(avx512)
+#endif
+#ifdef TESSERA_CPU_HAVE_AMX
+TESSERA_DECLARE_LEVEL(amx)
+#endif
+#undef TESSERA_DECLARE_LEVEL
+
+namespace tessera::cpu {
+
+const CpuKernels& kernels_for(CpuLevel level) {
+    switch (level) {
+        case CpuLevel::Portable: return portable::kernel_table();
+#ifdef TESSERA_CPU_HAVE_AVX2
+        case CpuLevel::Avx2: return avx2::kernel_table();
+#endif
+#ifdef TESSERA_CPU_HAVE_AVX512
+        case CpuLevel::Avx512: return avx512::kernel_table();
+#endif
+#ifdef TESSERA_CPU_HAVE_AMX
+        case CpuLevel::Amx: return amx::kernel_table();
+#endif
+        default: break;
+    }
+    throw Error(format("cpu level %s: this build has no kernels for it", cpu_level_name(level)), Status::Unsupported);
+}
+
+const CpuKernels& kernels_in_use(const std::string& requested) { return kernels_for(resolve_cpu_level(requested)); }
+
+}  // namespace tessera::cpu

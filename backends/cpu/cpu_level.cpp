@@ -1,0 +1,197 @@
+// CPU feature detection for the kernel levels (see cpu_level.h). Compiled with the build's baseline flags:
+// nothing here may use an instruction the levels exist to guard.
+//
+// A feature counts only when the CPU reports it (cpuid) AND the OS saves its register state (xgetbv's XCR0):
+// an OS that does not save the upper ZMM registers makes AVX-512 code corrupt silently. AMX tile data is
+// more: Linux hands it out per process only on request (arch_prctl ARCH_REQ_XCOMP_PERM), and a tile
+// instruction before that request faults.
+#include "backends/cpu/cpu_level.h"
+
+#include <cstdlib>
+
+#include "core/error.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define TESSERA_CPU_X86 1
+#endif
+#if defined(TESSERA_CPU_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+namespace tessera::cpu {
+
+namespace {
+
+struct Features {
+    bool avx2 = false, fma = false, f16c = false, os_avx = false;
+    bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512vnni = false,
+         avx512bf16 = false, os_avx512 = false;
+    bool amx_tile = false, amx_int8 = false, amx_bf16 = false, os_amx = false, amx_granted = false;
+};
+
+#if TESSERA_CPU_X86
+bool bit(unsigned v, int i) { return (v >> i) & 1u; }
+
+unsigned long long read_xcr0() {
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (static_cast<unsigned long long>(hi) << 32) | lo;
+}
+
+// Linux: ask for the AMX tile data state (XFEATURE 18) for this process. True when granted (or already).
+bool request_amx_permission() {
+#if defined(__linux__)
+    constexpr long kArchReqXcompPerm = 0x1023;
+    constexpr long kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return true;  // elsewhere the OS either enables it in XCR0 for everyone or not at all
+#endif
+}
+
+Features detect() {
+    Features f;
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return f;
+    const unsigned max_leaf = a;
+    __get_cpuid(1, &a, &b, &c, &d);
+    const bool osxsave = bit(c, 27);
+    f.fma = bit(c, 12);
+    f.f16c = bit(c, 29);
+    const bool avx = bit(c, 28);
+    const unsigned long long xcr0 = osxsave ? read_xcr0() : 0;
+    f.os_avx = avx && (xcr0 & 0x6) == 0x6;                          // SSE + AVX state
+    f.os_avx512 = f.os_avx && (xcr0 & 0xe0) == 0xe0;                // opmask, ZMM_Hi256, Hi16_ZMM
+    f.os_amx = (xcr0 & 0x60000) == 0x60000;                         // XTILECFG, XTILEDATA
+    if (max_leaf < 7) return f;
+    __get_cpuid_count(7, 0, &a, &b, &c, &d);
+    const unsigned sub_leaves = a;
+    f.avx2 = bit(b, 5);
+    f.avx512f = bit(b, 16);
+    f.avx512dq = bit(b, 17);
+    f.avx512bw = bit(b, 30);
+    f.avx512vl = bit(b, 31);
+    f.avx512vnni = bit(c, 11);
+    f.amx_bf16 = bit(d, 22);
+    f.amx_tile = bit(d, 24);
+    f.amx_int8 = bit(d, 25);
+    if (sub_leaves >= 1) {
+        __get_cpuid_count(7, 1, &a, &b, &c, &d);
+        f.avx512bf16 = bit(a, 5);
+    }
+    if (f.amx_tile && f.amx_int8 && f.amx_bf16 && f.os_amx) f.amx_granted = request_amx_permission();
+    return f;
+}
+#else
+Features detect() { return {}; }
+#endif
+
+// Detected once; immutable afterwards (a function-local static is initialised thread-safely).
+const Features& features() {
+    static const Features f = detect();
+    return f;
+}
+
+void append(std::string& s, bool missing, const char* what) {
+    if (!missing) return;
+    if (!s.empty()) s += ", ";
+    s += what;
+}
+
+}  // namespace
+
+const char* cpu_level_name(CpuLevel level) {
+    switch (level) {
+        case CpuLevel::Portable: return "portable";
+        case CpuLevel::Avx2: return "avx2";
+        case CpuLevel::Avx512: return "avx512";
+        case CpuLevel::Amx: return "amx";
+    }
+    return "?";
+}
+
+std::vector<CpuLevel> all_cpu_levels() { return {CpuLevel::Portable, CpuLevel::Avx2, CpuLevel::Avx512, CpuLevel::Amx}; }
+
+bool cpu_level_compiled(CpuLevel level) {
+    switch (level) {
+        case CpuLevel::Portable: return true;
+#ifdef TESSERA_CPU_HAVE_AVX2
+        case CpuLevel::Avx2: return true;
+#endif
+#ifdef TESSERA_CPU_HAVE_AVX512
+        case CpuLevel::Avx512: return true;
+#endif
+#ifdef TESSERA_CPU_HAVE_AMX
+        case CpuLevel::Amx: return true;
+#endif
+        default: return false;
+    }
+}
+
+std::string cpu_level_missing(CpuLevel level) {
+    if (!cpu_level_compiled(level)) return std::string("this build has no ") + cpu_level_name(level) + " kernels";
+    const Features& f = features();
+    std::string m;
+    if (level >= CpuLevel::Avx2) {
+        append(m, !f.avx2, "AVX2");
+        append(m, !f.fma, "FMA");
+        append(m, !f.f16c, "F16C");
+        append(m, f.avx2 && !f.os_avx, "OS support for AVX state");
+    }
+    if (level >= CpuLevel::Avx512) {
+        append(m, !f.avx512f, "AVX-512F");
+        append(m, !f.avx512bw, "AVX-512BW");
+        append(m, !f.avx512vl, "AVX-512VL");
+        append(m, !f.avx512dq, "AVX-512DQ");
+        append(m, !f.avx512vnni, "AVX-512 VNNI");
+        append(m, !f.avx512bf16, "AVX-512 BF16");
+        append(m, f.avx512f && !f.os_avx512, "OS support for AVX-512 state");
+    }
+    if (level >= CpuLevel::Amx) {
+        append(m, !f.amx_tile, "AMX-TILE");
+        append(m, !f.amx_int8, "AMX-INT8");
+        append(m, !f.amx_bf16, "AMX-BF16");
+        append(m, f.amx_tile && !f.os_amx, "OS support for AMX state");
+        append(m, f.amx_tile && f.os_amx && !f.amx_granted, "AMX tile permission (refused by the OS)");
+    }
+    return m;
+}
+
+bool cpu_level_usable(CpuLevel level) { return cpu_level_missing(level).empty(); }
+
+CpuLevel best_cpu_level() {
+    static const CpuLevel best = [] {
+        CpuLevel b = CpuLevel::Portable;
+        for (CpuLevel l : all_cpu_levels())
+            if (cpu_level_usable(l)) b = l;
+        return b;
+    }();
+    return best;
+}
+
+CpuLevel resolve_cpu_level(const std::string& requested) {
+    std::string want = requested;
+    const char* source = "cpu level";
+    if (want.empty()) {
+        const char* env = std::getenv("TESSERA_CPU");
+        if (!env || !*env) return best_cpu_level();
+        want = env;
+        source = "TESSERA_CPU";
+    }
+    std::string names;
+    for (CpuLevel l : all_cpu_levels()) {
+        if (want == cpu_level_name(l)) {
+            const std::string missing = cpu_level_missing(l);
+            TESSERA_CHECK_AS(Unsupported, missing.empty(), "%s=%s: not available on this machine (missing: %s); the best here is %s",
+                          source, want.c_str(), missing.c_str(), cpu_level_name(best_cpu_level()));
+            return l;
+        }
+        names += names.empty() ? "" : ", ";
+        names += cpu_level_name(l);
+    }
+    throw Error(format("%s=%s: unknown cpu level (known: %s)", source, want.c_str(), names.c_str()));
+}
+
+}  // namespace tessera::cpu

@@ -1,0 +1,39 @@
+// The cpu backend's kernel levels: which instruction set its kernels were compiled for, what the CPU we
+// run on supports, and which level a backend uses. The default build compiles the kernel sources once per
+// level (CMakeLists.txt: TESSERA_CPU_LEVELS) and picks at run time, so one binary serves every x86-64 CPU.
+// Level-independent: included by the backend, tests and tools alike.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace tessera::cpu {
+
+// Ordered: each level's CPU requirements include the previous one's.
+enum class CpuLevel {
+    Portable,  // the build's baseline (x86-64: SSE2), no assumption about the CPU
+    Avx2,      // AVX2 + FMA + F16C
+    Avx512,    // AVX-512 F, BW, VL, DQ, VNNI, BF16
+    Amx,       // AVX-512 as above + AMX tiles (INT8, BF16), tile state granted by the OS
+};
+
+const char* cpu_level_name(CpuLevel level);  // "portable", "avx2", "avx512", "amx"
+
+// Every level this build knows of, lowest first (whether or not compiled in or supported here).
+std::vector<CpuLevel> all_cpu_levels();
+// Whether this build compiled kernels for `level` (non-x86 builds only have Portable).
+bool cpu_level_compiled(CpuLevel level);
+// The best level this CPU (and OS: AVX-512 register state, AMX tile permission) supports and this build
+// has. Detected once per process; the result never changes.
+CpuLevel best_cpu_level();
+// Whether `level` can run here: compiled in and not above best_cpu_level().
+bool cpu_level_usable(CpuLevel level);
+// What the CPU lacks for `level` ("AVX-512 VNNI, BF16", "AMX tile permission refused by the OS", ...),
+// or "" when it is usable.
+std::string cpu_level_missing(CpuLevel level);
+
+// The level a backend created now uses: `requested` ("" = the TESSERA_CPU environment variable, and
+// when that is unset or empty, best_cpu_level()). Throws tessera::Error naming the value when it is not a
+// level name or the CPU lacks that level.
+CpuLevel resolve_cpu_level(const std::string& requested = "");
+
+}  // namespace tessera::cpu

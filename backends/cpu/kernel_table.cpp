@@ -1,0 +1,52 @@
+// This level's CpuKernels table (see cpu_kernels.h). Compiled once per kernel level, like the kernels.
+#include "backends/cpu/attention.h"
+#include "backends/cpu/attention_plan.h"
+#include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/cpu_ops.h"
+#include "backends/cpu/cpu_simd.h"
+#include "backends/cpu/quant_dot.h"
+
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
+
+namespace {
+
+void reduce16_flat(const float* lanes, float* sums) {
+    vfloat acc[16];
+    for (int i = 0; i < 16; ++i) acc[i] = vload(lanes + i * kLanes);
+    reduce16(acc, sums);
+}
+
+}  // namespace
+
+const CpuKernels& kernel_table() {
+    static constexpr CpuKernels table{
+        CpuLevel::TESSERA_CPU_LEVEL_ID,
+        kLanes,
+        mul_mat_fast_ok,
+        mul_mat,
+        mul_mat_id_fast_ok,
+        mul_mat_id,
+        elementwise_fast_ok,
+        elementwise,
+        norm_rope_softmax_fast_ok,
+        norm_rope_softmax,
+        copy_fast_ok,
+        copy,
+        attention,
+        activation_type,
+        activation_row_bytes,
+        quantize_activations,
+        dot_tile,
+        convert_f32_to_f16,
+        convert_f32_to_bf16,
+        convert_to_f32,
+        reduce16_flat,
+        plan_attention_shape,
+        attention_kv_tile,
+        attention_q_tile,
+        attention_scratch_bytes,
+    };
+    return table;
+}
+
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL
