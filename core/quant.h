@@ -43,11 +43,13 @@ static_assert(sizeof(block_q4_K) == 144 && sizeof(block_q5_K) == 176);
 static_assert(sizeof(block_q6_K) == 210 && sizeof(block_q8_K) == 292);
 static_assert(sizeof(block_iq4_nl) == 18 && sizeof(block_iq4_xs) == 136 && sizeof(block_mxfp4) == 17);
 
+// (The two grids are plain constexpr, one 16-byte copy per file, not inline variables: the cpu kernel-level
+// sources are built with -fno-weak, which warns on every inline variable.)
 // IQ4_NL / IQ4_XS's non-linear grid: levels denser near zero, where most weights of a normal-ish row lie.
-inline constexpr int8_t kIQ4Grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+constexpr int8_t kIQ4Grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 // MXFP4's E2M1 values (0, 0.5, 1, 1.5, 2, 3, 4, 6; bit 3 the sign) doubled so they are integers; the block's
 // scale is halved to match (mxfp4_half_scale), which keeps every dot product an int8 dot.
-inline constexpr int8_t kMXFP4Grid[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+constexpr int8_t kMXFP4Grid[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 // 2^(e - 128): half the E8M0 value 2^(e - 127), built from bits (e = 0 and 1 give the subnormals 2^-128 and
 // 2^-127; e = 255, NaN in the MX spec, gives 2^127 as llama.cpp does).
