@@ -1,7 +1,9 @@
 // Op builders: check shapes, create the node, record parameters.
 #include "core/ops.h"
 
+#include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "core/error.h"
 
@@ -26,6 +28,25 @@ void require(bool cond, const char* op, const std::string& why, const Tensor* a,
 
 void require_non_null(const Tensor* t, const char* op, const char* what) {
     TESSERA_CHECK(t != nullptr, "%s: %s is null", op, what);
+}
+
+// An op's parameters are one value or struct, kept bit for bit in the node's params (store_params) and
+// read back by the op's accessor (load_params), which checks the node is that op.
+template <class P>
+void store_params(Tensor* t, const P& p) {
+    static_assert(std::is_trivially_copyable_v<P> && sizeof(P) <= sizeof(Tensor::params),
+                  "an op's parameters must fit Tensor::params");
+    std::memcpy(t->params, &p, sizeof p);
+}
+
+template <class P>
+P load_params(const Tensor& node, std::initializer_list<Op> ops, const char* accessor) {
+    bool ok = false;
+    for (Op op : ops) ok = ok || node.op == op;
+    TESSERA_CHECK(ok, "%s: node '%s' is a %s", accessor, node.name.c_str(), op_name(node.op));
+    P p;
+    std::memcpy(&p, node.params, sizeof p);
+    return p;
 }
 
 
@@ -127,7 +148,7 @@ Tensor* permute(Context& ctx, Tensor* a, int p0, int p1, int p2, int p3) {
         nb[p[i]] = a->nb[i];
     }
     Tensor* t = make_view(ctx, Op::Permute, a, ne, nb, 0);
-    for (int i = 0; i < 4; ++i) t->params[i] = p[i];
+    store_params(t, p);  // for a reader of the graph; the strides already are the permutation
     return t;
 }
 
@@ -188,9 +209,11 @@ Tensor* concat(Context& ctx, Tensor* a, Tensor* b, int dim) {
         }
     }
     Tensor* t = ctx.new_node(Op::Concat, DType::F32, ne, {a, b});
-    t->params[0] = dim;
+    store_params(t, int32_t(dim));
     return t;
 }
+
+int concat_dim(const Tensor& node) { return load_params<int32_t>(node, {Op::Concat}, "concat_dim"); }
 
 // ---- matrix products ----
 
@@ -228,7 +251,7 @@ Tensor* div(Context& ctx, Tensor* a, Tensor* b) { return binary_broadcast(ctx, O
 
 Tensor* scale(Context& ctx, Tensor* a, float s) {
     Tensor* t = unary(ctx, Op::Scale, a);
-    t->set_param_f(0, s);
+    store_params(t, s);
     return t;
 }
 
@@ -240,8 +263,14 @@ Tensor* sigmoid(Context& ctx, Tensor* a) { return unary(ctx, Op::Sigmoid, a); }
 Tensor* softcap(Context& ctx, Tensor* a, float cap) {
     TESSERA_CHECK(cap > 0.0f, "softcap: cap must be > 0 (got %g)", double(cap));
     Tensor* t = unary(ctx, Op::Softcap, a);
-    t->set_param_f(0, cap);
+    store_params(t, cap);
     return t;
+}
+
+float elementwise_param(const Tensor& node) {
+    if (node.op == Op::Scale || node.op == Op::Softcap)
+        return load_params<float>(node, {Op::Scale, Op::Softcap}, "elementwise_param");
+    return 0.0f;
 }
 
 static Tensor* glu(Context& ctx, Op op, Tensor* gate, Tensor* up) {
@@ -259,15 +288,17 @@ Tensor* geglu(Context& ctx, Tensor* gate, Tensor* up) { return glu(ctx, Op::GeGl
 
 Tensor* rms_norm(Context& ctx, Tensor* a, float eps) {
     Tensor* t = unary(ctx, Op::RmsNorm, a);
-    t->set_param_f(0, eps);
+    store_params(t, eps);
     return t;
 }
 
 Tensor* norm(Context& ctx, Tensor* a, float eps) {
     Tensor* t = unary(ctx, Op::Norm, a);
-    t->set_param_f(0, eps);
+    store_params(t, eps);
     return t;
 }
+
+float norm_eps(const Tensor& node) { return load_params<float>(node, {Op::RmsNorm, Op::Norm}, "norm_eps"); }
 
 // ---- rope ----
 
@@ -284,17 +315,11 @@ Tensor* rope(Context& ctx, Tensor* x, Tensor* pos, const RopeParams& p, Tensor* 
         require(freq_factors->type == DType::F32 && freq_factors->ne[0] >= p.n_dims / 2, "rope",
                 "freq_factors must be f32 with n_dims/2 entries", x, freq_factors);
     Tensor* t = ctx.new_node(Op::Rope, DType::F32, x->ne, {x, pos, freq_factors});
-    t->params[0] = p.n_dims;
-    t->params[1] = p.mode;
-    t->params[2] = p.n_ctx_orig;
-    t->set_param_f(3, p.freq_base);
-    t->set_param_f(4, p.freq_scale);
-    t->set_param_f(5, p.ext_factor);
-    t->set_param_f(6, p.attn_factor);
-    t->set_param_f(7, p.beta_fast);
-    t->set_param_f(8, p.beta_slow);
+    store_params(t, p);
     return t;
 }
+
+RopeParams rope_params(const Tensor& node) { return load_params<RopeParams>(node, {Op::Rope}, "rope_params"); }
 
 // ---- softmax ----
 
@@ -306,9 +331,11 @@ Tensor* softmax(Context& ctx, Tensor* a, Tensor* mask, float scale_) {
                     mask->ne[2] == 1 && mask->ne[3] == 1,
                 "softmax", "mask must be f32 [ne0, >= ne1] of a", a, mask);
     Tensor* t = ctx.new_node(Op::SoftMax, DType::F32, a->ne, {a, mask});
-    t->set_param_f(0, scale_);
+    store_params(t, scale_);
     return t;
 }
+
+float softmax_scale(const Tensor& node) { return load_params<float>(node, {Op::SoftMax}, "softmax_scale"); }
 
 // ---- reductions ----
 
@@ -339,9 +366,11 @@ Tensor* top_k(Context& ctx, Tensor* a, int k) {
     require(k >= 1 && k <= a->ne[0], "top_k", "k = " + std::to_string(k) + " is not in 1..ne[0]", a);
     const int64_t ne[4] = {k, a->ne[1], a->ne[2], a->ne[3]};
     Tensor* t = ctx.new_node(Op::TopK, DType::I32, ne, {a});
-    t->params[0] = k;
+    store_params(t, int32_t(k));
     return t;
 }
+
+int top_k_count(const Tensor& node) { return load_params<int32_t>(node, {Op::TopK}, "top_k_count"); }
 
 // ---- attention ----
 
@@ -368,11 +397,12 @@ Tensor* attention(Context& ctx, Tensor* q, Tensor* k, Tensor* v, Tensor* q_pos, 
     TESSERA_CHECK(spec.softcap >= 0.0f, "attention: softcap %g must be >= 0", double(spec.softcap));
     const int64_t ne[4] = {v->ne[0], q->ne[1], q->ne[2], 1};
     Tensor* t = ctx.new_node(Op::Attention, DType::F32, ne, {q, k, v, q_pos, k_pos});
-    t->set_param_f(0, spec.scale);
-    t->set_param_f(1, spec.softcap);
-    t->params[2] = spec.window;
-    t->params[3] = spec.causal ? 1 : 0;
+    store_params(t, spec);
     return t;
+}
+
+AttentionSpec attention_spec(const Tensor& node) {
+    return load_params<AttentionSpec>(node, {Op::Attention}, "attention_spec");
 }
 
 }  // namespace tessera

@@ -1,7 +1,8 @@
 // Ops are small free functions that add a node to a Context and return it.
 // Shapes are checked here, at build time: a mismatch throws tessera::Error
-// naming the op and the shapes. Parameter layout of each op is documented
-// here; backends read it from Tensor::params.
+// naming the op and the shapes. An op's parameters are stored in the node by
+// its builder and read back through its accessor here (rope_params(node),
+// attention_spec(node), ...): backends never decode Tensor::params by slot.
 //
 // Conventions (ggml's): ne[0] is the innermost, contiguous dim. A matrix of
 // n rows of k elements has ne = [k, n].
@@ -23,7 +24,6 @@ Tensor* reshape(Context& ctx, Tensor* a, std::array<int64_t, 4> ne);
 Tensor* reshape_2d(Context& ctx, Tensor* a, int64_t ne0, int64_t ne1);
 Tensor* reshape_3d(Context& ctx, Tensor* a, int64_t ne0, int64_t ne1, int64_t ne2);
 // permute(a, p): source dim i becomes result dim p[i] (ggml's convention).
-// params: i[0..3] = p
 Tensor* permute(Context& ctx, Tensor* a, int p0, int p1, int p2, int p3);
 Tensor* transpose(Context& ctx, Tensor* a);  // swaps dims 0 and 1
 
@@ -35,8 +35,9 @@ Tensor* cast(Context& ctx, Tensor* a, DType type);    // contiguous copy convert
 Tensor* cpy(Context& ctx, Tensor* a, Tensor* b);
 // table [ne0, n_rows] of any type, ids I32 [n] -> F32 [ne0, n]. An id outside [0, n_rows) is an error at compute.
 Tensor* get_rows(Context& ctx, Tensor* table, Tensor* ids);
-// Joins a and b along dim; all other dims equal. params: i[0] = dim
+// Joins a and b along dim; all other dims equal.
 Tensor* concat(Context& ctx, Tensor* a, Tensor* b, int dim);
+int concat_dim(const Tensor& node);
 
 // ---- matrix products ----
 // a [k, n, a2, a3] (any type, rows contiguous) x b [k, m, b2, b3] (F32, any strides)
@@ -51,18 +52,21 @@ Tensor* mul_mat_id(Context& ctx, Tensor* experts, Tensor* b, Tensor* ids);
 Tensor* add(Context& ctx, Tensor* a, Tensor* b);
 Tensor* mul(Context& ctx, Tensor* a, Tensor* b);
 Tensor* div(Context& ctx, Tensor* a, Tensor* b);
-Tensor* scale(Context& ctx, Tensor* a, float s);     // params: f[0] = s
+Tensor* scale(Context& ctx, Tensor* a, float s);
 Tensor* silu(Context& ctx, Tensor* a);
 Tensor* gelu(Context& ctx, Tensor* a);               // tanh approximation
 Tensor* gelu_erf(Context& ctx, Tensor* a);           // exact, with erf
 Tensor* sigmoid(Context& ctx, Tensor* a);
-Tensor* softcap(Context& ctx, Tensor* a, float cap); // cap * tanh(a / cap); params: f[0] = cap
+Tensor* softcap(Context& ctx, Tensor* a, float cap); // cap * tanh(a / cap)
 Tensor* swiglu(Context& ctx, Tensor* gate, Tensor* up);  // silu(gate) * up, same shapes
 Tensor* geglu(Context& ctx, Tensor* gate, Tensor* up);   // gelu(gate) * up (tanh form)
+// The one number an elementwise node takes: scale's s, softcap's cap; 0 for the others.
+float elementwise_param(const Tensor& node);
 
 // ---- normalization over dim 0 (F32) ----
-Tensor* rms_norm(Context& ctx, Tensor* a, float eps);  // a / sqrt(mean(a^2) + eps); params: f[0] = eps
-Tensor* norm(Context& ctx, Tensor* a, float eps);      // (a - mean) / sqrt(var + eps); params: f[0] = eps
+Tensor* rms_norm(Context& ctx, Tensor* a, float eps);  // a / sqrt(mean(a^2) + eps)
+Tensor* norm(Context& ctx, Tensor* a, float eps);      // (a - mean) / sqrt(var + eps)
+float norm_eps(const Tensor& node);                    // either's eps
 
 // ---- rotary position embedding ----
 enum RopeMode : int32_t { kRopeNormal = 0, kRopeNeox = 2 };  // pairs (2i, 2i+1) vs (i, i + n_dims/2)
@@ -78,21 +82,23 @@ struct RopeParams {
     float beta_slow = 1.0f;
 };
 // x [head_dim, n_head, n_tokens], pos I32 [n_tokens], freq_factors F32 [n_dims/2] or null (divides theta).
-// params: i[0] n_dims, i[1] mode, i[2] n_ctx_orig, f[3] freq_base, f[4] freq_scale, f[5] ext_factor,
-//         f[6] attn_factor, f[7] beta_fast, f[8] beta_slow. Rotation angle for pair i at position p:
-//         theta = p * freq_base^(-2i/n_dims) / freq_factor[i], then YaRN mixing as llama.cpp's rope_yarn.
+// Rotation angle for pair i at position p: theta = p * freq_base^(-2i/n_dims) / freq_factor[i], then
+// YaRN's mixing (core/rope_yarn.h, shared by every backend).
 Tensor* rope(Context& ctx, Tensor* x, Tensor* pos, const RopeParams& p, Tensor* freq_factors = nullptr);
+RopeParams rope_params(const Tensor& node);
 
 // ---- softmax over dim 0: softmax(a * scale + mask) ----
-// mask F32 [ne0, ne1] (or null) broadcast over dims 2, 3; -INFINITY entries exclude. params: f[0] = scale
+// mask F32 [ne0, ne1] (or null) broadcast over dims 2, 3; -INFINITY entries exclude.
 Tensor* softmax(Context& ctx, Tensor* a, Tensor* mask, float scale);
+float softmax_scale(const Tensor& node);
 
 // ---- reductions over dim 0 ----
 Tensor* sum(Context& ctx, Tensor* a);     // F32 [1, ne1, ne2, ne3]
 Tensor* mean(Context& ctx, Tensor* a);    // F32 [1, ne1, ne2, ne3]
 Tensor* argmax(Context& ctx, Tensor* a);  // I32 [ne1, ne2, ne3, 1]; ties -> lowest index
-// I32 [k, ne1, ne2, ne3]: indices of the k largest, largest first; ties -> lower index first. params: i[0] = k
+// I32 [k, ne1, ne2, ne3]: indices of the k largest, largest first; ties -> lower index first.
 Tensor* top_k(Context& ctx, Tensor* a, int k);
+int top_k_count(const Tensor& node);
 
 // ---- fused attention (tiled online softmax) ----
 struct AttentionSpec {
@@ -106,8 +112,11 @@ struct AttentionSpec {
 // cache slot that is never attended. Query head h reads KV head h / (n_head / n_kv_head).
 // Key j is visible to query i iff k_pos[j] >= 0, (!causal || k_pos[j] <= q_pos[i]) and
 // (window == 0 || q_pos[i] - k_pos[j] < window). A row with no visible key yields zeros.
-// -> F32 [d_v, n_head, n_q]. params: f[0] scale, f[1] softcap, i[2] window, i[3] causal
+// -> F32 [d_v, n_head, n_q].
 Tensor* attention(Context& ctx, Tensor* q, Tensor* k, Tensor* v, Tensor* q_pos, Tensor* k_pos,
                   const AttentionSpec& spec);
+// The spec an attention node was built with. (A field added to AttentionSpec travels with it: the node
+// keeps the whole struct.)
+AttentionSpec attention_spec(const Tensor& node);
 
 }  // namespace tessera

@@ -56,7 +56,7 @@ struct Tensor {
     size_t nb[kMaxDims] = {0, 0, 0, 0};   // bytes per step in each dim
 
     Op op = Op::None;
-    int32_t params[kMaxParams] = {};  // op parameters; floats stored bit-for-bit
+    int32_t params[kMaxParams] = {};  // op parameters, written and read through core/ops.h's accessors
     Tensor* src[kMaxSrc] = {};
 
     Tensor* view_src = nullptr;  // for views: the tensor whose storage this aliases
@@ -82,15 +82,6 @@ struct Tensor {
 
     // The tensor that owns the storage (follows view chains).
     const Tensor* storage_owner() const;
-
-    int32_t param_i(int i) const { return params[i]; }
-    float param_f(int i) const {
-        float f;
-        std::memcpy(&f, &params[i], 4);
-        return f;
-    }
-    void set_param_i(int i, int32_t v) { params[i] = v; }
-    void set_param_f(int i, float v) { std::memcpy(&params[i], &v, 4); }
 
     template <class T>
     T* data_as() const { return static_cast<T*>(data); }

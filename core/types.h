@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/half.h"  // fp32_to_fp16 and friends
+
 namespace tessera {
 
 // Values are the GGUF / ggml type ids; a file's type field maps directly.
@@ -34,11 +36,5 @@ const char* type_name(DType t);
 DType type_from_name(const std::string& name);
 // Bytes for a row of n elements; throws if n is not a multiple of the block size or overflows.
 size_t row_bytes(DType t, int64_t n);
-
-// Exact conversions: round to nearest even, NaN and Inf kept (NaN stays NaN).
-uint16_t fp32_to_fp16(float f);
-float fp16_to_fp32(uint16_t h);
-uint16_t fp32_to_bf16(float f);
-float bf16_to_fp32(uint16_t h);
 
 }  // namespace tessera

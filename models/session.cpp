@@ -87,10 +87,7 @@ void Session::read_attention_taps(const BatchGraph& g) {
     std::vector<AttentionRecord>& chunk = attention_.emplace_back();
     for (const BatchGraph::AttentionTap& tap : g.attention_taps()) {
         AttentionRecord& r = chunk.emplace_back();
-        r.spec.scale = tap.node->param_f(0);
-        r.spec.softcap = tap.node->param_f(1);
-        r.spec.window = tap.node->param_i(2);
-        r.spec.causal = tap.node->param_i(3) != 0;
+        r.spec = attention_spec(*tap.node);
         r.d_k = tap.q->ne[0];
         r.n_head = tap.q->ne[1];
         r.n_query = tap.q->ne[2];

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/rope_yarn.h"
 #include "tests/testing.h"
 
 using namespace tessera;
@@ -134,6 +135,83 @@ TEST_CASE("op shape errors name the op and the shapes") {
     CHECK_THROWS_AS(top_k(ctx, x, 64), Error);
     Tensor* ids = ctx.new_tensor(DType::F32, {3}, "ids");
     CHECK_THROWS_AS(get_rows(ctx, w, ids), Error);  // ids must be i32
+}
+
+TEST_CASE("op parameters read back through each op's accessor, which refuses another op's node") {
+    Context ctx;
+    Tensor* x = ctx.new_tensor(DType::F32, {8, 4, 3}, "x");
+    Tensor* pos = ctx.new_tensor(DType::I32, {3}, "pos");
+    RopeParams rp;
+    rp.n_dims = 6;
+    rp.mode = kRopeNeox;
+    rp.n_ctx_orig = 4096;
+    rp.freq_base = 500000.0f;
+    rp.freq_scale = 0.25f;
+    rp.ext_factor = 1.0f;
+    rp.attn_factor = 0.75f;
+    rp.beta_fast = 31.0f;
+    rp.beta_slow = 2.0f;
+    Tensor* r = rope(ctx, x, pos, rp);
+    const RopeParams back = rope_params(*r);
+    CHECK(back.n_dims == 6);
+    CHECK(back.mode == kRopeNeox);
+    CHECK(back.n_ctx_orig == 4096);
+    CHECK(back.freq_base == 500000.0f);
+    CHECK(back.freq_scale == 0.25f);
+    CHECK(back.ext_factor == 1.0f);
+    CHECK(back.attn_factor == 0.75f);
+    CHECK(back.beta_fast == 31.0f);
+    CHECK(back.beta_slow == 2.0f);
+
+    Tensor* k = ctx.new_tensor(DType::F16, {8, 2, 5}, "k");
+    Tensor* kpos = ctx.new_tensor(DType::I32, {5}, "kpos");
+    AttentionSpec spec;
+    spec.scale = 0.125f;
+    spec.softcap = 50.0f;
+    spec.window = 4;
+    spec.causal = false;
+    Tensor* a = attention(ctx, x, k, k, pos, kpos, spec);
+    const AttentionSpec got = attention_spec(*a);
+    CHECK(got.scale == 0.125f);
+    CHECK(got.softcap == 50.0f);
+    CHECK(got.window == 4);
+    CHECK(got.causal == false);
+
+    CHECK(norm_eps(*rms_norm(ctx, x, 1e-6f)) == 1e-6f);
+    CHECK(norm_eps(*norm(ctx, x, 1e-5f)) == 1e-5f);
+    CHECK(softmax_scale(*softmax(ctx, x, nullptr, 0.5f)) == 0.5f);
+    CHECK(elementwise_param(*scale(ctx, x, 3.0f)) == 3.0f);
+    CHECK(elementwise_param(*softcap(ctx, x, 30.0f)) == 30.0f);
+    CHECK(elementwise_param(*silu(ctx, x)) == 0.0f);
+    CHECK(concat_dim(*concat(ctx, x, x, 2)) == 2);
+    CHECK(top_k_count(*top_k(ctx, x, 5)) == 5);
+    // Reading one op's parameters from another op's node is a bug caught where it happens.
+    CHECK_THROWS_AS(rope_params(*a), Error);
+    CHECK_THROWS_AS(attention_spec(*r), Error);
+    CHECK_THROWS_AS(norm_eps(*r), Error);
+}
+
+TEST_CASE("YaRN's ramp (core/rope_yarn.h): the bounds and mscale of llama.cpp's rope_yarn, and the mix") {
+    RopeParams p;
+    p.n_dims = 128;
+    p.n_ctx_orig = 4096;
+    p.freq_base = 10000.0f;
+    p.freq_scale = 0.25f;
+    p.beta_fast = 32.0f;
+    p.beta_slow = 1.0f;
+    p.attn_factor = 1.0f;
+    const RopeYarn off = rope_yarn(p);  // ext_factor 0: plain linear scaling
+    CHECK(off.mscale == 1.0);
+    CHECK(rope_theta(off, 10, 2.0) == 0.5);
+    p.ext_factor = 1.0f;
+    const RopeYarn y = rope_yarn(p);
+    // corr_dim(beta) = 128 ln(4096 / (2 pi beta)) / (2 ln 10000): 20.94 for beta 32, 45.03 for beta 1.
+    CHECK(y.low == 20.0);
+    CHECK(y.high == 46.0);
+    CHECK(y.mscale == doctest::Approx(1.0 + 0.1 * std::log(4.0)));
+    CHECK(rope_theta(y, 0, 2.0) == 2.0);    // below low: extrapolated
+    CHECK(rope_theta(y, 100, 2.0) == 0.5);  // above high: interpolated
+    CHECK(rope_theta(y, 33, 2.0) == doctest::Approx(0.5 * 0.5 + 2.0 * 0.5));  // halfway up the ramp
 }
 
 TEST_CASE("graph: sources come before their users; each node once") {

@@ -33,6 +33,7 @@
 #include "backends/cpu/attention_plan.h"
 #include "backends/cpu/cpu_parallel.h"
 #include "core/error.h"
+#include "core/ops.h"
 #include "core/quant.h"
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL {
@@ -88,9 +89,7 @@ struct Job {
     const Tensor& v;
     const int32_t* q_pos;
     const int32_t* k_pos;
-    float scale, softcap;
-    int64_t window;
-    bool causal;
+    AttentionSpec spec;
     // active[qt]: the kv tiles query tile qt can see, with their visibility (never None)
     std::vector<std::vector<std::pair<int32_t, Visibility>>> active;
     Tensor& dst;
@@ -126,7 +125,7 @@ void load_queries(const Job& job, const RowMap& rm, int64_t nq, float* qbuf) {
                         std::memcpy(row + c, src + c * int64_t(q.nb[0]), sizeof(float));
                 }
                 // scale folded into q: (s q).k instead of s (q.k), one multiply per query element, not per score
-                for (int64_t c = 0; c < p.d_k; ++c) row[c] *= job.scale;
+                for (int64_t c = 0; c < p.d_k; ++c) row[c] *= job.spec.scale;
                 std::fill(row + p.d_k, row + p.dk_padded, 0.0f);
             }
 }
@@ -147,8 +146,8 @@ void finish_scores(const Job& job, float* s, int64_t lds, int64_t nk, int64_t nq
                    int64_t ldo, float* m, float* l) {
     const AttentionPlan& p = job.plan;
     const int64_t rows = nq * p.group;
-    if (job.softcap > 0)
-        for (int64_t r = 0; r < rows; ++r) attn::apply_softcap(s + r * lds, nk, job.softcap);
+    if (job.spec.softcap > 0)
+        for (int64_t r = 0; r < rows; ++r) attn::apply_softcap(s + r * lds, nk, job.spec.softcap);
     if (hidden)
         for (int64_t qi = 0; qi < nq; ++qi)
             for (int64_t j = 0; j < nk; ++j)
@@ -196,7 +195,7 @@ void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
         if (partial)  // the mask depends on positions only: once per tile, shared by every head
             for (int64_t qi = 0; qi < nq; ++qi)
                 for (int64_t j = 0; j < nk; ++j)
-                    hidden[qi * bk + j] = !visible(job.q_pos[rm.q0 + qi], job.k_pos[j0 + j], job.causal, job.window);
+                    hidden[qi * bk + j] = !visible(job.q_pos[rm.q0 + qi], job.k_pos[j0 + j], job.spec.causal, job.spec.window);
         if (p.streaming) {  // cache rows read in place, every head of a key together
             attn::stream_scores(job.k.type, job.k.at(0, 0, j0), job.k.nb[2], job.k.nb[1], nk, p.n_kv - j0, p.n_kv_head, p.d_k,
                                 qbuf, dkp, rows, rph, s, bk);
@@ -384,10 +383,7 @@ void attention(Tensor* dst, ThreadPool& pool) {
             *dst->src[2],
             dst->src[3]->data_as<const int32_t>(),
             dst->src[4]->data_as<const int32_t>(),
-            dst->param_f(0),
-            dst->param_f(1),
-            dst->param_i(2),
-            dst->param_i(3) != 0,
+            attention_spec(*dst),
             {},
             *dst,
             {}};
@@ -417,7 +413,7 @@ void attention(Tensor* dst, ThreadPool& pool) {
             qmax = std::max<int64_t>(qmax, job.q_pos[i]);
         }
         for (int64_t t = 0; t < plan.n_kv_tiles; ++t) {
-            const Visibility vis = classify(ranges[size_t(t)], qmin, qmax, job.causal, job.window);
+            const Visibility vis = classify(ranges[size_t(t)], qmin, qmax, job.spec.causal, job.spec.window);
             if (vis != Visibility::None) job.active[size_t(qt)].emplace_back(int32_t(t), vis);
         }
     }

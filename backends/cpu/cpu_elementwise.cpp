@@ -8,6 +8,7 @@
 
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/cpu_simd.h"
+#include "core/ops.h"
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
@@ -138,7 +139,7 @@ bool elementwise_fast_ok(const Tensor& node) {
 }
 
 void elementwise(Tensor* dst, ThreadPool& pool) {
-    const float p = dst->param_f(0);
+    const float p = elementwise_param(*dst);
     switch (dst->op) {
         case Op::Add: return binary_rows(dst, pool, [](vfloat x, vfloat y) { return x + y; });
         case Op::Mul: return binary_rows(dst, pool, [](vfloat x, vfloat y) { return x * y; });

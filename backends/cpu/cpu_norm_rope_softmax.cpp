@@ -10,6 +10,7 @@
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/cpu_simd.h"
 #include "core/ops.h"
+#include "core/rope_yarn.h"
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
@@ -56,7 +57,7 @@ void affine_row(const float* x, float* y, int64_t n, float shift, float mul) {
 
 void rms_norm_rows(Tensor* dst, ThreadPool& pool) {
     const Tensor& a = *dst->src[0];
-    const double eps = dst->param_f(0);
+    const double eps = norm_eps(*dst);
     const int64_t n = a.ne[0];
     parallel_chunks(pool, a.nrows(), threads_for(pool.size(), double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
@@ -72,7 +73,7 @@ void rms_norm_rows(Tensor* dst, ThreadPool& pool) {
 
 void norm_rows(Tensor* dst, ThreadPool& pool) {
     const Tensor& a = *dst->src[0];
-    const double eps = dst->param_f(0);
+    const double eps = norm_eps(*dst);
     const int64_t n = a.ne[0];
     parallel_chunks(pool, a.nrows(), threads_for(pool.size(), double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
@@ -91,7 +92,7 @@ void norm_rows(Tensor* dst, ThreadPool& pool) {
 void softmax_rows(Tensor* dst, ThreadPool& pool) {
     const Tensor& a = *dst->src[0];
     const Tensor* mask = dst->src[1];
-    const float scale = dst->param_f(0);
+    const float scale = softmax_scale(*dst);
     const int64_t n = a.ne[0];
     parallel_chunks(pool, a.nrows(), threads_for(pool.size(), double(a.nelements())), [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
@@ -142,25 +143,15 @@ void softmax_rows(Tensor* dst, ThreadPool& pool) {
     });
 }
 
-double yarn_corr_dim(int n_dims, int n_ctx_orig, double beta, double base) {
-    return n_dims * std::log(double(n_ctx_orig) / (beta * 2.0 * M_PI)) / (2.0 * std::log(base));
-}
-
 void rope_rows(Tensor* dst, ThreadPool& pool) {
     const Tensor& x = *dst->src[0];
     const Tensor& pos = *dst->src[1];
     const Tensor* ff = dst->src[2];
-    const int n_dims = dst->param_i(0);
-    const bool neox = dst->param_i(1) == kRopeNeox;
-    const int n_ctx_orig = dst->param_i(2);
-    const double base = dst->param_f(3), freq_scale = dst->param_f(4), ext_factor = dst->param_f(5);
-    const double beta_fast = dst->param_f(7), beta_slow = dst->param_f(8);
-    double low = 0, high = 0, mscale = dst->param_f(6);
-    if (ext_factor != 0.0) {
-        low = std::max(0.0, std::floor(yarn_corr_dim(n_dims, n_ctx_orig, beta_fast, base)));
-        high = std::min(double(n_dims - 1), std::ceil(yarn_corr_dim(n_dims, n_ctx_orig, beta_slow, base)));
-        mscale *= 1.0 + 0.1 * std::log(1.0 / freq_scale);
-    }
+    const RopeParams rp = rope_params(*dst);
+    const int n_dims = rp.n_dims;
+    const bool neox = rp.mode == kRopeNeox;
+    const double base = rp.freq_base;
+    const RopeYarn yarn = rope_yarn(rp);
     const int half = n_dims / 2;
     // Per-pair inverse frequency, shared by every token.
     std::vector<double> inv_freq(size_t(half), 0.0);
@@ -178,15 +169,9 @@ void rope_rows(Tensor* dst, ThreadPool& pool) {
             const double p = *reinterpret_cast<const int32_t*>(pos.at(i2));
             for (int i = 0; i < half; ++i) {
                 const double theta_extrap = p * inv_freq[size_t(i)];
-                const double theta_interp = freq_scale * theta_extrap;
-                double theta = theta_interp;
-                if (ext_factor != 0.0) {
-                    const double y = (i - low) / std::max(0.001, high - low);
-                    const double mix = (1.0 - std::clamp(y, 0.0, 1.0)) * ext_factor;
-                    theta = theta_interp * (1.0 - mix) + theta_extrap * mix;
-                }
-                cos_t[i] = float(std::cos(theta) * mscale);
-                sin_t[i] = float(std::sin(theta) * mscale);
+                const double theta = rope_theta(yarn, i, theta_extrap);
+                cos_t[i] = float(std::cos(theta) * yarn.mscale);
+                sin_t[i] = float(std::sin(theta) * yarn.mscale);
             }
             for (int64_t h = 0; h < x.ne[1]; ++h) {
                 const float* src = reinterpret_cast<const float*>(x.at(0, h, i2, i3));
@@ -227,10 +212,12 @@ bool norm_rope_softmax_fast_ok(const Tensor& node) {
             return true;
         case Op::SoftMax:
             return !node.src[1] || rows_contiguous(node.src[1]);
-        case Op::Rope:
-            return node.src[1] && node.src[1]->type == DType::I32 && node.param_i(0) > 0 &&
-                   (node.param_i(1) == kRopeNormal || node.param_i(1) == kRopeNeox) &&
+        case Op::Rope: {
+            const RopeParams rp = rope_params(node);
+            return node.src[1] && node.src[1]->type == DType::I32 && rp.n_dims > 0 &&
+                   (rp.mode == kRopeNormal || rp.mode == kRopeNeox) &&
                    (!node.src[2] || node.src[2]->type == DType::F32);
+        }
         default:
             return false;
     }

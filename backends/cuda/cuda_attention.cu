@@ -24,6 +24,7 @@
 
 #include "backends/cuda/cuda_common.cuh"
 #include "core/error.h"
+#include "core/ops.h"
 #include "core/quant.h"
 #include "core/types.h"
 
@@ -467,10 +468,11 @@ void attention(const Tensor& node, Context& ctx) {
     a.n_kv = n_kv;
     a.n_rows = n_q * group;
     a.n_kv_tiles = (n_kv + kTileKeys - 1) / kTileKeys;
-    a.scale = node.param_f(0);
-    a.softcap = node.param_f(1);
-    a.window = node.param_i(2);
-    a.causal = node.param_i(3) != 0;
+    const AttentionSpec spec = attention_spec(node);
+    a.scale = spec.scale;
+    a.softcap = spec.softcap;
+    a.window = spec.window;
+    a.causal = spec.causal;
     a.lay = smem_layout(d_k, d_v);
 
     // Warps: enough for the rows (4 each), at least kMinLoadWarps so a tile is converted by 128 threads,

@@ -1,5 +1,5 @@
 // Element conversions shared by the CUDA op files, written to give exactly the floats and bytes core
-// gives on the host: f16 / bf16 <-> f32 with core's integer algorithms (types.cpp), single elements of
+// gives on the host: f16 / bf16 <-> f32 with core's own functions (core/half.h), single elements of
 // the quantized types dequantized with core's expressions in core's order (quant.cpp, quant_k.cpp), and
 // one Q8_0 block quantized like quantize_row_q8_0.
 //
@@ -79,64 +79,6 @@ TESSERA_HD uint32_t load_u32(const uint8_t* p) {
     return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
 
-// ---- f16 / bf16, bit for bit as core/types.cpp ----
-
-TESSERA_HD float fp16_to_f32(uint16_t h) {
-    const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-    const uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t mant = h & 0x3ffu;
-    uint32_t x;
-    if (exp == 0x1f) {
-        x = sign | 0x7f800000u | (mant << 13);
-    } else if (exp != 0) {
-        x = sign | ((exp + 112) << 23) | (mant << 13);
-    } else if (mant == 0) {
-        x = sign;
-    } else {  // subnormal: normalize
-        uint32_t e = 113;
-        while ((mant & 0x400u) == 0) {
-            mant <<= 1;
-            --e;
-        }
-        x = sign | (e << 23) | ((mant & 0x3ffu) << 13);
-    }
-    return u2f(x);
-}
-
-// Round to nearest even; Inf kept, NaN stays a quiet NaN with the top payload bits.
-TESSERA_HD uint16_t f32_to_fp16(float f) {
-    const uint32_t x = f2u(f);
-    const uint32_t sign = (x >> 16) & 0x8000u;
-    const uint32_t abs = x & 0x7fffffffu;
-    if (abs >= 0x7f800000u)
-        return uint16_t(sign | 0x7c00u | (abs > 0x7f800000u ? 0x0200u | ((abs >> 13) & 0x3ffu) : 0u));
-    if (abs >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to >= 65520: Inf
-    if (abs < 0x38800000u) {                                 // subnormal or zero
-        if (abs < 0x33000000u) return uint16_t(sign);
-        const uint32_t exp = abs >> 23;
-        const uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
-        const uint32_t shift = 126 - exp;
-        uint32_t q = mant >> shift;
-        const uint32_t rem = mant & ((1u << shift) - 1);
-        const uint32_t half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (q & 1u))) ++q;
-        return uint16_t(sign | q);
-    }
-    uint32_t h = (abs - 0x38000000u) >> 13;
-    const uint32_t rem = abs & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
-    return uint16_t(sign | h);
-}
-
-TESSERA_HD float bf16_to_f32(uint16_t h) { return u2f(uint32_t(h) << 16); }
-
-TESSERA_HD uint16_t f32_to_bf16(float f) {
-    uint32_t x = f2u(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // quiet NaN
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return uint16_t(x >> 16);
-}
-
 // ---- types handled element-wise on the device ----
 
 TESSERA_HD bool is_plain_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
@@ -163,16 +105,16 @@ TESSERA_HD bool is_dequantizable(DType t) {
 // One plain-float element at p (F32, F16 or BF16; p aligned to the element size).
 TESSERA_HD float load_plain(DType t, const void* p) {
     switch (t) {
-        case DType::F16: return fp16_to_f32(*static_cast<const uint16_t*>(p));
-        case DType::BF16: return bf16_to_f32(*static_cast<const uint16_t*>(p));
+        case DType::F16: return fp16_to_fp32(*static_cast<const uint16_t*>(p));
+        case DType::BF16: return bf16_to_fp32(*static_cast<const uint16_t*>(p));
         default: return *static_cast<const float*>(p);
     }
 }
 
 TESSERA_HD void store_plain(DType t, void* p, float v) {
     switch (t) {
-        case DType::F16: *static_cast<uint16_t*>(p) = f32_to_fp16(v); break;
-        case DType::BF16: *static_cast<uint16_t*>(p) = f32_to_bf16(v); break;
+        case DType::F16: *static_cast<uint16_t*>(p) = fp32_to_fp16(v); break;
+        case DType::BF16: *static_cast<uint16_t*>(p) = fp32_to_bf16(v); break;
         default: *static_cast<float*>(p) = v; break;
     }
 }
@@ -183,36 +125,36 @@ TESSERA_HD void store_plain(DType t, void* p, float v) {
 TESSERA_HD int nibble32(const uint8_t* qs, int j) { return j < 16 ? (qs[j] & 0x0F) : (qs[j - 16] >> 4); }
 
 TESSERA_HD float dq_q4_0(const uint8_t* p, int j) {
-    const float d = fp16_to_f32(load_u16(p + offsetof(block_q4_0, d)));
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_q4_0, d)));
     const int x = nibble32(p + offsetof(block_q4_0, qs), j) - 8;
     return mul_rn(float(x), d);
 }
 
 TESSERA_HD float dq_q4_1(const uint8_t* p, int j) {
-    const float d = fp16_to_f32(load_u16(p + offsetof(block_q4_1, d)));
-    const float m = fp16_to_f32(load_u16(p + offsetof(block_q4_1, m)));
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_q4_1, d)));
+    const float m = fp16_to_fp32(load_u16(p + offsetof(block_q4_1, m)));
     const int x = nibble32(p + offsetof(block_q4_1, qs), j);
     return add_rn(mul_rn(float(x), d), m);
 }
 
 // Q5_*: bit j of the little-endian qh is element j's fifth bit.
 TESSERA_HD float dq_q5_0(const uint8_t* p, int j) {
-    const float d = fp16_to_f32(load_u16(p + offsetof(block_q5_0, d)));
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_q5_0, d)));
     const uint32_t qh = load_u32(p + offsetof(block_q5_0, qh));
     const int x = (nibble32(p + offsetof(block_q5_0, qs), j) | int(((qh >> j) & 1u) << 4)) - 16;
     return mul_rn(float(x), d);
 }
 
 TESSERA_HD float dq_q5_1(const uint8_t* p, int j) {
-    const float d = fp16_to_f32(load_u16(p + offsetof(block_q5_1, d)));
-    const float m = fp16_to_f32(load_u16(p + offsetof(block_q5_1, m)));
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_q5_1, d)));
+    const float m = fp16_to_fp32(load_u16(p + offsetof(block_q5_1, m)));
     const uint32_t qh = load_u32(p + offsetof(block_q5_1, qh));
     const int x = nibble32(p + offsetof(block_q5_1, qs), j) | int(((qh >> j) & 1u) << 4);
     return add_rn(mul_rn(float(x), d), m);
 }
 
 TESSERA_HD float dq_q8_0(const uint8_t* p, int j) {
-    const float d = fp16_to_f32(load_u16(p + offsetof(block_q8_0, d)));
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_q8_0, d)));
     const int x = int8_t(p[offsetof(block_q8_0, qs) + j]);
     return mul_rn(float(x), d);
 }
@@ -221,8 +163,8 @@ TESSERA_HD float dq_q8_0(const uint8_t* p, int j) {
 // picks the 32-byte half of qs, s the 2-bit shift (2 s), part and l the byte within the half
 // (byte 16 part + l); sub-block scale index 8 h + 2 s + part.
 TESSERA_HD float dq_q2_K(const uint8_t* p, int j) {
-    const float d = fp16_to_f32(load_u16(p + offsetof(block_q2_K, d)));
-    const float mn = fp16_to_f32(load_u16(p + offsetof(block_q2_K, dmin)));
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_q2_K, d)));
+    const float mn = fp16_to_fp32(load_u16(p + offsetof(block_q2_K, dmin)));
     const int h = j >> 7, s = (j >> 5) & 3, w = j & 31;
     const uint8_t sc = p[offsetof(block_q2_K, scales) + 8 * h + 2 * s + (w >> 4)];
     const float dl = mul_rn(d, float(sc & 0xF)), ml = mul_rn(mn, float(sc >> 4));
@@ -238,7 +180,7 @@ TESSERA_HD int q3_scale(const uint8_t* sc, int k) {
 }
 
 TESSERA_HD float dq_q3_K(const uint8_t* p, int j) {
-    const float d_all = fp16_to_f32(load_u16(p + offsetof(block_q3_K, d)));
+    const float d_all = fp16_to_fp32(load_u16(p + offsetof(block_q3_K, d)));
     const int h = j >> 7, s = (j >> 5) & 3, w = j & 31;
     const float dl = mul_rn(d_all, float(q3_scale(p + offsetof(block_q3_K, scales), 8 * h + 2 * s + (w >> 4))));
     const int low = (p[offsetof(block_q3_K, qs) + 32 * h + w] >> (2 * s)) & 3;
@@ -261,8 +203,8 @@ TESSERA_HD void scale_min_k4(int k, const uint8_t* q, int* sc, int* m) {
 // Q4_K / Q5_K order: j = 64 c + 32 hi + l: byte 32 c + l of qs, low nibble (hi = 0) or high (hi = 1),
 // sub-block 2 c + hi.
 TESSERA_HD float dq_q4_K(const uint8_t* p, int j) {
-    const float d = fp16_to_f32(load_u16(p + offsetof(block_q4_K, d)));
-    const float mn = fp16_to_f32(load_u16(p + offsetof(block_q4_K, dmin)));
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_q4_K, d)));
+    const float mn = fp16_to_fp32(load_u16(p + offsetof(block_q4_K, dmin)));
     const int c = j >> 6, hi = (j >> 5) & 1, l = j & 31;
     int sc, m;
     scale_min_k4(2 * c + hi, p + offsetof(block_q4_K, scales), &sc, &m);
@@ -274,8 +216,8 @@ TESSERA_HD float dq_q4_K(const uint8_t* p, int j) {
 
 // Q5_K: as Q4_K, plus bit 2 c + hi of qh[l] is the fifth bit.
 TESSERA_HD float dq_q5_K(const uint8_t* p, int j) {
-    const float d = fp16_to_f32(load_u16(p + offsetof(block_q5_K, d)));
-    const float mn = fp16_to_f32(load_u16(p + offsetof(block_q5_K, dmin)));
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_q5_K, d)));
+    const float mn = fp16_to_fp32(load_u16(p + offsetof(block_q5_K, dmin)));
     const int c = j >> 6, hi = (j >> 5) & 1, l = j & 31;
     int sc, m;
     scale_min_k4(2 * c + hi, p + offsetof(block_q5_K, scales), &sc, &m);
@@ -289,7 +231,7 @@ TESSERA_HD float dq_q5_K(const uint8_t* p, int j) {
 // Q6_K: j = 128 n + 32 k + l: ql byte 64 n + 32 (k & 1) + l (low nibble for k < 2), qh byte 32 n + l at
 // shift 2 k, scale 8 n + 2 k + l / 16; value d * scale * (q - 32).
 TESSERA_HD float dq_q6_K(const uint8_t* p, int j) {
-    const float d = fp16_to_f32(load_u16(p + offsetof(block_q6_K, d)));
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_q6_K, d)));
     const int n = j >> 7, k = (j >> 5) & 3, l = j & 31;
     const uint8_t qlb = p[offsetof(block_q6_K, ql) + 64 * n + 32 * (k & 1) + l];
     const int low = k >= 2 ? (qlb >> 4) : (qlb & 0xF);
@@ -326,7 +268,7 @@ TESSERA_HD void quantize_block_q8_0(const float* x, uint8_t* out) {
     }
     const float d = div_rn(amax, 127.0f);
     const float id = d != 0.0f ? div_rn(1.0f, d) : 0.0f;
-    const uint16_t dh = f32_to_fp16(d);
+    const uint16_t dh = fp32_to_fp16(d);
     out[offsetof(block_q8_0, d)] = uint8_t(dh & 0xFF);
     out[offsetof(block_q8_0, d) + 1] = uint8_t(dh >> 8);
     for (int j = 0; j < QK8_0; ++j)

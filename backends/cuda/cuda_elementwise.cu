@@ -17,6 +17,7 @@
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_convert.cuh"
 #include "core/error.h"
+#include "core/ops.h"
 
 namespace tessera::cuda {
 
@@ -135,7 +136,7 @@ void elementwise(const Tensor& node, Context& ctx) {
     kind_of(node.op, &k);
     const Tensor* a = node.src[0];
     const Tensor* b = is_binary(k) || is_glu(k) ? node.src[1] : nullptr;
-    const float p = node.param_f(0);  // scale factor or softcap cap; unused by the others
+    const float p = elementwise_param(node);  // scale factor or softcap cap; unused by the others
     const int64_t n = node.nelements();
     if (n == 0) return;
     const bool flat =

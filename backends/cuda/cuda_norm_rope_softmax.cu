@@ -9,8 +9,8 @@
 //
 // rope: one block per (token i2, i3) and group of kRopeHeads heads. The block first builds that token's
 // cos/sin table (n_dims / 2 entries, double, in shared memory) exactly as the reference does, YaRN
-// included; the corr dims, ramp bounds and mscale are computed once on the host with the reference's own
-// expressions. Then its threads rotate every pair of its heads and copy the pass-through dims.
+// included; the ramp bounds and mscale are set up once on the host (core/rope_yarn.h, as every backend
+// does). Then its threads rotate every pair of its heads and copy the pass-through dims.
 #include <algorithm>
 #include <cmath>
 
@@ -18,6 +18,7 @@
 #include "backends/cuda/cuda_convert.cuh"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/rope_yarn.h"
 
 namespace tessera::cuda {
 
@@ -141,7 +142,8 @@ __global__ void softmax_kernel(const uint8_t* a, Geometry ag, const uint8_t* mas
 struct RopeArgs {
     int n_dims;
     bool neox;
-    double base, freq_scale, ext_factor, mscale, low, high;
+    double base;
+    RopeYarn yarn;
 };
 
 __global__ void rope_kernel(const uint8_t* x, Geometry xg, const uint8_t* pos, int64_t pos_nb0, const uint8_t* ff,
@@ -153,15 +155,9 @@ __global__ void rope_kernel(const uint8_t* x, Geometry xg, const uint8_t* pos, i
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         double theta_extrap = p * pow(ra.base, -2.0 * i / ra.n_dims);
         if (ff) theta_extrap /= double(*reinterpret_cast<const float*>(ff + i * ff_nb0));
-        const double theta_interp = ra.freq_scale * theta_extrap;
-        double theta = theta_interp;
-        if (ra.ext_factor != 0.0) {
-            const double y = (i - ra.low) / fmax(0.001, ra.high - ra.low);
-            const double mix = (1.0 - fmin(fmax(y, 0.0), 1.0)) * ra.ext_factor;
-            theta = theta_interp * (1.0 - mix) + theta_extrap * mix;
-        }
-        table[i] = cos(theta) * ra.mscale;
-        table[half + i] = sin(theta) * ra.mscale;
+        const double theta = rope_theta(ra.yarn, i, theta_extrap);
+        table[i] = cos(theta) * ra.yarn.mscale;
+        table[half + i] = sin(theta) * ra.yarn.mscale;
     }
     __syncthreads();
 
@@ -189,11 +185,6 @@ __global__ void rope_kernel(const uint8_t* x, Geometry xg, const uint8_t* pos, i
     }
 }
 
-// As the reference's yarn_corr_dim.
-double yarn_corr_dim(int n_dims, int n_ctx_orig, double beta, double base) {
-    return n_dims * std::log(double(n_ctx_orig) / (beta * 2.0 * M_PI)) / (2.0 * std::log(base));
-}
-
 bool f32_aligned(const Tensor* t) { return t && t->type == DType::F32 && conv::aligned_for(*t, 4); }
 bool i32_aligned(const Tensor* t) { return t && t->type == DType::I32 && conv::aligned_for(*t, 4); }
 
@@ -203,8 +194,9 @@ bool rope_ok(const Tensor& node) {
     const Tensor* x = node.src[0];
     const Tensor* pos = node.src[1];
     const Tensor* ff = node.src[2];
-    const int n_dims = node.param_i(0);
-    const int mode = node.param_i(1);
+    const RopeParams rp = rope_params(node);
+    const int n_dims = rp.n_dims;
+    const int mode = rp.mode;
     if (!i32_aligned(pos) || pos->ne[0] != x->ne[2]) return false;
     if (ff && (!f32_aligned(ff) || ff->ne[0] < n_dims / 2)) return false;
     return (mode == kRopeNormal || mode == kRopeNeox) && n_dims > 0 && n_dims % 2 == 0 && n_dims <= x->ne[0] &&
@@ -222,22 +214,12 @@ void launch_rope(const Tensor& node, Context& ctx) {
     const Tensor& x = *node.src[0];
     const Tensor& pos = *node.src[1];
     const Tensor* ff = node.src[2];
+    const RopeParams rp = rope_params(node);
     RopeArgs ra{};
-    ra.n_dims = node.param_i(0);
-    ra.neox = node.param_i(1) == kRopeNeox;
-    const int n_ctx_orig = node.param_i(2);
-    ra.base = node.param_f(3);
-    ra.freq_scale = node.param_f(4);
-    ra.ext_factor = node.param_f(5);
-    const double attn_factor = node.param_f(6);
-    const double beta_fast = node.param_f(7);
-    const double beta_slow = node.param_f(8);
-    ra.mscale = attn_factor;
-    if (ra.ext_factor != 0.0) {  // the reference's YaRN setup, verbatim
-        ra.low = std::max(0.0, std::floor(yarn_corr_dim(ra.n_dims, n_ctx_orig, beta_fast, ra.base)));
-        ra.high = std::min(double(ra.n_dims - 1), std::ceil(yarn_corr_dim(ra.n_dims, n_ctx_orig, beta_slow, ra.base)));
-        ra.mscale *= 1.0 + 0.1 * std::log(1.0 / ra.freq_scale);
-    }
+    ra.n_dims = rp.n_dims;
+    ra.neox = rp.mode == kRopeNeox;
+    ra.base = rp.freq_base;
+    ra.yarn = rope_yarn(rp);
     const dim3 grid(unsigned(x.ne[2] * x.ne[3]), unsigned((x.ne[1] + kRopeHeads - 1) / kRopeHeads));
     const size_t shared = size_t(ra.n_dims) * sizeof(double);  // n_dims / 2 cos + n_dims / 2 sin
     TESSERA_LAUNCH(grid, kRopeThreads, shared, ctx.stream, rope_kernel)(
@@ -272,17 +254,17 @@ void norm_rope_softmax(const Tensor& node, Context& ctx) {
     switch (node.op) {
         case Op::RmsNorm:
             TESSERA_LAUNCH(rows, threads, 0, ctx.stream, rms_norm_kernel)(bytes(&a), geometry(a), out, geometry(node),
-                                                                          double(node.param_f(0)));
+                                                                          double(norm_eps(node)));
             break;
         case Op::Norm:
             TESSERA_LAUNCH(rows, threads, 0, ctx.stream, norm_kernel)(bytes(&a), geometry(a), out, geometry(node),
-                                                                      double(node.param_f(0)));
+                                                                      double(norm_eps(node)));
             break;
         case Op::SoftMax: {
             const Tensor* mask = node.src[1];
             const Geometry mg = mask ? geometry(*mask) : Geometry{};
             TESSERA_LAUNCH(rows, threads, 0, ctx.stream, softmax_kernel)(bytes(&a), geometry(a), bytes(mask), mg, out,
-                                                                         geometry(node), double(node.param_f(0)));
+                                                                         geometry(node), double(softmax_scale(node)));
             break;
         }
         case Op::Rope: launch_rope(node, ctx); break;

@@ -11,6 +11,7 @@
 
 #include "backends/reference/reference_ops.h"
 #include "core/error.h"
+#include "core/ops.h"
 
 namespace tessera::ref {
 
@@ -47,10 +48,11 @@ void attention(Tensor* dst) {
     TESSERA_CHECK(dst->type == DType::F32 && dst->is_contiguous(), "attention '%s': output must be contiguous f32",
                   dst->name.c_str());
 
-    const double scale = dst->param_f(0);
-    const double softcap = dst->param_f(1);
-    const int64_t window = dst->param_i(2);
-    const bool causal = dst->param_i(3) != 0;
+    const AttentionSpec spec = attention_spec(*dst);
+    const double scale = spec.scale;
+    const double softcap = spec.softcap;
+    const int64_t window = spec.window;
+    const bool causal = spec.causal;
 
     const int64_t d_k = q.ne[0], n_head = q.ne[1], n_q = q.ne[2];
     const int64_t d_v = v.ne[0], n_kv_head = k.ne[1], n_kv = k.ne[2];

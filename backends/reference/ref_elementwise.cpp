@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "backends/reference/ref_util.h"
+#include "core/ops.h"
 
 namespace tessera::ref::detail {
 
@@ -43,7 +44,7 @@ void binary(Tensor* dst) {
 
 void unary(Tensor* dst) {
     const Tensor& a = *dst->src[0];
-    const double p = dst->param_f(0);  // scale factor or softcap
+    const double p = elementwise_param(*dst);  // scale factor or softcap
     for (int64_t i3 = 0; i3 < a.ne[3]; ++i3)
         for (int64_t i2 = 0; i2 < a.ne[2]; ++i2)
             for (int64_t i1 = 0; i1 < a.ne[1]; ++i1)

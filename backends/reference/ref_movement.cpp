@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "backends/reference/ref_util.h"
+#include "core/ops.h"
 
 namespace tessera::ref::detail {
 
@@ -51,7 +52,7 @@ void get_rows(Tensor* dst) {
 void concat(Tensor* dst) {
     const Tensor& a = *dst->src[0];
     const Tensor& b = *dst->src[1];
-    const int dim = dst->param_i(0);
+    const int dim = concat_dim(*dst);
     int64_t i[4];
     for (i[3] = 0; i[3] < dst->ne[3]; ++i[3])
         for (i[2] = 0; i[2] < dst->ne[2]; ++i[2])

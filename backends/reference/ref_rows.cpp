@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "backends/reference/ref_util.h"
+#include "core/ops.h"
 
 namespace tessera::ref::detail {
 
@@ -23,7 +24,7 @@ void for_each_row(const Tensor& t, F&& f) {
 // x / sqrt(mean(x^2) + eps)
 void rms_norm(Tensor* dst) {
     const Tensor& a = *dst->src[0];
-    const double eps = dst->param_f(0);
+    const double eps = norm_eps(*dst);
     const int64_t n = a.ne[0];
     std::vector<float> x(static_cast<size_t>(n));
     for_each_row(a, [&](int64_t i1, int64_t i2, int64_t i3) {
@@ -38,7 +39,7 @@ void rms_norm(Tensor* dst) {
 // (x - mean) / sqrt(var + eps), var the population variance (divided by n), computed in two passes.
 void norm(Tensor* dst) {
     const Tensor& a = *dst->src[0];
-    const double eps = dst->param_f(0);
+    const double eps = norm_eps(*dst);
     const int64_t n = a.ne[0];
     std::vector<float> x(static_cast<size_t>(n));
     for_each_row(a, [&](int64_t i1, int64_t i2, int64_t i3) {
@@ -58,7 +59,7 @@ void norm(Tensor* dst) {
 void softmax(Tensor* dst) {
     const Tensor& a = *dst->src[0];
     const Tensor* mask = dst->src[1];
-    const double scale = dst->param_f(0);
+    const double scale = softmax_scale(*dst);
     const int64_t n = a.ne[0];
     std::vector<double> v(static_cast<size_t>(n));
     for_each_row(a, [&](int64_t i1, int64_t i2, int64_t i3) {
@@ -109,7 +110,7 @@ void argmax(Tensor* dst) {
 // Indices of the k largest, largest first; equal values keep index order (lower first).
 void top_k(Tensor* dst) {
     const Tensor& a = *dst->src[0];
-    const int64_t k = dst->param_i(0);
+    const int64_t k = top_k_count(*dst);
     std::vector<float> x(static_cast<size_t>(a.ne[0]));
     std::vector<int32_t> idx(static_cast<size_t>(a.ne[0]));
     for_each_row(a, [&](int64_t i1, int64_t i2, int64_t i3) {
