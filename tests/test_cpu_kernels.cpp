@@ -326,6 +326,7 @@ TEST_CASE("cpu mul_mat: 4-bit grid weights (IQ4_NL, IQ4_XS, MXFP4), decode and p
     const Case cases[] = {{DType::IQ4_NL, 131, 1, false}, {DType::IQ4_NL, 67, 13, true},  {DType::IQ4_XS, 131, 1, false},
                           {DType::IQ4_XS, 67, 9, false},  {DType::IQ4_XS, 33, 13, true},  {DType::MXFP4, 131, 1, false},
                           {DType::MXFP4, 67, 13, true}};
+    for (const cpu::CpuKernels* kl : cpu_level_tables())
     for (const auto& c : cases) {
         const int64_t ablock = c.type == DType::IQ4_XS ? 256 : 32;  // Q8_K or Q8_0 activations
         std::vector<float> first;
@@ -354,7 +355,7 @@ TEST_CASE("cpu mul_mat: 4-bit grid weights (IQ4_NL, IQ4_XS, MXFP4), decode and p
             out->flags |= kFlagOutput;
             Graph g;
             g.expand(out);
-            const auto [got, want] = cpu_and_reference(g, *out, threads);
+            const auto [got, want] = cpu_and_reference(g, *out, threads, kl->level);
             double worst = 0;
             for (int64_t j = 0; j < c.m; ++j)
                 for (int64_t i = 0; i < c.n; ++i) {
@@ -373,7 +374,7 @@ TEST_CASE("cpu mul_mat: 4-bit grid weights (IQ4_NL, IQ4_XS, MXFP4), decode and p
                     worst = std::max(worst, std::fabs(double(got[o]) - want[o]) / (act + 1e-5 * mag + 1e-30));
                 }
             INFO(std::string(type_name(c.type)) << " n " << c.n << " m " << c.m << (c.strided_b ? " strided b" : "") << " threads "
-                                   << threads);
+                                   << threads << ", cpu level " << cpu::cpu_level_name(kl->level));
             CHECK(worst <= 1.0);
             if (first.empty()) first = got;
             CHECK(std::memcmp(first.data(), got.data(), got.size() * 4) == 0);
