@@ -4,13 +4,15 @@
 // squared or absolute error, then the sub-block scales themselves quantized against one f16 super-scale)
 // so that the same input gives the same bytes as llama.cpp's reference quantizers.
 //
-// Contraction off: see core/quant.cpp. A fused multiply-add in the error sums flips search decisions.
+// The scale searches live in core/quant_search.h. Contraction off: see core/quant.cpp. A fused multiply-add
+// in the error sums flips search decisions.
 #pragma GCC optimize("fp-contract=off")
 #include <cmath>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/quant.h"
+#include "core/quant_search.h"
 #include "core/quant_util.h"
 
 namespace tessera {
@@ -23,128 +25,6 @@ int64_t superblocks_of(int64_t n, const char* type) {
     TESSERA_CHECK(n >= 0 && n % QK_K == 0, "%s: row of %lld elements is not a multiple of the block size %d", type,
                   static_cast<long long>(n), QK_K);
     return n / QK_K;
-}
-
-// Asymmetric search (scale and min, q in 0..nmax) for one group of n values with importance weights w.
-// Start from the min/max fit, then try nstep + 1 slightly different inverse scales
-// (nmax + rmin + rdelta * is) / (max - min); for each, re-fit scale and min by weighted least squares
-// to the rounded levels and keep the best by weighted |err| (use_mad) or err^2. Min is clamped to <= 0
-// (a group's minimum is stored as a positive number that is subtracted).
-// Returns the scale; *neg_min receives -min (>= 0). L gets the levels; Laux is scratch of n.
-float search_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, uint8_t* Laux,
-                       float rmin, float rdelta, int nstep, bool use_mad) {
-    float mn = x[0], mx = x[0];
-    float sum_w = w[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < mn) mn = x[i];
-        if (x[i] > mx) mx = x[i];
-        const float wi = w[i];
-        sum_w += wi;
-        sum_x += wi * x[i];
-    }
-    if (mn > 0) mn = 0;
-    if (mx == mn) {
-        for (int i = 0; i < n; ++i) L[i] = 0;
-        *neg_min = -mn;
-        return 0.0f;
-    }
-    float iscale = nmax / (mx - mn);
-    float scale = 1 / iscale;
-    float best_err = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = nearest_int(iscale * (x[i] - mn));
-        L[i] = uint8_t(clampv(l, 0, nmax));
-        float diff = scale * L[i] + mn - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        best_err += w[i] * diff;
-    }
-    if (nstep < 1) {
-        *neg_min = -mn;
-        return scale;
-    }
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta * is + nmax) / (mx - mn);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = clampv(nearest_int(iscale * (x[i] - mn)), 0, nmax);
-            Laux[i] = uint8_t(l);
-            const float wi = w[i];
-            sum_l += wi * l;
-            sum_l2 += wi * l * l;
-            sum_xl += wi * l * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float err = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? std::fabs(diff) : diff * diff;
-                err += w[i] * diff;
-            }
-            if (err < best_err) {
-                for (int i = 0; i < n; ++i) L[i] = Laux[i];
-                best_err = err;
-                scale = this_scale;
-                mn = this_min;
-            }
-        }
-    }
-    *neg_min = -mn;
-    return scale;
-}
-
-// Symmetric search (q in -nmax..nmax-1, stored as q + nmax) weighting each value by x^2: start at
-// the scale that maps the largest-magnitude value onto -nmax, then try 18 nearby inverse scales
-// -(nmax + 0.1 * is) / max, is = -9..9, keeping the one with the best least-squares fit
-// (largest sum(w x l)^2 / sum(w l^2)). Returns the least-squares scale.
-float search_scale_sym(int n, int nmax, const float* x, int8_t* L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
-        for (int i = 0; i < n; ++i) L[i] = 0;
-        return 0.0f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = clampv(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = int8_t(l + nmax);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; ++is) {
-        if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = clampv(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-            const float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + clampv(nearest_int(iscale * x[i]), -nmax, nmax - 1));
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    return scale;
 }
 
 // Q3_K's symmetric search (q in -nmax..nmax-1, returned unshifted + nmax): start from the max-magnitude
@@ -247,13 +127,11 @@ void rms_plus_abs_weights(const float* x, float* w) {
 // f16 super-scales d and dmin; then each value's level recomputed against the rounded scales.
 void quantize_superblock_k4(const float* x, int nmax, float rmin, int nstep, uint16_t* d_out, uint16_t* dmin_out,
                             uint8_t* packed_scales, uint8_t* L) {
-    float weights[32], scales[8], mins[8];
-    uint8_t Laux[32];
+    float weights[QK_K], scales[8], mins[8];
+    for (int j = 0; j < 8; ++j) rms_plus_abs_weights(x + 32 * j, weights + 32 * j);
+    search_scale_min_groups(8, 32, nmax, x, weights, L, scales, mins, rmin, 0.1f, nstep, false);
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; ++j) {
-        rms_plus_abs_weights(x + 32 * j, weights);
-        scales[j] = search_scale_min(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep,
-                                     false);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -313,12 +191,12 @@ void quantize_row_q2_K(const float* src, void* dst, int64_t n) {
     const float q4scale = 15.f;
     for (int64_t i = 0; i < nb; ++i) {
         const float* x = src + i * QK_K;
-        uint8_t L[QK_K], Laux[16];
-        float weights[16], mins[16], scales[16];
+        uint8_t L[QK_K];
+        float weights[QK_K], mins[16], scales[16];
+        for (int l = 0; l < QK_K; ++l) weights[l] = std::fabs(x[l]);
+        search_scale_min_groups(16, 16, 3, x, weights, L, scales, mins, -0.5f, 0.1f, 15, true);
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < 16; ++j) {
-            for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-            scales[j] = search_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -568,9 +446,9 @@ void quantize_row_q6_K(const float* src, void* dst, int64_t n) {
         int8_t L[QK_K];
         float scales[16];
         float max_scale = 0, max_abs_scale = 0;
+        search_scale_sym_groups(16, 16, 32, x, L, scales);
         for (int ib = 0; ib < 16; ++ib) {
-            const float scale = search_scale_sym(16, 32, x + 16 * ib, L + 16 * ib);
-            scales[ib] = scale;
+            const float scale = scales[ib];
             const float abs_scale = std::fabs(scale);
             if (abs_scale > max_abs_scale) {
                 max_abs_scale = abs_scale;

@@ -3,7 +3,6 @@
 // each row quantized with core's reference quantizers, which give llama.cpp's bytes. Metadata is copied
 // in order; general.file_type and general.quantization_version are set. The output is written through
 // GGUFWriter (temporary file renamed into place), so a failure never leaves a half-written OUT.
-#include <omp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,9 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "core/gguf.h"
 #include "core/quant.h"
+#include "core/thread_pool.h"
 #include "tools/args.h"
 #include "tools/command.h"
 #include "tools/quantize_mix.h"
@@ -81,8 +82,8 @@ std::vector<const GGUFFile::TensorInfo*> llama_order(const GGUFFile& f) {
     return order;
 }
 
-// Converts one tensor (any type with a float conversion) to `to` into dst, rows spread over the threads.
-void convert_tensor(const GGUFFile::TensorInfo& t, DType to, int threads, uint8_t* dst) {
+// Converts one tensor (any type with a float conversion) to `to` into dst, chunks of rows spread over the pool.
+void convert_tensor(const GGUFFile::TensorInfo& t, DType to, ThreadPool& pool, uint8_t* dst) {
     const int64_t ne0 = t.ne[0], rows = t.n_elements() / std::max<int64_t>(ne0, 1);
     const TypeTraits& src = type_traits(t.type);
     const TypeTraits& dt = type_traits(to);
@@ -90,22 +91,21 @@ void convert_tensor(const GGUFFile::TensorInfo& t, DType to, int threads, uint8_
     TESSERA_CHECK(dt.from_float != nullptr, "no quantizer for type %s", dt.name);
     const size_t in_row = row_bytes(t.type, ne0), out_row = row_bytes(to, ne0);
     const auto* in = static_cast<const uint8_t*>(t.data);
-    std::string error;
-#pragma omp parallel num_threads(threads)
-    {
-        std::vector<float> buf(static_cast<size_t>(ne0));
-#pragma omp for schedule(dynamic, 16)
-        for (int64_t r = 0; r < rows; ++r) {
-            try {
+    // A few rows per chunk: enough chunks to balance the threads, each long enough that handing it out is free.
+    constexpr int64_t kRowsPerChunk = 8;
+    std::vector<std::vector<float>> row_buf(size_t(pool.size()));  // one float row per thread
+    try {
+        pool.run((rows + kRowsPerChunk - 1) / kRowsPerChunk, pool.size(), [&](int64_t chunk, int tid) {
+            std::vector<float>& buf = row_buf[size_t(tid)];
+            buf.resize(size_t(ne0));
+            for (int64_t r = chunk * kRowsPerChunk; r < std::min(rows, (chunk + 1) * kRowsPerChunk); ++r) {
                 src.to_float(in + size_t(r) * in_row, buf.data(), ne0);
                 dt.from_float(buf.data(), dst + size_t(r) * out_row, ne0);
-            } catch (const std::exception& e) {
-#pragma omp critical
-                error = e.what();
             }
-        }
+        });
+    } catch (const std::exception& e) {
+        TESSERA_CHECK(false, "tensor %s: %s", t.name.c_str(), e.what());
     }
-    TESSERA_CHECK(error.empty(), "tensor %s: %s", t.name.c_str(), error.c_str());
 }
 
 bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
@@ -136,7 +136,8 @@ int quantize(int argc, char** argv) {
     } catch (const Error& e) {
         throw UsageError(e.what());
     }
-    if (threads <= 0) threads = omp_get_num_procs();
+    if (threads <= 0) threads = physical_cores();
+    ThreadPool pool(threads);
     // Checked before any work: OUT must be a (new) regular file in a writable directory, and not IN itself,
     // which the rename at the end would replace while it is still being read.
     const std::string out_file = GGUFWriter::output_target(out_path);
@@ -205,7 +206,7 @@ int quantize(int argc, char** argv) {
                                in_path.c_str(), t.name.c_str(), type_name(t.type), type_name(to)));
         w.add_tensor(t.name, to, ne, [&, tp, to](uint8_t* dst) {
             progress.update(done, tp->name + " -> " + type_name(to));
-            convert_tensor(*tp, to, threads, dst);
+            convert_tensor(*tp, to, pool, dst);
             done += uint64_t(tp->n_elements());
         });
         ++n_quantized;
