@@ -1,9 +1,12 @@
 #include "tools/args.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <sys/stat.h>
 #include <sstream>
 
 #include "core/error.h"
@@ -141,6 +144,8 @@ bool ArgParser::parse_args(int argc, char** argv) {
                 arg = arg.substr(0, eq);
                 inline_value = true;
             }
+            // llama.cpp reads '_' in a long option as '-' (--repeat_penalty); so do we.
+            if (arg.rfind("--", 0) == 0) std::replace(arg.begin(), arg.end(), '_', '-');
             Spec* s = find(arg);
             if (!s) throw UsageError("unknown option '" + arg + "'");
             if (s->takes_value) {
@@ -176,10 +181,28 @@ std::string ArgParser::help() const {
         std::string left;
         for (const auto& n : s.names) left += (left.empty() ? "" : ", ") + n;
         if (s.takes_value) left += " " + s.metavar;
-        os << "  " << left << std::string(left.size() < 24 ? 24 - left.size() : 1, ' ') << s.help << "\n";
+        // A left column too wide for its 24 places puts the help on the next line, in the help column.
+        os << "  " << left << (left.size() < 24 ? std::string(24 - left.size(), ' ') : "\n" + std::string(26, ' '))
+           << s.help << "\n";
     }
     os << "  -h, --help              show this help\n";
     return os.str();
+}
+
+std::string read_text_file(const std::string& flag, const std::string& path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) throw UsageError(flag + ": cannot read '" + path + "': " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) throw UsageError(flag + ": '" + path + "' is not a regular file");
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) throw UsageError(flag + ": cannot read '" + path + "': " + std::strerror(errno));
+    std::string text;
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    const bool failed = std::ferror(f) != 0;
+    std::fclose(f);
+    if (failed) throw UsageError(flag + ": reading '" + path + "' failed");
+    return text;
 }
 
 int run_guarded(const char* command, const std::function<int()>& body) {

@@ -58,6 +58,10 @@ private:
     std::vector<Positional> positionals_;
 };
 
+// The whole of a text file given with `flag` (-f FILE); throws UsageError naming the flag, the file and the
+// system's reason, and refuses what is not a regular file (a directory reads as nothing).
+std::string read_text_file(const std::string& flag, const std::string& path);
+
 // Runs a command body, turning UsageError into "tessera CMD: msg" + a hint (exit 2)
 // and tessera::Error / std::exception into "tessera CMD: error: msg" (exit 1).
 int run_guarded(const char* command, const std::function<int()>& body);

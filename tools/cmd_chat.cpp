@@ -6,6 +6,7 @@
 // program. Everything goes through the C API: model, session, tokens, sampling, the chat format
 // (tessera_chat_format), stop strings (tessera_stop_matcher) and UTF-8 hold-back (tessera_detok_stream).
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -170,11 +171,13 @@ int chat(int argc, char** argv) {
     p.flag("--verbose", &verbose, "report per turn how many prompt tokens were reused from the cache (stderr)");
     if (!p.parse(argc, argv)) return 0;
     if (sf.model.empty()) throw UsageError("-m MODEL is required");
+    sampling.resolve_seed();
 
     ModelHandle model;
     sf.open_model(&model.m);
     SessionHandle session;
     const tessera_session_params sp = sf.params();
+    sf.warn_past_training(model.m);
     check(tessera_session_create(model.m, &sp, &session.s), "creating the session");
     std::string fmt_shown;
     const std::string fmt = choose_format(model.m, template_name, template_file, &fmt_shown);
@@ -209,7 +212,10 @@ int chat(int argc, char** argv) {
             say("\n(/exit or Ctrl-D quits)\n");
             continue;
         }
-        if (r == LineReader::kEof) break;
+        if (r == LineReader::kEof) {
+            if (interactive) say("\n");  // Ctrl-D: the shell's prompt starts on a line of its own
+            break;
+        }
         if (line.empty()) continue;
         if (line == "/exit" || line == "/quit") break;
         if (line == "/help") {
@@ -222,6 +228,12 @@ int chat(int argc, char** argv) {
             check(tessera_session_reset(session.s), "resetting the session");
             cached.clear();
             say("(conversation reset)\n");
+            continue;
+        }
+        if (line[0] == '/' && line.size() > 1 && std::isalpha(static_cast<unsigned char>(line[1]))) {
+            // A mistyped command is not a message for the model.
+            say("unknown command '%s' (/help lists them)\n", line.substr(0, line.find(' ')));
+            if (!interactive) out("\n");  // one answer line per input line for piped use
             continue;
         }
 

@@ -97,7 +97,15 @@ int eval(int argc, char** argv) {
 
     tessera_session_params sp = sf.params();
     sp.logits_all = 1;
-    if (sp.n_ctx == 0) sp.n_ctx = std::max<int>(int(ids.size()), std::min(tessera_model_n_ctx_train(model.m), 4096));
+    const int n_train = tessera_model_n_ctx_train(model.m);
+    if (sp.n_ctx == 0) {
+        // As run does: no further than the training context unless -c asks for it (with a warning).
+        sp.n_ctx = std::max<int>(int(ids.size()), std::min(n_train, 4096));
+        if (n_train > 0 && sp.n_ctx > n_train)
+            throw std::runtime_error(std::to_string(ids.size()) + " tokens are more than the model's training context (" +
+                                     std::to_string(n_train) + "); -c N evaluates past it");
+    }
+    sf.warn_past_training(model.m);
     SessionHandle session;
     check(tessera_session_create(model.m, &sp, &session.s), "creating the session");
     print_cache_size(session.s);

@@ -1,7 +1,9 @@
 // `tessera run -m MODEL -p PROMPT`: generates text. stdout carries only the generated text,
 // streamed as it comes; load time, cache size and speeds go to stderr.
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -11,6 +13,15 @@
 namespace tessera::cli {
 
 namespace {
+
+std::string read_stdin() {
+    std::string text;
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) text.append(buf, n);
+    if (std::ferror(stdin)) throw std::runtime_error(std::string("reading the prompt from stdin: ") + std::strerror(errno));
+    return text;
+}
 
 // Prints generated text as it completes. The library's streaming detokenizer holds back an unfinished
 // UTF-8 character (invalid bytes become U+FFFD), its stop matcher whatever could still become a stop string:
@@ -61,7 +72,7 @@ private:
 
 int run(int argc, char** argv) {
     SessionFlags sf;
-    std::string prompt;
+    std::string prompt, prompt_file;
     int n_predict = 128;
     SamplerFlags sampling;
     bool ignore_eos = false;
@@ -69,20 +80,26 @@ int run(int argc, char** argv) {
     ArgParser p("run", "-m MODEL -p PROMPT [options]",
                 "Generates text from PROMPT. Only the generated text goes to stdout; timings go to stderr.");
     sf.add_to(p);
-    p.option("-p,--prompt", &prompt, "TEXT", "prompt (tokenized with BOS, as the model asks)");
-    p.option("-n,--n-predict", &n_predict, "N", "tokens to generate (default 128)", 0, 1 << 24);
+    p.option("-p,--prompt", &prompt, "TEXT", "prompt (tokenized with BOS, as the model asks); - reads stdin");
+    p.option("-f,--file", &prompt_file, "FILE", "read the prompt from FILE");
+    p.option("-n,--n-predict,--predict", &n_predict, "N",
+             "tokens to generate (default 128); -1 = until the end of text or the context is full", -1, 1 << 24);
     sampling.add_to(p);
     p.repeated("--stop", &stops, "TEXT", "stop when the output contains TEXT");
     p.flag("--ignore-eos", &ignore_eos, "keep generating past the end-of-sequence token");
     if (!p.parse(argc, argv)) return 0;
     if (sf.model.empty()) throw UsageError("-m MODEL is required");
-    if (!p.given("--prompt")) throw UsageError("-p PROMPT is required");
+    if (p.given("--prompt") == p.given("--file")) throw UsageError("give the prompt with one of -p TEXT and -f FILE");
+    if (p.given("--file")) prompt = read_text_file("-f", prompt_file);
+    else if (prompt == "-") prompt = read_stdin();
+    sampling.resolve_seed();
 
     const auto t_load = std::chrono::steady_clock::now();
     ModelHandle model;
     sf.open_model(&model.m);
     SessionHandle session;
     const tessera_session_params sp = sf.params();
+    sf.warn_past_training(model.m);
     check(tessera_session_create(model.m, &sp, &session.s), "creating the session");
     std::fprintf(stderr, "model: %s (%s, %d layers, n_embd %d, vocab %d), loaded in %.0f ms\n", sf.model.c_str(),
                  tessera_model_arch(model.m), tessera_model_n_layer(model.m), tessera_model_n_embd(model.m),
@@ -111,8 +128,10 @@ int run(int argc, char** argv) {
 
     Printer printer(model.m, stops);
     const auto t_gen = std::chrono::steady_clock::now();
+    const int32_t n_ctx = tessera_session_n_ctx(session.s);
+    bool context_full = false;
     int generated = 0;
-    for (; generated < n_predict; ++generated) {
+    for (; n_predict < 0 || generated < n_predict; ++generated) {
         tessera_token tok;
         check(tessera_sample(sampler.s, session.s, &tok), "sampling");
         if (!ignore_eos && tessera_model_is_eog(model.m, tok)) break;
@@ -120,11 +139,20 @@ int run(int argc, char** argv) {
             ++generated;
             break;
         }
-        if (generated + 1 < n_predict) check(tessera_decode(session.s, &tok, 1), "decoding");
+        if (n_predict >= 0 && generated + 1 >= n_predict) continue;  // the last token needs no decode
+        if (tessera_session_n_past(session.s) >= n_ctx) {  // no room to run this token: stop here, cleanly
+            context_full = true;
+            ++generated;
+            break;
+        }
+        check(tessera_decode(session.s, &tok, 1), "decoding");
     }
     printer.finish();
     std::fputc('\n', stdout);
     std::fflush(stdout);
+    if (context_full)
+        std::fprintf(stderr, "(context full: stopped after %d tokens at the context's %d; -c sets it)\n", generated,
+                     n_ctx);
     const double gen_s = seconds_since(t_gen);
     std::fprintf(stderr, "prompt: %zu tokens in %.1f ms (%.1f tok/s); generated: %d tokens in %.1f ms (%.1f tok/s)\n",
                  ids.size(), prompt_s * 1000.0, double(ids.size()) / std::max(prompt_s, 1e-9), generated,

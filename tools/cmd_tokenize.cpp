@@ -3,8 +3,6 @@
 // vocab-only GGUF files work too.
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -48,13 +46,7 @@ int tokenize(int argc, char** argv) {
     if (!p.parse(argc, argv)) return 0;
     if (model.empty()) throw UsageError("-m MODEL is required");
     if (p.given("--prompt") == p.given("--file")) throw UsageError("give exactly one of -p TEXT and -f FILE");
-    if (p.given("--file")) {
-        std::ifstream in(file, std::ios::binary);
-        if (!in) throw UsageError("-f: cannot read '" + file + "'");
-        std::stringstream ss;
-        ss << in.rdbuf();
-        prompt = ss.str();
-    }
+    if (p.given("--file")) prompt = read_text_file("-f", file);
 
     // Failures throw the library's message unchanged (run_guarded prints "error: ..." and exits 1).
     auto ok = [](tessera_status st) {

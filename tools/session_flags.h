@@ -2,12 +2,16 @@
 // turned into the C API's session parameters, plus small helpers over the C API. Header-only:
 // each command includes it and the tools stay on the public API.
 #pragma once
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <climits>
-#include <cstdlib>
-#include <stdexcept>
 #include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <unistd.h>
@@ -33,13 +37,14 @@ struct SessionFlags {
 
     void add_to(ArgParser& p, bool with_ctx = true) {
         p.option("-m,--model", &model, "FILE", "GGUF model file (required)");
-        if (with_ctx) p.option("-c,--ctx", &ctx, "N", "context size in tokens (default: the model's)", 0, 1 << 24);
+        if (with_ctx)
+            p.option("-c,--ctx,--ctx-size", &ctx, "N", "context size in tokens (default: the model's)", 0, 1 << 24);
         p.option("-t,--threads", &threads, "N", "threads (default: physical cores)", 0, 1024);
-        p.option("-b,--batch", &batch, "N", "prefill chunk size (default 512)", 1, 1 << 20);
+        p.option("-b,--batch,--batch-size", &batch, "N", "prefill chunk size (default 512)", 1, 1 << 20);
         p.option("--cache-type", &cache_type, "TYPE", "KV cache type: f16 (default), f32, q8_0");
         p.option("--device,--backend", &backend, "NAME",
                  "where to compute: cpu (default), cuda (weights are uploaded to the GPU), reference (scalar oracle)");
-        p.option("--gpu-layers", &gpu_layers, "N",
+        p.option("-ngl,--gpu-layers,--n-gpu-layers", &gpu_layers, "N",
                  "with --device cuda: put only the first N layers on the GPU, the rest compute on the CPU "
                  "(default: all)",
                  1, 1 << 20);
@@ -67,10 +72,28 @@ struct SessionFlags {
         if (percent == 100) last_percent = -1;
     }
 
+    // More threads than the hardware runs at once only wait on each other (OpenMP's spinning makes that
+    // costly): a warning above the hardware's count, and a cap at twice it.
+    static int sane_threads(int threads) {
+        const int hw = int(std::thread::hardware_concurrency());
+        if (threads <= 0 || hw <= 0 || threads <= hw) return threads;
+        const int capped = std::min(threads, 2 * hw);
+        std::fprintf(stderr, "warning: --threads %d is more than the %d hardware threads%s\n", threads, hw,
+                     capped < threads ? ("; using " + std::to_string(capped)).c_str() : "");
+        return capped;
+    }
+
+    // Warns when -c asks for more than the model was trained on (positions past it are untested ground).
+    void warn_past_training(const tessera_model* m) const {
+        const int train = tessera_model_n_ctx_train(m);
+        if (ctx > 0 && train > 0 && ctx > train)
+            std::fprintf(stderr, "warning: -c %d is more than the model's training context (%d)\n", ctx, train);
+    }
+
     tessera_session_params params() const {
         tessera_session_params sp = tessera_session_default_params();
         sp.n_ctx = ctx;
-        sp.n_threads = threads;
+        sp.n_threads = sane_threads(threads);
         sp.n_batch = batch;
         if (cache_type == "f16") sp.cache_type = TESSERA_CACHE_F16;
         else if (cache_type == "f32") sp.cache_type = TESSERA_CACHE_F32;
@@ -99,8 +122,27 @@ struct SamplerFlags {
                   100.0);
         ap.option("--presence-penalty", &p.presence_penalty, "X", "subtracted once if present (default 0)", -100.0,
                   100.0);
-        ap.option("--seed", &p.seed, "S", "sampling seed (default 0)");
+        ap.option("-s,--seed", &seed_text, "S", "sampling seed (default 0); -1 = a random one, printed");
     }
+
+    // Resolves --seed after parsing: a number, or -1 for a random seed that is printed so a run can be repeated.
+    void resolve_seed() {
+        if (seed_text.empty()) return;
+        if (seed_text == "-1") {
+            p.seed = (uint64_t(std::random_device{}()) << 32) | std::random_device{}();
+            std::fprintf(stderr, "seed: %llu\n", static_cast<unsigned long long>(p.seed));
+            return;
+        }
+        char* end = nullptr;
+        errno = 0;
+        const unsigned long long v = std::strtoull(seed_text.c_str(), &end, 10);
+        if (seed_text[0] == '-' || *end != '\0' || errno == ERANGE)
+            throw UsageError("--seed: '" + seed_text + "' is not a non-negative integer or -1");
+        p.seed = v;
+    }
+
+private:
+    std::string seed_text;
 };
 
 // Owners that free C API handles on every path.
