@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -209,6 +210,9 @@ int bench_matmul(int argc, char** argv) {
         if (v.empty()) throw UsageError(std::string(flag) + ": empty list");
         return v;
     };
+    if (!m_s.empty() && !std::isdigit(static_cast<unsigned char>(m_s[0])))
+        throw UsageError("-m here is the activation rows (LIST of numbers), not a model: '" + m_s +
+                         "'; a model's speed is `tessera bench -m MODEL`");
     const std::vector<int64_t> ms = ints(m_s, "--m", 1, 65536);
     const std::vector<int64_t> thread_counts = ints(threads_s, "--threads", 1, 1024);
     for (DType t : types)

@@ -82,7 +82,8 @@ int bench(int argc, char** argv) {
     ArgParser p("bench -m", "MODEL [-p 512] [-n 128] [-r REPS] [--json] [options]",
                 "Prompt processing (ppN: N tokens in one batch) and generation (tgN: N tokens one at a time)\n"
                 "speeds, bytes read per generated token and the bandwidth they imply, against the measured\n"
-                "memory bandwidth (read-sum over 2 GiB). Random token ids; the cache starts empty each rep.");
+                "memory bandwidth (read-sum over 4x the bytes a token reads, 256 MiB to 2 GiB). Random token ids;\n"
+                "the cache starts empty each rep.");
     sf.add_to(p);
     p.option("-p,--n-prompt", &pp_list, "N[,N]", "prompt lengths (default 512; 0 = skip)");
     p.option("-n,--n-gen", &tg_list, "N[,N]", "generation lengths (default 128; 0 = skip)");
@@ -115,18 +116,22 @@ int bench(int argc, char** argv) {
 
     // A GPU's bandwidth is not the host's: on a device only a given figure is used.
     const bool on_host = sf.backend == "cpu" || sf.backend == "reference";
-    const double bw = bw_given > 0 ? bw_given : (no_bw || !on_host) ? 0.0 : measure_bandwidth(size_t(2) << 30, threads);
     const int n_vocab = tessera_model_n_vocab(model.m);
     const double weight_bytes = double(tessera_model_decode_bytes(model.m));
+    // The buffer only needs to be well past the caches: 4x what a token reads, 256 MiB to 2 GiB.
+    const size_t bw_bytes = std::clamp(size_t(4 * weight_bytes), size_t(256) << 20, size_t(2) << 30);
+    const double bw = bw_given > 0 ? bw_given : (no_bw || !on_host) ? 0.0 : measure_bandwidth(bw_bytes, threads);
     const double kv_per_tok = double(tessera_session_cache_bytes_per_token(session.s));
     // The kernel level the host side runs (the whole model on "cpu", the host layers of a split).
     const char* level = tessera_cpu_level();
     const std::string cpu_level = level ? level : "?";
+    char bw_text[48] = "not measured";
+    if (bw > 0) std::snprintf(bw_text, sizeof bw_text, "%.1f GB/s", bw);
     if (!json)
-        std::fprintf(stderr, "model %s: %.1f MiB of weights, %.1f MiB read per decoded token; bandwidth %.1f GB/s (%d threads); "
+        std::fprintf(stderr, "model %s: %.1f MiB of weights, %.1f MiB read per decoded token; bandwidth %s (%d threads); "
                      "cpu kernels %s\n",
-                     sf.model.c_str(), double(tessera_model_size(model.m)) / 1048576.0, weight_bytes / 1048576.0, bw,
-                     threads, cpu_level.c_str());
+                     sf.model.c_str(), double(tessera_model_size(model.m)) / 1048576.0, weight_bytes / 1048576.0,
+                     bw_text, threads, cpu_level.c_str());
 
     const BusyNeighbours busy(neighbours);
     if (!json && neighbours > 0)
@@ -146,17 +151,25 @@ int bench(int argc, char** argv) {
         // A generated token reads every weight once plus the K/V rows before it (on average half the run).
         const double bytes = gen ? weight_bytes + kv_per_tok * (n_tokens + 1) / 2.0 : 0.0;
         const double gbs = bytes * st.median / 1e9;
+        // Without a bandwidth figure (--no-bandwidth, or a device without --bandwidth-gbs) there is no fraction:
+        // JSON null, and no "% of" in the text.
+        char bw_json[64] = "null", frac_json[64] = "null";
+        if (bw > 0) std::snprintf(bw_json, sizeof bw_json, "%.3f", bw);
+        if (bw > 0 && gen) std::snprintf(frac_json, sizeof frac_json, "%.4f", gbs / bw);
         if (json) {
             std::printf("{\"test\": \"%s\", \"threads\": %d, \"neighbours\": %d, \"tokens_per_s\": %.3f, "
                         "\"tokens_per_s_min\": %.3f, \"tokens_per_s_max\": %.3f, \"reps\": %zu, \"bytes_per_token\": %.0f, "
                         "\"gb_per_s\": %.3f, "
-                        "\"bandwidth_gb_per_s\": %.3f, \"bandwidth_fraction\": %.4f, \"cpu_level\": \"%s\"}\n",
-                        test.c_str(), threads, neighbours, st.median, st.min, st.max, secs.size(), bytes, gbs, bw,
-                        bw > 0 && gen ? gbs / bw : 0.0, cpu_level.c_str());
+                        "\"bandwidth_gb_per_s\": %s, \"bandwidth_fraction\": %s, \"cpu_level\": \"%s\"}\n",
+                        test.c_str(), threads, neighbours, st.median, st.min, st.max, secs.size(), bytes, gbs, bw_json,
+                        frac_json, cpu_level.c_str());
+        } else if (gen && bw <= 0) {
+            std::printf("%-8s %3d threads  %9.2f tok/s  (min %.2f, max %.2f)  %7.1f MiB/token  %6.2f GB/s\n",
+                        test.c_str(), threads, st.median, st.min, st.max, bytes / 1048576.0, gbs);
         } else if (gen) {
             std::printf("%-8s %3d threads  %9.2f tok/s  (min %.2f, max %.2f)  %7.1f MiB/token  %6.2f GB/s = %4.1f %% of %.1f GB/s\n",
                         test.c_str(), threads, st.median, st.min, st.max, bytes / 1048576.0, gbs,
-                        bw > 0 ? 100.0 * gbs / bw : 0.0, bw);
+                        100.0 * gbs / bw, bw);
         } else {
             std::printf("%-8s %3d threads  %9.2f tok/s  (min %.2f, max %.2f)\n", test.c_str(), threads, st.median,
                         st.min, st.max);
