@@ -184,7 +184,8 @@ LlamaShape llama_preset(const std::string& name) {
 
 MadeModel make_model(const MakeModelOptions& o, const std::string& out_path) {
     if (is_gemma_deepseek(o.arch, o.preset)) return make_gemma_deepseek_model(o, out_path);
-    TESSERA_CHECK(o.arch == "llama", "make-model: architecture '%s' is not supported (llama)", o.arch.c_str());
+    TESSERA_CHECK(o.arch == "llama", "make-model: architecture '%s' is not supported (llama, gemma, gemma2, gemma3, deepseek2)",
+                  o.arch.c_str());
     const int32_t ftype = file_type_id(o.type);
     LlamaShape s = o.has_shape ? o.shape : llama_preset(o.preset);
     TESSERA_CHECK(s.n_embd > 0 && s.n_layer > 0 && s.n_head > 0 && s.n_head_kv > 0 && s.n_ff > 0 &&

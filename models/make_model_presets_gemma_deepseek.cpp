@@ -173,8 +173,9 @@ GemmaDeepSeekShape gemma_deepseek_preset(const std::string& arch, const std::str
                           name.c_str(), s.arch.c_str(), arch.c_str());
             return s;
         }
-    std::string known;
-    for (const Preset& p : kPresets) known += (known.empty() ? "" : ", ") + std::string(p.name);
+    std::string known;  // the presets of the architecture asked for (all of ours when it is not one of ours)
+    for (const Preset& p : kPresets)
+        if (!our_arch(arch) || p.make().arch == arch) known += (known.empty() ? "" : ", ") + std::string(p.name);
     throw Error("make-model: unknown preset '" + preset + "' for " + arch + " (" + known + ")");
 }
 

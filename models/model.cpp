@@ -112,6 +112,11 @@ std::unique_ptr<Model> Model::from_file(std::unique_ptr<GGUFFile> file, const Mo
     m->file_ = std::move(file);
     const GGUFFile& f = *m->file_;
     TESSERA_CHECK_AS(File, f.has("general.architecture"), "%s: missing key 'general.architecture'", f.path().c_str());
+    // llama.cpp's vocab-only files (and tokenizer extracts) carry an architecture but no weights.
+    TESSERA_CHECK_AS(File, !f.tensors().empty(),
+                     "%s: the file has no weights (no tensors): a vocabulary-only file can tokenize "
+                     "(tessera tokenize) but not run",
+                     f.path().c_str());
     const std::string arch = f.get<std::string>("general.architecture");
     m->arch_ = make_architecture(arch);
     if (!m->arch_) {

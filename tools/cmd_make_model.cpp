@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <string>
 
+#include "core/error.h"
+#include "core/gguf.h"
 #include "models/make_model.h"
 #include "tools/args.h"
 #include "tools/command.h"
@@ -29,10 +31,19 @@ int make(int argc, char** argv) {
     if (!p.parse(argc, argv)) return 0;
     if (out.empty()) throw UsageError("-o FILE is required");
     const auto t0 = std::chrono::steady_clock::now();
-    const MadeModel m = make_model(o, out);
+    MadeModel m;
+    try {
+        m = make_model(o, out);
+    } catch (const Error& e) {
+        // The library's messages start with "make-model: "; run_guarded already says "tessera make-model:".
+        const std::string what = e.what(), prefix = "make-model: ";
+        throw Error(what.rfind(prefix, 0) == 0 ? what.substr(prefix.size()) : what);
+    }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // The architecture as written (a gemma preset without --arch is a gemma file, whatever --arch's default).
+    const std::string arch = GGUFFile::open(out)->get_or<std::string>("general.architecture", o.arch);
     std::fprintf(stderr, "wrote %s: %s %s, %s, %.1fM parameters, vocab %lld, %.1f MiB of weights in %.1f s\n",
-                 out.c_str(), o.arch.c_str(), o.preset.c_str(), o.type.c_str(), double(m.n_params) / 1e6, (long long)m.n_vocab,
+                 out.c_str(), arch.c_str(), o.preset.c_str(), o.type.c_str(), double(m.n_params) / 1e6, (long long)m.n_vocab,
                  double(m.file_bytes) / (1024.0 * 1024.0), secs);
     return 0;
 }
