@@ -2,10 +2,11 @@
 # Debian machine lacks (tools/install-deps.sh), configure, build and run.
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test demo bench asan fuzz fuzz-jinja install clean
+.PHONY: all deps build test demo bench asan tsan fuzz fuzz-jinja install clean
 
 all: build
 
@@ -33,11 +34,20 @@ asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
-# libFuzzer + ASan/UBSan on the GGUF reader (clang), bounded in time: make fuzz [FUZZ_SECONDS=60].
-fuzz:
-	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) FUZZ_BUILD=$(CURDIR)/build-fuzz bash tests/fuzz/run.sh
+# ThreadSanitizer on the concurrency test (threads with their own sessions on one shared model). OpenMP
+# (libgomp is not instrumented) only makes the test's model file: one thread there.
+tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTESSERA_TSAN=ON -DTESSERA_CUDA=OFF $(CMAKE_FLAGS)
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_capi_threads
+	cd $(TSAN_BUILD) && OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./tests/test_capi_threads
 
-# The same for the chat-template engine (models/jinja), seeded with ../shared/chat_templates.
+# libFuzzer + ASan/UBSan (clang), bounded in time: make fuzz [FUZZ_TARGET=gguf|tokenizer|chat_template|jinja|sampler]
+# [FUZZ_SECONDS=60].
+fuzz:
+	FUZZ_TARGET=$(or $(FUZZ_TARGET),gguf) FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) FUZZ_BUILD=$(CURDIR)/build-fuzz \
+	  bash tests/fuzz/run.sh
+
+# The chat-template engine alone (models/jinja), seeded with ../shared/chat_templates.
 fuzz-jinja:
 	FUZZ_TARGET=jinja FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) FUZZ_BUILD=$(CURDIR)/build-fuzz bash tests/fuzz/run.sh
 
@@ -45,4 +55,4 @@ install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-fuzz

@@ -1,79 +1,75 @@
 #!/usr/bin/env bash
-# Builds and runs a fuzzer (libFuzzer + ASan + UBSan, clang): the GGUF reader (FUZZ_TARGET=gguf, the default)
-# or the chat-template engine (FUZZ_TARGET=jinja). Not part of the test suite.
-#   make fuzz [FUZZ_SECONDS=60]   make fuzz-jinja [FUZZ_SECONDS=60]   or   bash tests/fuzz/run.sh
-# Environment: FUZZ_TARGET, FUZZ_SECONDS (default 60), FUZZ_BUILD (default build-fuzz), FUZZ_ARGS (extra
-# libFuzzer flags).
-# The corpus grows in $FUZZ_BUILD/corpus across runs; crashes land in $FUZZ_BUILD/artifacts/.
+# Builds and runs one fuzzer (libFuzzer + ASan + UBSan, clang). Not part of the test suite.
+#   make fuzz [FUZZ_TARGET=gguf] [FUZZ_SECONDS=60]      or   bash tests/fuzz/run.sh
+# Targets: gguf (the GGUF reader and writer), tokenizer (every shared vocabulary kind, detokenize, round
+# trip), chat_template (family matcher and Jinja engine), jinja (the template engine alone, seeded with
+# ../shared/chat_templates; also make fuzz-jinja), sampler (parameters, logits, accepted ids).
+# Environment: FUZZ_TARGET (default gguf), FUZZ_SECONDS (default 60), FUZZ_BUILD (default build-fuzz),
+# FUZZ_ARGS (extra libFuzzer flags). Each target's corpus grows in $FUZZ_BUILD/corpus-TARGET across runs,
+# starting from tests/fuzz/corpus/TARGET; crashes land in $FUZZ_BUILD/artifacts/.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=${FUZZ_BUILD:-$ROOT/build-fuzz}
 SECS=${FUZZ_SECONDS:-60}
+TARGET=${FUZZ_TARGET:-gguf}
 CXX=${FUZZ_CXX:-clang++}
-mkdir -p "$OUT/obj" "$OUT/corpus" "$OUT/artifacts" "$OUT/tmp"
+[[ -f $ROOT/tests/fuzz/fuzz_$TARGET.cpp ]] || { echo "fuzz: no target '$TARGET' (tests/fuzz/fuzz_*.cpp)" >&2; exit 2; }
+CORPUS="$OUT/corpus"
+[[ $TARGET == gguf ]] || CORPUS="$OUT/corpus-$TARGET"
+mkdir -p "$OUT/obj" "$CORPUS" "$OUT/artifacts" "$OUT/tmp"
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 FLAGS="-std=c++20 -O1 -g -march=native -I$ROOT $SAN"
 
-# core/ as a static archive: only the objects the fuzzer needs are linked. Rebuild an object when its
-# source, or any core header, is newer.
-newest_header=$(ls -t "$ROOT"/core/*.h | head -1)
+# core/ and the model-side text code (tokenizers, unicode, chat templates, Jinja, sampler) as a static
+# archive: only the objects a fuzzer needs are linked. Rebuild an object when its source, or any header of
+# core/ or models/, is newer.
+newest_header=$(ls -t "$ROOT"/core/*.h "$ROOT"/models/*.h "$ROOT"/models/jinja/*.h 2>/dev/null | head -1)
 objs=()
-for src in "$ROOT"/core/*.cpp; do
-    obj="$OUT/obj/$(basename "$src" .cpp).o"
+for src in "$ROOT"/core/*.cpp "$ROOT"/models/tokenizer*.cpp "$ROOT"/models/unicode.cpp \
+           "$ROOT"/models/chat_template.cpp "$ROOT"/models/chat_jinja.cpp "$ROOT"/models/sampler.cpp \
+           "$ROOT"/models/jinja/*.cpp; do
+    [[ -f $src ]] || continue
+    rel=${src#"$ROOT"/}
+    obj="$OUT/obj/${rel//\//_}"
+    obj="${obj%.cpp}.o"
     if [[ ! -f $obj || $src -nt $obj || $newest_header -nt $obj ]]; then
-        echo "fuzz: compiling core/$(basename "$src")"
+        echo "fuzz: compiling $rel"
         $CXX $FLAGS -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
     fi
     objs+=("$obj")
 done
 rm -f "$OUT/libcore.a"
 ar rcs "$OUT/libcore.a" "${objs[@]}"
+LIBS="$OUT/libcore.a $(pkg-config --libs libpcre2-8)"
 
-if [[ ${FUZZ_TARGET:-gguf} == jinja ]]; then
-    # The template engine: models/jinja's sources plus core (for Error), seeded with real chat templates.
-    mkdir -p "$OUT/obj-jinja" "$OUT/corpus-jinja"
-    jobjs=()
-    newest_jheader=$(ls -t "$ROOT"/models/jinja/*.h | head -1)
-    for src in "$ROOT"/models/jinja/*.cpp; do
-        obj="$OUT/obj-jinja/$(basename "$src" .cpp).o"
-        if [[ ! -f $obj || $src -nt $obj || $newest_jheader -nt $obj ]]; then
-            echo "fuzz: compiling models/jinja/$(basename "$src")"
-            $CXX $FLAGS -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
-        fi
-        jobjs+=("$obj")
-    done
-    echo "fuzz: linking fuzz_jinja"
-    $CXX $FLAGS -fsanitize=fuzzer "$ROOT/tests/fuzz/fuzz_jinja.cpp" "${jobjs[@]}" "$OUT/libcore.a" -o "$OUT/fuzz_jinja"
-    if [[ -d $ROOT/../shared/chat_templates ]]; then
-        cp -n "$ROOT"/../shared/chat_templates/*.jinja "$OUT/corpus-jinja/" 2>/dev/null || true
-    fi
-    echo "fuzz: running fuzz_jinja for ${SECS}s"
-    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-        "$OUT/fuzz_jinja" "$OUT/corpus-jinja" -max_total_time="$SECS" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$OUT/artifacts/jinja-" -print_final_stats=1 ${FUZZ_ARGS:-}
-    exit 0
-fi
+echo "fuzz: linking fuzz_$TARGET"
+$CXX $FLAGS -fsanitize=fuzzer "$ROOT/tests/fuzz/fuzz_$TARGET.cpp" $LIBS -o "$OUT/fuzz_$TARGET"
 
-echo "fuzz: linking fuzz_gguf and make_seeds"
-$CXX $FLAGS -fsanitize=fuzzer "$ROOT/tests/fuzz/fuzz_gguf.cpp" "$OUT/libcore.a" -o "$OUT/fuzz_gguf"
-$CXX $FLAGS "$ROOT/tests/fuzz/make_seeds.cpp" "$OUT/libcore.a" -o "$OUT/make_seeds"
-
-# Seeds: miniature copies of the shared GGUF files (when ../shared is there) and hand-made ones.
 SHARED="$ROOT/../shared"
-seeds=()
-if [[ -d $SHARED ]]; then
-    while IFS= read -r -d '' f; do seeds+=("$f"); done < <(find "$SHARED" -name '*.gguf' -print0 | sort -z)
+if [[ $TARGET == gguf ]]; then
+    # Seeds: miniature copies of the shared GGUF files (when ../shared is there) and hand-made ones.
+    $CXX $FLAGS "$ROOT/tests/fuzz/make_seeds.cpp" "$OUT/libcore.a" -o "$OUT/make_seeds"
+    seeds=()
+    if [[ -d $SHARED ]]; then
+        while IFS= read -r -d '' f; do seeds+=("$f"); done < <(find "$SHARED" -name '*.gguf' -print0 | sort -z)
+    fi
+    "$OUT/make_seeds" "$CORPUS" "${seeds[@]}"
 fi
-"$OUT/make_seeds" "$OUT/corpus" "${seeds[@]}"
+# The checked-in seeds for this target (small, hand-made: see tests/fuzz/corpus/README).
+if [[ -d $ROOT/tests/fuzz/corpus/$TARGET ]]; then cp -n "$ROOT/tests/fuzz/corpus/$TARGET"/* "$CORPUS"/ 2>/dev/null || true; fi
+# The jinja target also starts from the real chat templates.
+if [[ $TARGET == jinja && -d $SHARED/chat_templates ]]; then
+    cp -n "$SHARED"/chat_templates/*.jinja "$CORPUS"/ 2>/dev/null || true
+fi
 # Regression inputs (past findings) are always replayed first.
-if compgen -G "$ROOT/tests/fuzz/regressions/*" >/dev/null; then
-    echo "fuzz: replaying tests/fuzz/regressions"
-    FUZZ_TMPDIR="$OUT/tmp" "$OUT/fuzz_gguf" "$ROOT"/tests/fuzz/regressions/*
+if compgen -G "$ROOT/tests/fuzz/regressions/$TARGET-*" >/dev/null; then
+    echo "fuzz: replaying tests/fuzz/regressions/$TARGET-*"
+    FUZZ_TMPDIR="$OUT/tmp" FUZZ_VOCAB_DIR="$SHARED/vocab" "$OUT/fuzz_$TARGET" "$ROOT"/tests/fuzz/regressions/"$TARGET"-*
 fi
 
-echo "fuzz: running for ${SECS}s"
-FUZZ_TMPDIR="$OUT/tmp" ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$OUT/fuzz_gguf" "$OUT/corpus" -max_total_time="$SECS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$OUT/artifacts/" -print_final_stats=1 ${FUZZ_ARGS:-}
+echo "fuzz: running fuzz_$TARGET for ${SECS}s"
+FUZZ_TMPDIR="$OUT/tmp" FUZZ_VOCAB_DIR="$SHARED/vocab" ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    "$OUT/fuzz_$TARGET" "$CORPUS" -max_total_time="$SECS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix="$OUT/artifacts/$TARGET-" -print_final_stats=1 ${FUZZ_ARGS:-}
