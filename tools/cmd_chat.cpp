@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tools/command.h"
+#include "tools/line_input.h"
 #include "tools/session_flags.h"
 
 namespace tessera::cli {
@@ -27,39 +28,6 @@ namespace {
 volatile std::sig_atomic_t g_interrupted = 0;
 
 void on_sigint(int) { g_interrupted = 1; }
-
-// Reads lines with read(2) so that Ctrl-C (EINTR) can be told apart from end of input.
-class LineReader {
-public:
-    enum Result { kLine, kEof, kInterrupted };
-    Result next(std::string* line) {
-        line->clear();
-        for (;;) {
-            size_t nl = buf_.find('\n');
-            if (nl != std::string::npos) {
-                line->assign(buf_, 0, nl);
-                buf_.erase(0, nl + 1);
-                if (!line->empty() && line->back() == '\r') line->pop_back();
-                return kLine;
-            }
-            if (eof_) {
-                if (buf_.empty()) return kEof;
-                line->swap(buf_);
-                buf_.clear();
-                return kLine;
-            }
-            char tmp[4096];
-            ssize_t n = ::read(0, tmp, sizeof tmp);
-            if (n < 0 && errno == EINTR) return kInterrupted;
-            if (n <= 0) eof_ = true;
-            else buf_.append(tmp, size_t(n));
-        }
-    }
-
-private:
-    std::string buf_;
-    bool eof_ = false;
-};
 
 std::vector<tessera_token> tokenize(tessera_model* m, const std::string& text, bool add_special) {
     std::vector<tessera_token> ids(text.size() + 16);
@@ -153,7 +121,8 @@ int chat(int argc, char** argv) {
     bool context_shift = false, verbose = false, show_prompt = false;
     ArgParser p("chat", "-m MODEL [options]",
                 "Interactive chat. Type a message and Enter; /reset starts over, /exit quits, /help lists commands.\n"
-                "Ctrl-C stops the current answer. With stdin from a pipe each line is one user turn and only the\n"
+                "Ctrl-C stops the current answer. On a terminal lines can be edited (arrows, Ctrl-A/E/W/U) and Up/Down\n"
+                "recall this session's earlier lines. With stdin from a pipe each line is one user turn and only the\n"
                 "answers (one per turn, each ending in a newline) go to stdout.");
     sf.add_to(p);
     p.option("--system", &system, "TEXT", "system prompt");
@@ -201,21 +170,17 @@ int chat(int argc, char** argv) {
     std::vector<ChatMessage> messages;
     if (!system.empty()) messages.push_back({"system", system});
     std::vector<tessera_token> cached;  // what the session's KV cache holds, in order
-    LineReader reader;
+    LineInput input("> ");  // line editing and history on a terminal
     std::string line;
 
     for (;;) {
-        if (interactive) say("> ");
-        LineReader::Result r = reader.next(&line);
-        if (r == LineReader::kInterrupted) {
+        LineInput::Result r = input.next(&line);
+        if (r == LineInput::kInterrupted) {
             g_interrupted = 0;
             say("\n(/exit or Ctrl-D quits)\n");
             continue;
         }
-        if (r == LineReader::kEof) {
-            if (interactive) say("\n");  // Ctrl-D: the shell's prompt starts on a line of its own
-            break;
-        }
+        if (r == LineInput::kEof) break;
         if (line.empty()) continue;
         if (line == "/exit" || line == "/quit") break;
         if (line == "/help") {

@@ -6,8 +6,9 @@ set -euo pipefail
 # python3-jinja2: the reference engine tests/jinja/differential.py compares our chat-template engine against.
 # libcpp-httplib-dev, nlohmann-json3-dev: tessera serve; python3-venv: its test's virtualenv for the openai client;
 # chromium: the test that loads its chat page headless.
+# libedit-dev (BSD licence): line editing and history in tessera chat on a terminal.
 packages=(cmake g++ make pkg-config libxsimd-dev libstb-dev doctest-dev libpcre2-dev libomp-dev python3-jinja2
-          libcpp-httplib-dev nlohmann-json3-dev python3-venv chromium)
+          libcpp-httplib-dev nlohmann-json3-dev python3-venv chromium libedit-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
