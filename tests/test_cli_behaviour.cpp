@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "core/gguf.h"
 #include "tests/testing.h"
@@ -111,6 +112,9 @@ TEST_CASE("threads above the hardware's count get a warning") {
     const std::string out = cli("run -m " + model + " -p hi -n 2 -t 1000", &status);
     CHECK(status == 0);
     CHECK(has(out, "warning: --threads 1000 is more than the"));
+    // Capped at twice the hardware's count.
+    const unsigned hw = std::thread::hardware_concurrency();
+    CHECK(has(out, "; using " + std::to_string(2 * hw) + "\n"));
 }
 
 TEST_CASE("eval: stays inside the training context unless -c asks, and then warns") {

@@ -3,6 +3,7 @@
 // exception (std::terminate's abort, exit 134).
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -76,4 +77,24 @@ TEST_CASE("cli: help texts say each thing once") {
     CHECK(help_of("inspect").find("usage: tessera inspect FILE") != std::string::npos);
     CHECK(help_of("bench attention").find("usage: tessera bench attention [") != std::string::npos);
     CHECK(help_of("run").find("(may be repeated) (may be repeated)") == std::string::npos);
+}
+
+TEST_CASE("cli: quantize's usage line names --allow-requantize") {
+    std::string out;
+    REQUIRE(run_command(cli_path() + " quantize --help", &out) == 0);
+    CHECK(out.find("usage: tessera quantize IN OUT TYPE [--threads N] [--pure] [--allow-requantize]") !=
+          std::string::npos);
+}
+
+TEST_CASE("README: the command table has a row for every sub-command the CLI lists") {
+    std::string help;
+    REQUIRE(run_command(cli_path() + " --help", &help) == 0);
+    std::ifstream in(std::string(TESSERA_TESTS_DIR) + "/../README.md");
+    REQUIRE(in);
+    std::stringstream readme;
+    readme << in.rdbuf();
+    for (const auto& c : listed(help, "commands:")) {
+        INFO("command: " << c);
+        CHECK(readme.str().find("| `" + c + "` |") != std::string::npos);
+    }
 }

@@ -120,7 +120,7 @@ int quantize(int argc, char** argv) {
                     "Q5_K(=Q5_K_M) Q6_K Q4_K_S Q4_K_M Q5_K_S Q5_K_M IQ4_NL IQ4_XS MXFP4_MOE. The bytes match\n"
                     "llama-quantize's for the same input (reference quantizers, no importance matrix).\n\n") +
         mix_rules_help();
-    ArgParser p("quantize", "IN OUT TYPE [--threads N] [--pure]", description);
+    ArgParser p("quantize", "IN OUT TYPE [--threads N] [--pure] [--allow-requantize]", description);
     p.positional("IN", &in_path, "input GGUF file");
     p.positional("OUT", &out_path, "output GGUF file");
     p.positional("TYPE", &type_name_arg, "target type or mix, e.g. Q4_K_M");
