@@ -22,7 +22,8 @@ inline OpFamily op_family(Op op) {
         case Op::Sigmoid:
         case Op::Softcap:
         case Op::SwiGlu:
-        case Op::GeGlu: return OpFamily::Elementwise;
+        case Op::GeGlu:
+        case Op::SwiGluClamped: return OpFamily::Elementwise;
         case Op::RmsNorm:
         case Op::Norm:
         case Op::Rope:

@@ -1,6 +1,7 @@
 // Op builders: check shapes, create the node, record parameters.
 #include "core/ops.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -283,6 +284,18 @@ static Tensor* glu(Context& ctx, Op op, Tensor* gate, Tensor* up) {
 
 Tensor* swiglu(Context& ctx, Tensor* gate, Tensor* up) { return glu(ctx, Op::SwiGlu, gate, up); }
 Tensor* geglu(Context& ctx, Tensor* gate, Tensor* up) { return glu(ctx, Op::GeGlu, gate, up); }
+Tensor* swiglu_clamped(Context& ctx, Tensor* gate, Tensor* up, float alpha, float limit) {
+    TESSERA_CHECK(limit > 0.0f && std::isfinite(limit) && std::isfinite(alpha),
+                  "swiglu_clamped: limit must be > 0 and finite, alpha finite (got %g, %g)", double(limit),
+                  double(alpha));
+    Tensor* t = glu(ctx, Op::SwiGluClamped, gate, up);
+    store_params(t, SwigluClamp{alpha, limit});
+    return t;
+}
+
+SwigluClamp swiglu_clamped_params(const Tensor& node) {
+    return load_params<SwigluClamp>(node, {Op::SwiGluClamped}, "swiglu_clamped_params");
+}
 
 // ---- normalization ----
 
@@ -395,14 +408,25 @@ Tensor* attention(Context& ctx, Tensor* q, Tensor* k, Tensor* v, Tensor* q_pos, 
             "k_pos must be i32 [n_kv]", k, k_pos);
     TESSERA_CHECK(spec.window >= 0, "attention: window %d must be >= 0", spec.window);
     TESSERA_CHECK(spec.softcap >= 0.0f, "attention: softcap %g must be >= 0", double(spec.softcap));
+    if (spec.sinks)
+        require(spec.sinks->type == DType::F32 && spec.sinks->ne[0] == q->ne[1] && spec.sinks->nrows() == 1 &&
+                    spec.sinks->is_contiguous(),
+                "attention", "sinks must be contiguous f32 [n_head]", q, spec.sinks);
     const int64_t ne[4] = {v->ne[0], q->ne[1], q->ne[2], 1};
-    Tensor* t = ctx.new_node(Op::Attention, DType::F32, ne, {q, k, v, q_pos, k_pos});
-    store_params(t, spec);
+    Tensor* t = spec.sinks ? ctx.new_node(Op::Attention, DType::F32, ne, {q, k, v, q_pos, k_pos, spec.sinks})
+                           : ctx.new_node(Op::Attention, DType::F32, ne, {q, k, v, q_pos, k_pos});
+    // The sinks tensor is a source of the node (so the graph orders and allocates it); the stored spec
+    // holds no pointer, which a copied graph would leave pointing at the old tensor.
+    AttentionSpec stored = spec;
+    stored.sinks = nullptr;
+    store_params(t, stored);
     return t;
 }
 
 AttentionSpec attention_spec(const Tensor& node) {
-    return load_params<AttentionSpec>(node, {Op::Attention}, "attention_spec");
+    AttentionSpec spec = load_params<AttentionSpec>(node, {Op::Attention}, "attention_spec");
+    spec.sinks = node.src[5];
+    return spec;
 }
 
 }  // namespace tessera

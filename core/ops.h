@@ -62,6 +62,14 @@ Tensor* swiglu(Context& ctx, Tensor* gate, Tensor* up);  // silu(gate) * up, sam
 Tensor* geglu(Context& ctx, Tensor* gate, Tensor* up);   // gelu(gate) * up (tanh form)
 // The one number an elementwise node takes: scale's s, softcap's cap; 0 for the others.
 float elementwise_param(const Tensor& node);
+// gpt-oss's SwiGLU: x = min(gate, limit), y = clamp(up, -limit, limit), out = x sigmoid(alpha x) (y + 1).
+// Same shapes; limit > 0.
+Tensor* swiglu_clamped(Context& ctx, Tensor* gate, Tensor* up, float alpha, float limit);
+struct SwigluClamp {
+    float alpha;
+    float limit;
+};
+SwigluClamp swiglu_clamped_params(const Tensor& node);
 
 // ---- normalization over dim 0 (F32) ----
 Tensor* rms_norm(Context& ctx, Tensor* a, float eps);  // a / sqrt(mean(a^2) + eps)
@@ -106,17 +114,23 @@ struct AttentionSpec {
     float softcap = 0.0f;  // 0 = none; else scores -> softcap * tanh(scores / softcap) before softmax
     int32_t window = 0;    // 0 = none; else query at position i sees keys j with i - window < j
     bool causal = true;    // keys j <= i only
+    // Attention sinks (gpt-oss): F32 [n_head], one logit per query head that joins the softmax denominator
+    // without a value row, so it takes part of the probability mass and adds nothing. Not scaled, not capped.
+    // Null = none.
+    Tensor* sinks = nullptr;
 };
 // q [d_k, n_head, n_q] F32; k [d_k, n_kv_head, n_kv] and v [d_v, n_kv_head, n_kv] in F32, F16 or Q8_0,
 // any strides with contiguous rows; q_pos I32 [n_q]; k_pos I32 [n_kv], a negative entry marks an empty
 // cache slot that is never attended. Query head h reads KV head h / (n_head / n_kv_head).
 // Key j is visible to query i iff k_pos[j] >= 0, (!causal || k_pos[j] <= q_pos[i]) and
 // (window == 0 || q_pos[i] - k_pos[j] < window). A row with no visible key yields zeros.
-// -> F32 [d_v, n_head, n_q].
+// With sinks, row (i, h) with visible scores s_j: m = max(max_j s_j, sink[h]),
+//   out = sum_j exp(s_j - m) v_j / (sum_j exp(s_j - m) + exp(sink[h] - m)).
+// -> F32 [d_v, n_head, n_q]. Sinks, when given, are the node's src[5].
 Tensor* attention(Context& ctx, Tensor* q, Tensor* k, Tensor* v, Tensor* q_pos, Tensor* k_pos,
                   const AttentionSpec& spec);
 // The spec an attention node was built with. (A field added to AttentionSpec travels with it: the node
-// keeps the whole struct.)
+// keeps the whole struct. A tensor field, as sinks, is a source of the node and is read back from there.)
 AttentionSpec attention_spec(const Tensor& node);
 
 }  // namespace tessera

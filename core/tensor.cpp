@@ -10,7 +10,7 @@ namespace {
 const char* const kOpNames[] = {
     "none",   "view",    "reshape",  "permute", "transpose", "cont",    "cpy",     "get_rows", "concat",
     "mul_mat", "mul_mat_id", "add",  "mul",     "div",       "scale",   "rms_norm", "norm",    "rope",
-    "softmax", "silu",   "gelu",     "gelu_erf", "sigmoid",  "softcap", "swiglu",  "geglu",    "argmax",
+    "softmax", "silu",   "gelu",     "gelu_erf", "sigmoid",  "softcap", "swiglu",  "geglu",    "swiglu_clamped", "argmax",
     "top_k",  "sum",     "mean",     "attention",
 };
 static_assert(sizeof(kOpNames) / sizeof(kOpNames[0]) == size_t(Op::Count_), "op name table out of date");

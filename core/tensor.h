@@ -34,7 +34,7 @@ enum class Op : uint8_t {
     Rope,
     SoftMax,
     Silu, Gelu, GeluErf, Sigmoid, Softcap,
-    SwiGlu, GeGlu,
+    SwiGlu, GeGlu, SwiGluClamped,
     ArgMax, TopK,
     Sum, Mean,
     Attention,

@@ -3,6 +3,7 @@
 
 #include "models/deepseek2.h"
 #include "models/gemma.h"
+#include "models/gpt_oss.h"
 #include "models/llama.h"
 #include "models/model.h"
 
@@ -25,6 +26,7 @@ const Entry kArchitectures[] = {
     {"gemma2", make_gemma2_architecture},
     {"gemma3", make_gemma3_architecture},
     {"deepseek2", make_deepseek2_architecture},
+    {"gpt-oss", make_gpt_oss_architecture},
 };
 
 }  // namespace

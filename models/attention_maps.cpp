@@ -31,7 +31,10 @@ std::vector<double> AttentionRecord::probabilities(int64_t head, int64_t i) cons
         best = std::max(best, s);
     }
     if (best == -std::numeric_limits<double>::infinity()) return p;  // sees nothing: zeros
-    double sum = 0;
+    // A sink joins the denominator as the op does (core/ops.h), with no cell of its own.
+    const double sink = sinks.empty() ? 0.0 : double(sinks[size_t(head)]);
+    if (!sinks.empty()) best = std::max(best, sink);
+    double sum = sinks.empty() ? 0.0 : std::exp(sink - best);
     for (int64_t j = 0; j < n_cell; ++j) {
         if (!seen[size_t(j)]) continue;
         p[size_t(j)] = std::exp(p[size_t(j)] - best);

@@ -16,9 +16,10 @@ struct AttentionRecord {
     int64_t d_k = 0, d_v = 0, n_head = 0, n_kv_head = 0, n_query = 0, n_cell = 0;
     std::vector<float> q, k, v, out;  // [d, head, row] as the op saw them (k, v per cache cell)
     std::vector<int32_t> q_pos, k_pos;
+    std::vector<float> sinks;  // [n_head] sink logits (gpt-oss), empty for none: they take mass, give no cell
 
     // Softmax probabilities of query row i of head h over the cells (n_cell values, 0 for cells the
-    // query cannot see; all 0 when it sees none, as the op then yields zeros).
+    // query cannot see; all 0 when it sees none, as the op then yields zeros). With a sink they sum below 1.
     std::vector<double> probabilities(int64_t head, int64_t i) const;
 };
 

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "models/capi_guard.h"
 #include "models/chat_jinja.h"
+#include "models/chat_channels.h"
 #include "models/chat_template.h"
 #include "models/sampler.h"
 #include "models/tokenizer.h"
@@ -24,6 +25,12 @@ struct tessera_stop_matcher {
     explicit tessera_stop_matcher(std::vector<std::string> stops) : impl(std::move(stops)) {}
     tessera::StopMatcher impl;
     std::string out;  // what the last push/flush returned
+};
+
+struct tessera_channel_filter {
+    tessera_channel_filter(bool harmony, bool show) : impl(harmony, show) {}
+    tessera::ChannelFilter impl;
+    std::string out;
 };
 
 struct tessera_detok_stream {
@@ -230,6 +237,50 @@ tessera_status tessera_stop_matcher_create_chat(const tessera_model* m, const ch
 }
 
 void tessera_stop_matcher_free(tessera_stop_matcher* matcher) { delete matcher; }
+
+tessera_status tessera_channel_filter_create(const tessera_model* m, const char* template_override,
+                                             int show_other_channels, tessera_channel_filter** out) {
+    if (!out) return fail(TESSERA_ERR_INVALID_ARGUMENT, "tessera_channel_filter_create: out is null");
+    *out = nullptr;
+    const char* name = nullptr;
+    if (tessera_status st = tessera_chat_template_resolve(m, template_override, &name); st != TESSERA_OK) return st;
+    return guarded([&] {
+        // A Jinja template renders the prompt, but the answer's channels are still told from its text.
+        const ChatChoice c = resolve(m, template_override);
+        bool harmony = c.format == tessera::ChatFormat::Harmony;
+        if (c.jinja) {
+            const bool text = template_override && is_template_text(template_override);
+            const std::string source = text ? std::string(template_override) : m ? model_template(m) : std::string();
+            harmony = tessera::detect_chat_format(source) == tessera::ChatFormat::Harmony;
+        }
+        *out = new tessera_channel_filter(harmony, show_other_channels != 0);
+        return TESSERA_OK;
+    });
+}
+
+void tessera_channel_filter_free(tessera_channel_filter* filter) { delete filter; }
+
+tessera_status tessera_channel_filter_push(tessera_channel_filter* f, const char* text, int64_t len,
+                                           const char** out, size_t* out_len) {
+    if (!f || !out || !out_len || (!text && len != 0))
+        return fail(TESSERA_ERR_INVALID_ARGUMENT, "tessera_channel_filter_push: filter, text, out and out_len must "
+                                                  "not be null");
+    return guarded([&] {
+        const std::string_view t = !text ? std::string_view() : len < 0 ? std::string_view(text)
+                                                                        : std::string_view(text, size_t(len));
+        f->out = f->impl.push(t);
+        return give(f->out, out, out_len);
+    });
+}
+
+tessera_status tessera_channel_filter_flush(tessera_channel_filter* f, const char** out, size_t* out_len) {
+    if (!f || !out || !out_len)
+        return fail(TESSERA_ERR_INVALID_ARGUMENT, "tessera_channel_filter_flush: filter, out and out_len must not be null");
+    return guarded([&] {
+        f->out = f->impl.flush();
+        return give(f->out, out, out_len);
+    });
+}
 
 tessera_status tessera_stop_matcher_push(tessera_stop_matcher* sm, const char* text, int64_t len, const char** out,
                                          size_t* out_len) {

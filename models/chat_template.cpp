@@ -34,6 +34,7 @@ const struct {
     {ChatFormat::Llama3, "llama3"},       {ChatFormat::Gemma, "gemma"},
     {ChatFormat::DeepSeek2, "deepseek2"}, {ChatFormat::DeepSeek3, "deepseek3"},
     {ChatFormat::Phi3, "phi3"},           {ChatFormat::Zephyr, "zephyr"},
+    {ChatFormat::Harmony, "harmony"},
 };
 
 // Llama 2 chat (Meta's reference format): the system prompt sits inside the first [INST] block, each
@@ -60,6 +61,29 @@ std::string format_llama2(const std::vector<ChatMessage>& msgs) {
     return out;
 }
 
+// OpenAI's harmony format (gpt-oss): a system message naming the channels, the user's system prompt as the
+// developer message's instructions, user turns, and earlier answers as final-channel messages (their
+// reasoning is not sent back). The generation prompt opens an assistant message; the model writes the
+// channel header itself.
+std::string format_harmony(const std::vector<ChatMessage>& msgs, bool add_gen) {
+    std::string system, turns;
+    for (const auto& m : msgs) {
+        if (m.role == "system") {
+            system += (system.empty() ? "" : "\n\n") + m.content;
+        } else if (m.role == "user") {
+            turns += "<|start|>user<|message|>" + m.content + "<|end|>";
+        } else {
+            turns += "<|start|>assistant<|channel|>final<|message|>" + m.content + "<|end|>";
+        }
+    }
+    std::string out = "<|start|>system<|message|>Reasoning: medium\n\n# Valid channels: analysis, commentary, final. "
+                      "Channel must be included for every message.<|end|>";
+    if (!system.empty()) out += "<|start|>developer<|message|># Instructions\n\n" + system + "<|end|>";
+    out += turns;
+    if (add_gen) out += "<|start|>assistant";
+    return out;
+}
+
 }  // namespace
 
 const char* chat_format_name(ChatFormat f) {
@@ -80,6 +104,7 @@ ChatFormat chat_format_from_name(const std::string& name) {
     if (name == "deepseek" || name == "deepseek-v2") return ChatFormat::DeepSeek2;
     if (name == "deepseek-v3" || name == "deepseek-r1") return ChatFormat::DeepSeek3;
     if (name == "gemma2" || name == "gemma3") return ChatFormat::Gemma;
+    if (name == "gpt-oss") return ChatFormat::Harmony;
     std::string list;
     for (const auto& n : kNames) list += std::string(list.empty() ? "" : ", ") + n.name;
     throw Error("unknown chat template '" + name + "' (known: " + list + ")");
@@ -87,6 +112,7 @@ ChatFormat chat_format_from_name(const std::string& name) {
 
 ChatFormat detect_chat_format(const std::string& t) {
     if (t.empty()) return ChatFormat::Unknown;
+    if (has(t, "<|channel|>") && has(t, "<|message|>")) return ChatFormat::Harmony;
     if (has(t, "<|im_start|>")) return ChatFormat::ChatML;
     if (has(t, "[INST]")) return ChatFormat::Llama2;
     if (has(t, "<|start_header_id|>") && has(t, "<|end_header_id|>")) return ChatFormat::Llama3;
@@ -170,6 +196,9 @@ std::string format_chat(ChatFormat f, const std::vector<ChatMessage>& msgs, bool
             for (const auto& m : msgs) out += "<|" + m.role + "|>\n" + m.content + "</s>\n";
             if (add_gen) out += "<|assistant|>\n";
             break;
+        case ChatFormat::Harmony:
+            out = format_harmony(msgs, add_gen);
+            break;
         case ChatFormat::Unknown:
             throw Error("no chat template: the model's tokenizer.chat_template was not recognized; choose one "
                         "with --template");
@@ -187,6 +216,8 @@ std::vector<std::string> chat_format_stops(ChatFormat f) {
         case ChatFormat::DeepSeek3: return {kDsEnd};
         case ChatFormat::Phi3: return {"<|end|>"};
         case ChatFormat::Zephyr: return {"</s>"};
+        // <|end|> closes the analysis message too, after which the final one follows: not a stop.
+        case ChatFormat::Harmony: return {"<|return|>", "<|call|>"};
         case ChatFormat::Unknown: break;
     }
     return {};

@@ -23,6 +23,7 @@ enum class ChatFormat {
     DeepSeek3,  // <｜User｜>...<｜Assistant｜>...<｜end▁of▁sentence｜>  (V3 and R1)
     Phi3,       // <|user|>\n...<|end|>\n<|assistant|>\n
     Zephyr,     // <|user|>\n...</s>\n<|assistant|>\n
+    Harmony,    // gpt-oss: <|start|>role<|message|>...<|end|>; answers <|channel|>analysis / final (chat_channels.h)
 };
 
 const char* chat_format_name(ChatFormat f);  // "chatml", "llama2", ...

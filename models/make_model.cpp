@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/gguf.h"
 #include "core/types.h"
+#include "models/make_model_presets_families.h"
 #include "models/make_model_presets_gemma_deepseek.h"
 
 namespace tessera {
@@ -21,7 +22,8 @@ int32_t file_type_id(const std::string& t) {
     if (t == "q4_0") return 2;
     if (t == "q8_0") return 7;
     if (t == "q4_k_m") return 15;
-    throw Error("make-model: --type '" + t + "' is not one of f32, f16, q8_0, q4_0, q4_k_m");
+    if (t == "mxfp4_moe") return 38;
+    throw Error("make-model: --type '" + t + "' is not one of f32, f16, q8_0, q4_0, q4_k_m, mxfp4_moe");
 }
 
 // Which type a matrix gets under each file type (llama.cpp's choices: the output matrix stays at
@@ -33,6 +35,7 @@ DType matrix_type(const std::string& ftype, const std::string& name, int64_t row
     if (ftype == "f32") t = DType::F32;
     else if (ftype == "f16") t = DType::F16;
     else if (ftype == "q8_0") t = DType::Q8_0;
+    else if (ftype == "mxfp4_moe") t = name.find("_exps.") != std::string::npos ? DType::MXFP4 : DType::Q8_0;
     else if (ftype == "q4_0") t = is_output ? DType::Q6_K : DType::Q4_0;
     else {  // q4_k_m
         const bool more_bits = layer >= 0 && (layer < n_layer / 8 || layer >= 7 * n_layer / 8 ||
@@ -158,9 +161,15 @@ size_t add_filled_tensor(GGUFWriter& w, const std::string& name, int64_t n, floa
     });
 }
 
+int32_t make_model_file_type(const std::string& type) { return file_type_id(type); }
+DType make_model_matrix_type(const std::string& type, const std::string& name, int64_t row, int layer, int n_layer) {
+    return matrix_type(type, name, row, layer, n_layer);
+}
+
 std::vector<std::string> make_model_presets() {
     std::vector<std::string> names{"tiny", "tinyllama-1.1b", "llama3-8b-shape"};
     for (const auto& n : gemma_deepseek_presets()) names.push_back(n);  // gemma*, deepseek2
+    for (const auto& n : family_presets()) names.push_back(n);          // qwen2, qwen3, qwen3moe, phi3, gpt-oss
     return names;
 }
 
@@ -184,7 +193,10 @@ LlamaShape llama_preset(const std::string& name) {
 
 MadeModel make_model(const MakeModelOptions& o, const std::string& out_path) {
     if (is_gemma_deepseek(o.arch, o.preset)) return make_gemma_deepseek_model(o, out_path);
-    TESSERA_CHECK(o.arch == "llama", "make-model: architecture '%s' is not supported (llama, gemma, gemma2, gemma3, deepseek2)",
+    if (is_family(o.arch, o.preset)) return make_family_model(o, out_path);
+    TESSERA_CHECK(o.arch == "llama",
+                  "make-model: architecture '%s' is not supported (llama, gemma, gemma2, gemma3, deepseek2, qwen2, "
+                  "qwen3, qwen3moe, phi3, gpt-oss)",
                   o.arch.c_str());
     const int32_t ftype = file_type_id(o.type);
     LlamaShape s = o.has_shape ? o.shape : llama_preset(o.preset);

@@ -53,5 +53,10 @@ size_t add_random_tensor(GGUFWriter& w, const std::string& name, DType type, std
                          uint64_t seed);
 // A 1-D f32 tensor holding n copies of value.
 size_t add_filled_tensor(GGUFWriter& w, const std::string& name, int64_t n, float value);
+// llama.cpp's general.file_type for --type (f32, f16, q8_0, q4_0, q4_k_m); throws Error for others.
+int32_t make_model_file_type(const std::string& type);
+// The type a matrix of that name gets in a file of --type `type` (llama.cpp's Q4_K_M mix: Q6_K output and
+// some attn_v / ffn_down layers), falling back to a type whose block fits a row of `row` values.
+DType make_model_matrix_type(const std::string& type, const std::string& name, int64_t row, int layer, int n_layer);
 
 }  // namespace tessera

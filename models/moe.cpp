@@ -1,5 +1,6 @@
 #include "models/moe.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -45,8 +46,12 @@ void validate_moe_config(const MoEConfig& cfg, const std::string& where) {
     TESSERA_CHECK(cfg.n_expert_used >= 1 && cfg.n_expert_used <= cfg.n_expert,
                   "%s: expert_used_count %lld must be in 1..expert_count %lld", w, (long long)cfg.n_expert_used,
                   (long long)cfg.n_expert);
-    TESSERA_CHECK_AS(Unsupported, cfg.gating == MoEGating::Softmax || cfg.gating == MoEGating::Sigmoid,
-                  "%s: expert_gating_func %d is not supported (1 softmax, 2 sigmoid)", w, int(cfg.gating));
+    TESSERA_CHECK_AS(Unsupported, cfg.gating == MoEGating::Softmax || cfg.gating == MoEGating::Sigmoid ||
+                      cfg.gating == MoEGating::SoftmaxWeight,
+                  "%s: expert_gating_func %d is not supported (1 softmax, 2 sigmoid, 3 softmax of the selected)", w,
+                  int(cfg.gating));
+    TESSERA_CHECK(cfg.swiglu_limit >= 0.0f && std::isfinite(cfg.swiglu_limit),
+                  "%s: swiglu_limit %g must be >= 0", w, double(cfg.swiglu_limit));
     if (cfg.n_group > 1) {
         TESSERA_CHECK(cfg.n_expert % cfg.n_group == 0, "%s: expert_count %lld is not a multiple of expert_group_count %lld",
                       w, (long long)cfg.n_expert, (long long)cfg.n_group);
@@ -110,15 +115,25 @@ Tensor* moe_select_experts(Context& ctx, Tensor* selection, const MoEConfig& cfg
 Tensor* moe_ffn(Context& ctx, Tensor* x, const MoEWeights& w, const MoEConfig& cfg, const MoERoutingTables& tables) {
     const int64_t n_embd = x->ne[0], n = x->ne[1];
     const int64_t n_used = cfg.n_expert_used;
+    auto bias = [&](Tensor* t, Tensor* b) { return b ? add(ctx, t, b) : t; };
 
-    Tensor* logits = mul_mat(ctx, w.gate_inp, x);  // [n_expert, n]
-    Tensor* probs = cfg.gating == MoEGating::Sigmoid ? sigmoid(ctx, logits) : softmax(ctx, logits, nullptr, 1.0f);
-    Tensor* selection = w.probs_bias ? add(ctx, probs, w.probs_bias) : probs;
-    Tensor* ids = moe_select_experts(ctx, selection, cfg, tables);  // I32 [n_used, n]
-
-    // weights[j, t] = probs[ids[j, t], t]: a dot with expert ids[j, t]'s one-hot row.
-    Tensor* weights = mul_mat_id(ctx, tables.eye_expert, reshape_3d(ctx, probs, cfg.n_expert, 1, n), ids);
-    weights = reshape_2d(ctx, weights, n_used, n);  // [1, n_used, n] -> [n_used, n]
+    Tensor* logits = bias(mul_mat(ctx, w.gate_inp, x), w.gate_inp_b);  // [n_expert, n]
+    // gather(t)[j, tok] = t[ids[j, tok], tok]: a dot with expert ids[j, tok]'s one-hot row.
+    auto gather = [&](Tensor* t, Tensor* ids) {
+        Tensor* g = mul_mat_id(ctx, tables.eye_expert, reshape_3d(ctx, t, cfg.n_expert, 1, n), ids);
+        return reshape_2d(ctx, g, n_used, n);  // [1, n_used, n] -> [n_used, n]
+    };
+    Tensor* ids = nullptr;      // I32 [n_used, n]
+    Tensor* weights = nullptr;  // [n_used, n]
+    if (cfg.gating == MoEGating::SoftmaxWeight) {
+        ids = moe_select_experts(ctx, logits, cfg, tables);
+        weights = softmax(ctx, gather(logits, ids), nullptr, 1.0f);
+    } else {
+        Tensor* probs = cfg.gating == MoEGating::Sigmoid ? sigmoid(ctx, logits) : softmax(ctx, logits, nullptr, 1.0f);
+        Tensor* selection = w.probs_bias ? add(ctx, probs, w.probs_bias) : probs;
+        ids = moe_select_experts(ctx, selection, cfg, tables);
+        weights = gather(probs, ids);
+    }
     if (cfg.norm_weights) {
         // llama.cpp clamps the sum at 6.1e-5 before dividing; softmax and sigmoid weights of the
         // selected experts sum far above that, so the clamp never acts on them.
@@ -126,10 +141,17 @@ Tensor* moe_ffn(Context& ctx, Tensor* x, const MoEWeights& w, const MoEConfig& c
     }
     if (cfg.weights_scale != 0.0f && cfg.weights_scale != 1.0f) weights = scale(ctx, weights, cfg.weights_scale);
 
+    // Per-expert biases [width, n_expert]: the selected experts' rows, as [width, n_used, n].
+    Tensor* flat_ids = reshape_2d(ctx, ids, n_used * n, 1);
+    auto expert_bias = [&](Tensor* t, Tensor* b) {
+        return b ? add(ctx, t, reshape_3d(ctx, get_rows(ctx, b, flat_ids), b->ne[0], n_used, n)) : t;
+    };
     Tensor* xb = reshape_3d(ctx, x, n_embd, 1, n);
-    Tensor* gate = mul_mat_id(ctx, w.gate_exps, xb, ids);  // [n_ff_exp, n_used, n]
-    Tensor* up = mul_mat_id(ctx, w.up_exps, xb, ids);
-    Tensor* down = mul_mat_id(ctx, w.down_exps, swiglu(ctx, gate, up), ids);  // [n_embd, n_used, n]
+    Tensor* gate = expert_bias(mul_mat_id(ctx, w.gate_exps, xb, ids), w.gate_exps_b);  // [n_ff_exp, n_used, n]
+    Tensor* up = expert_bias(mul_mat_id(ctx, w.up_exps, xb, ids), w.up_exps_b);
+    Tensor* act = cfg.swiglu_limit > 0 ? swiglu_clamped(ctx, gate, up, cfg.swiglu_alpha, cfg.swiglu_limit)
+                                       : swiglu(ctx, gate, up);
+    Tensor* down = expert_bias(mul_mat_id(ctx, w.down_exps, act, ids), w.down_exps_b);  // [n_embd, n_used, n]
     down = mul(ctx, down, reshape_3d(ctx, weights, 1, n_used, n));
     return sum_dim1(ctx, down);  // [n_embd, n]
 }

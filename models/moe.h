@@ -1,12 +1,14 @@
 // A mixture-of-experts FFN layer as DeepSeek-V2/V3 route it (llama.cpp's facts):
-//   logits = W_gate x                                   [n_expert] per token
-//   probs  = softmax(logits) (V2) or sigmoid(logits) (V3)
+//   logits = W_gate x (+ router bias, gpt-oss)          [n_expert] per token
+//   probs  = softmax(logits) (V2, Qwen3-MoE) or sigmoid(logits) (V3); gpt-oss selects on the logits
+//            and takes a softmax over the k selected logits only (SoftmaxWeight)
 //   sel    = probs + exp_probs_b (V3's selection bias; selection only, never the weights)
 //   group-limited routing (V3): experts form n_group groups; a group scores the sum of its two
 //            best sel values; only the n_group_used best groups stay eligible
 //   ids    = top-k(sel, n_expert_used)
 //   w      = probs[ids]; optionally w /= sum(w); w *= weights_scale
 //   out    = sum_j w_j * down_j(silu(gate_j x) * up_j x)    experts as 3-D tensors, mul_mat_id
+//            (gpt-oss: per-expert biases on gate, up and down, and swiglu_clamped instead of silu * up)
 // Only the selected experts' rows are read (mul_mat_id). Gathers of values by index are
 // mul_mat_id / get_rows against small one-hot tables, so the whole routing stays in core ops.
 #pragma once
@@ -18,7 +20,7 @@
 
 namespace tessera {
 
-enum class MoEGating : int32_t { Softmax = 1, Sigmoid = 2 };  // llama.cpp's expert_gating_func ids
+enum class MoEGating : int32_t { Softmax = 1, Sigmoid = 2, SoftmaxWeight = 3 };  // llama.cpp's expert_gating_func ids
 
 struct MoEConfig {
     int64_t n_expert = 0;
@@ -28,6 +30,8 @@ struct MoEConfig {
     MoEGating gating = MoEGating::Softmax;
     bool norm_weights = false;  // w /= sum(w) over the selected experts
     float weights_scale = 1.0f; // applied after normalization (0 or 1: none)
+    float swiglu_limit = 0.0f;  // > 0: the experts use swiglu_clamped(gate, up, swiglu_alpha, limit) (gpt-oss)
+    float swiglu_alpha = 1.702f;
 };
 
 struct MoEWeights {
@@ -36,6 +40,9 @@ struct MoEWeights {
     Tensor* gate_exps = nullptr;   // [n_embd, n_ff_exp, n_expert]
     Tensor* up_exps = nullptr;     // [n_embd, n_ff_exp, n_expert]
     Tensor* down_exps = nullptr;   // [n_ff_exp, n_embd, n_expert]
+    // Optional biases (gpt-oss): router [n_expert], experts [n_ff_exp, n_expert] / [n_embd, n_expert].
+    Tensor* gate_inp_b = nullptr;
+    Tensor *gate_exps_b = nullptr, *up_exps_b = nullptr, *down_exps_b = nullptr;
 };
 
 // The small constant tables the routing gathers with: identity matrices and a -1 scalar, in host

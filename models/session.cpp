@@ -100,6 +100,7 @@ void Session::read_attention_taps(const BatchGraph& g) {
         read(tap.out, r.out);
         read(tap.q_pos, r.q_pos);
         read(tap.k_pos, r.k_pos);
+        if (const Tensor* sinks = attention_spec(*tap.node).sinks) read(sinks, r.sinks);
     }
 }
 

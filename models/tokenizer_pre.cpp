@@ -21,6 +21,14 @@ const char* const kLlama3 =
 const char* const kQwen2 =
     R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+// GPT-4o's o200k pattern (gpt-oss): words split at case changes, with an optional leading non-letter and
+// a trailing contraction, numbers in groups of up to three digits, punctuation runs that take trailing
+// newlines and slashes.
+const char* const kGpt4o =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|)"
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|)"
+    R"(\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 }  // namespace
 
 PreTokenizerSpec pre_tokenizer_spec(const std::string& pre) {
@@ -74,10 +82,12 @@ PreTokenizerSpec pre_tokenizer_spec(const std::string& pre) {
         s.regexes = {kGpt2};
     } else if (pre == "qwen2" || pre == "stablelm2" || pre == "deepseek-r1-qwen") {
         s.regexes = {kQwen2};
+    } else if (pre == "gpt-4o") {
+        s.regexes = {kGpt4o};
     } else {
         throw Error("unknown pre-tokenizer '" + pre +
                     "' (tokenizer.ggml.pre); known: default, llama-bpe, deepseek-llm, deepseek-v3, deepseek-coder, "
-                    "falcon, starcoder, refact, gpt-2, mpt, qwen2, ...",
+                    "falcon, starcoder, refact, gpt-2, mpt, qwen2, gpt-4o, ...",
                     Status::Unsupported);
     }
     return s;

@@ -43,6 +43,7 @@ struct Case {
     DType cache = DType::F32;
     std::vector<int32_t> q_pos, k_pos;
     AttentionSpec spec;
+    std::vector<float> sinks;  // one logit per query head, or empty for none
     uint64_t seed = 1;
 };
 
@@ -51,7 +52,8 @@ std::string describe(const Case& c) {
            std::to_string(c.d_k) + "/" + std::to_string(c.d_v) + " " + type_name(c.cache) + " n_q " +
            std::to_string(c.q_pos.size()) + " n_kv " + std::to_string(c.k_pos.size()) + " causal " +
            std::to_string(c.spec.causal) + " window " + std::to_string(c.spec.window) + " softcap " +
-           std::to_string(c.spec.softcap) + (c.head_major ? " head-major" : "") + (c.strided_q ? " strided-q" : "");
+           std::to_string(c.spec.softcap) + (c.head_major ? " head-major" : "") + (c.strided_q ? " strided-q" : "") +
+           (c.sinks.empty() ? "" : " sinks");
 }
 
 // One attention node with its own host storage. Leaves are filled with random values from the seed.
@@ -98,7 +100,12 @@ void build(Built& b, const Case& c) {
     Tensor* kp = b.arena.make(b.ctx, DType::I32, {n_kv});
     b.arena.fill_i32(qp, c.q_pos);
     b.arena.fill_i32(kp, c.k_pos);
-    b.out = attention(b.ctx, q, k, v, qp, kp, c.spec);
+    AttentionSpec spec = c.spec;
+    if (!c.sinks.empty()) {
+        spec.sinks = b.arena.make(b.ctx, DType::F32, {int64_t(c.sinks.size())});
+        b.arena.fill(spec.sinks, c.sinks);
+    }
+    b.out = attention(b.ctx, q, k, v, qp, kp, spec);
     b.out->flags |= kFlagOutput;
     b.graph.expand(b.out);
 }
@@ -563,6 +570,106 @@ TEST_CASE("cpu attention: decode streaming kernels at every group size 1..8, hea
                         c.seed = 300 + uint64_t(cases);
                         // the case must reach the kernels it is meant for
                         CHECK(cpu::kernels_in_use().plan_attention_shape(c.n_head, c.n_kv_head, d, d, 1, n_kv, 1).streaming);
+                        check_case(c);
+                        ++cases;
+                    }
+                }
+            }
+        }
+    }
+    MESSAGE(cases << " cases");
+}
+
+TEST_CASE("reference attention: sinks join the denominator without a value, hand-computed") {
+    // one query, two keys, d = 1, head 0 with sink logit z: weights exp(s_j) / (exp(s_0) + exp(s_1) + exp(z))
+    for (float z : {-1.0f, 0.5f, 40.0f}) {
+        Built b;
+        Tensor* q = b.arena.make(b.ctx, DType::F32, {1, 1, 1});
+        Tensor* k = b.arena.make(b.ctx, DType::F32, {1, 1, 2});
+        Tensor* v = b.arena.make(b.ctx, DType::F32, {2, 1, 2});
+        Tensor* sinks = b.arena.make(b.ctx, DType::F32, {1});
+        b.arena.fill(q, {2.0f});
+        b.arena.fill(k, {1.0f, -0.5f});
+        b.arena.fill(v, {1.0f, 0.0f, 0.0f, 1.0f});
+        b.arena.fill(sinks, {z});
+        Tensor* qp = b.arena.make(b.ctx, DType::I32, {1});
+        Tensor* kp = b.arena.make(b.ctx, DType::I32, {2});
+        b.arena.fill_i32(qp, {7});
+        b.arena.fill_i32(kp, {3, 5});
+        AttentionSpec spec;
+        spec.scale = 0.75f;  // scales the scores, not the sink
+        spec.sinks = sinks;
+        b.out = attention(b.ctx, q, k, v, qp, kp, spec);
+        b.graph.expand(b.out);
+        const auto out = compute_on(b, "reference", 1);
+        const double s0 = 0.75 * 2.0, s1 = 0.75 * 2.0 * -0.5;
+        const double denom = std::exp(s0) + std::exp(s1) + std::exp(double(z));
+        INFO("sink " << z);
+        CHECK(out[0] == doctest::Approx(std::exp(s0) / denom).epsilon(1e-6));
+        CHECK(out[1] == doctest::Approx(std::exp(s1) / denom).epsilon(1e-6));
+        CHECK(out[0] + out[1] < 1.0f);  // the sink took its share of the mass
+    }
+    // a row that sees no key stays zeros (the sink has no value to give)
+    Built b;
+    Tensor* q = b.arena.make(b.ctx, DType::F32, {4, 2, 1});
+    Tensor* k = b.arena.make(b.ctx, DType::F32, {4, 1, 3});
+    Tensor* v = b.arena.make(b.ctx, DType::F32, {4, 1, 3});
+    Tensor* sinks = b.arena.make(b.ctx, DType::F32, {2});
+    b.arena.fill_random(q, 1);
+    b.arena.fill_random(k, 2);
+    b.arena.fill_random(v, 3);
+    b.arena.fill(sinks, {1.0f, -2.0f});
+    Tensor* qp = b.arena.make(b.ctx, DType::I32, {1});
+    Tensor* kp = b.arena.make(b.ctx, DType::I32, {3});
+    b.arena.fill_i32(qp, {0});
+    b.arena.fill_i32(kp, {-1, 4, 5});
+    AttentionSpec spec;
+    spec.sinks = sinks;
+    b.out = attention(b.ctx, q, k, v, qp, kp, spec);
+    b.graph.expand(b.out);
+    for (float x : compute_on(b, "reference", 1)) CHECK(x == 0.0f);
+}
+
+TEST_CASE("attention sinks: a wrongly shaped sinks tensor is refused at build time") {
+    Built b;
+    Tensor* q = b.arena.make(b.ctx, DType::F32, {8, 4, 2});
+    Tensor* k = b.arena.make(b.ctx, DType::F32, {8, 2, 5});
+    Tensor* v = b.arena.make(b.ctx, DType::F32, {8, 2, 5});
+    Tensor* qp = b.arena.make(b.ctx, DType::I32, {2});
+    Tensor* kp = b.arena.make(b.ctx, DType::I32, {5});
+    AttentionSpec spec;
+    spec.sinks = b.arena.make(b.ctx, DType::F32, {2});  // one per KV head, not per query head
+    CHECK_THROWS_WITH(attention(b.ctx, q, k, v, qp, kp, spec), doctest::Contains("sinks"));
+    spec.sinks = b.arena.make(b.ctx, DType::F16, {4});
+    CHECK_THROWS_WITH(attention(b.ctx, q, k, v, qp, kp, spec), doctest::Contains("sinks"));
+}
+
+TEST_CASE("cpu attention with sinks matches the reference: mappings x masks x cache types x decode/prefill") {
+    // Sinks change only each row's final division (and the split-KV merge), so the cases cover both
+    // final paths: one split (prefill, 1 thread) and several (decode with 2 threads), the streaming and the
+    // tiled kernels (2 vs 5 queries), and rows where the sink dominates (logit 8 against scores of ~1).
+    int cases = 0;
+    for (const Mapping& m : kMappings) {
+        for (int64_t n_kv : {1, 17, 300}) {
+            for (int mask = 0; mask < 2; ++mask) {
+                for (DType cache : {DType::F32, DType::F16, DType::Q8_0}) {
+                    for (int64_t n_q : {1, 2, 5}) {
+                        Case c;
+                        c.name = std::string(m.name) + " sinks";
+                        c.n_head = m.n_head;
+                        c.n_kv_head = m.n_kv_head;
+                        c.d_k = m.d_k;
+                        c.d_v = m.d_v;
+                        c.mla = m.mla;
+                        c.cache = cache;
+                        const int64_t nq = std::min(n_q, n_kv);
+                        c.k_pos = iota_pos(n_kv);
+                        c.q_pos = iota_pos(nq, int32_t(n_kv - nq));
+                        c.spec.window = mask ? 8 : 0;
+                        c.spec.scale = 3.0f / std::sqrt(float(m.d_k));
+                        c.sinks.resize(size_t(m.n_head));
+                        for (int64_t h = 0; h < m.n_head; ++h) c.sinks[size_t(h)] = h % 3 == 2 ? 8.0f : -2.0f + h * 0.7f;
+                        c.seed = uint64_t(5000 + cases);
                         check_case(c);
                         ++cases;
                     }

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "models/chat_channels.h"
 #include "models/chat_template.h"
 #include "tests/testing.h"
 
@@ -80,6 +81,48 @@ TEST_CASE("chat: phi3 and zephyr") {
     CHECK(format_chat(ChatFormat::Zephyr, kConversation, true) ==
           "<|system|>\nYou are helpful.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello!</s>\n"
           "<|user|>\nHow are you?</s>\n<|assistant|>\n");
+}
+
+TEST_CASE("chat: harmony (gpt-oss): system header, developer instructions, earlier answers on the final channel") {
+    CHECK(format_chat(ChatFormat::Harmony, kConversation, true) ==
+          "<|start|>system<|message|>Reasoning: medium\n\n# Valid channels: analysis, commentary, final. Channel must "
+          "be included for every message.<|end|>"
+          "<|start|>developer<|message|># Instructions\n\nYou are helpful.<|end|>"
+          "<|start|>user<|message|>Hi<|end|>"
+          "<|start|>assistant<|channel|>final<|message|>Hello!<|end|>"
+          "<|start|>user<|message|>How are you?<|end|>"
+          "<|start|>assistant");
+    // <|end|> also closes the analysis message, so only <|return|> and <|call|> end the turn.
+    CHECK(chat_format_stops(ChatFormat::Harmony) == std::vector<std::string>{"<|return|>", "<|call|>"});
+    CHECK(chat_format_from_name("gpt-oss") == ChatFormat::Harmony);
+    CHECK(detect_chat_format("{{- '<|start|>assistant<|channel|>final<|message|>' }}") == ChatFormat::Harmony);
+}
+
+TEST_CASE("chat channels: the final channel is the answer, analysis only when asked, markers split anywhere") {
+    const std::string stream =
+        "<|channel|>analysis<|message|>User greets. Reply.<|end|><|start|>assistant<|channel|>final<|message|>"
+        "Hi there!";
+    auto run = [&](bool show, size_t step) {
+        ChannelFilter f(true, show);
+        std::string out;
+        for (size_t i = 0; i < stream.size(); i += step) out += f.push(std::string_view(stream).substr(i, step));
+        return out + f.flush();
+    };
+    for (size_t step : {size_t(1), size_t(3), size_t(7), stream.size()}) {
+        INFO("pushed " << step << " bytes at a time");
+        CHECK(run(false, step) == "Hi there!");
+        CHECK(run(true, step) == "[analysis] User greets. Reply.\nHi there!");
+    }
+    // Plain text without a header is the answer; a format without channels passes everything.
+    ChannelFilter plain(true, false);
+    CHECK(plain.push("Just text") + plain.flush() == "Just text");
+    ChannelFilter off(false, false);
+    CHECK(off.push(stream) + off.flush() == stream);
+    // A body's tail that may begin an end marker is held until it is decided.
+    ChannelFilter f(true, false);
+    CHECK(f.push("<|channel|>final<|message|>a <|") == "a ");
+    CHECK(f.push("end|>") == "");
+    CHECK(f.flush() == "");
 }
 
 TEST_CASE("chat: detection from template text (matched, never executed)") {

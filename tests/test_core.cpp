@@ -176,6 +176,14 @@ TEST_CASE("op parameters read back through each op's accessor, which refuses ano
     CHECK(got.softcap == 50.0f);
     CHECK(got.window == 4);
     CHECK(got.causal == false);
+    CHECK(got.sinks == nullptr);
+    // Sinks are a source of the node: the accessor hands back that tensor.
+    Tensor* sinks = ctx.new_tensor(DType::F32, {4}, "sinks");
+    spec.sinks = sinks;
+    Tensor* with_sinks = attention(ctx, x, k, k, pos, kpos, spec);
+    CHECK(with_sinks->src[5] == sinks);
+    CHECK(attention_spec(*with_sinks).sinks == sinks);
+    CHECK(attention_spec(*with_sinks).window == 4);
 
     CHECK(norm_eps(*rms_norm(ctx, x, 1e-6f)) == 1e-6f);
     CHECK(norm_eps(*norm(ctx, x, 1e-5f)) == 1e-5f);
@@ -185,6 +193,10 @@ TEST_CASE("op parameters read back through each op's accessor, which refuses ano
     CHECK(elementwise_param(*silu(ctx, x)) == 0.0f);
     CHECK(concat_dim(*concat(ctx, x, x, 2)) == 2);
     CHECK(top_k_count(*top_k(ctx, x, 5)) == 5);
+    const SwigluClamp clamp = swiglu_clamped_params(*swiglu_clamped(ctx, x, x, 1.702f, 7.0f));
+    CHECK(clamp.alpha == 1.702f);
+    CHECK(clamp.limit == 7.0f);
+    CHECK_THROWS_AS(swiglu_clamped_params(*swiglu(ctx, x, x)), Error);
     // Reading one op's parameters from another op's node is a bug caught where it happens.
     CHECK_THROWS_AS(rope_params(*a), Error);
     CHECK_THROWS_AS(attention_spec(*r), Error);

@@ -329,6 +329,12 @@ TEST_CASE("cuda emulated: elementwise with broadcast and strides") {
         cases.push_back({"geglu " + sn,
                          [=](Inputs& in) { return geglu(in.ctx, in.uniform(DType::F32, s, -8, 8), in.uniform(DType::F32, s)); },
                          transcendental(), kEltwise});
+        cases.push_back({"swiglu_clamped " + sn,
+                         [=](Inputs& in) {
+                             return swiglu_clamped(in.ctx, in.uniform(DType::F32, s, -12, 12),
+                                                   in.transposed(DType::F32, s, -12, 12), 1.702f, 7.0f);
+                         },
+                         transcendental(), kEltwise});
     }
     check_cases(cases, 100);
 }
@@ -584,6 +590,7 @@ struct AttnCase {
     bool mla = false;            // v = the first d_v values of each k row (same storage)
     int32_t q_pos0 = 0;          // positions q_pos0 .. q_pos0 + n_q - 1
     std::vector<int32_t> k_pos;  // empty: 0 .. n_kv - 1
+    bool sinks = false;          // a sink logit per query head in [-3, 3] (gpt-oss)
 };
 
 OpCase attention_case(const AttnCase& a) {
@@ -595,7 +602,9 @@ OpCase attention_case(const AttnCase& a) {
                                   : in.uniform(a.cache, {a.d_v, a.n_kv_head, a.n_kv, 1});
                 Tensor* qp = in.ints({a.n_q, 1, 1, 1}, iota_ids(a.n_q, a.q_pos0));
                 Tensor* kp = in.ints({a.n_kv, 1, 1, 1}, a.k_pos.empty() ? iota_ids(a.n_kv) : a.k_pos);
-                return attention(in.ctx, q, k, v, qp, kp, a.spec);
+                AttentionSpec spec = a.spec;
+                if (a.sinks) spec.sinks = in.uniform(DType::F32, {a.n_head, 1, 1, 1}, -3, 3);
+                return attention(in.ctx, q, k, v, qp, kp, spec);
             },
             // decode (one query) over >= 4 tiles of keys must split them and merge the partials
             attention_tol(), a.n_q == 1 ? "merge_splits" : "attention_kernel"};
@@ -641,6 +650,14 @@ TEST_CASE("cuda emulated: attention MHA / GQA / MQA / MLA, F16 and Q8_0 caches, 
                                     false, 66, {}}));
     cases.push_back(attention_case({"MLA decode f16 split-KV", 4, 1, 576, 512, 1, 130, DType::F16, spec(576), true, 129, {}}));
     cases.push_back(attention_case({"MLA prefill q8_0", 2, 1, 576, 512, 3, 35, DType::Q8_0, spec(576), true, 32, {}}));
+    // Sinks (gpt-oss: GQA 8/2 head dim 64, window 8 on alternate layers): the kernel's own final division
+    // (prefill, one split) and the merge's (decode, split-KV), with and without a window.
+    cases.push_back(attention_case({"GQA prefill f16 sinks window 8", 8, 2, 64, 64, 33, 33, DType::F16,
+                                    spec(64, true, 8), false, 0, {}, true}));
+    cases.push_back(attention_case({"GQA decode f16 split-KV sinks", 8, 2, 64, 64, 1, 130, DType::F16, spec(64), false,
+                                    129, {}, true}));
+    cases.push_back(attention_case({"GQA decode q8_0 split-KV sinks window 50", 8, 2, 64, 64, 1, 130, DType::Q8_0,
+                                    spec(64, true, 50), false, 129, {}, true}));
     check_cases(cases, 700);
 }
 

@@ -4,12 +4,15 @@
 // The yardstick is llama.cpp's logits (Dec 2025); tolerances are the manifest's (see golden/extra/README.md).
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "models/make_model.h"
 #include "tests/golden_util.h"
 
 using namespace tessera;
@@ -31,7 +34,7 @@ bool have_extra() {
 std::vector<golden::Case> family_cases() {
     std::vector<golden::Case> out;
     for (const auto& c : golden::load_manifest(kExtra))
-        for (const char* name : {"qwen2", "qwen3", "qwen3moe", "phi3"})
+        for (const char* name : {"qwen2", "qwen3", "qwen3moe", "phi3", "gpt-oss", "gpt-oss-mxfp4"})
             if (c.name == name) out.push_back(c);
     return out;
 }
@@ -130,4 +133,32 @@ TEST_CASE("decode bytes per token: one rule over the bound weights") {
         REQUIRE(m->file().find_tensor("output.weight") == nullptr);
         CHECK(m->decode_weight_bytes() == m->weight_bytes());
     }
+}
+
+TEST_CASE("make-model: each family's tiny preset loads, generates, and says what it is") {
+    for (const char* arch : {"qwen2", "qwen3", "qwen3moe", "phi3", "gpt-oss"}) {
+        INFO(arch);
+        MakeModelOptions o;
+        o.arch = arch;
+        o.preset = "tiny";
+        o.type = "q8_0";
+        const std::string path = "/tmp/tessera_families_" + std::to_string(::getpid()) + "_" + arch + ".gguf";
+        const MadeModel made = make_model(o, path);
+        auto m = Model::open(path);
+        CHECK(m->hparams().arch == arch);
+        CHECK(made.file_bytes <= m->weight_bytes());
+        CHECK(m->decode_weight_bytes() > 0);
+        CHECK(m->decode_weight_bytes() <= m->weight_bytes());
+        golden::RunOptions ro;
+        ro.n_batch = 3;  // chunks: the window layers of gpt-oss-tiny (window 8) see earlier chunks
+        const std::vector<int32_t> ids = {1, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110};
+        const auto logits = golden::run_logits(*m, ids, ro);
+        REQUIRE(logits.size() == ids.size() * size_t(m->hparams().n_vocab));
+        CHECK(std::all_of(logits.begin(), logits.end(), [](float x) { return std::isfinite(x); }));
+        std::remove(path.c_str());
+    }
+    MakeModelOptions bad;
+    bad.arch = "qwen3";
+    bad.preset = "phi3-mini";
+    CHECK_THROWS_WITH(make_model(bad, "/tmp/unused.gguf"), doctest::Contains("phi3"));
 }

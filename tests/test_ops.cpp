@@ -406,7 +406,7 @@ TEST_CASE("ops: add, mul, div with broadcasting and non-contiguous operands; sca
     check_cases(cases, 4000);
 }
 
-TEST_CASE("ops: silu, gelu, gelu_erf, sigmoid, softcap, swiglu, geglu") {
+TEST_CASE("ops: silu, gelu, gelu_erf, sigmoid, softcap, swiglu, geglu, swiglu_clamped") {
     std::vector<OpCase> cases;
     using UnFn = Tensor* (*)(Context&, Tensor*);
     const std::pair<const char*, UnFn> ops[] = {
@@ -434,6 +434,12 @@ TEST_CASE("ops: silu, gelu, gelu_erf, sigmoid, softcap, swiglu, geglu") {
                          transcendental()});
         cases.push_back({"geglu " + shape_name(s), [=](Inputs& in) {
                              return geglu(in.ctx, in.transposed(DType::F32, s, -8, 8), in.uniform(DType::F32, s));
+                         },
+                         transcendental()});
+        // [-12, 12] against limit 7: a share of both inputs is clamped on each side
+        cases.push_back({"swiglu_clamped " + shape_name(s), [=](Inputs& in) {
+                             return swiglu_clamped(in.ctx, in.uniform(DType::F32, s, -12, 12),
+                                                   in.transposed(DType::F32, s, -12, 12), 1.702f, 7.0f);
                          },
                          transcendental()});
     }

@@ -311,6 +311,17 @@ TEST_CASE("reference swiglu and geglu: act(gate) * up") {
     check_close(to_floats(*g), {0, 2 * gelu_tanh(1), -gelu_tanh(-2)});
 }
 
+TEST_CASE("reference swiglu_clamped: min(gate, limit) sigmoid(alpha min(gate, limit)) (clamp(up) + 1)") {
+    RefRun r;
+    Tensor* gate = r.f32({4}, {0, 1, 9, -3});
+    Tensor* up = r.f32({4}, {5, -2, 8, -9});
+    auto got = r.run(swiglu_clamped(r.ctx, gate, up, 1.702f, 7.0f));
+    auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+    // gate 9 is clamped to 7, up 8 to 7 and up -9 to -7
+    check_close(got, {0, 1 * sig(1.702) * (-2 + 1), 7 * sig(1.702 * 7) * (7 + 1), -3 * sig(-1.702 * 3) * (-7 + 1)});
+    CHECK_THROWS_WITH(swiglu_clamped(r.ctx, gate, up, 1.702f, 0.0f), doctest::Contains("limit"));
+}
+
 // ---------------------------------------------------------------- normalization
 
 TEST_CASE("reference rms_norm and norm over dim 0") {

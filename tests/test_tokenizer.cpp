@@ -404,6 +404,11 @@ TEST_CASE("pre-tokenizers: splits worked out by hand from the regex definitions"
     CHECK(split("qwen2", "abc 2024") == V{"abc", " ", "2", "0", "2", "4"});
     // DeepSeek V3: digits (up to three) are split off first, then punctuation runs and letters.
     CHECK(split("deepseek-v3", "Hello, 1234") == V{"Hello", ",", " ", "123", "4"});
+    // GPT-4o / o200k (gpt-oss): words split where lower case turns upper, contractions in any case stay with
+    // their word, digits in threes, a punctuation run takes the newlines and slashes after it.
+    CHECK(split("gpt-4o", "HelloWorld DON'T 12345 foo/\n\nbar") ==
+          V{"Hello", "World", " DON'T", " ", "123", "45", " foo", "/\n\n", "bar"});
+    CHECK_FALSE(pre_tokenizer_spec("gpt-4o").ignore_merges);
     // GPT-2: case-sensitive contractions ("'S" is not one).
     CHECK(split("gpt-2", "it'S") == V{"it", "'", "S"});
     CHECK_THROWS_WITH_AS(pre_tokenizer_spec("nonsense"), doctest::Contains("nonsense"), Error);

@@ -118,7 +118,7 @@ int chat(int argc, char** argv) {
     std::string system, template_name, template_file;
     SamplerFlags sampling;
     int n_predict = -1;
-    bool context_shift = false, verbose = false, show_prompt = false;
+    bool context_shift = false, verbose = false, show_prompt = false, show_reasoning = false;
     ArgParser p("chat", "-m MODEL [options]",
                 "Interactive chat. Type a message and Enter; /reset starts over, /exit quits, /help lists commands.\n"
                 "Ctrl-C stops the current answer. On a terminal lines can be edited (arrows, Ctrl-A/E/W/U) and Up/Down\n"
@@ -131,6 +131,8 @@ int chat(int argc, char** argv) {
                  " (jinja = the model's template; default: the model's template, else a format guessed from it)");
     p.option("--chat-template-file", &template_file, "FILE", "a Jinja chat template to use instead of the model's");
     p.flag("--show-prompt", &show_prompt, "print each turn's rendered prompt (stderr) before the answer");
+    p.flag("--show-reasoning", &show_reasoning,
+           "also show channels other than the answer (gpt-oss's analysis), each marked [NAME]");
     p.option("-n,--n-predict", &n_predict, "N", "most tokens per answer; -1 = until the end of turn (default)", -1,
              1 << 24);
     sampling.add_to(p);
@@ -244,6 +246,8 @@ int chat(int argc, char** argv) {
         check(tessera_stop_matcher_create_chat(model.m, fmt.c_str(), &stops.s), "stop strings");
         DetokHandle detok;
         check(tessera_detok_stream_create(model.m, &detok.d), "detokenizing");
+        ChannelHandle channels;
+        check(tessera_channel_filter_create(model.m, fmt.c_str(), show_reasoning ? 1 : 0, &channels.f), "channels");
         const char* piece = nullptr;
         size_t piece_len = 0;
         std::string answer;
@@ -270,6 +274,7 @@ int chat(int argc, char** argv) {
             ++generated;
             check(tessera_detok_stream_push(detok.d, tok, &piece, &piece_len), "detokenizing");
             check(tessera_stop_matcher_push(stops.s, piece, int64_t(piece_len), &piece, &piece_len), "stop strings");
+            check(tessera_channel_filter_push(channels.f, piece, int64_t(piece_len), &piece, &piece_len), "channels");
             emit(std::string(piece, piece_len));
             if (tessera_stop_matcher_stopped(stops.s)) break;
             if (tessera_session_n_past(session.s) >= n_ctx) {
@@ -283,8 +288,13 @@ int chat(int argc, char** argv) {
             check(tessera_stop_matcher_flush(stops.s, &piece, &piece_len), "stop strings");
             std::string rest(piece, piece_len);
             check(tessera_detok_stream_flush(detok.d, &piece, &piece_len), "detokenizing");
-            emit(rest + std::string(piece, piece_len));
+            rest += std::string(piece, piece_len);
+            check(tessera_channel_filter_push(channels.f, rest.data(), int64_t(rest.size()), &piece, &piece_len),
+                  "channels");
+            emit(std::string(piece, piece_len));
         }
+        check(tessera_channel_filter_flush(channels.f, &piece, &piece_len), "channels");
+        emit(std::string(piece, piece_len));
         g_interrupted = 0;
         out("\n");
         messages.push_back({"assistant", answer});

@@ -22,10 +22,10 @@ int make(int argc, char** argv) {
     ArgParser p("make-model", "[--arch NAME] --preset NAME -o FILE [--type T] [--seed S] [--vocab FILE]",
                 "Writes a random-weight model in llama.cpp's GGUF layout (keys, tensor names, vocabulary).\n"
                 "Presets: " + presets + ".\nllama's tiny is n_embd 256, 4 layers, 8/2 heads.");
-    p.option("--arch", &o.arch, "NAME", "architecture: llama (default), gemma, gemma2, gemma3, deepseek2");
+    p.option("--arch", &o.arch, "NAME", "architecture: llama (default), gemma, gemma2, gemma3, deepseek2, qwen2, qwen3, qwen3moe, phi3, gpt-oss");
     p.option("--preset", &o.preset, "NAME", "a preset of that architecture (default tiny; see above)");
     p.option("-o,--output", &out, "FILE", "output file (required)");
-    p.option("--type", &o.type, "T", "weight type: f32, f16 (default), q8_0, q4_0, q4_k_m");
+    p.option("--type", &o.type, "T", "weight type: f32, f16 (default), q8_0, q4_0, q4_k_m, mxfp4_moe (experts MXFP4, the rest Q8_0)");
     p.option("--seed", &o.seed, "S", "random seed (default 1)");
     p.option("--vocab", &o.vocab_path, "FILE", "copy the tokenizer from this GGUF (default: a small synthesized SPM vocab)");
     if (!p.parse(argc, argv)) return 0;

@@ -163,6 +163,10 @@ struct StopHandle {
     tessera_stop_matcher* s = nullptr;
     ~StopHandle() { tessera_stop_matcher_free(s); }
 };
+struct ChannelHandle {
+    tessera_channel_filter* f = nullptr;
+    ~ChannelHandle() { tessera_channel_filter_free(f); }
+};
 struct DetokHandle {
     tessera_detok_stream* d = nullptr;
     ~DetokHandle() { tessera_detok_stream_free(d); }

@@ -18,6 +18,8 @@
 // rows are read in place by the streaming kernels; with many (MQA, MLA) the
 // tile is converted once and shared by all rows.
 //
+// Sinks (gpt-oss) change only the last step: a row's sink logit joins its sum when the output is divided.
+//
 // Tiles are skipped from their key position range (min/max over the tile, so
 // ring caches with unsorted positions work): a tile no query of the unit can
 // see is never read.
@@ -90,6 +92,7 @@ struct Job {
     const int32_t* q_pos;
     const int32_t* k_pos;
     AttentionSpec spec;
+    const float* sinks;  // spec.sinks' data, [n_head], or null
     // active[qt]: the kv tiles query tile qt can see, with their visibility (never None)
     std::vector<std::vector<std::pair<int32_t, Visibility>>> active;
     Tensor& dst;
@@ -157,6 +160,19 @@ void finish_scores(const Job& job, float* s, int64_t lds, int64_t nk, int64_t nq
         const float factor = attn::softmax_step(s + r * lds, nk, &m[r], &l[r]);
         if (factor != 1.0f) attn::scale_row(o + r * ldo, p.dv_padded, factor);
     }
+}
+
+// Writes one finished row: o / l, where o and l are relative to the running max m. With a sink logit the
+// denominator gains exp(sink - m); both are taken relative to max(m, sink) so neither exponential overflows.
+// A row with no visible key (l == 0) is zeros, by contract.
+void write_row(const float* o, float m, float l, const float* sink, float* dst, int64_t d) {
+    float inv = l > 0 ? 1.0f / l : 0.0f;
+    if (sink && l > 0) {
+        const float top = std::max(m, *sink);
+        const float keep = std::exp(m - top);
+        inv = keep / (l * keep + std::exp(*sink - top));
+    }
+    for (int64_t c = 0; c < d; ++c) dst[c] = o[c] * inv;
 }
 
 // One unit: KV heads [kvh0, kvh0 + heads_per_unit) x query tile qt x slice `split` of the tiles qt can see.
@@ -238,9 +254,8 @@ void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
             for (int64_t qi = 0; qi < nq; ++qi)
                 for (int64_t hh = 0; hh < p.group; ++hh) {
                     const int64_t r = rm.row(hb, qi, hh);
-                    float* dst = rm.dst_row(job.dst, hb, qi, hh);
-                    const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;  // no visible key: zeros, by contract
-                    for (int64_t c = 0; c < p.d_v; ++c) dst[c] = out[r * dvp + c] * inv;
+                    const float* sink = job.sinks ? job.sinks + (rm.kvh0 + hb) * p.group + hh : nullptr;
+                    write_row(out + r * dvp, m[r], l[r], sink, rm.dst_row(job.dst, hb, qi, hh), p.d_v);
                 }
         return;
     }
@@ -276,8 +291,8 @@ void merge_splits(Job& job, int64_t head_block, int64_t qt) {
                     const float* o = part(sp) + r * dvp;
                     for (int64_t c = 0; c < p.d_v; ++c) dst[c] += w * o[c];
                 }
-                const float inv = 1.0f / total;
-                for (int64_t c = 0; c < p.d_v; ++c) dst[c] *= inv;
+                const float* sink = job.sinks ? job.sinks + (rm.kvh0 + hb) * p.group + hh : nullptr;
+                write_row(dst, mx, total, sink, dst, p.d_v);
             }
 }
 
@@ -297,6 +312,9 @@ void validate(const Tensor& dst) {
                       "attention '%s': cache rows of '%s' must be contiguous whole blocks", dst.name.c_str(),
                       t->name.c_str());
     }
+    const Tensor* sinks = attention_spec(dst).sinks;
+    TESSERA_CHECK(!sinks || (sinks->type == DType::F32 && sinks->ne[0] == q.ne[1] && sinks->is_contiguous()),
+                  "attention '%s': sinks must be contiguous f32 [n_head]", dst.name.c_str());
     TESSERA_CHECK(q.ne[1] % k.ne[1] == 0 && q.ne[0] == k.ne[0],
                   "attention '%s': q %s does not fit k %s", dst.name.c_str(), q.shape_str().c_str(),
                   k.shape_str().c_str());
@@ -377,13 +395,15 @@ size_t attention_scratch_bytes(const Tensor& dst, int n_threads) {
 void attention(Tensor* dst, ThreadPool& pool) {
     validate(*dst);
     const AttentionPlan plan = plan_attention(*dst, pool.size());
+    const AttentionSpec spec = attention_spec(*dst);
     Job job{plan,
             *dst->src[0],
             *dst->src[1],
             *dst->src[2],
             dst->src[3]->data_as<const int32_t>(),
             dst->src[4]->data_as<const int32_t>(),
-            attention_spec(*dst),
+            spec,
+            spec.sinks ? spec.sinks->data_as<const float>() : nullptr,
             {},
             *dst,
             {}};

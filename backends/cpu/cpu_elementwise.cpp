@@ -99,8 +99,9 @@ void unary_rows(Tensor* dst, ThreadPool& pool, F f) {
     });
 }
 
+// out = f(gate, up) elementwise, row by row (gate and up of one shape).
 template <class F>
-void glu_rows(Tensor* dst, ThreadPool& pool, F act) {
+void glu_rows(Tensor* dst, ThreadPool& pool, F f) {
     const Tensor& g = *dst->src[0];
     const Tensor& u = *dst->src[1];
     parallel_chunks(pool, g.nrows(), threads_for(pool.size(), double(g.nelements())), [&](int64_t r0, int64_t r1, int) {
@@ -109,7 +110,7 @@ void glu_rows(Tensor* dst, ThreadPool& pool, F act) {
             row_index(g, r, i1, i2, i3);
             map2(reinterpret_cast<const float*>(g.at(0, i1, i2, i3)), reinterpret_cast<const float*>(u.at(0, i1, i2, i3)),
                  reinterpret_cast<float*>(dst->at(0, i1, i2, i3)), g.ne[0],
-                 [&](vfloat gv, vfloat uv) { return act(gv) * uv; });
+                 f);
         }
     });
 }
@@ -125,6 +126,7 @@ bool elementwise_fast_ok(const Tensor& node) {
             return rows_contiguous(node.src[1]);
         case Op::SwiGlu:
         case Op::GeGlu:
+        case Op::SwiGluClamped:
             return rows_contiguous(node.src[1]) && node.src[1]->same_shape(*node.src[0]);
         case Op::Scale:
         case Op::Silu:
@@ -151,8 +153,16 @@ void elementwise(Tensor* dst, ThreadPool& pool) {
         case Op::Sigmoid: return unary_rows(dst, pool, sigmoid_v);
         case Op::Softcap:
             return unary_rows(dst, pool, [p](vfloat x) { return vfloat(p) * xsimd::tanh(x / vfloat(p)); });
-        case Op::SwiGlu: return glu_rows(dst, pool, silu_v);
-        case Op::GeGlu: return glu_rows(dst, pool, gelu_v);
+        case Op::SwiGlu: return glu_rows(dst, pool, [](vfloat g, vfloat u) { return silu_v(g) * u; });
+        case Op::GeGlu: return glu_rows(dst, pool, [](vfloat g, vfloat u) { return gelu_v(g) * u; });
+        case Op::SwiGluClamped: {
+            const SwigluClamp c = swiglu_clamped_params(*dst);
+            const vfloat alpha(c.alpha), limit(c.limit);
+            return glu_rows(dst, pool, [=](vfloat g, vfloat u) {
+                const vfloat x = xsimd::min(g, limit), y = xsimd::max(xsimd::min(u, limit), -limit);
+                return x * sigmoid_v(alpha * x) * (y + vfloat(1.0f));
+            });
+        }
         default: break;
     }
 }

@@ -82,8 +82,21 @@ struct AttnArgs {
     float scale, softcap;
     int window;
     bool causal;
+    const float* sinks;  // [n_head] sink logits (gpt-oss) or null
     SmemLayout lay;
 };
+
+// The factor a finished row's unnormalized output is multiplied by: 1 / l, or with a sink logit
+// exp(m - top) / (l exp(m - top) + exp(sink - top)), top = max(m, sink), so neither exponential overflows.
+// m, l: the row's running max and sum. A row with no visible key (l == 0) gets 0: zeros, by contract.
+__device__ __forceinline__ float row_normalizer(float m, float l, const float* sinks, int64_t head) {
+    if (!(l > 0.0f)) return 0.0f;
+    if (!sinks) return 1.0f / l;
+    const float sink = sinks[head];
+    const float top = fmaxf(m, sink);
+    const float keep = expf(m - top);
+    return keep / (l * keep + expf(sink - top));
+}
 
 __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
@@ -293,7 +306,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) attention_kernel(const AttnArg
         if (a.n_splits == 1) {
             const int64_t h = int64_t(kvh) * a.group + r % a.group;
             float* out = reinterpret_cast<float*>(a.out + h * a.out_nb1 + (r / a.group) * a.out_nb2);
-            const float inv = l[rr] > 0.0f ? 1.0f / l[rr] : 0.0f;  // no visible key: zeros, by contract
+            const float inv = row_normalizer(m[rr], l[rr], a.sinks, h);  // no visible key: zeros, by contract
 #pragma unroll
             for (int i = 0; i < NC; ++i) {
                 const int c = lane + 32 * i;
@@ -322,6 +335,7 @@ struct MergeArgs {
     int64_t out_nb1, out_nb2;
     int d_v, group, n_kv_head, n_splits;
     int64_t n_rows;
+    const float* sinks;  // [n_head] or null
 };
 
 // One block per (row, KV head): out = sum_s w_s o_s / sum_s w_s l_s with w_s = exp(m_s - max_s m_s).
@@ -342,7 +356,7 @@ __global__ void merge_splits(const MergeArgs a) {
     for (int s = 0; s < a.n_splits; ++s) total += w[s] * a.part_ml[slot(s) * 2 + 1];
     const int64_t h = int64_t(kvh) * a.group + r % a.group;
     float* out = reinterpret_cast<float*>(a.out + h * a.out_nb1 + (r / a.group) * a.out_nb2);
-    const float inv = (mx == -INFINITY || !(total > 0.0f)) ? 0.0f : 1.0f / total;
+    const float inv = mx == -INFINITY ? 0.0f : row_normalizer(mx, total, a.sinks, h);
     for (int c = int(threadIdx.x); c < a.d_v; c += int(blockDim.x)) {
         float sum = 0.0f;
         for (int s = 0; s < a.n_splits; ++s)
@@ -399,6 +413,9 @@ bool attention_ok(const Tensor& node) {
     if (node.op != Op::Attention) return false;
     for (int i = 0; i < 5; ++i)
         if (!node.src[i]) return false;
+    if (const Tensor* sinks = attention_spec(node).sinks;
+        sinks && (sinks->type != DType::F32 || !sinks->is_contiguous() || sinks->ne[0] != node.src[0]->ne[1]))
+        return false;
     const Tensor& q = *node.src[0];
     const Tensor& k = *node.src[1];
     const Tensor& v = *node.src[2];
@@ -473,6 +490,7 @@ void attention(const Tensor& node, Context& ctx) {
     a.softcap = spec.softcap;
     a.window = spec.window;
     a.causal = spec.causal;
+    a.sinks = spec.sinks ? spec.sinks->data_as<const float>() : nullptr;
     a.lay = smem_layout(d_k, d_v);
 
     // Warps: enough for the rows (4 each), at least kMinLoadWarps so a tile is converted by 128 threads,
@@ -523,7 +541,8 @@ void attention(const Tensor& node, Context& ctx) {
         launch<16>(a, grid, n_warps, smem, ctx.stream);
 
     if (n_splits > 1) {
-        MergeArgs ma{a.part_o, a.part_ml, a.out, a.out_nb1, a.out_nb2, a.d_v, a.group, a.n_kv_head, a.n_splits, a.n_rows};
+        MergeArgs ma{a.part_o, a.part_ml, a.out,       a.out_nb1, a.out_nb2, a.d_v,
+                     a.group,  a.n_kv_head, a.n_splits, a.n_rows,  a.sinks};
         TESSERA_LAUNCH(dim3(unsigned(a.n_rows), unsigned(n_kv_head)), 128, 0, ctx.stream, merge_splits)(ma);
         TESSERA_CUDA_LAUNCHED();
     }

@@ -1,5 +1,5 @@
 // Elementwise ops on the CUDA backend: add, mul, div (b broadcast over a), scale, silu, gelu (tanh form),
-// gelu_erf, sigmoid, softcap, swiglu, geglu. All F32, any element-aligned byte strides.
+// gelu_erf, sigmoid, softcap, swiglu, geglu, swiglu_clamped. All F32, any element-aligned byte strides.
 //
 // One kernel body for every kind (a switch on a block-uniform kind). Two launch shapes:
 //   - flat: every tensor contiguous and of one shape; one thread per element, grid-stride.
@@ -27,7 +27,7 @@ constexpr int kThreads = 256;
 
 unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>(blocks_for(n, kThreads), int64_t(1) << 30)); }
 
-enum class Kind : int { Add, Mul, Div, Scale, Silu, Gelu, GeluErf, Sigmoid, Softcap, SwiGlu, GeGlu };
+enum class Kind : int { Add, Mul, Div, Scale, Silu, Gelu, GeluErf, Sigmoid, Softcap, SwiGlu, GeGlu, SwiGluClamped };
 
 __device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
 __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
@@ -40,8 +40,8 @@ __device__ __forceinline__ float gelu_tanh_f(float x) {
 // 0.5 x (1 + erf(x / sqrt 2)) == 0.5 x erfc(-x / sqrt 2).
 __device__ __forceinline__ float gelu_erf_f(float x) { return 0.5f * x * erfcf(-x * 0.7071067811865476f); }
 
-// One element of any kind: x from a, y from b (unused by the unary kinds), p the op's parameter.
-__device__ __forceinline__ float apply(Kind k, float x, float y, float p) {
+// One element of any kind: x from a, y from b (unused by the unary kinds), p and p1 the op's parameters.
+__device__ __forceinline__ float apply(Kind k, float x, float y, float p, float p1) {
     switch (k) {
         case Kind::Add: return __fadd_rn(x, y);
         case Kind::Mul: return __fmul_rn(x, y);
@@ -53,18 +53,22 @@ __device__ __forceinline__ float apply(Kind k, float x, float y, float p) {
         case Kind::Sigmoid: return sigmoid_f(x);
         case Kind::Softcap: return p * tanhf(x / p);
         case Kind::SwiGlu: return silu_f(x) * y;
+        case Kind::SwiGluClamped: {  // p alpha, p1 limit
+            const float g = fminf(x, p1), u = fminf(fmaxf(y, -p1), p1);
+            return g * sigmoid_f(p * g) * (u + 1.0f);
+        }
         default: return gelu_tanh_f(x) * y;  // GeGlu
     }
 }
 
 // All tensors contiguous and of one shape: element e of each. b is null for the unary kinds.
-__global__ void flat_kernel(Kind k, float p, const float* a, const float* b, float* out, int64_t n) {
+__global__ void flat_kernel(Kind k, float p, float p1, const float* a, const float* b, float* out, int64_t n) {
     for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
-        out[e] = apply(k, a[e], b ? b[e] : 0.0f, p);
+        out[e] = apply(k, a[e], b ? b[e] : 0.0f, p, p1);
 }
 
 // Any strides; see the file comment. b is null for the unary kinds.
-__global__ void strided_kernel(Kind k, float p, const uint8_t* a, Geometry ag, const uint8_t* b, Geometry bg,
+__global__ void strided_kernel(Kind k, float p, float p1, const uint8_t* a, Geometry ag, const uint8_t* b, Geometry bg,
                                uint8_t* out, Geometry og) {
     const int64_t ne0 = og.ne[0];
     const int64_t nrows = og.ne[1] * og.ne[2] * og.ne[3];
@@ -82,7 +86,7 @@ __global__ void strided_kernel(Kind k, float p, const uint8_t* a, Geometry ag, c
                 const int64_t j0 = bg.ne[0] == ne0 ? i0 : (bg.ne[0] == 1 ? 0 : i0 % bg.ne[0]);
                 y = *reinterpret_cast<const float*>(br + j0 * bg.nb[0]);
             }
-            *reinterpret_cast<float*>(orow + i0 * og.nb[0]) = apply(k, x, y, p);
+            *reinterpret_cast<float*>(orow + i0 * og.nb[0]) = apply(k, x, y, p, p1);
         }
     }
 }
@@ -100,12 +104,13 @@ bool kind_of(Op op, Kind* k) {
         case Op::Softcap: *k = Kind::Softcap; return true;
         case Op::SwiGlu: *k = Kind::SwiGlu; return true;
         case Op::GeGlu: *k = Kind::GeGlu; return true;
+        case Op::SwiGluClamped: *k = Kind::SwiGluClamped; return true;
         default: return false;
     }
 }
 
 bool is_binary(Kind k) { return k == Kind::Add || k == Kind::Mul || k == Kind::Div; }
-bool is_glu(Kind k) { return k == Kind::SwiGlu || k == Kind::GeGlu; }
+bool is_glu(Kind k) { return k == Kind::SwiGlu || k == Kind::GeGlu || k == Kind::SwiGluClamped; }
 
 bool f32_aligned(const Tensor* t) { return t && t->type == DType::F32 && conv::aligned_for(*t, 4); }
 
@@ -136,14 +141,16 @@ void elementwise(const Tensor& node, Context& ctx) {
     kind_of(node.op, &k);
     const Tensor* a = node.src[0];
     const Tensor* b = is_binary(k) || is_glu(k) ? node.src[1] : nullptr;
-    const float p = elementwise_param(node);  // scale factor or softcap cap; unused by the others
+    const float p = k == Kind::SwiGluClamped ? swiglu_clamped_params(node).alpha
+                                             : elementwise_param(node);  // scale factor or softcap cap
+    const float p1 = k == Kind::SwiGluClamped ? swiglu_clamped_params(node).limit : 0.0f;
     const int64_t n = node.nelements();
     if (n == 0) return;
     const bool flat =
         a->is_contiguous() && node.is_contiguous() && (!b || (b->is_contiguous() && b->same_shape(node)));
     if (flat) {
         TESSERA_LAUNCH(grid_for(n), kThreads, 0, ctx.stream, flat_kernel)(
-            k, p, a->data_as<const float>(), b ? b->data_as<const float>() : nullptr, node.data_as<float>(), n);
+            k, p, p1, a->data_as<const float>(), b ? b->data_as<const float>() : nullptr, node.data_as<float>(), n);
     } else {
         // x covers a row (whole warps, at most kThreads a block), y the rows (grid-stride past 65535)
         const int64_t ne0 = node.ne[0];
@@ -151,7 +158,7 @@ void elementwise(const Tensor& node, Context& ctx) {
         const dim3 grid(unsigned(std::min<int64_t>(blocks_for(ne0, threads), int64_t(1) << 30)),
                         unsigned(std::min<int64_t>(node.nrows(), 65535)));
         TESSERA_LAUNCH(grid, threads, 0, ctx.stream, strided_kernel)(
-            k, p, bytes(a), geometry(*a), b ? bytes(b) : nullptr, b ? geometry(*b) : Geometry{},
+            k, p, p1, bytes(a), geometry(*a), b ? bytes(b) : nullptr, b ? geometry(*b) : Geometry{},
             static_cast<uint8_t*>(node.data), geometry(node));
     }
     TESSERA_CUDA_LAUNCHED();

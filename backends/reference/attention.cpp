@@ -1,7 +1,8 @@
 // The reference attention: the oracle the fast kernels are tested against.
 // It does the obvious thing: for every (query, head) it materializes the whole
 // row of scores in double precision, applies the softcap, masks invisible
-// keys, takes the softmax and the weighted sum of V rows. K and V rows are
+// keys, takes the softmax (with the head's sink logit in its denominator
+// when the op has sinks) and the weighted sum of V rows. K and V rows are
 // dequantized once per KV head with the type's own to_float, so the cache
 // type's rounding is the same one every backend sees. Contract: core/ops.h.
 #include <algorithm>
@@ -53,6 +54,7 @@ void attention(Tensor* dst) {
     const double softcap = spec.softcap;
     const int64_t window = spec.window;
     const bool causal = spec.causal;
+    const Tensor* sinks = spec.sinks;  // F32 [n_head] or null
 
     const int64_t d_k = q.ne[0], n_head = q.ne[1], n_q = q.ne[2];
     const int64_t d_v = v.ne[0], n_kv_head = k.ne[1], n_kv = k.ne[2];
@@ -89,7 +91,10 @@ void attention(Tensor* dst) {
                     for (int64_t c = 0; c < d_v; ++c) out[c] = 0.0f;
                     continue;
                 }
-                double sum = 0;
+                // A sink joins the denominator (and the max that keeps the exponentials in range), not the sum of values.
+                const double sink = sinks ? double(sinks->data_as<const float>()[h]) : 0.0;
+                if (sinks) best = std::max(best, sink);
+                double sum = sinks ? std::exp(sink - best) : 0.0;
                 std::fill(acc.begin(), acc.end(), 0.0);
                 for (int64_t j = 0; j < n_kv; ++j) {
                     if (scores[size_t(j)] == -std::numeric_limits<double>::infinity()) continue;

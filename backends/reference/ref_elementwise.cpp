@@ -1,6 +1,7 @@
 // Elementwise ops: broadcasting binaries, unary activations, gated units.
 // Each value is computed in double and rounded once to float, so a single +, *, / gives the correctly
 // rounded float result (double has more than 2 * 24 + 2 bits, so the double rounding is harmless).
+#include <algorithm>
 #include <cmath>
 
 #include "backends/reference/ref_util.h"
@@ -64,16 +65,24 @@ void unary(Tensor* dst) {
                 }
 }
 
-// swiglu: silu(gate) * up; geglu: gelu_tanh(gate) * up.
+// swiglu: silu(gate) * up; geglu: gelu_tanh(gate) * up;
+// swiglu_clamped: x = min(gate, limit), y = clamp(up, -limit, limit), x sigmoid(alpha x) (y + 1).
 void glu(Tensor* dst) {
     const Tensor& gate = *dst->src[0];
     const Tensor& up = *dst->src[1];
+    const SwigluClamp c = dst->op == Op::SwiGluClamped ? swiglu_clamped_params(*dst) : SwigluClamp{0.0f, 0.0f};
+    const double alpha = c.alpha, limit = c.limit;
     for (int64_t i3 = 0; i3 < gate.ne[3]; ++i3)
         for (int64_t i2 = 0; i2 < gate.ne[2]; ++i2)
             for (int64_t i1 = 0; i1 < gate.ne[1]; ++i1)
                 for (int64_t i0 = 0; i0 < gate.ne[0]; ++i0) {
                     const double g = load(gate, i0, i1, i2, i3);
                     const double u = load(up, i0, i1, i2, i3);
+                    if (dst->op == Op::SwiGluClamped) {
+                        const double x = std::min(g, limit), y = std::clamp(u, -limit, limit);
+                        store(*dst, float(x * sigmoid_d(alpha * x) * (y + 1.0)), i0, i1, i2, i3);
+                        continue;
+                    }
                     const double act = dst->op == Op::SwiGlu ? silu_d(g) : gelu_tanh_d(g);
                     store(*dst, float(act * u), i0, i1, i2, i3);
                 }

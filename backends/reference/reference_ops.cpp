@@ -4,6 +4,7 @@
 
 #include "backends/reference/ref_util.h"
 #include "core/error.h"
+#include "core/ops.h"
 
 namespace tessera::ref {
 
@@ -57,6 +58,7 @@ bool supports(const Tensor& node) {
         case Op::Div:
         case Op::SwiGlu:
         case Op::GeGlu:
+        case Op::SwiGluClamped:
             return is_f32(s0) && is_f32(s1) && is_f32(&node);
         case Op::Scale:
         case Op::RmsNorm:
@@ -78,7 +80,8 @@ bool supports(const Tensor& node) {
             return is_f32(s0) && is_i32(&node);
         case Op::Attention:
             return is_f32(s0) && readable_rows(s1) && readable_rows(node.src[2]) && is_i32(node.src[3]) &&
-                   is_i32(node.src[4]) && is_f32(&node);
+                   is_i32(node.src[4]) && (!attention_spec(node).sinks || is_f32(attention_spec(node).sinks)) &&
+                   is_f32(&node);
         case Op::Count_:
             return false;
     }
@@ -121,7 +124,8 @@ void compute_node(Tensor* node) {
         case Op::Sigmoid:
         case Op::Softcap: return unary(node);
         case Op::SwiGlu:
-        case Op::GeGlu: return glu(node);
+        case Op::GeGlu:
+        case Op::SwiGluClamped: return glu(node);
         case Op::RmsNorm: return rms_norm(node);
         case Op::Norm: return norm(node);
         case Op::Rope: return rope(node);

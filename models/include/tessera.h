@@ -234,6 +234,20 @@ tessera_status tessera_stop_matcher_push(tessera_stop_matcher* matcher, const ch
 tessera_status tessera_stop_matcher_flush(tessera_stop_matcher* matcher, const char** out, size_t* out_len);
 int tessera_stop_matcher_stopped(const tessera_stop_matcher* matcher);
 
+/* ---- answer channels: what a chat front end shows of a streamed answer ----
+ * gpt-oss (the "harmony" chat format) writes its reasoning on an analysis channel and the answer on a final
+ * channel; the filter passes the final channel's text and drops the others unless show_other_channels
+ * (then each is opened with "[NAME] " and closed with a newline). For chat formats without channels it
+ * passes everything through. Feed it the stop matcher's output. */
+typedef struct tessera_channel_filter tessera_channel_filter;
+tessera_status tessera_channel_filter_create(const tessera_model* model, const char* template_override,
+                                             int show_other_channels, tessera_channel_filter** out);
+void tessera_channel_filter_free(tessera_channel_filter* filter);
+/* *out / *out_len: the visible text now available (the filter's storage, valid until its next call). */
+tessera_status tessera_channel_filter_push(tessera_channel_filter* filter, const char* text, int64_t len,
+                                           const char** out, size_t* out_len);
+tessera_status tessera_channel_filter_flush(tessera_channel_filter* filter, const char** out, size_t* out_len);
+
 /* ---- streaming detokenizer: token pieces to complete UTF-8 text ---- */
 typedef struct tessera_detok_stream tessera_detok_stream;
 tessera_status tessera_detok_stream_create(const tessera_model* model, tessera_detok_stream** out);
