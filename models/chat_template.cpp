@@ -37,6 +37,14 @@ const struct {
     {ChatFormat::Harmony, "harmony"},
 };
 
+// llama2 and gemma have no system turn: the system text goes into the next user turn. With no user turn
+// after it the text would be lost, so it is refused instead.
+std::string system_without_user(const char* format) {
+    return std::string("chat format ") + format +
+           ": a system message must be followed by a user message (the format puts the system text into the "
+           "next user turn)";
+}
+
 // Llama 2 chat (Meta's reference format): the system prompt sits inside the first [INST] block, each
 // answer is followed by EOS and the next turn starts with BOS. Messages are stripped.
 std::string format_llama2(const std::vector<ChatMessage>& msgs) {
@@ -58,6 +66,7 @@ std::string format_llama2(const std::vector<ChatMessage>& msgs) {
             out += " " + c + " </s>";
         }
     }
+    if (!system.empty()) throw Error(system_without_user("llama2"));
     return out;
 }
 
@@ -157,6 +166,7 @@ std::string format_chat(ChatFormat f, const std::vector<ChatMessage>& msgs, bool
                 }
                 out += trim(m.content) + "<end_of_turn>\n";
             }
+            if (!system.empty()) throw Error(system_without_user("gemma"));
             if (add_gen) out += "<start_of_turn>model\n";
             break;
         }

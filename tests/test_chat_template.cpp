@@ -156,6 +156,20 @@ TEST_CASE("chat: names, errors") {
     CHECK(chat_format_stops(ChatFormat::ChatML) == std::vector<std::string>{"<|im_end|>"});
 }
 
+TEST_CASE("chat: llama2 and gemma refuse a system message no user turn follows (its text had nowhere to go)") {
+    // Found by fuzz_chat_template: the text was dropped from the prompt without a word.
+    for (ChatFormat f : {ChatFormat::Llama2, ChatFormat::Gemma}) {
+        INFO(chat_format_name(f));
+        CHECK_THROWS_WITH_AS(format_chat(f, {{"user", "Hi"}, {"system", "Be brief."}}, true),
+                             doctest::Contains("a system message must be followed by a user message"), Error);
+        CHECK_THROWS_AS(format_chat(f, {{"system", "Be brief."}}, true), Error);
+        // Followed by a user turn (even after an answer), the text is there.
+        const std::string p = format_chat(f, {{"user", "Hi"}, {"assistant", "Yo"}, {"system", "Be brief."},
+                                              {"user", "More"}}, true);
+        CHECK(p.find("Be brief.") != std::string::npos);
+    }
+}
+
 TEST_CASE("tessera chat: piped turns, greedy answer equals `tessera run` on the formatted prompt") {
     if (!testing::shared_available()) {
         MESSAGE("skipped: ../shared is not available");

@@ -5,8 +5,9 @@
 # trip), chat_template (family matcher and Jinja engine), jinja (the template engine alone, seeded with
 # ../shared/chat_templates; also make fuzz-jinja), sampler (parameters, logits, accepted ids).
 # Environment: FUZZ_TARGET (default gguf), FUZZ_SECONDS (default 60), FUZZ_BUILD (default build-fuzz),
-# FUZZ_ARGS (extra libFuzzer flags). Each target's corpus grows in $FUZZ_BUILD/corpus-TARGET across runs,
-# starting from tests/fuzz/corpus/TARGET; crashes land in $FUZZ_BUILD/artifacts/.
+# FUZZ_ARGS (extra libFuzzer flags), FUZZ_TMPDIR (where fuzz_gguf writes its round trips; /dev/shm spares
+# the disk). Each target's corpus grows in $FUZZ_BUILD/corpus-TARGET across runs, starting from
+# tests/fuzz/corpus/TARGET; crashes land in $FUZZ_BUILD/artifacts/.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -66,10 +67,10 @@ fi
 # Regression inputs (past findings) are always replayed first.
 if compgen -G "$ROOT/tests/fuzz/regressions/$TARGET-*" >/dev/null; then
     echo "fuzz: replaying tests/fuzz/regressions/$TARGET-*"
-    FUZZ_TMPDIR="$OUT/tmp" FUZZ_VOCAB_DIR="$SHARED/vocab" "$OUT/fuzz_$TARGET" "$ROOT"/tests/fuzz/regressions/"$TARGET"-*
+    FUZZ_TMPDIR="${FUZZ_TMPDIR:-$OUT/tmp}" FUZZ_VOCAB_DIR="$SHARED/vocab" "$OUT/fuzz_$TARGET" "$ROOT"/tests/fuzz/regressions/"$TARGET"-*
 fi
 
 echo "fuzz: running fuzz_$TARGET for ${SECS}s"
-FUZZ_TMPDIR="$OUT/tmp" FUZZ_VOCAB_DIR="$SHARED/vocab" ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+FUZZ_TMPDIR="${FUZZ_TMPDIR:-$OUT/tmp}" FUZZ_VOCAB_DIR="$SHARED/vocab" ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     "$OUT/fuzz_$TARGET" "$CORPUS" -max_total_time="$SECS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$OUT/artifacts/$TARGET-" -print_final_stats=1 ${FUZZ_ARGS:-}
