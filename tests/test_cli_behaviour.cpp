@@ -3,6 +3,7 @@
 // stdin, eval stays inside the training context unless told, and the small messages say the right thing.
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,6 +160,22 @@ TEST_CASE("bench: -m without a bandwidth figure prints none (JSON null); bench m
     out = cli("bench matmul -m " + model, &status);
     CHECK(status == 2);
     CHECK(has(out, "tessera bench -m MODEL"));
+}
+
+TEST_CASE("bench -m: the bandwidth buffer is sized to the model (a 1 MB model does not touch 2 GiB)") {
+    TempDir dir;
+    const std::string model = make_small_llama(dir / "m.gguf", 256);
+    int status = 0;
+    const std::string out = cli("bench -m " + model + " -p 8 -n 4 -r 1 -t 1", &status);
+    INFO(out);
+    REQUIRE(status == 0);
+    // The largest resident size of any finished child of this test (the commands above are all small).
+    rusage children{};
+    REQUIRE(getrusage(RUSAGE_CHILDREN, &children) == 0);
+    const long peak_mib = children.ru_maxrss / 1024;
+    INFO("peak RSS of the bench: " << peak_mib << " MiB");
+    CHECK(peak_mib < 1024);
+    CHECK(peak_mib >= 256);  // the 256 MiB floor was touched: the measurement ran
 }
 
 TEST_CASE("make-model and inspect: messages name the right architecture, once") {

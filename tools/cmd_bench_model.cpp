@@ -1,6 +1,6 @@
 // `tessera bench -m MODEL`: prompt processing (pp) and generation (tg) speed, with the bytes a
 // generated token reads and the memory bandwidth that implies, against the bandwidth this machine
-// measures in the same run (a read-sum over 2 GiB). Decode is memory-bound: that fraction is the
+// measures in the same run (a read-sum over 4x the bytes a token reads, 256 MiB to 2 GiB). Decode is memory-bound: that fraction is the
 // efficiency figure.
 #include <algorithm>
 #include <chrono>
