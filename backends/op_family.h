@@ -29,6 +29,7 @@ inline OpFamily op_family(Op op) {
         case Op::Rope:
         case Op::SoftMax: return OpFamily::NormRopeSoftmax;
         case Op::GetRows:
+        case Op::SetRows:
         case Op::Cont:
         case Op::Cpy: return OpFamily::Copy;
         case Op::Attention: return OpFamily::Attention;

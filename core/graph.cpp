@@ -62,7 +62,7 @@ void Graph::expand(Tensor* root) {
     while (!stack.empty()) {
         Frame& f = stack.back();
         Tensor* t = f.t;
-        // Views and cpy depend on view_src too (its storage must exist first).
+        // Views, cpy and set_rows depend on view_src too (its storage must exist first).
         Tensor* next = nullptr;
         while (f.next_src <= kMaxSrc && !next) {
             Tensor* cand = f.next_src < kMaxSrc ? t->src[f.next_src] : t->view_src;
@@ -81,7 +81,9 @@ void Graph::expand(Tensor* root) {
 
 namespace {
 
-bool owns_storage(const Tensor* t) { return t->op != Op::None && !op_is_view(t->op) && t->op != Op::Cpy; }
+bool owns_storage(const Tensor* t) {
+    return t->op != Op::None && !op_is_view(t->op) && t->op != Op::Cpy && t->op != Op::SetRows;
+}
 
 size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 

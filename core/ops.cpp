@@ -185,6 +185,24 @@ Tensor* cpy(Context& ctx, Tensor* a, Tensor* b) {
     return t;
 }
 
+Tensor* set_rows(Context& ctx, Tensor* a, Tensor* b, Tensor* rows) {
+    require_non_null(a, "set_rows", "a");
+    require_non_null(b, "set_rows", "b");
+    require_non_null(rows, "set_rows", "rows");
+    require(a->type == DType::F32 && a->nb[0] == sizeof(float), "set_rows", "a must be f32 with contiguous rows", a, b);
+    require(a->ne[2] == 1 && a->ne[3] == 1 && b->ne[2] == 1 && b->ne[3] == 1, "set_rows", "a and b must be 2-D", a, b);
+    require(a->ne[0] == b->ne[0], "set_rows", "row lengths differ", a, b);
+    require(b->ne[0] % type_traits(b->type).block_size == 0 && b->nb[0] == type_traits(b->type).block_bytes,
+            "set_rows", "destination rows are not whole blocks in place", a, b);
+    require(rows->type == DType::I32 && rows->ne[0] == a->ne[1] && rows->nrows() == 1, "set_rows",
+            "rows must be i32 [n] with one id per row of a", a, rows);
+    Tensor* t = ctx.new_node(Op::SetRows, b->type, b->ne, {a, b, rows});
+    for (int i = 0; i < 4; ++i) t->nb[i] = b->nb[i];
+    t->view_src = b;
+    t->view_offset = 0;
+    return t;
+}
+
 Tensor* get_rows(Context& ctx, Tensor* table, Tensor* ids) {
     require_non_null(table, "get_rows", "table");
     require_non_null(ids, "get_rows", "ids");
@@ -412,13 +430,23 @@ Tensor* attention(Context& ctx, Tensor* q, Tensor* k, Tensor* v, Tensor* q_pos, 
         require(spec.sinks->type == DType::F32 && spec.sinks->ne[0] == q->ne[1] && spec.sinks->nrows() == 1 &&
                     spec.sinks->is_contiguous(),
                 "attention", "sinks must be contiguous f32 [n_head]", q, spec.sinks);
+    require((spec.q_seq == nullptr) == (spec.k_seq == nullptr), "attention",
+            "q_seq and k_seq go together (both or neither)", q, k);
+    if (spec.q_seq) {
+        require(spec.q_seq->type == DType::I32 && spec.q_seq->ne[0] == q->ne[2] && spec.q_seq->nrows() == 1,
+                "attention", "q_seq must be i32 [n_q]", q, spec.q_seq);
+        require(spec.k_seq->type == DType::I32 && spec.k_seq->ne[0] == k->ne[2] && spec.k_seq->nrows() == 1,
+                "attention", "k_seq must be i32 [n_kv]", k, spec.k_seq);
+    }
     const int64_t ne[4] = {v->ne[0], q->ne[1], q->ne[2], 1};
-    Tensor* t = spec.sinks ? ctx.new_node(Op::Attention, DType::F32, ne, {q, k, v, q_pos, k_pos, spec.sinks})
-                           : ctx.new_node(Op::Attention, DType::F32, ne, {q, k, v, q_pos, k_pos});
-    // The sinks tensor is a source of the node (so the graph orders and allocates it); the stored spec
-    // holds no pointer, which a copied graph would leave pointing at the old tensor.
+    Tensor* t = ctx.new_node(Op::Attention, DType::F32, ne, {q, k, v, q_pos, k_pos});
+    t->src[5] = spec.sinks;  // may be null with sequences after it
+    t->src[6] = spec.q_seq;
+    t->src[7] = spec.k_seq;
+    // The tensors of the spec are sources of the node (so the graph orders and allocates them); the stored
+    // spec holds no pointer, which a copied graph would leave pointing at the old tensor.
     AttentionSpec stored = spec;
-    stored.sinks = nullptr;
+    stored.sinks = stored.q_seq = stored.k_seq = nullptr;
     store_params(t, stored);
     return t;
 }
@@ -426,6 +454,8 @@ Tensor* attention(Context& ctx, Tensor* q, Tensor* k, Tensor* v, Tensor* q_pos, 
 AttentionSpec attention_spec(const Tensor& node) {
     AttentionSpec spec = load_params<AttentionSpec>(node, {Op::Attention}, "attention_spec");
     spec.sinks = node.src[5];
+    spec.q_seq = node.src[6];
+    spec.k_seq = node.src[7];
     return spec;
 }
 

@@ -33,6 +33,11 @@ Tensor* cast(Context& ctx, Tensor* a, DType type);    // contiguous copy convert
 // Writes a (F32) into b's storage converting to b's type (F32, F16, BF16, Q8_0...).
 // b is usually a view into a cache. Returns a node aliasing b; expand it before readers of b.
 Tensor* cpy(Context& ctx, Tensor* a, Tensor* b);
+// Scatter: row i of a (F32 [ne0, n], rows contiguous) is converted into row rows[i] of b ([ne0, n_rows],
+// F32, F16, BF16 or Q8_0, rows of whole blocks, any row stride): the KV cache write of a batch whose tokens
+// land in cells that are not side by side (several sequences). rows I32 [n], distinct, each in [0, n_rows):
+// an id outside, or repeated, is an error at compute. Returns a node aliasing b, like cpy.
+Tensor* set_rows(Context& ctx, Tensor* a, Tensor* b, Tensor* rows);
 // table [ne0, n_rows] of any type, ids I32 [n] -> F32 [ne0, n]. An id outside [0, n_rows) is an error at compute.
 Tensor* get_rows(Context& ctx, Tensor* table, Tensor* ids);
 // Joins a and b along dim; all other dims equal.
@@ -118,15 +123,21 @@ struct AttentionSpec {
     // without a value row, so it takes part of the probability mass and adds nothing. Not scaled, not capped.
     // Null = none.
     Tensor* sinks = nullptr;
+    // Several sequences in one batch (a server's slots): I32 [n_q], the sequence of each query, and I32
+    // [n_kv], the sequence each cache cell holds. A query sees only its own sequence's cells. Both null =
+    // one sequence (no such mask); both or neither.
+    Tensor* q_seq = nullptr;
+    Tensor* k_seq = nullptr;
 };
 // q [d_k, n_head, n_q] F32; k [d_k, n_kv_head, n_kv] and v [d_v, n_kv_head, n_kv] in F32, F16 or Q8_0,
 // any strides with contiguous rows; q_pos I32 [n_q]; k_pos I32 [n_kv], a negative entry marks an empty
 // cache slot that is never attended. Query head h reads KV head h / (n_head / n_kv_head).
 // Key j is visible to query i iff k_pos[j] >= 0, (!causal || k_pos[j] <= q_pos[i]) and
-// (window == 0 || q_pos[i] - k_pos[j] < window). A row with no visible key yields zeros.
+// (window == 0 || q_pos[i] - k_pos[j] < window), and with sequences k_seq[j] == q_seq[i]. A row with no
+// visible key yields zeros.
 // With sinks, row (i, h) with visible scores s_j: m = max(max_j s_j, sink[h]),
 //   out = sum_j exp(s_j - m) v_j / (sum_j exp(s_j - m) + exp(sink[h] - m)).
-// -> F32 [d_v, n_head, n_q]. Sinks, when given, are the node's src[5].
+// -> F32 [d_v, n_head, n_q]. Sinks, when given, are the node's src[5]; q_seq and k_seq src[6] and src[7].
 Tensor* attention(Context& ctx, Tensor* q, Tensor* k, Tensor* v, Tensor* q_pos, Tensor* k_pos,
                   const AttentionSpec& spec);
 // The spec an attention node was built with. (A field added to AttentionSpec travels with it: the node

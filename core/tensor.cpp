@@ -8,7 +8,7 @@ namespace tessera {
 
 namespace {
 const char* const kOpNames[] = {
-    "none",   "view",    "reshape",  "permute", "transpose", "cont",    "cpy",     "get_rows", "concat",
+    "none",   "view",    "reshape",  "permute", "transpose", "cont",    "cpy",     "get_rows", "set_rows", "concat",
     "mul_mat", "mul_mat_id", "add",  "mul",     "div",       "scale",   "rms_norm", "norm",    "rope",
     "softmax", "silu",   "gelu",     "gelu_erf", "sigmoid",  "softcap", "swiglu",  "geglu",    "swiglu_clamped", "argmax",
     "top_k",  "sum",     "mean",     "attention",

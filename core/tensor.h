@@ -14,7 +14,7 @@ namespace tessera {
 class Buffer;
 
 constexpr int kMaxDims = 4;
-constexpr int kMaxSrc = 6;
+constexpr int kMaxSrc = 8;
 constexpr int kMaxParams = 16;
 
 enum class Op : uint8_t {
@@ -25,6 +25,7 @@ enum class Op : uint8_t {
     Cont,     // contiguous copy of src0, type kept (or cast, see cast())
     Cpy,      // converts src0 into src1's storage (src1 may be a view, any float/q8_0 type); result aliases src1
     GetRows,  // rows of src0 (any type) picked by I32 src1 -> F32
+    SetRows,  // rows of src0 (F32) written into rows of src1 picked by I32 src2; result aliases src1
     Concat,
     // arithmetic
     MulMat,    // ggml semantics, see ops.h

@@ -2,10 +2,9 @@
 //
 // A BatchGraph is built once per batch shape and re-used for every step of
 // that shape. It owns what changes from step to step:
-//   - the input tensors (token ids, their positions, the position each cache
-//     slot holds) and the storage they live in;
-//   - the cache views the batch writes its K/V rows through, whose offsets
-//     move to the batch's first slot each step.
+//   - the input tensors (token ids, their positions and sequences, the cell
+//     each token's K/V row goes to, the position and sequence each cache cell
+//     holds) and the storage they live in.
 // Its life: the session creates it, the architecture builds the forward pass
 // on it (the part above the line below), allocate() gives every tensor
 // storage, and bind() fills it for one chunk of tokens before each compute.
@@ -16,39 +15,49 @@
 
 #include "core/backend.h"
 #include "core/graph.h"
+#include "core/ops.h"
 #include "models/kv_cache.h"
 
 namespace tessera {
 
 class BatchGraph {
 public:
-    // Creates the input tensors of a batch of n_tokens reading kv_span cache slots.
-    BatchGraph(KVCache& cache, int64_t n_tokens, int64_t kv_span, bool logits_all);
+    // Creates the input tensors of a batch of n_tokens tokens whose attention reads kv_span cells of the
+    // linear layers (one sequence: the first kv_span; several: every cell, and kv_span is ignored), with
+    // logits for n_outputs of the tokens (n_tokens: all of them).
+    BatchGraph(KVCache& cache, int64_t n_tokens, int64_t kv_span, int64_t n_outputs);
     BatchGraph(const BatchGraph&) = delete;
     BatchGraph& operator=(const BatchGraph&) = delete;
 
     // ---- what an architecture's build() uses ----
     Context ctx;
     Graph graph;
-    const int64_t n_tokens;  // tokens in this batch
-    const int64_t kv_span;   // cache slots attention reads (slots >= kv_span are all empty)
-    const bool logits_all;   // logits for every token, or only the last
+    const int64_t n_tokens;   // tokens in this batch
+    const int64_t kv_span;    // cells of a linear layer attention reads (cells past it are all empty)
+    const int64_t n_outputs;  // rows of the result: logits of that many tokens (bind() names which)
+    const bool multi_seq;     // the cache holds several sequences: attention masks by sequence too
 
     Tensor* tokens = nullptr;     // I32 [n_tokens]
     Tensor* positions = nullptr;  // I32 [n_tokens]: q_pos and the RoPE positions
+    Tensor* token_seqs = nullptr;  // I32 [n_tokens]: each token's sequence (multi_seq only, else null)
 
     // Writes this batch's K and V rows (F32 [k_width, n_tokens], [v_width, n_tokens], any
-    // shape with that element count) into the cache at the batch's slots. The writes are
-    // added to the graph at once, so nodes expanded later (the attention) run after them.
+    // shape with that element count) into the cache, each token's row into the cell of its sequence
+    // and position. The writes are added to the graph at once, so nodes expanded later (the attention)
+    // run after them.
     void store_kv(int layer, Tensor* k, Tensor* v);
-    // The layer's cache as attention reads it: [head_dim, n_kv_head, kv_span] in the cache type
-    // ([.., ring] for a ring layer).
+    // The layer's cache as attention reads it: [head_dim, n_kv_head, cells] in the cache type.
     Tensor* cache_k(int layer);
     Tensor* cache_v(int layer);
-    // The k_pos attention needs for this layer's cache: the position each slot holds (-1 when empty),
+    // The k_pos attention needs for this layer's cache: the position each cell holds (-1 when empty),
     // for linear and ring layers alike.
     Tensor* cache_positions(int layer);
-    // Keeps only the last token's column of x [ne0, n_tokens] unless logits_all.
+    // The sequence each of the layer's cells holds (-1 when empty); multi_seq only, else null.
+    Tensor* cache_seqs(int layer);
+    // The fused attention of queries q [d_k, n_head, n_tokens] over the layer's cache, with the batch's
+    // positions, and its sequences when the cache holds several.
+    Tensor* attention(int layer, Tensor* q, AttentionSpec spec);
+    // Keeps the columns of x [ne0, n_tokens] of the tokens that want logits (all when n_outputs == n_tokens).
     Tensor* select_output_rows(Tensor* x);
     // The session's context length (Phi-3's LongRoPE picks its factors by it).
     int64_t n_ctx() const { return cache_.n_ctx(); }
@@ -75,34 +84,36 @@ public:
     // (one per layer).
     void capture_attention() { capture_attention_ = true; }
     const std::vector<AttentionTap>& attention_taps() const { return taps_; }
-    // Readies the graph for one chunk: n_tokens tokens at positions start .. start + n_tokens - 1.
-    // Call after the cache has taken the chunk (KVCache::append), so the slot positions include it.
-    void bind(Backend& backend, const int32_t* chunk_tokens, int64_t start);
+
+    // Readies the graph for one batch. Per token: its id, position and sequence (seqs may be null when the
+    // cache holds one sequence); out_rows: the n_outputs token indices whose logits are kept, ascending
+    // (null when n_outputs == n_tokens). Call after the cache has taken the batch (KVCache::append), so the
+    // cells' positions include it.
+    void bind(Backend& backend, const int32_t* batch_tokens, const int32_t* batch_positions, const int32_t* seqs,
+              const int32_t* out_rows);
 
 private:
-    // A view the batch writes cache rows through; its offset moves to the batch's first slot.
-    struct SlotView {
-        Tensor* view;
-        size_t slot_bytes;
-        int64_t ring = 0;  // > 0: the batch's first slot is its first position modulo ring
+    // The inputs of one kind of layer cache (linear, or a ring of some size): where the batch's rows go
+    // and what each cell holds.
+    struct CellInputs {
+        int64_t ring;                // 0: linear
+        Tensor* write_cells;         // I32 [n_tokens]: the cell each token's row is written to
+        Tensor* positions;           // I32 [cells]: the position each cell holds, -1 when empty
+        Tensor* seqs = nullptr;      // I32 [cells]: its sequence (multi_seq only)
     };
-    // The slot positions of each ring size in use (I32 [ring]).
-    struct RingPositions {
-        int64_t ring;
-        Tensor* positions;
-    };
+    CellInputs& cells_of(int layer);
+    int64_t read_cells(int layer) const;  // cells attention reads in this layer
 
     void add_attention_taps();
 
     KVCache& cache_;
-    Tensor* kv_positions_ = nullptr;  // I32 [kv_span]: the position each linear slot holds, -1 when empty
-    std::vector<SlotView> slot_views_;
-    std::vector<RingPositions> ring_positions_;
+    std::vector<CellInputs> cell_inputs_;
+    Tensor* out_rows_ = nullptr;  // I32 [n_outputs] when n_outputs < n_tokens
     Tensor* output_ = nullptr;
     bool capture_attention_ = false;
     std::vector<AttentionTap> taps_;
     std::unique_ptr<Buffer> inputs_, compute_;
-    std::vector<int32_t> scratch_;  // host staging for the inputs
+    std::vector<int32_t> scratch_, scratch_seq_;  // host staging for the inputs
 };
 
 }  // namespace tessera

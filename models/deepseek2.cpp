@@ -295,7 +295,7 @@ Tensor* DeepSeek2::attention_block(BatchGraph& b, int il, Tensor* h) const {
     AttentionSpec spec;
     spec.scale = kq_scale_;
     spec.causal = true;
-    Tensor* o = attention(ctx, q_full, b.cache_k(il), b.cache_v(il), b.positions, b.cache_positions(il), spec);
+    Tensor* o = b.attention(il, q_full, spec);
     // o: [kv_lora, H, n] in latent space; V's up-projection per head, then the output projection.
     Tensor* ov = mul_mat(ctx, L.v_b, permute(ctx, o, 0, 2, 1, 3));  // [v, n, H]
     ov = cont(ctx, permute(ctx, ov, 0, 2, 1, 3));                    // [v, H, n]

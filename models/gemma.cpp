@@ -215,7 +215,7 @@ Tensor* Gemma::build(BatchGraph& b) const {
         spec.softcap = attn_softcap_;
         spec.window = L.window ? window_ : 0;
         spec.causal = true;
-        Tensor* a = attention(ctx, q, b.cache_k(il), b.cache_v(il), b.positions, b.cache_positions(il), spec);
+        Tensor* a = b.attention(il, q, spec);
         a = mul_mat(ctx, L.wo, reshape_2d(ctx, a, hp.head_dim_v * hp.n_head, n));
         if (L.post_attn_norm) a = rms(a, L.post_attn_norm);
         x = add(ctx, a, x);

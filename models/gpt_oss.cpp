@@ -155,7 +155,7 @@ Tensor* GptOss::attention_block(BatchGraph& b, int il, Tensor* h) const {
     spec.window = L.window ? window_ : 0;
     spec.causal = true;
     spec.sinks = L.sinks;
-    Tensor* a = attention(ctx, q, b.cache_k(il), b.cache_v(il), b.positions, b.cache_positions(il), spec);
+    Tensor* a = b.attention(il, q, spec);
     a = reshape_2d(ctx, a, hp_.head_dim_v * hp_.n_head, n);
     return add_bias(ctx, mul_mat(ctx, L.wo, a), L.bo);
 }

@@ -219,7 +219,7 @@ Tensor* Llama::attention_block(BatchGraph& b, int il, Tensor* h) const {
     spec.scale = attn_scale_;
     spec.window = window_;
     spec.causal = true;
-    Tensor* attn = attention(ctx, q, b.cache_k(il), b.cache_v(il), b.positions, b.cache_positions(il), spec);
+    Tensor* attn = b.attention(il, q, spec);
     attn = reshape_2d(ctx, attn, hp.head_dim_v * hp.n_head, n);
     return add_bias(ctx, mul_mat(ctx, L.wo, attn), L.bo);
 }

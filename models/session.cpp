@@ -37,21 +37,24 @@ Session::Session(const Model& model, const SessionOptions& options) : model_(mod
         TESSERA_CHECK(model.weights_backend() == options_.backend,
                       "backend '%s': the model's weights are on '%s'; open the model with backend '%s' too",
                       options_.backend.c_str(), model.weights_backend().c_str(), options_.backend.c_str());
+    TESSERA_CHECK(options_.n_seq >= 1, "sequence count %d must be >= 1", options_.n_seq);
+    TESSERA_CHECK(!(options_.capture_attention && options_.n_seq > 1),
+                  "attention maps are kept for sessions of one sequence only (this one has %d)", options_.n_seq);
     cache_ = std::make_unique<KVCache>(model.arch().cache_layout(hp), options_.cache_type, options_.n_ctx, *backend_,
-                                       options_.n_batch);
+                                       options_.n_batch, options_.n_seq);
 }
 
 int64_t Session::kv_span_for(int64_t used_after) const {
     return std::min(cache_->n_ctx(), (used_after + kSpanQuantum - 1) / kSpanQuantum * kSpanQuantum);
 }
 
-BatchGraph& Session::graph_for(int64_t n_tokens, int64_t kv_span) {
-    const Key key{n_tokens, kv_span, options_.logits_all};
+BatchGraph& Session::graph_for(int64_t n_tokens, int64_t kv_span, int64_t n_outputs) {
+    const Key key{n_tokens, kv_span, n_outputs};
     auto it = graphs_.find(key);
     if (it != graphs_.end()) return *it->second;
     if (graphs_.size() >= kMaxGraphs) graphs_.clear();
 
-    auto g = std::make_unique<BatchGraph>(*cache_, n_tokens, kv_span, options_.logits_all);
+    auto g = std::make_unique<BatchGraph>(*cache_, n_tokens, kv_span, n_outputs);
     Tensor* logits = model_.arch().build(*g);
     TESSERA_CHECK(logits->type == DType::F32 && logits->ne[0] == model_.hparams().n_vocab,
                   "%s: graph output %s is not [n_vocab, rows]", model_.hparams().arch.c_str(),
@@ -62,21 +65,36 @@ BatchGraph& Session::graph_for(int64_t n_tokens, int64_t kv_span) {
     return *graphs_.emplace(key, std::move(g)).first->second;
 }
 
-void Session::run_chunk(const int32_t* tokens, int64_t n) {
-    const int64_t start = cache_->used();
-    BatchGraph& g = graph_for(n, kv_span_for(start + n));
-    cache_->append(n);
-    g.bind(*backend_, tokens, start);
+void Session::run_chunk(const int32_t* tokens, const int32_t* seqs, const uint8_t* want, int64_t n) {
+    // Each token's position: its sequence's next one, counting the tokens of that sequence before it.
+    chunk_pos_.resize(size_t(n));
+    chunk_rows_.clear();
+    seq_count_.assign(size_t(n_seq()), 0);
+    for (int64_t i = 0; i < n; ++i) {
+        const int32_t s = seqs[i];
+        chunk_pos_[size_t(i)] = int32_t(cache_->used(s) + seq_count_[size_t(s)]++);
+        if (want[i]) chunk_rows_.push_back(int32_t(i));
+    }
+    // A chunk with no logits wanted still computes one row (the graphs of both kinds of chunk are then the
+    // same shape); it is not kept.
+    const bool keep = !chunk_rows_.empty();
+    if (!keep) chunk_rows_.push_back(int32_t(n - 1));
+    const int64_t n_out = int64_t(chunk_rows_.size());
+    const int64_t span = n_seq() > 1 ? cache_->n_ctx() : kv_span_for(cache_->used(0) + n);
+    BatchGraph& g = graph_for(n, span, n_out);
+    for (int s = 0; s < n_seq(); ++s) cache_->append(s, seq_count_[size_t(s)]);
+    g.bind(*backend_, tokens, chunk_pos_.data(), seqs, n_out < n ? chunk_rows_.data() : nullptr);
     backend_->compute(g.graph);
 
-    const Tensor& out = *g.output();
-    const int64_t rows = out.ne[1];
-    const size_t row_floats = size_t(model_.hparams().n_vocab);
-    const size_t at = options_.logits_all ? logits_.size() : 0;
-    logits_.resize(at + size_t(rows) * row_floats);
-    backend_->get_tensor(out, logits_.data() + at, 0, size_t(rows) * row_floats * 4);
-    n_rows_ = int64_t(logits_.size() / row_floats);
     if (options_.capture_attention) read_attention_taps(g);
+    if (!keep) return;
+    const Tensor& out = *g.output();
+    const size_t row_floats = size_t(model_.hparams().n_vocab);
+    const size_t at = logits_.size();
+    logits_.resize(at + size_t(n_out) * row_floats);
+    backend_->get_tensor(out, logits_.data() + at, 0, size_t(n_out) * row_floats * 4);
+    for (int32_t r : chunk_rows_) logit_seqs_.push_back(seqs[r]);
+    n_rows_ = int64_t(logits_.size() / row_floats);
 }
 
 void Session::read_attention_taps(const BatchGraph& g) {
@@ -107,32 +125,71 @@ void Session::read_attention_taps(const BatchGraph& g) {
 void Session::decode(const int32_t* tokens, int64_t n) {
     TESSERA_CHECK(n >= 1, "decode: no tokens");
     TESSERA_CHECK(tokens != nullptr, "decode: tokens is null");
+    std::vector<int32_t> seqs(size_t(n), 0);
+    std::vector<uint8_t> want(size_t(n), options_.logits_all ? 1 : 0);
+    want.back() = 1;
+    decode_batch(tokens, seqs.data(), want.data(), n);
+}
+
+void Session::decode_batch(const int32_t* tokens, const int32_t* seqs, const uint8_t* want_logits, int64_t n) {
+    TESSERA_CHECK(n >= 1, "decode: no tokens");
+    TESSERA_CHECK(tokens != nullptr && seqs != nullptr, "decode: tokens or sequence ids are null");
     const int64_t n_vocab = model_.hparams().n_vocab;
-    for (int64_t i = 0; i < n; ++i)
+    std::vector<int64_t> adding(static_cast<size_t>(n_seq()), 0);
+    for (int64_t i = 0; i < n; ++i) {
         TESSERA_CHECK(tokens[i] >= 0 && tokens[i] < n_vocab, "decode: token %d at index %lld is not in [0, %lld)",
                       tokens[i], (long long)i, (long long)n_vocab);
-    const int64_t start = cache_->used();
-    TESSERA_CHECK_AS(ContextFull, start + n <= cache_->n_ctx(),
-                  "context full: %lld tokens in the cache + %lld new exceed the context size %lld "
-                  "(start a new session, truncate it, or use a larger --ctx)",
-                  (long long)start, (long long)n, (long long)cache_->n_ctx());
+        TESSERA_CHECK(seqs[i] >= 0 && seqs[i] < n_seq(), "decode: sequence %d at index %lld is not in [0, %d)",
+                      seqs[i], (long long)i, n_seq());
+        ++adding[size_t(seqs[i])];
+    }
+    std::vector<int64_t> start(static_cast<size_t>(n_seq()));
+    for (int s = 0; s < n_seq(); ++s) {
+        start[size_t(s)] = cache_->used(s);
+        TESSERA_CHECK_AS(ContextFull, start[size_t(s)] + adding[size_t(s)] <= cache_->n_ctx(),
+                         "context full: %lld tokens in the cache + %lld new exceed the context size %lld%s "
+                         "(start a new session, truncate it, or use a larger --ctx)",
+                         (long long)start[size_t(s)], (long long)adding[size_t(s)], (long long)cache_->n_ctx(),
+                         n_seq() > 1 ? format(" (sequence %d)", s).c_str() : "");
+    }
+    // Which tokens want logits: as asked; by default the last of each sequence (every one with logits_all).
+    std::vector<uint8_t> want(size_t(n), 0);
+    if (want_logits) {
+        std::copy(want_logits, want_logits + n, want.begin());
+    } else if (options_.logits_all) {
+        std::fill(want.begin(), want.end(), 1);
+    } else {
+        std::vector<bool> seen(size_t(n_seq()), false);
+        for (int64_t i = n - 1; i >= 0; --i)
+            if (!seen[size_t(seqs[i])]) want[size_t(i)] = 1, seen[size_t(seqs[i])] = true;
+    }
     logits_.clear();
+    logit_seqs_.clear();
     n_rows_ = 0;
     attention_.clear();
     try {
         for (int64_t done = 0; done < n;) {
-            // A chunk never runs past a ring cache's end (the rings hold window + n_batch - 1 slots).
-            const int64_t chunk = std::min({options_.n_batch, n - done, cache_->max_batch_at(start + done)});
-            run_chunk(tokens + done, chunk);
+            int64_t chunk = std::min(options_.n_batch, n - done);
+            // One sequence: a chunk never runs past a ring cache's end (the rings hold window + n_batch - 1
+            // cells), which keeps the chunks of a long prompt the same as they always were.
+            if (n_seq() == 1) chunk = std::min(chunk, cache_->max_batch_at(cache_->used(0)));
+            run_chunk(tokens + done, seqs + done, want.data() + done, chunk);
             done += chunk;
         }
     } catch (...) {
-        cache_->truncate(start);
+        for (int s = 0; s < n_seq(); ++s) cache_->truncate(s, start[size_t(s)]);
         logits_.clear();
+        logit_seqs_.clear();
         n_rows_ = 0;
         attention_.clear();
         throw;
     }
+}
+
+int32_t Session::logit_seq(int64_t row) const {
+    TESSERA_CHECK(row >= 0 && row < n_rows_, "logits row %lld is not in [0, %lld)", (long long)row,
+                  (long long)n_rows_);
+    return logit_seqs_[size_t(row)];
 }
 
 const float* Session::logits(int64_t row) const {

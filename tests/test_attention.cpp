@@ -44,6 +44,7 @@ struct Case {
     std::vector<int32_t> q_pos, k_pos;
     AttentionSpec spec;
     std::vector<float> sinks;  // one logit per query head, or empty for none
+    std::vector<int32_t> q_seq, k_seq;  // several sequences in one batch: each query's and cell's; empty = one
     uint64_t seed = 1;
 };
 
@@ -53,7 +54,7 @@ std::string describe(const Case& c) {
            std::to_string(c.q_pos.size()) + " n_kv " + std::to_string(c.k_pos.size()) + " causal " +
            std::to_string(c.spec.causal) + " window " + std::to_string(c.spec.window) + " softcap " +
            std::to_string(c.spec.softcap) + (c.head_major ? " head-major" : "") + (c.strided_q ? " strided-q" : "") +
-           (c.sinks.empty() ? "" : " sinks");
+           (c.sinks.empty() ? "" : " sinks") + (c.q_seq.empty() ? "" : " sequences");
 }
 
 // One attention node with its own host storage. Leaves are filled with random values from the seed.
@@ -104,6 +105,12 @@ void build(Built& b, const Case& c) {
     if (!c.sinks.empty()) {
         spec.sinks = b.arena.make(b.ctx, DType::F32, {int64_t(c.sinks.size())});
         b.arena.fill(spec.sinks, c.sinks);
+    }
+    if (!c.q_seq.empty()) {
+        spec.q_seq = b.arena.make(b.ctx, DType::I32, {n_q});
+        spec.k_seq = b.arena.make(b.ctx, DType::I32, {n_kv});
+        b.arena.fill_i32(spec.q_seq, c.q_seq);
+        b.arena.fill_i32(spec.k_seq, c.k_seq);
     }
     b.out = attention(b.ctx, q, k, v, qp, kp, spec);
     b.out->flags |= kFlagOutput;
@@ -208,7 +215,8 @@ const Mapping kMappings[] = {
 // With q = 0 every score is 0, so the output is the plain mean of the visible keys' v rows: the visibility
 // rule can be checked exactly without trusting any softmax code.
 std::vector<float> uniform_attention_ref(const std::vector<int32_t>& q_pos, const std::vector<int32_t>& k_pos,
-                                         const AttentionSpec& spec) {
+                                         AttentionSpec spec, const std::vector<int32_t>& q_seq = {},
+                                         const std::vector<int32_t>& k_seq = {}) {
     Built b;
     const int64_t n_q = int64_t(q_pos.size()), n_kv = int64_t(k_pos.size());
     Tensor* q = b.arena.make(b.ctx, DType::F32, {4, 1, n_q});  // zeros
@@ -222,6 +230,12 @@ std::vector<float> uniform_attention_ref(const std::vector<int32_t>& q_pos, cons
     Tensor* kp = b.arena.make(b.ctx, DType::I32, {n_kv});
     b.arena.fill_i32(qp, q_pos);
     b.arena.fill_i32(kp, k_pos);
+    if (!q_seq.empty()) {
+        spec.q_seq = b.arena.make(b.ctx, DType::I32, {n_q});
+        spec.k_seq = b.arena.make(b.ctx, DType::I32, {n_kv});
+        b.arena.fill_i32(spec.q_seq, q_seq);
+        b.arena.fill_i32(spec.k_seq, k_seq);
+    }
     b.out = attention(b.ctx, q, k, v, qp, kp, spec);
     b.graph.expand(b.out);
     return compute_on(b, "reference", 1);
@@ -678,4 +692,163 @@ TEST_CASE("cpu attention with sinks matches the reference: mappings x masks x ca
         }
     }
     MESSAGE(cases << " cases");
+}
+
+// ---- several sequences in one batch ----
+
+TEST_CASE("reference attention: a query sees only its own sequence's cells, hand-computed") {
+    // Six cells: sequence 0 holds positions 0, 1, 2 (cells 0, 1, 4), sequence 1 positions 0, 1, 2 (cells 2, 3,
+    // 5); cell 5 also shows that a cell of another sequence at an earlier position stays hidden.
+    const std::vector<int32_t> k_pos = {0, 1, 0, 1, 2, 2}, k_seq = {0, 0, 1, 1, 0, 1};
+    AttentionSpec spec;
+    const auto out = uniform_attention_ref({1, 2, 2, 0}, k_pos, spec, {1, 0, 1, 0}, k_seq);
+    CHECK(out[0] == doctest::Approx(mean_of_bits({2, 3})));     // sequence 1 at position 1
+    CHECK(out[1] == doctest::Approx(mean_of_bits({0, 1, 4})));  // sequence 0 at position 2
+    CHECK(out[2] == doctest::Approx(mean_of_bits({2, 3, 5})));  // sequence 1 at position 2
+    CHECK(out[3] == doctest::Approx(mean_of_bits({0})));        // sequence 0 at position 0
+    // A sequence with no cells at all: zeros, like any row with nothing visible.
+    CHECK(uniform_attention_ref({0}, k_pos, spec, {7}, k_seq)[0] == 0.0f);
+    // With a window of 2, sequence 0 at position 2 sees positions 1 and 2 of its own only.
+    spec.window = 2;
+    CHECK(uniform_attention_ref({2}, k_pos, spec, {0}, k_seq)[0] == doctest::Approx(mean_of_bits({1, 4})));
+}
+
+TEST_CASE("attention sequences: q_seq without k_seq, or wrong types or lengths, are refused at build time") {
+    Built b;
+    Tensor* q = b.arena.make(b.ctx, DType::F32, {64, 4, 3});
+    Tensor* k = b.arena.make(b.ctx, DType::F16, {64, 2, 10});
+    Tensor* v = b.arena.make(b.ctx, DType::F16, {64, 2, 10});
+    Tensor* qp = b.arena.make(b.ctx, DType::I32, {3});
+    Tensor* kp = b.arena.make(b.ctx, DType::I32, {10});
+    AttentionSpec spec;
+    spec.q_seq = b.arena.make(b.ctx, DType::I32, {3});
+    CHECK_THROWS_WITH(attention(b.ctx, q, k, v, qp, kp, spec), doctest::Contains("q_seq and k_seq"));
+    spec.k_seq = b.arena.make(b.ctx, DType::I32, {9});
+    CHECK_THROWS_WITH(attention(b.ctx, q, k, v, qp, kp, spec), doctest::Contains("k_seq"));
+    spec.k_seq = b.arena.make(b.ctx, DType::F32, {10});
+    CHECK_THROWS_WITH(attention(b.ctx, q, k, v, qp, kp, spec), doctest::Contains("k_seq"));
+    spec.k_seq = b.arena.make(b.ctx, DType::I32, {10});
+    spec.q_seq = b.arena.make(b.ctx, DType::I32, {2});
+    CHECK_THROWS_WITH(attention(b.ctx, q, k, v, qp, kp, spec), doctest::Contains("q_seq"));
+}
+
+namespace {
+
+// A cache of n_seq sequences laid out as the KV cache does: sequence s owns cells [s * per_seq, (s + 1) *
+// per_seq) and holds positions 0 .. used[s] - 1 there (the rest empty, -1). interleave: cells dealt round
+// robin over the sequences instead (every tile then holds every sequence: the per-pair mask path).
+void seq_cache(Case& c, const std::vector<int64_t>& used, int64_t per_seq, bool interleave) {
+    const int64_t n_seq = int64_t(used.size());
+    c.k_pos.assign(size_t(n_seq * per_seq), -1);
+    c.k_seq.assign(size_t(n_seq * per_seq), -1);
+    for (int64_t s = 0; s < n_seq; ++s)
+        for (int64_t p = 0; p < used[size_t(s)]; ++p) {
+            const int64_t cell = interleave ? p * n_seq + s : s * per_seq + p;
+            c.k_pos[size_t(cell)] = int32_t(p);
+            c.k_seq[size_t(cell)] = int32_t(s);
+        }
+}
+
+}  // namespace
+
+TEST_CASE("cpu attention with several sequences matches the reference: decode mixes, prefill beside decode") {
+    // Batches a server makes: one new token of each sequence at its own position (decode), and a prompt
+    // chunk of one sequence beside single tokens of the others, in token order that mixes sequences.
+    // Sequence lengths put cells of one sequence alone in whole tiles (skipped for the others' queries)
+    // and sequences sharing a tile (the per-pair mask); an interleaved layout puts every sequence in every
+    // tile. Cases where some sequence holds nothing but its own queries' cells and where a query's sequence
+    // has no cells at all (zeros) are included.
+    int cases = 0;
+    std::vector<Mapping> mappings(std::begin(kMappings), std::end(kMappings));
+    mappings.push_back({"odd dims", 6, 3, 40, 24, false});  // head dims off the SIMD width (q8_0 needs 32s)
+    for (const Mapping& m : mappings) {
+        for (DType cache : {DType::F32, DType::F16, DType::Q8_0}) {
+            if (cache == DType::Q8_0 && m.d_k % 32 != 0) continue;
+            for (int kind = 0; kind < 4; ++kind) {
+                Case c;
+                c.name = std::string(m.name) + " sequences kind " + std::to_string(kind);
+                c.n_head = m.n_head;
+                c.n_kv_head = m.n_kv_head;
+                c.d_k = m.d_k;
+                c.d_v = m.d_v;
+                c.mla = m.mla;
+                c.cache = cache;
+                c.spec.scale = 1.0f / std::sqrt(float(m.d_k));
+                if (kind == 0) {  // decode: 3 sequences of 200, 1 and 77 tokens, one query each at its last
+                    seq_cache(c, {200, 1, 77}, 256, false);
+                    c.q_pos = {199, 0, 76};
+                    c.q_seq = {0, 1, 2};
+                } else if (kind == 1) {  // 5 queries: a chunk of 3 of sequence 1 between tokens of 0 and 2
+                    seq_cache(c, {40, 19, 130}, 150, false);
+                    c.q_pos = {39, 16, 17, 18, 129};
+                    c.q_seq = {0, 1, 1, 1, 2};
+                } else if (kind == 2) {  // interleaved cells, window 8, a sequence (3) with no cells
+                    seq_cache(c, {50, 33, 9}, 60, true);
+                    c.q_pos = {49, 30, 31, 32, 8, 0};
+                    c.q_seq = {0, 1, 1, 1, 2, 3};
+                    c.spec.window = 8;
+                } else {  // eight decoders over 70 cells each, two of them longer than a tile
+                    seq_cache(c, {70, 3, 140, 5, 9, 66, 1, 130}, 140, false);
+                    c.q_pos = {69, 2, 139, 4, 8, 65, 0, 129};
+                    c.q_seq = {0, 1, 2, 3, 4, 5, 6, 7};
+                }
+                c.seed = uint64_t(7000 + cases);
+                check_case(c);
+                ++cases;
+            }
+        }
+    }
+    MESSAGE(cases << " cases");
+}
+
+TEST_CASE("cpu attention: a batch of several sequences gives each query what its sequence alone gives") {
+    // The property the server relies on: the same cells and queries split into one attention per sequence
+    // (no sequence mask) give the same rows as the mixed batch. Cell contents are shared, so the two runs
+    // read identical bytes and do the same float arithmetic per tile; what differs is how the visible tiles
+    // are cut into split-KV slices, which reorders a few float additions of the merge: a few ulps of values
+    // in [-1, 1], far below 1e-5, while a query that saw the other sequence's keys is off by ~1e-2.
+    for (DType cache : {DType::F16, DType::Q8_0}) {
+        Case mixed;
+        mixed.name = "mixed";
+        mixed.n_head = 8;
+        mixed.n_kv_head = 2;
+        mixed.cache = cache;
+        mixed.spec.scale = 0.125f;
+        seq_cache(mixed, {90, 140}, 150, false);
+        mixed.q_pos = {88, 89, 139};
+        mixed.q_seq = {0, 0, 1};
+        Built b;
+        build(b, mixed);
+        const std::vector<float> together = compute_on(b, "cpu", 2);
+        // Alone: the same tensors, each sequence's queries with the other sequence's cells marked empty.
+        const Tensor* q = b.out->src[0];
+        for (int32_t s : {0, 1}) {
+            Built one;
+            Tensor* qs = one.arena.make(one.ctx, DType::F32, {q->ne[0], q->ne[1], q->ne[2]});
+            std::memcpy(qs->data, q->data, q->nbytes());
+            Tensor* k = one.arena.make(one.ctx, cache, {b.out->src[1]->ne[0], b.out->src[1]->ne[1], b.out->src[1]->ne[2]});
+            Tensor* v = one.arena.make(one.ctx, cache, {b.out->src[2]->ne[0], b.out->src[2]->ne[1], b.out->src[2]->ne[2]});
+            std::memcpy(k->data, b.out->src[1]->data, k->nbytes());
+            std::memcpy(v->data, b.out->src[2]->data, v->nbytes());
+            std::vector<int32_t> kp = mixed.k_pos;
+            for (size_t j = 0; j < kp.size(); ++j)
+                if (mixed.k_seq[j] != s) kp[j] = -1;
+            Tensor* qp = one.arena.make(one.ctx, DType::I32, {3});
+            Tensor* kpt = one.arena.make(one.ctx, DType::I32, {int64_t(kp.size())});
+            one.arena.fill_i32(qp, mixed.q_pos);
+            one.arena.fill_i32(kpt, kp);
+            one.out = attention(one.ctx, qs, k, v, qp, kpt, mixed.spec);
+            one.out->flags |= kFlagOutput;
+            one.graph.expand(one.out);
+            const std::vector<float> alone = compute_on(one, "cpu", 2);
+            const int64_t row = 64 * 8;  // d_v x n_head floats per query
+            for (size_t i = 0; i < mixed.q_seq.size(); ++i) {
+                if (mixed.q_seq[i] != s) continue;
+                INFO("cache " << type_name(cache) << " query " << i);
+                const std::vector<float> a(together.begin() + int64_t(i) * row, together.begin() + int64_t(i + 1) * row);
+                const std::vector<float> w(alone.begin() + int64_t(i) * row, alone.begin() + int64_t(i + 1) * row);
+                CHECK(tessera::testing::closeness(a, w, 1e-5, 0) <= 1.0);
+            }
+        }
+    }
 }

@@ -469,6 +469,19 @@ TEST_CASE("cuda emulated: get_rows of float and quant tables, cont, cast, cpy in
                          },
                          ct == DType::Q8_0 ? q8_store() : exact(), ct == DType::Q8_0 ? "quantize_q8_0_kernel" : kCopy,
                          false, true});
+        // set_rows: a batch of several sequences writes its rows to unordered cells; the whole cache is the
+        // result, so the rows not named must come back unchanged.
+        for (int64_t n : {1, 5}) {
+            const std::vector<int32_t> ids = n == 1 ? std::vector<int32_t>{6} : std::vector<int32_t>{9, 0, 4, 7, 2};
+            cases.push_back({std::string("set_rows into a ") + type_name(ct) + " cache, " + std::to_string(n) + " rows",
+                             [=](Inputs& in) {
+                                 Tensor* cache = in.uniform(ct, {192, 10, 1, 1}, 5, 6);
+                                 return set_rows(in.ctx, in.uniform(DType::F32, {192, n, 1, 1}), cache,
+                                                 in.ints({n, 1, 1, 1}, ids));
+                             },
+                             ct == DType::Q8_0 ? q8_store() : exact(),
+                             ct == DType::Q8_0 ? "set_rows_q8_0_kernel" : "set_rows_kernel"});
+        }
     }
     check_cases(cases, 400);
 }
@@ -544,15 +557,20 @@ TEST_CASE("cuda emulated: mul_mat_id, one activation row per token or per slot")
     check_cases(cases, 600);
 }
 
-TEST_CASE("cuda emulated: an id out of range in get_rows or mul_mat_id is an error naming the node") {
+TEST_CASE("cuda emulated: an id out of range in get_rows, mul_mat_id or set_rows (or repeated) is an error naming the node") {
     auto emu = emulated_backend();
-    for (bool experts : {false, true}) {
+    for (int which = 0; which < 4; ++which) {
         Context ctx;
         Inputs in(ctx);
-        Tensor* out = experts ? mul_mat_id(ctx, in.uniform(DType::Q4_0, {64, 5, 3, 1}), in.uniform(DType::F32, {64, 1, 2, 1}),
-                                           in.ints({1, 2, 1, 1}, {1, 3}))
-                              : get_rows(ctx, in.uniform(DType::F16, {8, 4, 1, 1}), in.ints({2, 1, 1, 1}, {1, 4}));
-        out->name = experts ? "moe_up" : "embed";
+        Tensor* out = nullptr;
+        if (which == 0) out = get_rows(ctx, in.uniform(DType::F16, {8, 4, 1, 1}), in.ints({2, 1, 1, 1}, {1, 4}));
+        if (which == 1)
+            out = mul_mat_id(ctx, in.uniform(DType::Q4_0, {64, 5, 3, 1}), in.uniform(DType::F32, {64, 1, 2, 1}),
+                             in.ints({1, 2, 1, 1}, {1, 3}));
+        if (which >= 2)  // an id past the cache, then one written twice
+            out = set_rows(ctx, in.uniform(DType::F32, {32, 2, 1, 1}), in.uniform(DType::Q8_0, {32, 4, 1, 1}),
+                           in.ints({2, 1, 1, 1}, which == 2 ? std::vector<int32_t>{1, 4} : std::vector<int32_t>{3, 3}));
+        out->name = which == 1 ? "moe_up" : which == 0 ? "embed" : "cache_write";
         Graph graph;
         graph.expand(out);
         CHECK(kernel_path_accepts(*out));
@@ -591,6 +609,8 @@ struct AttnCase {
     int32_t q_pos0 = 0;          // positions q_pos0 .. q_pos0 + n_q - 1
     std::vector<int32_t> k_pos;  // empty: 0 .. n_kv - 1
     bool sinks = false;          // a sink logit per query head in [-3, 3] (gpt-oss)
+    // several sequences: each query's position and sequence, each cell's sequence (k_pos then required)
+    std::vector<int32_t> q_pos, q_seq, k_seq;
 };
 
 OpCase attention_case(const AttnCase& a) {
@@ -600,10 +620,14 @@ OpCase attention_case(const AttnCase& a) {
                 Tensor* k = in.uniform(a.cache, {a.d_k, a.n_kv_head, a.n_kv, 1});
                 Tensor* v = a.mla ? view(in.ctx, k, {a.d_v, a.n_kv_head, a.n_kv, 1}, {k->nb[0], k->nb[1], k->nb[2], k->nb[3]}, 0)
                                   : in.uniform(a.cache, {a.d_v, a.n_kv_head, a.n_kv, 1});
-                Tensor* qp = in.ints({a.n_q, 1, 1, 1}, iota_ids(a.n_q, a.q_pos0));
+                Tensor* qp = in.ints({a.n_q, 1, 1, 1}, a.q_pos.empty() ? iota_ids(a.n_q, a.q_pos0) : a.q_pos);
                 Tensor* kp = in.ints({a.n_kv, 1, 1, 1}, a.k_pos.empty() ? iota_ids(a.n_kv) : a.k_pos);
                 AttentionSpec spec = a.spec;
                 if (a.sinks) spec.sinks = in.uniform(DType::F32, {a.n_head, 1, 1, 1}, -3, 3);
+                if (!a.q_seq.empty()) {
+                    spec.q_seq = in.ints({a.n_q, 1, 1, 1}, a.q_seq);
+                    spec.k_seq = in.ints({a.n_kv, 1, 1, 1}, a.k_seq);
+                }
                 return attention(in.ctx, q, k, v, qp, kp, spec);
             },
             // decode (one query) over >= 4 tiles of keys must split them and merge the partials
@@ -658,6 +682,47 @@ TEST_CASE("cuda emulated: attention MHA / GQA / MQA / MLA, F16 and Q8_0 caches, 
                                     129, {}, true}));
     cases.push_back(attention_case({"GQA decode q8_0 split-KV sinks window 50", 8, 2, 64, 64, 1, 130, DType::Q8_0,
                                     spec(64, true, 50), false, 129, {}, true}));
+    // Several sequences in one batch, laid out as the KV cache does (sequence s owns cells [s * per, (s + 1)
+    // * per), positions 0 .. used - 1, the rest empty): whole tiles of other sequences are skipped, a tile
+    // shared by two sequences is masked per pair. Decode of three sequences, and a chunk of one beside
+    // single tokens of the others; then every cell dealt round robin (every tile mixes sequences).
+    auto seq_cells = [](const std::vector<int>& used, int per, bool interleave, std::vector<int32_t>& pos,
+                        std::vector<int32_t>& seq) {
+        const int n = int(used.size());
+        pos.assign(size_t(n * per), -1);
+        seq.assign(size_t(n * per), -1);
+        for (int s = 0; s < n; ++s)
+            for (int p = 0; p < used[size_t(s)]; ++p) {
+                const int c = interleave ? p * n + s : s * per + p;
+                pos[size_t(c)] = p;
+                seq[size_t(c)] = s;
+            }
+    };
+    {
+        AttnCase a{"GQA decode f16 three sequences", 8, 2, 64, 64, 3, 3 * 70, DType::F16, spec(64), false, 0, {}};
+        seq_cells({70, 1, 40}, 70, false, a.k_pos, a.k_seq);
+        a.q_pos = {69, 0, 39};
+        a.q_seq = {0, 1, 2};
+        cases.push_back(attention_case(a));
+        AttnCase c{"MHA q8_0 chunk of one sequence beside decode of two", 4, 4, 64, 64, 5, 3 * 50, DType::Q8_0,
+                   spec(64), false, 0, {}};
+        seq_cells({20, 37, 50}, 50, false, c.k_pos, c.k_seq);
+        c.q_pos = {19, 34, 35, 36, 49};
+        c.q_seq = {0, 1, 1, 1, 2};
+        cases.push_back(attention_case(c));
+        AttnCase w{"MLA f16 interleaved sequences window 9", 4, 1, 576, 512, 4, 4 * 20, DType::F16, spec(576, true, 9),
+                   true, 0, {}};
+        seq_cells({20, 11, 3, 0}, 20, true, w.k_pos, w.k_seq);
+        w.q_pos = {19, 10, 2, 0};
+        w.q_seq = {0, 1, 2, 3};  // sequence 3 holds nothing: zeros
+        cases.push_back(attention_case(w));
+        AttnCase d{"GQA decode f32 one sequence of two, split-KV", 4, 2, 128, 128, 1, 2 * 130, DType::F32, spec(128),
+                   false, 0, {}};
+        seq_cells({130, 129}, 130, false, d.k_pos, d.k_seq);
+        d.q_pos = {128};
+        d.q_seq = {1};
+        cases.push_back(attention_case(d));
+    }
     check_cases(cases, 700);
 }
 

@@ -119,11 +119,14 @@ TEST_CASE("ring cache: truncating past the ring's slack hides overwritten slots"
     std::vector<int32_t> ids(60, 7);
     sess.decode(ids.data(), 60);
     sess.truncate(30);
-    std::vector<int32_t> pos(19);
-    sess.cache().ring_positions(19, pos.data());
+    std::vector<int32_t> pos(19), seq(19);
+    sess.cache().cell_info(19, 19, pos.data(), seq.data());
     // Slots of positions 11..29 were overwritten by 38..59 (ring 19) or hold them: every slot whose
     // position < 30 was overwritten by one >= 30 must read as empty.
-    for (int32_t p : pos) CHECK((p == -1 || (p < 30 && p + 19 >= 60)));
+    for (size_t c = 0; c < pos.size(); ++c) {
+        CHECK((pos[c] == -1 || (pos[c] < 30 && pos[c] + 19 >= 60)));
+        CHECK(seq[c] == (pos[c] == -1 ? -1 : 0));
+    }
 }
 
 TEST_CASE("MLA cache: (kv_lora + rope) values per token and layer at DeepSeek-V3's head geometry") {

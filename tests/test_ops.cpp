@@ -253,6 +253,24 @@ TEST_CASE("ops: cont, cast, cpy, get_rows, concat (float types)") {
                                  },
                                  exact()});
             }
+    // set_rows: the KV cache write of a batch over several sequences. Rows land at distinct, unordered ids
+    // among 40 cache rows; the whole cache is the result, so rows not named must stay as they were.
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0})
+        for (int64_t ne0 : {32, 96, 4096})
+            for (int64_t n : {1, 7, 33}) {
+                std::vector<int32_t> ids = iota_ids(40);
+                std::mt19937 rng(uint32_t(ne0 * 100 + n));
+                std::shuffle(ids.begin(), ids.end(), rng);
+                ids.resize(size_t(n));
+                cases.push_back({std::string("set_rows f32 -> ") + type_name(t) + " ne0 " + std::to_string(ne0) + " n " +
+                                     std::to_string(n),
+                                 [=](Inputs& in) {
+                                     Tensor* cache = in.uniform(t, {ne0, 40, 1, 1}, 5, 6);
+                                     return set_rows(in.ctx, in.uniform(DType::F32, {ne0, n, 1, 1}), cache,
+                                                     in.ints({n, 1, 1, 1}, ids));
+                                 },
+                                 t == DType::Q8_0 ? quant_store(t) : exact()});
+            }
     // The view builders (reshape, view_1d/2d/3d at an offset) feeding ops that read them.
     cases.push_back({"reshape [33,14] -> [7,3,22] then add", [](Inputs& in) {
                          Tensor* a = reshape_3d(in.ctx, in.uniform(DType::F32, {33, 14, 1, 1}), 7, 3, 22);

@@ -163,6 +163,45 @@ TEST_CASE("reference get_rows: an id out of range is an Error naming the node an
     }
 }
 
+TEST_CASE("set_rows: rows land at their ids, the rest of the cache is kept (reference and cpu)") {
+    for (const char* be : {"reference", "cpu"}) {
+        INFO(be);
+        RefRun r;
+        r.backend = create_backend(be);
+        Tensor* cache = r.f32({2, 4}, {0, 1, 10, 11, 20, 21, 30, 31});
+        Tensor* rows = r.f32({2, 2}, {-1, -2, -3, -4});
+        Tensor* ids = r.i32({2}, {3, 1});
+        auto got = r.run(set_rows(r.ctx, rows, cache, ids));
+        check_close(got, {0, 1, -3, -4, 20, 21, -1, -2}, 0, 0);
+        check_close(to_floats(*cache), {0, 1, -3, -4, 20, 21, -1, -2}, 0, 0);  // the node is the cache itself
+    }
+}
+
+TEST_CASE("set_rows: an id out of range or written twice is an Error naming the node; the cache is kept") {
+    for (const char* be : {"reference", "cpu"}) {
+        const std::pair<std::vector<int32_t>, const char*> cases[] = {
+            {{1, 4}, "row id 4"}, {{-1, 0}, "row id -1"}, {{2, 2}, "written twice"}};
+        for (const auto& [bad, says] : cases) {
+            RefRun r;
+            r.backend = create_backend(be);
+            Tensor* cache = r.f32({2, 4}, std::vector<float>(8, 7.0f));
+            Tensor* rows = r.f32({2, 2}, {1, 2, 3, 4});
+            Tensor* t = set_rows(r.ctx, rows, cache, r.i32({2}, bad));
+            t->name = "cache_k_write";
+            const std::string msg = error_of([&] { r.run(t); });
+            INFO(be << ": " << msg);
+            CHECK(msg.find("cache_k_write") != std::string::npos);
+            CHECK(msg.find(says) != std::string::npos);
+            check_close(to_floats(*cache), std::vector<double>(8, 7.0), 0, 0);
+        }
+    }
+    // Shapes are checked when the node is built.
+    RefRun r;
+    Tensor* cache = r.f32({2, 4}, std::vector<float>(8, 0.0f));
+    CHECK_THROWS_AS(set_rows(r.ctx, r.f32({3, 1}, {1, 2, 3}), cache, r.i32({1}, {0})), Error);  // row length
+    CHECK_THROWS_AS(set_rows(r.ctx, r.f32({2, 2}, {1, 2, 3, 4}), cache, r.i32({1}, {0})), Error);  // id count
+}
+
 TEST_CASE("reference concat along dims 0 and 1") {
     RefRun r;
     Tensor* a = r.f32({2, 2}, {1, 2, 3, 4});

@@ -21,8 +21,9 @@
 // Sinks (gpt-oss) change only the last step: a row's sink logit joins its sum when the output is divided.
 //
 // Tiles are skipped from their key position range (min/max over the tile, so
-// ring caches with unsorted positions work): a tile no query of the unit can
-// see is never read.
+// ring caches with unsorted positions work) and, with several sequences in the
+// batch, their sequence range: a tile no query of the unit can see is never
+// read, so a sequence's decode does not read the other sequences' cells.
 #include "backends/cpu/attention.h"
 
 #include <algorithm>
@@ -48,21 +49,30 @@ bool visible(int64_t qp, int64_t kp, bool causal, int64_t window) {
     return kp >= 0 && (!causal || kp <= qp) && (window == 0 || qp - kp < window);
 }
 
-// Key positions of one kv tile: the range of its occupied slots.
+// Key positions of one kv tile: the range of its occupied slots (and of their sequences, with several).
 struct TileRange {
     int64_t min = 0, max = -1;
+    int64_t seq_min = 0, seq_max = -1;
     bool any = false;  // at least one occupied slot
     bool all = false;  // every slot occupied
+};
+
+// The queries of one query tile: their position and sequence ranges.
+struct QueryRange {
+    int64_t min, max, seq_min, seq_max;
 };
 
 // How a kv tile relates to a query tile: only partially visible tiles need a per-pair mask.
 enum class Visibility : uint8_t { None, Partial, Full };
 
-Visibility classify(const TileRange& k, int64_t qmin, int64_t qmax, bool causal, int64_t window) {
+// seqs: the op masks by sequence (the ranges' sequence fields are then filled).
+Visibility classify(const TileRange& k, const QueryRange& q, bool causal, int64_t window, bool seqs) {
     if (!k.any) return Visibility::None;
-    if (causal && k.min > qmax) return Visibility::None;          // every key is in every query's future
-    if (window > 0 && qmin - k.max >= window) return Visibility::None;  // every key slid out of every window
-    const bool full = k.all && (!causal || k.max <= qmin) && (window == 0 || qmax - k.min < window);
+    if (causal && k.min > q.max) return Visibility::None;            // every key is in every query's future
+    if (window > 0 && q.min - k.max >= window) return Visibility::None;  // every key slid out of every window
+    if (seqs && (k.seq_max < q.seq_min || k.seq_min > q.seq_max)) return Visibility::None;  // other sequences
+    const bool one_seq = !seqs || (k.seq_min == k.seq_max && q.seq_min == q.seq_max && k.seq_min == q.seq_min);
+    const bool full = one_seq && k.all && (!causal || k.max <= q.min) && (window == 0 || q.max - k.min < window);
     return full ? Visibility::Full : Visibility::Partial;
 }
 
@@ -91,6 +101,8 @@ struct Job {
     const Tensor& v;
     const int32_t* q_pos;
     const int32_t* k_pos;
+    const int32_t* q_seq;  // null with one sequence
+    const int32_t* k_seq;
     AttentionSpec spec;
     const float* sinks;  // spec.sinks' data, [n_head], or null
     // active[qt]: the kv tiles query tile qt can see, with their visibility (never None)
@@ -211,7 +223,8 @@ void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
         if (partial)  // the mask depends on positions only: once per tile, shared by every head
             for (int64_t qi = 0; qi < nq; ++qi)
                 for (int64_t j = 0; j < nk; ++j)
-                    hidden[qi * bk + j] = !visible(job.q_pos[rm.q0 + qi], job.k_pos[j0 + j], job.spec.causal, job.spec.window);
+                    hidden[qi * bk + j] = !visible(job.q_pos[rm.q0 + qi], job.k_pos[j0 + j], job.spec.causal, job.spec.window) ||
+                                          (job.q_seq && job.q_seq[rm.q0 + qi] != job.k_seq[j0 + j]);
         if (p.streaming) {  // cache rows read in place, every head of a key together
             attn::stream_scores(job.k.type, job.k.at(0, 0, j0), job.k.nb[2], job.k.nb[1], nk, p.n_kv - j0, p.n_kv_head, p.d_k,
                                 qbuf, dkp, rows, rph, s, bk);
@@ -312,7 +325,13 @@ void validate(const Tensor& dst) {
                       "attention '%s': cache rows of '%s' must be contiguous whole blocks", dst.name.c_str(),
                       t->name.c_str());
     }
-    const Tensor* sinks = attention_spec(dst).sinks;
+    const AttentionSpec spec = attention_spec(dst);
+    TESSERA_CHECK(!spec.q_seq == !spec.k_seq &&
+                      (!spec.q_seq || (spec.q_seq->type == DType::I32 && spec.k_seq->type == DType::I32 &&
+                                       spec.q_seq->ne[0] == q.ne[2] && spec.k_seq->ne[0] == k.ne[2])),
+                  "attention '%s': q_seq and k_seq must both be i32 [n_q] and [n_kv], or both absent",
+                  dst.name.c_str());
+    const Tensor* sinks = spec.sinks;
     TESSERA_CHECK(!sinks || (sinks->type == DType::F32 && sinks->ne[0] == q.ne[1] && sinks->is_contiguous()),
                   "attention '%s': sinks must be contiguous f32 [n_head]", dst.name.c_str());
     TESSERA_CHECK(q.ne[1] % k.ne[1] == 0 && q.ne[0] == k.ne[0],
@@ -402,6 +421,8 @@ void attention(Tensor* dst, ThreadPool& pool) {
             *dst->src[2],
             dst->src[3]->data_as<const int32_t>(),
             dst->src[4]->data_as<const int32_t>(),
+            spec.q_seq ? spec.q_seq->data_as<const int32_t>() : nullptr,
+            spec.k_seq ? spec.k_seq->data_as<const int32_t>() : nullptr,
             spec,
             spec.sinks ? spec.sinks->data_as<const float>() : nullptr,
             {},
@@ -413,7 +434,7 @@ void attention(Tensor* dst, ThreadPool& pool) {
     for (int64_t t = 0; t < plan.n_kv_tiles; ++t) {
         TileRange& r = ranges[size_t(t)];
         r.all = true;
-        r.min = std::numeric_limits<int64_t>::max();
+        r.min = r.seq_min = std::numeric_limits<int64_t>::max();
         for (int64_t j = t * plan.kv_tile; j < std::min(plan.n_kv, (t + 1) * plan.kv_tile); ++j) {
             const int64_t kp = job.k_pos[j];
             if (kp < 0) {
@@ -423,17 +444,27 @@ void attention(Tensor* dst, ThreadPool& pool) {
             r.any = true;
             r.min = std::min(r.min, kp);
             r.max = std::max(r.max, kp);
+            if (job.k_seq) {
+                r.seq_min = std::min<int64_t>(r.seq_min, job.k_seq[j]);
+                r.seq_max = std::max<int64_t>(r.seq_max, job.k_seq[j]);
+            }
         }
     }
     job.active.resize(size_t(plan.n_q_tiles));
     for (int64_t qt = 0; qt < plan.n_q_tiles; ++qt) {
-        int64_t qmin = std::numeric_limits<int64_t>::max(), qmax = std::numeric_limits<int64_t>::min();
+        QueryRange qr{std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min(),
+                      std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min()};
         for (int64_t i = qt * plan.q_tile; i < std::min(plan.n_q, (qt + 1) * plan.q_tile); ++i) {
-            qmin = std::min<int64_t>(qmin, job.q_pos[i]);
-            qmax = std::max<int64_t>(qmax, job.q_pos[i]);
+            qr.min = std::min<int64_t>(qr.min, job.q_pos[i]);
+            qr.max = std::max<int64_t>(qr.max, job.q_pos[i]);
+            if (job.q_seq) {
+                qr.seq_min = std::min<int64_t>(qr.seq_min, job.q_seq[i]);
+                qr.seq_max = std::max<int64_t>(qr.seq_max, job.q_seq[i]);
+            }
         }
         for (int64_t t = 0; t < plan.n_kv_tiles; ++t) {
-            const Visibility vis = classify(ranges[size_t(t)], qmin, qmax, job.spec.causal, job.spec.window);
+            const Visibility vis =
+                classify(ranges[size_t(t)], qr, job.spec.causal, job.spec.window, job.q_seq != nullptr);
             if (vis != Visibility::None) job.active[size_t(qt)].emplace_back(int32_t(t), vis);
         }
     }

@@ -1,8 +1,9 @@
-// Data movement on the cpu backend: get_rows, cont / cast and cpy, row by row
+// Data movement on the cpu backend: get_rows, set_rows, cont / cast and cpy, row by row
 // over OpenMP. Float types convert with the exact vector conversions of
 // cpu_convert.cpp; quantized destinations use the type's reference quantizer
 // and quantized sources its dequantizer, so results equal the reference's.
 #include <cstring>
+#include <vector>
 
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/cpu_simd.h"
@@ -84,6 +85,29 @@ void get_rows(Tensor* dst, ThreadPool& pool) {
     });
 }
 
+// Row i of src0 (f32) -> row ids[i] of dst (which aliases src1), converted to dst's type. Ids are checked
+// (range, repeats) before any row is written: a bad batch leaves the cache as it was.
+void set_rows(Tensor* dst, ThreadPool& pool) {
+    const Tensor& src = *dst->src[0];
+    const Tensor& ids = *dst->src[2];
+    const int64_t n = ids.ne[0];
+    std::vector<bool> taken(size_t(dst->ne[1]), false);
+    for (int64_t r = 0; r < n; ++r) {
+        const int32_t id = *reinterpret_cast<const int32_t*>(ids.at(r));
+        TESSERA_CHECK(id >= 0 && id < dst->ne[1], "set_rows '%s': row id %d (at index %lld) is outside [0, %lld)",
+                      dst->name.c_str(), id, (long long)r, (long long)dst->ne[1]);
+        TESSERA_CHECK(!taken[size_t(id)], "set_rows '%s': row id %d (at index %lld) is written twice",
+                      dst->name.c_str(), id, (long long)r);
+        taken[size_t(id)] = true;
+    }
+    parallel_chunks(pool, n, threads_for(pool.size(), double(n * src.ne[0])), [&](int64_t r0, int64_t r1, int) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const int32_t id = *reinterpret_cast<const int32_t*>(ids.at(r));
+            write_row(dst->type, reinterpret_cast<const float*>(src.at(0, r)), dst->at(0, id), src.ne[0]);
+        }
+    });
+}
+
 }  // namespace
 
 bool copy_fast_ok(const Tensor& node) {
@@ -99,6 +123,9 @@ bool copy_fast_ok(const Tensor& node) {
             return readable(s) && writable(&node);
         case Op::Cpy:
             return readable(s) && writable(&node) && s->ne[0] == node.ne[0] && s->nrows() == node.nrows();
+        case Op::SetRows:
+            return s->type == DType::F32 && rows_whole(s) && writable(&node) && node.src[2] &&
+                   node.src[2]->type == DType::I32;
         default:
             return false;
     }
@@ -106,6 +133,7 @@ bool copy_fast_ok(const Tensor& node) {
 
 void copy(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
     if (dst->op == Op::GetRows) return get_rows(dst, pool);
+    if (dst->op == Op::SetRows) return set_rows(dst, pool);
     copy_rows(*dst->src[0], dst, pool, scratch);
 }
 

@@ -11,9 +11,10 @@
 //     floats in shared memory, every warp scores its 4 rows against the tile (lane j = key j), applies
 //     softcap and mask, and folds the scores into its rows' running max / sum by warp shuffles;
 //   - each lane keeps its rows' output columns lane + 32 i (i < NC) in registers, rescaled per tile.
-// A tile whose occupied positions (min/max over it, so unsorted ring caches work) no query of the block
-// can see is skipped without touching K or V; every warp derives that decision from the same k_pos and
-// q_pos values, so the block stays in step around __syncthreads().
+// A tile whose occupied positions (min/max over it, so unsorted ring caches work), or with several
+// sequences whose sequence range, no query of the block can see is skipped without touching K or V; every
+// warp derives that decision from the same k_pos / k_seq and q_pos / q_seq values, so the block stays in
+// step around __syncthreads().
 //
 // Split-KV (decode, or any launch with too few blocks for the GPU): blockIdx.z takes a slice of the key
 // tiles and writes its rows' unnormalized outputs and (max, sum) to scratch; merge_splits combines the
@@ -71,6 +72,8 @@ struct AttnArgs {
     bool v_in_k;  // v row j = the first d_v values of k row j: the K tile in shared memory serves as V
     const int32_t* q_pos;
     const int32_t* k_pos;
+    const int32_t* q_seq;  // several sequences: each query's and each cell's sequence; null with one
+    const int32_t* k_seq;
     char* out;
     int64_t out_nb1, out_nb2;
     float* part_o;   // split partials [split][kv head][row][d_v]; null when n_splits == 1
@@ -174,23 +177,29 @@ __global__ void __launch_bounds__(kMaxWarps * 32) attention_kernel(const AttnArg
 
     // this warp's rows
     bool valid[kRowsPerWarp];
-    int qpos[kRowsPerWarp];
+    int qpos[kRowsPerWarp], qseq[kRowsPerWarp];
 #pragma unroll
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
         const int64_t r = r0 + warp * kRowsPerWarp + rr;
         valid[rr] = r < r_end;
         qpos[rr] = valid[rr] ? a.q_pos[r / a.group] : 0;
+        qseq[rr] = valid[rr] && a.q_seq ? a.q_seq[r / a.group] : 0;
     }
     const bool warp_active = r0 + warp * kRowsPerWarp < r_end;
 
     // position range of the block's queries (at most block_rows <= 32 of them: one per lane)
-    int qmin, qmax;
+    int qmin, qmax, qsmin = 0, qsmax = 0;
     {
         const int64_t q_first = r0 / a.group, q_last = (r_end - 1) / a.group;
         const bool mine = q_first + lane <= q_last;
         const int p = mine ? a.q_pos[q_first + lane] : 0;
         qmin = warp_min_i(mine ? p : INT_MAX);
         qmax = warp_max_i(mine ? p : INT_MIN);
+        if (a.q_seq) {
+            const int sq = mine ? a.q_seq[q_first + lane] : 0;
+            qsmin = warp_min_i(mine ? sq : INT_MAX);
+            qsmax = warp_max_i(mine ? sq : INT_MIN);
+        }
     }
 
     // queries, scaled: (scale q) . k costs one multiply per query element instead of one per score
@@ -233,6 +242,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32) attention_kernel(const AttnArg
         if (kmax < 0) continue;                                                    // all slots empty
         if (a.causal && kmin > qmax) continue;                                     // all in every query's future
         if (a.window > 0 && int64_t(qmin) - int64_t(kmax) >= a.window) continue;  // all slid out of every window
+        const int ks_cell = a.k_seq && kp >= 0 ? a.k_seq[j0 + lane] : 0;
+        if (a.k_seq) {  // all cells of sequences no query of the block is in
+            const int ksmin = warp_min_i(kp >= 0 ? ks_cell : INT_MAX);
+            const int ksmax = warp_max_i(kp >= 0 ? ks_cell : INT_MIN);
+            if (ksmax < qsmin || ksmin > qsmax) continue;
+        }
 
         __syncthreads();  // the previous tile's K/V reads are done
         load_tile(a.k_type, k_head + j0 * a.k_nb2, a.k_nb2, nk, a.d_k, ldq, ks, ldk, warp, n_warps, lane);
@@ -266,7 +281,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) attention_kernel(const AttnArg
         for (int rr = 0; rr < kRowsPerWarp; ++rr) {
             float x = s[rr];
             if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
-            x = visible(qpos[rr], kp, a.causal, a.window) && valid[rr] ? x : -INFINITY;
+            const bool same_seq = !a.k_seq || ks_cell == qseq[rr];
+            x = visible(qpos[rr], kp, a.causal, a.window) && same_seq && valid[rr] ? x : -INFINITY;
             const float m_new = fmaxf(m[rr], warp_max(x));
             float factor = 1.0f;
             if (m_new == -INFINITY) {  // nothing visible to this row yet: exp(-inf - -inf) would be NaN
@@ -401,7 +417,8 @@ void launch(const AttnArgs& a, dim3 grid, int n_warps, size_t smem, cudaStream_t
 }  // namespace
 
 // Accepts what attention_kernel reads correctly, declines the rest (the host reference then runs it):
-//   - q F32 with contiguous 4-byte-aligned rows (any head / token strides); q_pos, k_pos I32 contiguous;
+//   - q F32 with contiguous 4-byte-aligned rows (any head / token strides); q_pos, k_pos (q_seq, k_seq) I32
+//     contiguous;
 //   - k, v F32 / F16 / Q8_0 with contiguous rows (the tile loader walks each row linearly) and row strides
 //     aligned for the element loads; 3-D only, as core/ops.h builds them;
 //   - output F32 and contiguous, as the reference and cpu backends demand (so all backends accept the same);
@@ -416,6 +433,12 @@ bool attention_ok(const Tensor& node) {
     if (const Tensor* sinks = attention_spec(node).sinks;
         sinks && (sinks->type != DType::F32 || !sinks->is_contiguous() || sinks->ne[0] != node.src[0]->ne[1]))
         return false;
+    if (const AttentionSpec spec = attention_spec(node); spec.q_seq || spec.k_seq) {
+        if (!spec.q_seq || !spec.k_seq) return false;
+        for (const Tensor* t : {spec.q_seq, spec.k_seq})
+            if (t->type != DType::I32 || t->nb[0] != 4) return false;
+        if (spec.q_seq->ne[0] != node.src[0]->ne[2] || spec.k_seq->ne[0] != node.src[1]->ne[2]) return false;
+    }
     const Tensor& q = *node.src[0];
     const Tensor& k = *node.src[1];
     const Tensor& v = *node.src[2];
@@ -474,6 +497,9 @@ void attention(const Tensor& node, Context& ctx) {
     a.v_in_k = v.data == k.data && v.type == k.type && v.nb[1] == k.nb[1] && v.nb[2] == k.nb[2] && d_v <= d_k;
     a.q_pos = node.src[3]->data_as<const int32_t>();
     a.k_pos = node.src[4]->data_as<const int32_t>();
+    const AttentionSpec seqs = attention_spec(node);
+    a.q_seq = seqs.q_seq ? seqs.q_seq->data_as<const int32_t>() : nullptr;
+    a.k_seq = seqs.k_seq ? seqs.k_seq->data_as<const int32_t>() : nullptr;
     a.out = static_cast<char*>(node.data);
     a.out_nb1 = int64_t(node.nb[1]);
     a.out_nb2 = int64_t(node.nb[2]);

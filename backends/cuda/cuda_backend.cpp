@@ -172,8 +172,9 @@ public:
         if (tag != 0) {
             TESSERA_CUDA(cudaMemset(ctx_.error_flag, 0, sizeof(int)));
             const Tensor* bad = (tag > 0 && size_t(tag) <= nodes.size()) ? nodes[size_t(tag) - 1] : nullptr;
-            throw Error(format("cuda backend: %s '%s': an id in its input is out of range", bad ? op_name(bad->op) : "?",
-                               bad ? bad->name.c_str() : "?"));
+            const bool scatter = bad && bad->op == Op::SetRows;  // its ids must also be distinct
+            throw Error(format("cuda backend: %s '%s': an id in its input is out of range%s", bad ? op_name(bad->op) : "?",
+                               bad ? bad->name.c_str() : "?", scatter ? " or repeated" : ""));
         }
     }
 

@@ -119,7 +119,7 @@ void elementwise(const Tensor& node, Context& ctx);
 bool norm_rope_softmax_ok(const Tensor& node);
 void norm_rope_softmax(const Tensor& node, Context& ctx);
 
-// get_rows, cont (and cast), cpy. cuda_copy.cu
+// get_rows, set_rows, cont (and cast), cpy. cuda_copy.cu
 bool copy_ok(const Tensor& node);
 void copy(const Tensor& node, Context& ctx);
 

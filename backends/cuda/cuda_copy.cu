@@ -9,6 +9,10 @@
 //     logical order (i0 fastest) goes to element k of the destination in logical order (cpy's shapes may
 //     differ; cont's are equal, so this is the identity map there).
 //   - cast / cpy to Q8_0: one thread per destination block of 32, quantized like quantize_row_q8_0.
+//   - set_rows (KV cache writes of a multi-sequence batch): one thread per destination element (plain
+//     floats) or block of 32 (Q8_0) of the rows named by the ids; an id outside the destination, or one
+//     repeated, sets the error flag (that check is a kernel of its own, one thread per id) and is not
+//     written.
 // The result of cpy aliases src1: the node's own data and strides (those of src1) are what is written.
 #include <algorithm>
 
@@ -98,6 +102,48 @@ __global__ void quantize_q8_0_kernel(const uint8_t* src, DType st, Geometry sg, 
     }
 }
 
+// set_rows: an id outside [0, n_rows), or equal to an earlier one, flags the node (one thread per id;
+// batches are at most a few hundred rows, so the quadratic scan is small).
+__global__ void set_rows_check_kernel(const uint8_t* ids, int64_t ids_nb0, int64_t n, int64_t n_rows,
+                                      int* error_flag, int node_tag) {
+    const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (r >= n) return;
+    const int32_t id = *reinterpret_cast<const int32_t*>(ids + r * ids_nb0);
+    bool bad = id < 0 || id >= n_rows;
+    for (int64_t e = 0; e < r && !bad; ++e) bad = *reinterpret_cast<const int32_t*>(ids + e * ids_nb0) == id;
+    if (bad) atomicCAS(error_flag, 0, node_tag);
+}
+
+// set_rows into F32 / F16 / BF16: element i0 of source row r -> element i0 of destination row ids[r].
+__global__ void set_rows_kernel(const uint8_t* src, Geometry sg, const uint8_t* ids, int64_t ids_nb0, uint8_t* dst,
+                                DType dt, Geometry dg) {
+    const int64_t ne0 = sg.ne[0];
+    const int64_t total = ne0 * sg.ne[1];
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t i0 = k % ne0, r = k / ne0;
+        const int32_t id = *reinterpret_cast<const int32_t*>(ids + r * ids_nb0);
+        if (id < 0 || id >= dg.ne[1]) continue;  // flagged by the check kernel
+        const float v = *reinterpret_cast<const float*>(src + i0 * sg.nb[0] + r * sg.nb[1]);
+        store_plain(dt, dst + i0 * dg.nb[0] + int64_t(id) * dg.nb[1], v);
+    }
+}
+
+// set_rows into Q8_0: one thread per destination block of 32.
+__global__ void set_rows_q8_0_kernel(const uint8_t* src, Geometry sg, const uint8_t* ids, int64_t ids_nb0,
+                                     uint8_t* dst, Geometry dg) {
+    const int64_t bpr = sg.ne[0] / QK8_0;
+    const int64_t total = bpr * sg.ne[1];
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t b = k % bpr, r = k / bpr;
+        const int32_t id = *reinterpret_cast<const int32_t*>(ids + r * ids_nb0);
+        if (id < 0 || id >= dg.ne[1]) continue;
+        float x[QK8_0];
+        for (int j = 0; j < QK8_0; ++j)
+            x[j] = *reinterpret_cast<const float*>(src + (b * QK8_0 + j) * sg.nb[0] + r * sg.nb[1]);
+        quantize_block_q8_0(x, dst + b * dg.nb[0] + int64_t(id) * dg.nb[1]);
+    }
+}
+
 bool known(DType t) { return is_known_type_id(uint32_t(t)); }
 
 // Readable element by element: plain float with element-aligned strides, or a handled quant type with
@@ -138,6 +184,35 @@ bool cont_ok(const Tensor& node) {
 bool cpy_ok(const Tensor& node) {
     const Tensor* s = node.src[0];
     return readable(s) && known(node.type) && writable(node) && s->nelements() == node.nelements();
+}
+
+bool set_rows_ok(const Tensor& node) {
+    const Tensor* s = node.src[0];
+    const Tensor* ids = node.src[2];
+    return s && s->type == DType::F32 && aligned_for(*s, 4) && s->ne[2] == 1 && s->ne[3] == 1 && ids &&
+           ids->type == DType::I32 && aligned_for(*ids, 4) && ids->ne[0] == s->ne[1] && known(node.type) &&
+           writable(node) && node.ne[0] == s->ne[0] && node.ne[2] == 1 && node.ne[3] == 1;
+}
+
+void launch_set_rows(const Tensor& node, Context& ctx) {
+    const Tensor& src = *node.src[0];
+    const Tensor& ids = *node.src[2];
+    const int64_t n = ids.ne[0];
+    if (n == 0 || src.ne[0] == 0) return;
+    const auto* s = static_cast<const uint8_t*>(src.data);
+    const auto* id = static_cast<const uint8_t*>(ids.data);
+    auto* d = static_cast<uint8_t*>(node.data);
+    TESSERA_LAUNCH(blocks_for(n, kThreads), kThreads, 0, ctx.stream, set_rows_check_kernel)(
+        id, int64_t(ids.nb[0]), n, node.ne[1], ctx.error_flag, ctx.node_tag);
+    TESSERA_CUDA_LAUNCHED();
+    if (node.type == DType::Q8_0) {
+        TESSERA_LAUNCH(grid_for(n * src.ne[0] / QK8_0), kThreads, 0, ctx.stream, set_rows_q8_0_kernel)(
+            s, geometry(src), id, int64_t(ids.nb[0]), d, geometry(node));
+    } else {
+        TESSERA_LAUNCH(grid_for(n * src.ne[0]), kThreads, 0, ctx.stream, set_rows_kernel)(
+            s, geometry(src), id, int64_t(ids.nb[0]), d, node.type, geometry(node));
+    }
+    TESSERA_CUDA_LAUNCHED();
 }
 
 void launch_get_rows(const Tensor& node, Context& ctx) {
@@ -207,6 +282,7 @@ bool copy_ok(const Tensor& node) {
         case Op::GetRows: return get_rows_ok(node);
         case Op::Cont: return cont_ok(node);
         case Op::Cpy: return cpy_ok(node);
+        case Op::SetRows: return set_rows_ok(node);
         default: return false;
     }
 }
@@ -220,6 +296,7 @@ void copy(const Tensor& node, Context& ctx) {
             if (node.src[0]->type == node.type) return launch_same_type_copy(node, ctx);
             return launch_convert(node, ctx);
         case Op::Cpy: return launch_convert(node, ctx);
+        case Op::SetRows: return launch_set_rows(node, ctx);
         default: return;
     }
 }

@@ -1,7 +1,7 @@
 // The reference attention: the oracle the fast kernels are tested against.
 // It does the obvious thing: for every (query, head) it materializes the whole
 // row of scores in double precision, applies the softcap, masks invisible
-// keys, takes the softmax (with the head's sink logit in its denominator
+// keys (by position, window and, with several sequences in the batch, sequence), takes the softmax (with the head's sink logit in its denominator
 // when the op has sinks) and the weighted sum of V rows. K and V rows are
 // dequantized once per KV head with the type's own to_float, so the cache
 // type's rounding is the same one every backend sees. Contract: core/ops.h.
@@ -55,6 +55,10 @@ void attention(Tensor* dst) {
     const int64_t window = spec.window;
     const bool causal = spec.causal;
     const Tensor* sinks = spec.sinks;  // F32 [n_head] or null
+    // several sequences: a query sees only the cells of its own sequence
+    const int32_t* q_seq = spec.q_seq ? spec.q_seq->data_as<const int32_t>() : nullptr;
+    const int32_t* k_seq = spec.k_seq ? spec.k_seq->data_as<const int32_t>() : nullptr;
+    TESSERA_CHECK(!q_seq == !k_seq, "attention '%s': q_seq and k_seq go together", dst->name.c_str());
 
     const int64_t d_k = q.ne[0], n_head = q.ne[1], n_q = q.ne[2];
     const int64_t d_v = v.ne[0], n_kv_head = k.ne[1], n_kv = k.ne[2];
@@ -74,7 +78,7 @@ void attention(Tensor* dst) {
                 // scores of every key; invisible ones are -inf and drop out of the softmax
                 double best = -std::numeric_limits<double>::infinity();
                 for (int64_t j = 0; j < n_kv; ++j) {
-                    if (!visible(qp[i], kp[j], causal, window)) {
+                    if (!visible(qp[i], kp[j], causal, window) || (q_seq && k_seq[j] != q_seq[i])) {
                         scores[size_t(j)] = -std::numeric_limits<double>::infinity();
                         continue;
                     }

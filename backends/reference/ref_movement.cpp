@@ -1,5 +1,6 @@
-// Data movement: cont / cast, cpy into a typed destination, get_rows, concat.
+// Data movement: cont / cast, cpy into a typed destination, get_rows, set_rows, concat.
 #include <cstring>
+#include <vector>
 
 #include "backends/reference/ref_util.h"
 #include "core/ops.h"
@@ -46,6 +47,27 @@ void get_rows(Tensor* dst) {
                       label(dst).c_str(), id, (long long)r, (long long)table.ne[1], label(&table).c_str());
         read_row(table, id, 0, 0, row.data());
         write_row(*dst, r, 0, 0, row.data());
+    }
+}
+
+// Row i of src0 -> row ids[i] of the destination (which aliases src1). Every id is checked, range and
+// repeats, before any row is written, so a bad batch leaves the cache as it was.
+void set_rows(Tensor* dst) {
+    const Tensor& src = *dst->src[0];
+    const Tensor& ids = *dst->src[2];
+    std::vector<bool> taken(static_cast<size_t>(dst->ne[1]), false);
+    for (int64_t r = 0; r < ids.ne[0]; ++r) {
+        const int32_t id = load_i32(ids, r);
+        TESSERA_CHECK(id >= 0 && id < dst->ne[1], "%s: row id %d (at index %lld) is outside [0, %lld)",
+                      label(dst).c_str(), id, (long long)r, (long long)dst->ne[1]);
+        TESSERA_CHECK(!taken[size_t(id)], "%s: row id %d (at index %lld) is written twice", label(dst).c_str(), id,
+                      (long long)r);
+        taken[size_t(id)] = true;
+    }
+    std::vector<float> row(static_cast<size_t>(src.ne[0]));
+    for (int64_t r = 0; r < ids.ne[0]; ++r) {
+        read_row(src, r, 0, 0, row.data());
+        write_row(*dst, load_i32(ids, r), 0, 0, row.data());
     }
 }
 

@@ -44,6 +44,7 @@ void require_storage(const Tensor* node);
 void cont(Tensor* dst);
 void cpy(Tensor* dst);
 void get_rows(Tensor* dst);
+void set_rows(Tensor* dst);
 void concat(Tensor* dst);
 void mul_mat(Tensor* dst);
 void mul_mat_id(Tensor* dst);

@@ -47,6 +47,8 @@ bool supports(const Tensor& node) {
             return readable_rows(s0) && writable_rows(&node);
         case Op::GetRows:
             return readable_rows(s0) && is_i32(s1) && is_f32(&node);
+        case Op::SetRows:
+            return is_f32(s0) && is_i32(s2) && writable_rows(&node);
         case Op::Concat:
             return is_f32(s0) && is_f32(s1) && is_f32(&node);
         case Op::MulMat:
@@ -81,7 +83,7 @@ bool supports(const Tensor& node) {
         case Op::Attention:
             return is_f32(s0) && readable_rows(s1) && readable_rows(node.src[2]) && is_i32(node.src[3]) &&
                    is_i32(node.src[4]) && (!attention_spec(node).sinks || is_f32(attention_spec(node).sinks)) &&
-                   is_f32(&node);
+                   (!node.src[6] || is_i32(node.src[6])) && (!node.src[7] || is_i32(node.src[7])) && is_f32(&node);
         case Op::Count_:
             return false;
     }
@@ -111,6 +113,7 @@ void compute_node(Tensor* node) {
         case Op::Cont: return cont(node);
         case Op::Cpy: return cpy(node);
         case Op::GetRows: return get_rows(node);
+        case Op::SetRows: return set_rows(node);
         case Op::Concat: return concat(node);
         case Op::MulMat: return mul_mat(node);
         case Op::MulMatId: return mul_mat_id(node);
