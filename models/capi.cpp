@@ -285,6 +285,7 @@ tessera_session_params tessera_session_default_params(void) {
     p.backend = nullptr;
     p.logits_all = 0;
     p.capture_attention = 0;
+    p.n_seq = 1;
     return p;
 }
 
@@ -295,8 +296,8 @@ tessera_status tessera_session_create(tessera_model* m, const tessera_session_pa
     REQUIRE_ARG(m->model, "tessera_session_create: this model was opened vocab-only (tessera_vocab_open) and has no "
                           "weights to run; open it with tessera_model_open");
     const tessera_session_params p = params ? *params : tessera_session_default_params();
-    REQUIRE_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0,
-                "tessera_session_create: n_ctx, n_threads and n_batch must be >= 0");
+    REQUIRE_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0,
+                "tessera_session_create: n_ctx, n_threads, n_batch and n_seq must be >= 0");
     return guarded([&] {
         tessera::SessionOptions so;
         so.n_ctx = p.n_ctx;
@@ -316,6 +317,7 @@ tessera_status tessera_session_create(tessera_model* m, const tessera_session_pa
         if (p.backend) so.backend = p.backend;
         so.logits_all = p.logits_all != 0;
         so.capture_attention = p.capture_attention != 0;
+        so.n_seq = p.n_seq > 0 ? p.n_seq : 1;
         auto s = std::make_unique<tessera_session>();
         s->model = m;
         s->session = std::make_unique<tessera::Session>(*m->model, so);
@@ -330,6 +332,52 @@ tessera_status tessera_decode(tessera_session* s, const tessera_token* tokens, i
     REQUIRE_ARG(s && tokens && n_tokens > 0, "tessera_decode: session and tokens must not be null, n_tokens > 0");
     return guarded([&] {
         s->session->decode(tokens, n_tokens);
+        return TESSERA_OK;
+    });
+}
+
+tessera_status tessera_decode_batch(tessera_session* s, const tessera_token* tokens, const int32_t* seq_ids,
+                                    const int8_t* want_logits, int32_t n_tokens) {
+    REQUIRE_ARG(s && tokens && seq_ids && n_tokens > 0,
+                "tessera_decode_batch: session, tokens and seq_ids must not be null, n_tokens > 0");
+    return guarded([&] {
+        s->session->decode_batch(tokens, seq_ids, reinterpret_cast<const uint8_t*>(want_logits), n_tokens);
+        return TESSERA_OK;
+    });
+}
+
+int32_t tessera_logits_seq(const tessera_session* s, int32_t row) {
+    if (!s || row < 0 || row >= s->session->n_logit_rows()) return -1;
+    return s->session->logit_seq(row);
+}
+
+int32_t tessera_session_n_seq(const tessera_session* s) { return s ? s->session->n_seq() : 0; }
+
+int32_t tessera_seq_n_past(const tessera_session* s, int32_t seq) {
+    if (!s || seq < 0 || seq >= s->session->n_seq()) return -1;
+    return int32_t(s->session->n_past(seq));
+}
+
+tessera_status tessera_seq_truncate(tessera_session* s, int32_t seq, int32_t n_keep) {
+    REQUIRE_ARG(s, "tessera_seq_truncate: session is null");
+    return guarded([&] {
+        s->session->truncate(int(seq), int64_t(n_keep));
+        return TESSERA_OK;
+    });
+}
+
+tessera_status tessera_seq_clear(tessera_session* s, int32_t seq) {
+    REQUIRE_ARG(s, "tessera_seq_clear: session is null");
+    return guarded([&] {
+        s->session->clear_seq(seq);
+        return TESSERA_OK;
+    });
+}
+
+tessera_status tessera_seq_copy(tessera_session* s, int32_t src, int32_t dst) {
+    REQUIRE_ARG(s, "tessera_seq_copy: session is null");
+    return guarded([&] {
+        s->session->copy_seq(src, dst);
         return TESSERA_OK;
     });
 }
@@ -398,7 +446,13 @@ tessera_status tessera_session_truncate(tessera_session* s, int32_t n_keep) {
     });
 }
 
-tessera_status tessera_session_reset(tessera_session* s) { return tessera_session_truncate(s, 0); }
+tessera_status tessera_session_reset(tessera_session* s) {
+    REQUIRE_ARG(s, "tessera_session_reset: session is null");
+    return guarded([&] {
+        s->session->clear_all();
+        return TESSERA_OK;
+    });
+}
 
 uint64_t tessera_session_cache_bytes_per_token(const tessera_session* s) {
     return s ? s->session->cache().bytes_per_token() : 0;
@@ -458,6 +512,16 @@ tessera_status tessera_sample(tessera_sampler* smp, tessera_session* s, tessera_
         TESSERA_CHECK(s->session->n_logit_rows() > 0, "tessera_sample: no logits yet (decode first)");
         const float* row = s->session->logits(s->session->n_logit_rows() - 1);
         *out = smp->impl->sample(row);
+        return TESSERA_OK;
+    });
+}
+
+tessera_status tessera_sample_row(tessera_sampler* smp, tessera_session* s, int32_t row, tessera_token* out) {
+    REQUIRE_ARG(smp && s && out, "tessera_sample_row: sampler, session and out must not be null");
+    return guarded([&] {
+        const int64_t rows = s->session->n_logit_rows();
+        TESSERA_CHECK(row >= 0 && row < rows, "tessera_sample_row: row %d is not in [0, %lld)", row, (long long)rows);
+        *out = smp->impl->sample(s->session->logits(row));
         return TESSERA_OK;
     });
 }

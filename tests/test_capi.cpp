@@ -491,3 +491,121 @@ TEST_CASE("capi: a chat template given as text, and a broken model template fall
     tessera_model_free(m);
     std::remove(path.c_str());
 }
+
+TEST_CASE("capi: several sequences: one batch, a logits row each, sampling a row, clear and copy") {
+    const std::string path = tessera::testing::make_small_llama(
+        "/tmp/tessera_test_capi_seq_" + std::to_string(::getpid()) + ".gguf", 64);
+    tessera_model* m = nullptr;
+    REQUIRE(tessera_model_open(path.c_str(), nullptr, &m) == TESSERA_OK);
+    std::remove(path.c_str());  // the mapping stays
+    tessera_sampler_params gp = tessera_sampler_default_params();
+    gp.temperature = 0.0f;
+    const std::vector<std::vector<tessera_token>> prompts = {{1, 300, 301, 302}, {1, 500, 501}, {1, 700}};
+    const int n_gen = 6;
+
+    // Each prompt alone: its greedy continuation.
+    std::vector<std::vector<tessera_token>> alone;
+    for (const auto& p : prompts) {
+        tessera_session_params sp = tessera_session_default_params();
+        sp.n_ctx = 32;
+        sp.n_threads = 2;
+        sp.cache_type = TESSERA_CACHE_F32;
+        tessera_session* s = nullptr;
+        REQUIRE(tessera_session_create(m, &sp, &s) == TESSERA_OK);
+        CHECK(tessera_session_n_seq(s) == 1);
+        tessera_sampler* g = nullptr;
+        REQUIRE(tessera_sampler_create(m, &gp, &g) == TESSERA_OK);
+        REQUIRE(tessera_decode(s, p.data(), int32_t(p.size())) == TESSERA_OK);
+        std::vector<tessera_token> out;
+        for (int i = 0; i < n_gen; ++i) {
+            tessera_token t = 0;
+            REQUIRE(tessera_sample(g, s, &t) == TESSERA_OK);
+            out.push_back(t);
+            REQUIRE(tessera_decode(s, &t, 1) == TESSERA_OK);
+        }
+        alone.push_back(out);
+        tessera_sampler_free(g);
+        tessera_session_free(s);
+    }
+
+    // All three in one session, every step one batch: the prompts together, then one token of each.
+    tessera_session_params sp = tessera_session_default_params();
+    sp.n_ctx = 32;
+    sp.n_threads = 2;
+    sp.cache_type = TESSERA_CACHE_F32;
+    sp.n_seq = 3;
+    tessera_session* s = nullptr;
+    REQUIRE(tessera_session_create(m, &sp, &s) == TESSERA_OK);
+    CHECK(tessera_session_n_seq(s) == 3);
+    CHECK(tessera_session_cache_bytes(s) == 3u * 32u * tessera_session_cache_bytes_per_token(s));
+    std::vector<tessera_sampler*> samplers(3);
+    for (auto& g : samplers) REQUIRE(tessera_sampler_create(m, &gp, &g) == TESSERA_OK);
+    std::vector<tessera_token> tokens;
+    std::vector<int32_t> seqs;
+    for (int q = 0; q < 3; ++q)
+        for (tessera_token t : prompts[size_t(q)]) tokens.push_back(t), seqs.push_back(q);
+    REQUIRE(tessera_decode_batch(s, tokens.data(), seqs.data(), nullptr, int32_t(tokens.size())) == TESSERA_OK);
+    std::vector<std::vector<tessera_token>> batched(3);
+    for (int i = 0; i < n_gen; ++i) {
+        REQUIRE(tessera_n_logit_rows(s) == 3);  // the last token of each sequence
+        tokens.assign(3, 0);
+        for (int32_t row = 0; row < 3; ++row) {
+            const int32_t q = tessera_logits_seq(s, row);
+            REQUIRE(q == row);  // in token order: sequence 0's token came first
+            REQUIRE(tessera_sample_row(samplers[size_t(q)], s, row, &tokens[size_t(q)]) == TESSERA_OK);
+            batched[size_t(q)].push_back(tokens[size_t(q)]);
+        }
+        seqs = {0, 1, 2};
+        REQUIRE(tessera_decode_batch(s, tokens.data(), seqs.data(), nullptr, 3) == TESSERA_OK);
+    }
+    for (int q = 0; q < 3; ++q) CHECK(batched[size_t(q)] == alone[size_t(q)]);
+    for (int q = 0; q < 3; ++q)
+        CHECK(tessera_seq_n_past(s, q) == int32_t(prompts[size_t(q)].size()) + n_gen);
+
+    // want_logits picks rows; copy forks a sequence, clear empties one, truncate cuts one.
+    const tessera_token two[] = {5, 6};
+    const int32_t on1[] = {1, 1};
+    const int8_t first_only[] = {1, 0};
+    REQUIRE(tessera_decode_batch(s, two, on1, first_only, 2) == TESSERA_OK);
+    CHECK(tessera_n_logit_rows(s) == 1);
+    CHECK(tessera_logits_seq(s, 0) == 1);
+    REQUIRE(tessera_seq_copy(s, 1, 0) == TESSERA_OK);
+    CHECK(tessera_seq_n_past(s, 0) == tessera_seq_n_past(s, 1));
+    REQUIRE(tessera_seq_clear(s, 2) == TESSERA_OK);
+    CHECK(tessera_seq_n_past(s, 2) == 0);
+    REQUIRE(tessera_seq_truncate(s, 1, 3) == TESSERA_OK);
+    CHECK(tessera_seq_n_past(s, 1) == 3);
+    CHECK(tessera_session_n_past(s) == tessera_seq_n_past(s, 0));  // sequence 0
+
+    // Bad input: status and message, nothing changed.
+    const int32_t bad_seq = 3;
+    CHECK(tessera_decode_batch(s, two, &bad_seq, nullptr, 1) != TESSERA_OK);
+    CHECK(std::string(tessera_last_error()).find("sequence 3") != std::string::npos);
+    CHECK(tessera_decode_batch(s, two, nullptr, nullptr, 1) == TESSERA_ERR_INVALID_ARGUMENT);
+    CHECK(tessera_seq_copy(s, 0, 7) != TESSERA_OK);
+    CHECK(tessera_seq_clear(s, -1) != TESSERA_OK);
+    CHECK(tessera_seq_n_past(s, 9) == -1);
+    CHECK(tessera_logits_seq(s, 99) == -1);
+    tessera_token t = 0;
+    CHECK(tessera_sample_row(samplers[0], s, 5, &t) != TESSERA_OK);
+    CHECK(std::string(tessera_last_error()).find("row 5") != std::string::npos);
+    // A full context in one sequence: TESSERA_ERR_CONTEXT_FULL, and no sequence moved.
+    std::vector<tessera_token> many(30, 7);
+    std::vector<int32_t> to0(30, 0);
+    many.push_back(8);
+    to0.push_back(2);
+    const int32_t before0 = tessera_seq_n_past(s, 0), before2 = tessera_seq_n_past(s, 2);
+    CHECK(tessera_decode_batch(s, many.data(), to0.data(), nullptr, int32_t(many.size())) == TESSERA_ERR_CONTEXT_FULL);
+    CHECK(tessera_seq_n_past(s, 0) == before0);
+    CHECK(tessera_seq_n_past(s, 2) == before2);
+    // reset empties every sequence
+    REQUIRE(tessera_session_reset(s) == TESSERA_OK);
+    for (int q = 0; q < 3; ++q) CHECK(tessera_seq_n_past(s, q) == 0);
+    sp.n_seq = -1;
+    tessera_session* bad = nullptr;
+    CHECK(tessera_session_create(m, &sp, &bad) == TESSERA_ERR_INVALID_ARGUMENT);
+
+    for (auto* g : samplers) tessera_sampler_free(g);
+    tessera_session_free(s);
+    tessera_model_free(m);
+}

@@ -112,6 +112,8 @@ typedef struct tessera_session_params {
     const char* backend; /* "cpu" (NULL), "reference", or "cuda" (the model must be opened for "cuda") */
     int logits_all;      /* keep logits for every token of a decode call (evaluation) */
     int capture_attention; /* keep what each attention layer saw, for tessera_attention_map (attn-viz) */
+    int32_t n_seq;         /* sequences the cache holds side by side, each with n_ctx positions (a server's
+                              slots, see tessera_decode_batch); 0 = 1 */
 } tessera_session_params;
 tessera_session_params tessera_session_default_params(void);
 
@@ -119,15 +121,33 @@ tessera_status tessera_session_create(tessera_model* model, const tessera_sessio
                                       tessera_session** out);
 void tessera_session_free(tessera_session* session);
 
-/* Runs the tokens at the next positions (prefill in chunks of n_batch). A full context is
+/* Runs the tokens at the next positions of sequence 0 (prefill in chunks of n_batch). A full context is
  * TESSERA_ERR_CONTEXT_FULL and leaves the session unchanged (no shifting). */
 tessera_status tessera_decode(tessera_session* session, const tessera_token* tokens, int32_t n_tokens);
+
+/* ---- several sequences in one forward pass (sessions with n_seq > 1) ----
+ * Token i goes to sequence seq_ids[i] (in [0, n_seq)) at that sequence's next position; the tokens of one
+ * sequence keep their order, sequences may interleave (a prompt chunk of one beside one new token of each
+ * of the others). Every token's query sees only its own sequence. want_logits: one flag per token, nonzero
+ * = keep its logits (NULL: the last token of each sequence in the call). The logits rows then follow in
+ * token order; tessera_logits_seq names a row's sequence. Calls longer than n_batch run in chunks. A full
+ * context in any sequence is TESSERA_ERR_CONTEXT_FULL; on any error no sequence changes. */
+tessera_status tessera_decode_batch(tessera_session* session, const tessera_token* tokens, const int32_t* seq_ids,
+                                    const int8_t* want_logits, int32_t n_tokens);
+int32_t tessera_logits_seq(const tessera_session* session, int32_t row); /* -1 on a bad row */
+int32_t tessera_session_n_seq(const tessera_session* session);
+int32_t tessera_seq_n_past(const tessera_session* session, int32_t seq); /* -1 on a bad sequence */
+/* Keeps the first n_keep tokens of a sequence (0: empties it, its cells free for a new request). */
+tessera_status tessera_seq_truncate(tessera_session* session, int32_t seq, int32_t n_keep);
+tessera_status tessera_seq_clear(tessera_session* session, int32_t seq);
+/* dst then holds what src holds (a prompt decoded once, then continued two ways); dst's tokens are dropped. */
+tessera_status tessera_seq_copy(tessera_session* session, int32_t src, int32_t dst);
 /* Logits (n_vocab floats) of row `row` of the last decode: 0..n-1 with logits_all, else only 0
  * (the last token). -1 = the last row. NULL on a bad row (see tessera_last_error). Valid until the next decode. */
 const float* tessera_get_logits(tessera_session* session, int32_t row);
 int32_t tessera_n_logit_rows(const tessera_session* session);
 
-int32_t tessera_session_n_past(const tessera_session* session); /* tokens in the cache */
+int32_t tessera_session_n_past(const tessera_session* session); /* tokens in the cache (sequence 0) */
 
 /* ---- looking inside: attention maps (sessions created with capture_attention) ----
  * The fused attention never stores its probabilities; these are recomputed from what each layer's
@@ -142,8 +162,9 @@ tessera_status tessera_attention_layer_info(const tessera_session* session, int3
 tessera_status tessera_attention_map(const tessera_session* session, int32_t layer, int32_t head, float* out,
                                      size_t out_floats, int32_t* n_query, int32_t* n_key, int32_t* first_query);
 int32_t tessera_session_n_ctx(const tessera_session* session);
-/* Keeps the first n_keep tokens of the cache (chat: keep the prompt prefix); 0 resets. */
+/* Keeps the first n_keep tokens of the cache (sequence 0; chat: keep the prompt prefix). */
 tessera_status tessera_session_truncate(tessera_session* session, int32_t n_keep);
+/* Empties every sequence. */
 tessera_status tessera_session_reset(tessera_session* session);
 /* The KV cache's size: bytes per token (all layers, K and V) and in total. */
 uint64_t tessera_session_cache_bytes_per_token(const tessera_session* session);
@@ -170,6 +191,9 @@ tessera_status tessera_sampler_create(const tessera_model* model, const tessera_
 void tessera_sampler_free(tessera_sampler* sampler);
 /* Picks a token from the session's last logits row and records it for the penalties. */
 tessera_status tessera_sample(tessera_sampler* sampler, tessera_session* session, tessera_token* out);
+/* The same from logits row `row` of the last decode (a batch: each sequence samples its own row). */
+tessera_status tessera_sample_row(tessera_sampler* sampler, tessera_session* session, int32_t row,
+                                  tessera_token* out);
 /* Records a token the caller chose itself (e.g. the prompt) for the penalties. */
 tessera_status tessera_sampler_accept(tessera_sampler* sampler, tessera_token token);
 
