@@ -59,7 +59,7 @@ int serve(int argc, char** argv) {
     sf.add_to(p);
     p.option("--host", &host, "ADDR", "address to listen on (default 127.0.0.1: this machine only)");
     p.option("--port", &port, "N", "port (default 8080; 0 = any free port, printed at start)", 0, 65535);
-    p.option("-np,--parallel", &parallel, "N", "requests generated at the same time, one KV cache each (default 1)",
+    p.option("-np,--parallel", &parallel, "N", "requests generated at the same time, batched together (one KV cache holds them; default 1)",
              1, 256);
     p.option("--queue", &queue, "N", "requests that may wait for a slot; more get 503 (default 16)", 0, 4096);
     p.option("--api-key", &api_key, "KEY",

@@ -14,15 +14,18 @@ void check(tessera_status s, const char* what) {
 
 }  // namespace
 
-// One KV cache and, while a request runs in it, that request's sampler and text filters.
+// One sequence of the session's KV cache and, while a request runs in it, that request's sampler and text
+// filters.
 struct Engine::Slot {
-    tessera_session* session = nullptr;
+    int32_t seq = 0;  // the slot's sequence in the session
     std::shared_ptr<Job> job;
     tessera_sampler* sampler = nullptr;
     tessera_detok_stream* detok = nullptr;         // token pieces -> whole UTF-8 characters
     tessera_stop_matcher* turn_stops = nullptr;    // the chat format's end-of-turn texts (chat only)
     tessera_stop_matcher* client_stops = nullptr;  // the request's "stop" strings
     size_t prompt_done = 0;                        // prompt tokens already in the cache
+    bool has_next = false;                         // a sampled token waits to go into the next pass
+    tessera_token next = 0;
     int32_t generated = 0;
     bool at_start = true;  // nothing shown yet (a chat answer drops its leading word-marker space)
 
@@ -36,13 +39,11 @@ struct Engine::Slot {
         turn_stops = client_stops = nullptr;
         job.reset();
         prompt_done = 0;
+        has_next = false;
         generated = 0;
         at_start = true;
     }
-    ~Slot() {
-        clear_request();
-        tessera_session_free(session);
-    }
+    ~Slot() { clear_request(); }
 
     bool stopped() const {
         return (turn_stops && tessera_stop_matcher_stopped(turn_stops)) ||
@@ -91,12 +92,15 @@ struct Engine::Slot {
 
 Engine::Engine(tessera_model* model, const EngineOptions& options) : model_(model), options_(options) {
     if (options_.n_parallel < 1) throw std::invalid_argument("--parallel must be at least 1");
+    tessera_session_params sp = options_.session;
+    sp.n_seq = options_.n_parallel;
+    check(tessera_session_create(model_, &sp, &session_), "creating the session");
     for (int i = 0; i < options_.n_parallel; ++i) {
         auto slot = std::make_unique<Slot>();
-        check(tessera_session_create(model_, &options_.session, &slot->session), "creating a slot's session");
+        slot->seq = i;
         slots_.push_back(std::move(slot));
     }
-    n_ctx_ = tessera_session_n_ctx(slots_[0]->session);
+    n_ctx_ = tessera_session_n_ctx(session_);
     stats_.slots_total = options_.n_parallel;
     worker_ = std::thread([this] { run(); });
 }
@@ -108,6 +112,8 @@ Engine::~Engine() {
     }
     cv_.notify_all();
     if (worker_.joinable()) worker_.join();
+    slots_.clear();
+    tessera_session_free(session_);
 }
 
 Engine::Admit Engine::submit(const std::shared_ptr<Job>& job) {
@@ -141,6 +147,7 @@ EngineStats Engine::stats() const {
 
 void Engine::release(Slot& slot, Finish finish, const std::string& error) {
     slot.job->finish(finish, error);
+    tessera_seq_clear(session_, slot.seq);  // its cells are free for the next request
     {
         std::lock_guard<std::mutex> lock(mu_);
         if (finish == Finish::Cancelled) ++stats_.cancelled;
@@ -189,7 +196,8 @@ bool Engine::admit_waiting() {
         if (slot->sampler) continue;  // already set up
         const GenRequest& r = slot->job->request();
         try {
-            check(tessera_session_reset(slot->session), "resetting the slot");
+            if (r.prompt.empty()) throw std::runtime_error("the prompt has no tokens");
+            check(tessera_seq_clear(session_, slot->seq), "clearing the slot");
             check(tessera_sampler_create(model_, &r.sampling, &slot->sampler), "creating the sampler");
             for (tessera_token t : r.prompt) check(tessera_sampler_accept(slot->sampler, t), "sampler");
             check(tessera_detok_stream_create(model_, &slot->detok), "detokenizing");
@@ -209,22 +217,94 @@ bool Engine::admit_waiting() {
     return busy;
 }
 
-void Engine::advance(Slot& slot) {
-    Job& job = *slot.job;
-    if (job.cancelled()) return release(slot, Finish::Cancelled);
-    const GenRequest& r = job.request();
-    tessera_session* s = slot.session;
-
-    if (slot.prompt_done < r.prompt.size()) {
-        // One prompt chunk per step, so a long prompt does not stall the other slots' tokens.
-        const size_t n = std::min(r.prompt.size() - slot.prompt_done, size_t(std::max(options_.session.n_batch, 1)));
-        check(tessera_decode(s, r.prompt.data() + slot.prompt_done, int32_t(n)), "evaluating the prompt");
-        slot.prompt_done += n;
-        return;
+void Engine::step() {
+    // The batch: one token of every slot that is generating, then prompt chunks of slots still reading
+    // their prompt in what is left of n_batch. A prompt chunk asks for logits only when it ends the
+    // prompt (the first token is sampled from them).
+    const size_t budget = size_t(std::max(options_.session.n_batch, 1));
+    std::vector<tessera_token> tokens;
+    std::vector<int32_t> seqs;
+    std::vector<int8_t> want;
+    std::vector<Slot*> in_batch;
+    bool decoding = false, prefilling = false;
+    for (auto& slot : slots_) {
+        if (!slot->job) continue;
+        if (slot->job->cancelled()) {
+            release(*slot, Finish::Cancelled);
+            continue;
+        }
+        if (!slot->has_next) continue;
+        tokens.push_back(slot->next);
+        seqs.push_back(slot->seq);
+        want.push_back(1);
+        in_batch.push_back(slot.get());
+        slot->has_next = false;
+        decoding = true;
+    }
+    for (auto& slot : slots_) {
+        if (!slot->job || tokens.size() >= budget) continue;
+        const std::vector<tessera_token>& prompt = slot->job->request().prompt;
+        if (slot->prompt_done >= prompt.size()) continue;
+        const size_t n = std::min(prompt.size() - slot->prompt_done, budget - tokens.size());
+        for (size_t i = 0; i < n; ++i) {
+            tokens.push_back(prompt[slot->prompt_done + i]);
+            seqs.push_back(slot->seq);
+            want.push_back(0);
+        }
+        slot->prompt_done += n;
+        want.back() = slot->prompt_done == prompt.size() ? 1 : 0;
+        in_batch.push_back(slot.get());
+        prefilling = true;
+    }
+    if (tokens.empty()) return;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++stats_.batches;
+        if (decoding && prefilling) ++stats_.mixed_batches;
+        stats_.batch_sequences_max = std::max(stats_.batch_sequences_max, int(in_batch.size()));
     }
 
+    if (tessera_decode_batch(session_, tokens.data(), seqs.data(), want.data(), int32_t(tokens.size())) !=
+        TESSERA_OK) {
+        // Nothing of the pass was kept. A request whose own tokens cannot run (its context is full, ...)
+        // must not take the others down: each slot retries alone, and only the ones that fail again end.
+        for (Slot* slot : in_batch) {
+            std::vector<tessera_token> own;
+            std::vector<int32_t> own_seq;
+            std::vector<int8_t> own_want;
+            for (size_t i = 0; i < tokens.size(); ++i)
+                if (seqs[i] == slot->seq) own.push_back(tokens[i]), own_seq.push_back(seqs[i]), own_want.push_back(want[i]);
+            if (tessera_decode_batch(session_, own.data(), own_seq.data(), own_want.data(), int32_t(own.size())) !=
+                TESSERA_OK) {
+                release(*slot, Finish::Error, std::string("evaluating: ") + tessera_last_error());
+                continue;
+            }
+            try {
+                if (tessera_n_logit_rows(session_) > 0) take_token(*slot, 0);
+            } catch (const std::exception& e) {
+                release(*slot, Finish::Error, e.what());
+            }
+        }
+        return;
+    }
+    const int32_t rows = tessera_n_logit_rows(session_);
+    for (int32_t row = 0; row < rows; ++row) {
+        const int32_t seq = tessera_logits_seq(session_, row);
+        Slot& slot = *slots_[size_t(seq)];
+        if (!slot.job) continue;
+        try {
+            take_token(slot, row);
+        } catch (const std::exception& e) {
+            release(slot, Finish::Error, e.what());
+        }
+    }
+}
+
+void Engine::take_token(Slot& slot, int32_t row) {
+    Job& job = *slot.job;
+    const GenRequest& r = job.request();
     tessera_token tok = 0;
-    check(tessera_sample(slot.sampler, s, &tok), "sampling");
+    check(tessera_sample_row(slot.sampler, session_, row, &tok), "sampling");
     if (!r.ignore_eos && tessera_model_is_eog(model_, tok)) {
         job.emit(slot.flush(), slot.generated);
         return release(slot, Finish::Stop);
@@ -239,23 +319,22 @@ void Engine::advance(Slot& slot) {
     check(tessera_detok_stream_push(slot.detok, tok, &piece, &len), "detokenizing");
     job.emit(slot.filter(std::string(piece, len)), slot.generated);
     if (slot.stopped()) return release(slot, Finish::Stop);
-    if (slot.generated >= r.max_tokens || tessera_session_n_past(s) >= n_ctx_) {
+    if (slot.generated >= r.max_tokens || tessera_seq_n_past(session_, slot.seq) >= n_ctx_) {
         job.emit(slot.flush(), slot.generated);
         return release(slot, slot.stopped() ? Finish::Stop : Finish::Length);
     }
-    check(tessera_decode(s, &tok, 1), "decoding");
+    slot.next = tok;  // decoded in the next pass, beside the other slots' tokens
+    slot.has_next = true;
 }
 
 void Engine::run() {
     for (;;) {
         if (admit_waiting()) {
-            for (auto& slot : slots_) {
-                if (!slot->job) continue;
-                try {
-                    advance(*slot);
-                } catch (const std::exception& e) {
-                    release(*slot, Finish::Error, e.what());
-                }
+            try {
+                step();
+            } catch (const std::exception& e) {  // not one slot's fault: end every request in the pass
+                for (auto& slot : slots_)
+                    if (slot->job) release(*slot, Finish::Error, e.what());
             }
         }
         std::unique_lock<std::mutex> lock(mu_);

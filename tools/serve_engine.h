@@ -1,7 +1,9 @@
-// The server's engine: a fixed set of slots (one KV cache each), a bounded queue of waiting requests, and
-// one worker thread that owns every C API handle and does all the computing, so the HTTP threads never
-// touch the model. Each step the worker admits queued requests into free slots, drops cancelled ones
-// (their slot is free at once), and advances every busy slot: a chunk of its prompt, or one token.
+// The server's engine: a fixed set of slots (sequences of one session whose KV cache holds them side by
+// side), a bounded queue of waiting requests, and one worker thread that owns every C API handle and does
+// all the computing, so the HTTP threads never touch the model. Each step the worker admits queued
+// requests into free slots, drops cancelled ones (their slot is free at once), and runs ONE forward pass
+// for every busy slot (continuous batching): the next token of each generating slot, and prompt chunks of
+// newly admitted ones in what is left of the batch. The weights are read once per step for all of them.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -29,11 +31,13 @@ struct EngineStats {
     uint64_t finished = 0, cancelled = 0, failed = 0;  // requests that ended each way
     uint64_t prompt_tokens = 0, generated_tokens = 0;
     int queue_depth = 0, slots_busy = 0, slots_total = 0;
+    uint64_t batches = 0, mixed_batches = 0;  // forward passes; those with a prompt chunk beside decode tokens
+    int batch_sequences_max = 0;              // the most slots one pass served
 };
 
 class Engine {
 public:
-    // Creates one session per slot (each with the whole context) and starts the worker.
+    // Creates the session (one sequence per slot, each with the whole context) and starts the worker.
     Engine(tessera_model* model, const EngineOptions& options);
     ~Engine();  // cancels what runs and joins the worker
     Engine(const Engine&) = delete;
@@ -53,11 +57,14 @@ private:
     struct Slot;
     void run();
     bool admit_waiting();  // moves queued jobs into free slots; true when any slot is busy
-    void advance(Slot& slot);
+    void step();           // one forward pass for every busy slot
+    // After a pass: the slot's logits row -> its next token (sampled, shown, maybe the end).
+    void take_token(Slot& slot, int32_t row);
     void release(Slot& slot, Finish finish, const std::string& error = "");
 
     tessera_model* model_;
     EngineOptions options_;
+    tessera_session* session_ = nullptr;  // every slot's sequence
     int32_t n_ctx_ = 0;
     std::vector<std::unique_ptr<Slot>> slots_;
 

@@ -70,6 +70,10 @@ std::string Routes::metrics_text() const {
     metric("tessera_queue_depth", "gauge", "requests waiting for a slot", s.queue_depth);
     metric("tessera_slots_busy", "gauge", "slots generating now", s.slots_busy);
     metric("tessera_slots_total", "gauge", "slots (--parallel)", s.slots_total);
+    metric("tessera_batches_total", "counter", "forward passes (each takes tokens of every busy slot)", s.batches);
+    metric("tessera_batches_mixed_total", "counter",
+           "forward passes with a prompt chunk of one request beside decode tokens of others", s.mixed_batches);
+    metric("tessera_batch_sequences_max", "gauge", "the most slots one forward pass has served", s.batch_sequences_max);
     return o.str();
 }
 
