@@ -31,27 +31,13 @@ int64_t superblocks_of(int64_t n, const char* type) {
 // scale, then coordinate descent: up to 5 sweeps that move single levels to their least-squares optimum
 // whenever that raises sum(w x l)^2 / sum(w l^2) (w = x^2).
 float search_scale_q3(int n, int nmax, const float* x, int8_t* L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
+    const SignedMax max = signed_max(n, x);
+    if (max.magnitude < kGroupMaxEps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.0f;
     }
-    const float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = clampv(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = int8_t(l);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float sumlx, suml2;
+    symmetric_fit(n, nmax, -nmax / max.value, x, L, 0, &sumlx, &suml2);
     for (int itry = 0; itry < 5; ++itry) {
         int n_changed = 0;
         for (int i = 0; i < n; ++i) {

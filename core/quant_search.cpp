@@ -15,6 +15,29 @@
 
 namespace tessera::quant_detail {
 
+SignedMax signed_max(int n, const float* x) {
+    SignedMax m;
+    for (int i = 0; i < n; ++i) {
+        const float ax = std::fabs(x[i]);
+        if (ax > m.magnitude) m = {x[i], ax};
+    }
+    return m;
+}
+
+void symmetric_fit(int n, int nmax, float iscale, const float* x, int8_t* L, int offset, float* sumlx,
+                   float* suml2) {
+    float slx = 0, sl2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = clampv(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        if (L) L[i] = int8_t(l + offset);
+        const float w = x[i] * x[i];
+        slx += w * x[i] * l;
+        sl2 += w * l * l;
+    }
+    *sumlx = slx;
+    *suml2 = sl2;
+}
+
 float search_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, uint8_t* Laux,
                        float rmin, float rdelta, int nstep, bool use_mad) {
     float mn = x[0], mx = x[0];
@@ -85,39 +108,19 @@ float search_scale_min(int n, int nmax, const float* x, const float* w, uint8_t*
 }
 
 float search_scale_sym(int n, int nmax, const float* x, int8_t* L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
+    const SignedMax max = signed_max(n, x);
+    if (max.magnitude < kGroupMaxEps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.0f;
     }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = clampv(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = int8_t(l + nmax);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float sumlx, suml2;
+    symmetric_fit(n, nmax, -nmax / max.value, x, L, nmax, &sumlx, &suml2);
     float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; ++is) {
         if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = clampv(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-            const float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        const float iscale = -(nmax + 0.1f * is) / max.value;
+        symmetric_fit(n, nmax, iscale, x, nullptr, 0, &sumlx, &suml2);
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + clampv(nearest_int(iscale * x[i]), -nmax, nmax - 1));
             scale = sumlx / suml2;

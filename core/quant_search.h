@@ -11,6 +11,19 @@
 
 namespace tessera::quant_detail {
 
+// The value of largest magnitude in x[0..n) (the first of equal magnitudes): where the symmetric searches
+// (Q3_K's and Q6_K's) start.
+struct SignedMax {
+    float value = 0, magnitude = 0;
+};
+SignedMax signed_max(int n, const float* x);
+
+// One symmetric fit: levels l = round(iscale * x) clamped to -nmax..nmax-1, with the sums a least-squares
+// scale is made of, weighting each value by x^2: sumlx = sum(w x l), suml2 = sum(w l^2), added in index
+// order. When L is given it receives l + offset.
+void symmetric_fit(int n, int nmax, float iscale, const float* x, int8_t* L, int offset, float* sumlx,
+                   float* suml2);
+
 // Asymmetric search (scale and min, q in 0..nmax) for one group of n values with importance weights w.
 // Start from the min/max fit, then try nstep + 1 slightly different inverse scales
 // (nmax + rmin + rdelta * is) / (max - min); for each, re-fit scale and min by weighted least squares

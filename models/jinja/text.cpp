@@ -5,6 +5,7 @@
 #include <locale.h>
 
 #include "models/jinja/value.h"
+#include "models/unicode.h"
 
 namespace tessera::jinja::text {
 
@@ -34,23 +35,10 @@ uint32_t next_cp(std::string_view s, size_t& i) {
 }
 
 void append_cp(std::string& out, uint32_t cp) {
-    if (cp >= 0xDC80 && cp <= 0xDCFF) {
+    if (cp >= 0xDC80 && cp <= 0xDCFF)
         out += char(cp - 0xDC00);  // an escaped invalid byte
-    } else if (cp < 0x80) {
-        out += char(cp);
-    } else if (cp < 0x800) {
-        out += char(0xC0 | (cp >> 6));
-        out += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += char(0xE0 | (cp >> 12));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    } else {
-        out += char(0xF0 | (cp >> 18));
-        out += char(0x80 | ((cp >> 12) & 0x3F));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    }
+    else
+        unicode::append_utf8(out, cp);
 }
 
 std::vector<uint32_t> code_points(std::string_view s) {
