@@ -1,12 +1,13 @@
-// Golden-case plumbing shared by the per-architecture golden tests (gemma, deepseek):
-// the manifest's cases, token / logits files, llama.cpp's argmax rule, and running a model
-// through a Session in one batch or one token at a time. Header-only so every test binary
+// Golden-case plumbing shared by the golden tests (llama, gemma, deepseek, the later families, IQ4):
+// the manifest's cases, token / logits files, llama.cpp's argmax rule, running a model through a
+// Session in one batch, one token at a time or in chunks, and through `tessera eval`. Header-only so every test binary
 // can include it without touching the test CMake setup.
 #pragma once
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "models/session.h"
 #include "tests/testing.h"
@@ -24,6 +26,14 @@ inline std::string shared_file(const std::string& rel) { return shared_path(rel)
 inline bool have_shared() {
     struct stat st;
     return stat(shared_path("golden/manifest.json").c_str(), &st) == 0;
+}
+
+// Whether ../shared/golden/extra (the later families' and IQ4 cases) is there; says so when it is not.
+inline bool have_extra() {
+    struct stat st;
+    if (stat(shared_path("golden/extra/manifest.json").c_str(), &st) == 0) return true;
+    MESSAGE("skipped: ../shared/golden/extra is missing");
+    return false;
 }
 
 struct Case {
@@ -163,6 +173,46 @@ inline void check_case(const Case& c, const std::vector<float>& got, const std::
     MESSAGE(c.name << " " << mode << ": rel_rms " << rr << " (tol " << tol << "), argmax agreement " << agree);
     CHECK(rr <= tol);
     CHECK(agree >= c.argmax_min_agree);
+}
+
+// The case's tokens through `model` with options `o`, against its logits at tolerance `tol`.
+inline void check_run(const Model& model, const Case& c, const RunOptions& o, double tol, const std::string& mode) {
+    check_case(c, run_logits(model, read_tokens(c.tokens), o), read_f32(c.logits), tol, mode);
+}
+
+// The golden run's own setting (F32 cache) in one batch, one token at a time and, when chunk > 0, in
+// prefill chunks of `chunk` tokens, at the manifest's tolerance; the files' sizes checked first.
+inline void check_batch_incremental(const Model& model, const Case& c, int64_t chunk = 0) {
+    const auto ids = read_tokens(c.tokens);
+    const auto want = read_f32(c.logits);
+    REQUIRE(int64_t(ids.size()) == c.n_tokens);
+    REQUIRE(int64_t(want.size()) == c.n_tokens * c.n_vocab);
+    RunOptions o;
+    check_case(c, run_logits(model, ids, o), want, c.tol_rel_rms, "batch");
+    o.incremental = true;
+    check_case(c, run_logits(model, ids, o), want, c.tol_rel_rms, "incremental");
+    if (chunk > 0) {
+        o.incremental = false;
+        o.n_batch = chunk;
+        check_case(c, run_logits(model, ids, o), want, c.tol_rel_rms, "chunks of " + std::to_string(chunk));
+    }
+}
+
+// `tessera eval` as a subprocess on the case, batch and --incremental, F32 cache, at the manifest's tolerance.
+inline void check_cli_eval(const Case& c) {
+    std::string toks;
+    for (int32_t id : read_tokens(c.tokens)) toks += (toks.empty() ? "" : " ") + std::to_string(id);
+    for (const char* mode : {"", " --incremental"}) {
+        const std::string out = "/tmp/tessera_golden_eval_" + std::to_string(::getpid()) + ".f32";
+        const std::string cmd = cli_path() + " eval -m " + c.gguf + " --tokens \"" + toks + "\" --logits-out " + out +
+                                " --cache-type f32 --threads 2" + mode;
+        std::string log;
+        const int rc = run_command(cmd, &log);
+        INFO(cmd << "\n" << log);
+        REQUIRE(rc == 0);
+        check_case(c, read_f32(out), read_f32(c.logits), c.tol_rel_rms, mode[0] ? "cli incremental" : "cli batch");
+        std::remove(out.c_str());
+    }
 }
 
 }  // namespace tessera::testing::golden

@@ -32,15 +32,6 @@ std::string cli() { return cli_path(); }
 
 std::vector<Case> llama_cases() { return cases_for({"llama"}); }
 
-std::vector<float> run_logits(const Model& model, const std::vector<int32_t>& ids, DType cache, bool incremental,
-                              const std::string& backend = "cpu") {
-    RunOptions o;
-    o.cache = cache;
-    o.incremental = incremental;
-    o.backend = backend;
-    return golden::run_logits(model, ids, o);
-}
-
 }  // namespace
 
 TEST_CASE("golden: llama cases through the library, batch and incremental, F32 cache") {
@@ -51,14 +42,8 @@ TEST_CASE("golden: llama cases through the library, batch and incremental, F32 c
     const auto cases = llama_cases();
     REQUIRE(cases.size() >= 7);  // gqa (+ f16, q8_0, q4_0, q4_k_m), mha, mqa
     for (const auto& c : cases) {
-        auto model = Model::open(c.gguf);
-        const auto ids = read_tokens(c.tokens);
-        const auto want = read_f32(c.logits);
-        REQUIRE(int64_t(ids.size()) == c.n_tokens);
-        REQUIRE(int64_t(want.size()) == c.n_tokens * c.n_vocab);
         // The golden run used an F32 cache: the manifest's tolerance applies as is.
-        check_case(c, run_logits(*model, ids, DType::F32, false), want, c.tol_rel_rms, "batch");
-        check_case(c, run_logits(*model, ids, DType::F32, true), want, c.tol_rel_rms, "incremental");
+        check_batch_incremental(*Model::open(c.gguf), c);
     }
 }
 
@@ -76,11 +61,10 @@ TEST_CASE("golden: llama cases at every cpu kernel level, batch, F32 cache") {
     for (const cpu::CpuKernels* k : cpu_level_tables()) {
         if (k->level == best) continue;
         setenv("TESSERA_CPU", cpu::cpu_level_name(k->level), 1);
-        INFO("cpu level " << cpu::cpu_level_name(k->level));
+        INFO("cpu level " << std::string(cpu::cpu_level_name(k->level)));
         for (const auto& c : llama_cases()) {
             auto model = Model::open(c.gguf);
-            check_case(c, run_logits(*model, read_tokens(c.tokens), DType::F32, false), read_f32(c.logits),
-                       c.tol_rel_rms, std::string("batch, level ") + cpu::cpu_level_name(k->level));
+            check_run(*model, c, RunOptions{}, c.tol_rel_rms, std::string("batch, level ") + cpu::cpu_level_name(k->level));
         }
     }
 }
@@ -89,9 +73,9 @@ TEST_CASE("golden: F32 llama cases on the reference backend") {
     if (!have_shared()) return;
     for (const auto& c : llama_cases()) {
         if (c.weight_type != "F32") continue;
-        auto model = Model::open(c.gguf);
-        check_case(c, run_logits(*model, read_tokens(c.tokens), DType::F32, false, "reference"), read_f32(c.logits),
-                   c.tol_rel_rms, "reference batch");
+        RunOptions o;
+        o.backend = "reference";
+        check_run(*Model::open(c.gguf), c, o, c.tol_rel_rms, "reference batch");
     }
 }
 
@@ -102,30 +86,16 @@ TEST_CASE("golden: llama cases with the default F16 cache") {
         // Storing K and V in F16 rounds them to 11 significant bits (relative error <= 2^-11 = 4.9e-4 each);
         // measured: 1.7e-4..1.9e-4 rel_rms on the F32 cases, well inside the manifest's tolerance, so no
         // looser bound is needed: the manifest's applies as is.
-        const double tol = c.tol_rel_rms;
-        check_case(c, run_logits(*model, read_tokens(c.tokens), DType::F16, false), read_f32(c.logits), tol,
-                   "batch, f16 cache");
+        RunOptions o;
+        o.cache = DType::F16;
+        check_run(*model, c, o, c.tol_rel_rms, "batch, f16 cache");
     }
 }
 
 TEST_CASE("golden: tessera eval as a subprocess, batch and --incremental") {
     if (!have_shared()) return;
     for (const auto& c : llama_cases()) {
-        if (c.name != "llama-gqa") continue;
-        const auto ids = read_tokens(c.tokens);
-        std::string toks;
-        for (int32_t id : ids) toks += (toks.empty() ? "" : " ") + std::to_string(id);
-        for (const char* mode : {"", " --incremental"}) {
-            const std::string out = "/tmp/tessera_golden_eval_" + std::to_string(::getpid()) + ".f32";
-            const std::string cmd = cli() + " eval -m " + c.gguf + " --tokens \"" + toks + "\" --logits-out " +
-                                    out + " --cache-type f32 --threads 2" + mode;
-            std::string log;
-            const int rc = run_command(cmd, &log);
-            INFO(cmd << "\n" << log);
-            REQUIRE(rc == 0);
-            check_case(c, read_f32(out), read_f32(c.logits), c.tol_rel_rms, mode[0] ? "cli incremental" : "cli batch");
-            std::remove(out.c_str());
-        }
+        if (c.name == "llama-gqa") check_cli_eval(c);
     }
 }
 

@@ -27,17 +27,7 @@ TEST_CASE("golden deepseek2: both layouts, batch, incremental and chunked prefil
     for (const auto& c : cases) {
         auto model = Model::open(c.gguf);
         CHECK(model->hparams().arch == "deepseek2");
-        const auto ids = golden::read_tokens(c.tokens);
-        const auto want = golden::read_f32(c.logits);
-        REQUIRE(int64_t(ids.size()) == c.n_tokens);
-        REQUIRE(int64_t(want.size()) == c.n_tokens * c.n_vocab);
-        golden::RunOptions o;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch");
-        o.incremental = true;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental");
-        o.incremental = false;
-        o.n_batch = 7;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "chunks of 7");
+        golden::check_batch_incremental(*model, c, 7);
     }
 }
 
@@ -47,8 +37,7 @@ TEST_CASE("golden deepseek2: reference backend") {
         auto model = Model::open(c.gguf);
         golden::RunOptions o;
         o.backend = "reference";
-        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
-                           golden::read_f32(c.logits), c.tol_rel_rms, "reference batch");
+        golden::check_run(*model, c, o, c.tol_rel_rms, "reference batch");
     }
 }
 

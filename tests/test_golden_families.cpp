@@ -21,19 +21,10 @@ namespace golden = tessera::testing::golden;
 
 namespace {
 
-const char* const kExtra = "golden/extra";
-
-bool have_extra() {
-    struct stat st;
-    if (stat(shared_path("golden/extra/manifest.json").c_str(), &st) == 0) return true;
-    MESSAGE("skipped: ../shared/golden/extra is missing");
-    return false;
-}
-
 // The families this file covers, by case name (the IQ4 llama cases belong to the quant tests).
 std::vector<golden::Case> family_cases() {
     std::vector<golden::Case> out;
-    for (const auto& c : golden::load_manifest(kExtra))
+    for (const auto& c : golden::load_manifest("golden/extra"))
         for (const char* name : {"qwen2", "qwen3", "qwen3moe", "phi3", "gpt-oss", "gpt-oss-mxfp4"})
             if (c.name == name) out.push_back(c);
     return out;
@@ -42,70 +33,46 @@ std::vector<golden::Case> family_cases() {
 }  // namespace
 
 TEST_CASE("golden families: batch and incremental, F32 cache") {
-    if (!have_extra()) return;
+    if (!golden::have_extra()) return;
     const auto cases = family_cases();
     REQUIRE(cases.size() >= 1);
     for (const auto& c : cases) {
         auto model = Model::open(c.gguf);
         CHECK(model->hparams().arch == c.arch);
-        const auto ids = golden::read_tokens(c.tokens);
-        const auto want = golden::read_f32(c.logits);
-        REQUIRE(int64_t(ids.size()) == c.n_tokens);
-        REQUIRE(int64_t(want.size()) == c.n_tokens * c.n_vocab);
-        golden::RunOptions o;  // F32 cache, as the golden run
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch");
-        o.incremental = true;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental");
+        golden::check_batch_incremental(*model, c);
     }
 }
 
 TEST_CASE("golden families: prefill in chunks of 5 tokens") {
-    if (!have_extra()) return;
+    if (!golden::have_extra()) return;
     for (const auto& c : family_cases()) {
         auto model = Model::open(c.gguf);
         golden::RunOptions o;
         o.n_batch = 5;  // odd and below gpt-oss's window of 8: chunks read keys of one or two earlier chunks
-        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
-                           golden::read_f32(c.logits), c.tol_rel_rms, "chunks of 5");
+        golden::check_run(*model, c, o, c.tol_rel_rms, "chunks of 5");
     }
 }
 
 TEST_CASE("golden families: F32 cases on the reference backend") {
-    if (!have_extra()) return;
+    if (!golden::have_extra()) return;
     for (const auto& c : family_cases()) {
         if (c.weight_type != "F32") continue;
         auto model = Model::open(c.gguf);
         golden::RunOptions o;
         o.backend = "reference";
-        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
-                           golden::read_f32(c.logits), c.tol_rel_rms, "reference batch");
+        golden::check_run(*model, c, o, c.tol_rel_rms, "reference batch");
     }
 }
 
 TEST_CASE("golden families: tessera eval as a subprocess, batch and --incremental") {
-    if (!have_extra()) return;
-    for (const auto& c : family_cases()) {
-        std::string toks;
-        for (int32_t id : golden::read_tokens(c.tokens)) toks += (toks.empty() ? "" : " ") + std::to_string(id);
-        for (const char* mode : {"", " --incremental"}) {
-            const std::string out = "/tmp/tessera_golden_families_" + std::to_string(::getpid()) + ".f32";
-            const std::string cmd = cli_path() + " eval -m " + c.gguf + " --tokens \"" + toks + "\" --logits-out " +
-                                    out + " --cache-type f32 --threads 2" + mode;
-            std::string log;
-            const int rc = run_command(cmd, &log);
-            INFO(cmd << "\n" << log);
-            REQUIRE(rc == 0);
-            golden::check_case(c, golden::read_f32(out), golden::read_f32(c.logits), c.tol_rel_rms,
-                               mode[0] ? "cli incremental" : "cli batch");
-            std::remove(out.c_str());
-        }
-    }
+    if (!golden::have_extra()) return;
+    for (const auto& c : family_cases()) golden::check_cli_eval(c);
 }
 
 // Decode bytes come from the Model's weight list, one rule for every architecture: each weight once, one row of
 // token_embd unless it is also the output, and the n_used / n_expert share of each routed expert tensor.
 TEST_CASE("decode bytes per token: one rule over the bound weights") {
-    if (!have_extra()) return;
+    if (!golden::have_extra()) return;
     auto file_bytes = [](const Model& m, auto&& pick) {
         size_t total = 0;
         for (const auto& t : m.file().tensors()) total += pick(t);

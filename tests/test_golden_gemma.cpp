@@ -27,14 +27,7 @@ TEST_CASE("golden gemma: every gemma/gemma2/gemma3 case, batch and incremental, 
     for (const auto& c : cases) {
         auto model = Model::open(c.gguf);
         CHECK(model->hparams().arch == c.arch);
-        const auto ids = golden::read_tokens(c.tokens);
-        const auto want = golden::read_f32(c.logits);
-        REQUIRE(int64_t(ids.size()) == c.n_tokens);
-        REQUIRE(int64_t(want.size()) == c.n_tokens * c.n_vocab);
-        golden::RunOptions o;  // F32 cache, as the golden run
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch");
-        o.incremental = true;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental");
+        golden::check_batch_incremental(*model, c);
     }
 }
 
@@ -47,8 +40,7 @@ TEST_CASE("golden gemma: prefill in chunks of 5 tokens crosses the 8-token windo
         // Odd, smaller than the window: every chunk reads keys of one or two earlier chunks. Window layers
         // keep rings of 8 + 5 - 1 = 12 slots, so chunks are also cut where a ring wraps.
         o.n_batch = 5;
-        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
-                           golden::read_f32(c.logits), c.tol_rel_rms, "chunks of 5");
+        golden::check_run(*model, c, o, c.tol_rel_rms, "chunks of 5");
     }
 }
 
@@ -68,8 +60,7 @@ TEST_CASE("golden gemma: window layers on rings of exactly the window (one token
                 rings += window;
             }
         };
-        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
-                           golden::read_f32(c.logits), c.tol_rel_rms, "incremental, 8-slot rings");
+        golden::check_run(*model, c, o, c.tol_rel_rms, "incremental, 8-slot rings");
         CHECK(rings == (c.arch == "gemma2" ? 2 : 5));  // gemma2: layers 0, 2; gemma3: layers 0-4
     }
 }
@@ -81,8 +72,7 @@ TEST_CASE("golden gemma: F32 cases on the reference backend") {
         auto model = Model::open(c.gguf);
         golden::RunOptions o;
         o.backend = "reference";
-        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
-                           golden::read_f32(c.logits), c.tol_rel_rms, "reference batch");
+        golden::check_run(*model, c, o, c.tol_rel_rms, "reference batch");
     }
 }
 
@@ -96,7 +86,6 @@ TEST_CASE("golden gemma: the default F16 cache") {
         // F16 K/V rows carry a relative rounding error up to 2^-11 (4.9e-4) each; through 2-6 layers that
         // moves the logits by about that much relative. The bound is the manifest's tolerance plus 2e-3
         // (4x the rounding unit), still far below what a wrong rope mode, window or norm produces (>= 0.05).
-        golden::check_case(c, golden::run_logits(*model, golden::read_tokens(c.tokens), o),
-                           golden::read_f32(c.logits), c.tol_rel_rms + 2e-3, "batch, f16 cache");
+        golden::check_run(*model, c, o, c.tol_rel_rms + 2e-3, "batch, f16 cache");
     }
 }
