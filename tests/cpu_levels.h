@@ -15,7 +15,7 @@ inline std::vector<const cpu::CpuKernels*> cpu_level_tables() {
     static const bool reported = [] {
         for (cpu::CpuLevel l : cpu::all_cpu_levels())
             if (!cpu::cpu_level_usable(l))
-                MESSAGE("cpu level " << cpu::cpu_level_name(l) << " skipped: " << cpu::cpu_level_missing(l));
+                MESSAGE("cpu level " << std::string(cpu::cpu_level_name(l)) << " skipped: " << cpu::cpu_level_missing(l));
         return true;
     }();
     (void)reported;

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <random>
 
 #include "core/error.h"
 #include "core/ops.h"
@@ -56,7 +55,7 @@ TEST_CASE("cpu convert: f32 -> f16 and bf16 rows equal the scalar reference conv
     const std::vector<float> x = tricky_floats(1016, 11);
     const int64_t n = int64_t(x.size());
     for (const cpu::CpuKernels* k : cpu_level_tables()) {
-    INFO("cpu level " << cpu::cpu_level_name(k->level));
+    INFO("cpu level " << std::string(cpu::cpu_level_name(k->level)));
     std::vector<uint16_t> h(x.size()), b(x.size());
     k->convert_f32_to_f16(x.data(), h.data(), n);
     k->convert_f32_to_bf16(x.data(), b.data(), n);
@@ -77,7 +76,7 @@ TEST_CASE("cpu convert: every f16 and bf16 value widens exactly") {
     std::vector<uint16_t> all(65536);
     for (uint32_t i = 0; i < 65536; ++i) all[i] = uint16_t(i);
     for (const cpu::CpuKernels* k : cpu_level_tables()) {
-    INFO("cpu level " << cpu::cpu_level_name(k->level));
+    INFO("cpu level " << std::string(cpu::cpu_level_name(k->level)));
     std::vector<float> f(65536), g(65536);
     k->convert_to_f32(DType::F16, all.data(), f.data(), 65536);
     k->convert_to_f32(DType::BF16, all.data(), g.data(), 65536);
@@ -98,7 +97,7 @@ TEST_CASE("cpu convert: every f16 and bf16 value widens exactly") {
 TEST_CASE("cpu reduce16: sixteen horizontal sums land in order") {
     // Lane values are small integers, so every sum is exact and order mistakes show as wrong values.
     for (const cpu::CpuKernels* k : cpu_level_tables()) {
-        INFO("cpu level " << cpu::cpu_level_name(k->level) << ", " << k->float_lanes << " lanes");
+        INFO("cpu level " << std::string(cpu::cpu_level_name(k->level)) << ", " << k->float_lanes << " lanes");
         std::vector<float> lanes(size_t(16 * k->float_lanes));
         float want[16];
         for (int i = 0; i < 16; ++i) {
@@ -179,8 +178,8 @@ void check_matmul(const MatmulCase& c, int threads, const cpu::CpuKernels& kl) {
                 wj = j;
             }
         }
-    INFO(type_name(c.type) << " k " << c.k << " n " << c.n << " m " << c.m << (c.strided_b ? " strided b" : "")
-                           << " threads " << threads << " cpu level " << cpu::cpu_level_name(kl.level)
+    INFO(std::string(type_name(c.type)) << " k " << c.k << " n " << c.n << " m " << c.m << std::string(c.strided_b ? " strided b" : "")
+                           << " threads " << threads << " cpu level " << std::string(cpu::cpu_level_name(kl.level))
                            << "; worst at (" << wi << ", " << wj << ") got "
                            << got[size_t(wj * c.n + wi)] << " want " << want[size_t(wj * c.n + wi)]);
     CHECK(worst <= 1.0);
@@ -305,8 +304,8 @@ TEST_CASE("cpu mul_mat_id: experts grouped by token, 1 KiB-multiple rows, packin
                         worst = std::max(worst, std::fabs(double(got[o]) - want[o]) / (factor * mag + 1e-30));
                     }
                 }
-            INFO((shared_b ? "shared b" : "b per slot") << ", threads " << threads << ", cpu level "
-                                                       << cpu::cpu_level_name(kl->level));
+            INFO(std::string(shared_b ? "shared b" : "b per slot") << ", threads " << threads << ", cpu level "
+                                                       << std::string(cpu::cpu_level_name(kl->level)));
             CHECK(worst <= 1.0);
         }
 }
@@ -373,8 +372,8 @@ TEST_CASE("cpu mul_mat: 4-bit grid weights (IQ4_NL, IQ4_XS, MXFP4), decode and p
                     const size_t o = size_t(j * c.n + i);
                     worst = std::max(worst, std::fabs(double(got[o]) - want[o]) / (act + 1e-5 * mag + 1e-30));
                 }
-            INFO(std::string(type_name(c.type)) << " n " << c.n << " m " << c.m << (c.strided_b ? " strided b" : "") << " threads "
-                                   << threads << ", cpu level " << cpu::cpu_level_name(kl->level));
+            INFO(std::string(type_name(c.type)) << " n " << c.n << " m " << c.m << std::string(c.strided_b ? " strided b" : "") << " threads "
+                                   << threads << ", cpu level " << std::string(cpu::cpu_level_name(kl->level)));
             CHECK(worst <= 1.0);
             if (first.empty()) first = got;
             CHECK(std::memcmp(first.data(), got.data(), got.size() * 4) == 0);

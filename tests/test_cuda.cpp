@@ -70,7 +70,7 @@ TEST_CASE("cuda: without a GPU, asking for it is a clear error through the libra
 
 TEST_CASE("cuda: every golden case on the GPU, batch, incremental and chunked, F32 and F16 caches") {
     if (!have_gpu()) {
-        MESSAGE("skipped: no CUDA device (this build: " << (compiled_backends().size() > 2 ? "with" : "without")
+        MESSAGE("skipped: no CUDA device (this build: " << std::string(compiled_backends().size() > 2 ? "with" : "without")
                                                         << " CUDA)");
         return;
     }

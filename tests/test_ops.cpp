@@ -165,7 +165,7 @@ void check_cases(const std::vector<OpCase>& cases, uint64_t seed_base) {
             }
             REQUIRE_MESSAGE(want.supported, "reference does not support " << want.unsupported_node);
             for (int threads : {1, 2}) {
-                INFO("backend " << name << (options.cpu_level.empty() ? "" : " level ") << options.cpu_level
+                INFO("backend " << name << std::string(options.cpu_level.empty() ? "" : " level ") << options.cpu_level
                                 << ", threads " << threads);
                 Outcome got;
                 try {

@@ -538,7 +538,7 @@ TEST_CASE("reference quantized weights: get_rows and mul_mat use the type's dequ
     // The expected values come from dequantizing the table with the type's to_float here in the test and
     // a double dot written out below; the reference must agree to float rounding of the final sum.
     for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
-        INFO(type_name(type));
+        INFO(std::string(type_name(type)));
         RefRun r;
         const int64_t k = 256;
         Tensor* w = r.arena.make(r.ctx, type, {k, 3});
