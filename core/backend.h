@@ -70,6 +70,9 @@ public:
     virtual std::string kernel_level() const { return ""; }
     virtual void set_threads(int threads) { (void)threads; }
     virtual int threads() const { return 1; }
+    // Memory this backend's kernel for `node` takes beyond the graph's buffers (its own scratch), for the
+    // figures benchmarks print; 0 where it takes none.
+    virtual size_t scratch_bytes(const Tensor& node) const { return 0; }
 };
 
 // The registry: "reference", "cpu", and "cuda" when built with it and a device is present.

@@ -9,8 +9,6 @@
 #include <sys/stat.h>
 #include <sstream>
 
-#include "core/error.h"
-
 namespace tessera::cli {
 
 namespace {

@@ -22,7 +22,6 @@
 #include <string>
 #include <vector>
 
-#include "backends/cpu/cpu_kernels.h"  // the cpu kernel's scratch accounting, for the memory figure
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -351,7 +350,7 @@ int cmd_bench_attention(int argc, char** argv) {
         g.expand(out);
         size_t planner_peak = 0;
         auto buf = allocate_graph(g, *backend, &planner_peak);
-        const size_t scratch = backend_name == "cpu" ? cpu::kernels_in_use().attention_scratch_bytes(*out, threads) : 0;
+        const size_t scratch = backend->scratch_bytes(*out);
         // A device's first run pays for library and kernel loading; time the second.
         if (!backend->is_host()) backend->compute(g);
         const auto t0 = Clock::now();

@@ -53,6 +53,9 @@ public:
 
     void set_threads(int threads) override { pool_.resize(threads > 0 ? threads : physical_cores()); }
     int threads() const override { return pool_.size(); }
+    size_t scratch_bytes(const Tensor& node) const override {
+        return node.op == Op::Attention ? k_.attention_scratch_bytes(node, pool_.size()) : 0;
+    }
 
 private:
     void compute_node(Tensor* node) {
