@@ -2,7 +2,7 @@
 // tensors that point into the file mapping, and the Architecture that knows
 // how to turn a batch of tokens into a graph.
 //
-// ---- Adding an architecture (gemma, gemma2, gemma3, deepseek2, ...) ----
+// ---- Adding an architecture (those there are: the table in models/architectures.cpp) ----
 // 1. Write models/<arch>.{h,cpp} with a class deriving from Architecture:
 //    - load(): read hyper-parameters with read_decoder_hparams / read_rope_params
 //      (models/decoder_hparams.h: keys "<arch>.*", llama.cpp's names and defaults) and

@@ -78,12 +78,13 @@ Visibility classify(const TileRange& k, const QueryRange& q, bool causal, int64_
 
 // Per-thread tiles, kept between calls so decode does not page-fault fresh scratch every layer.
 // Holds no state that outlives one call's meaning: every buffer is rewritten before it is read.
-struct Scratch {
+// (Not cpu::Scratch, cpu_parallel.h, the backend's buffers for matmul and copy: these live with the thread.)
+struct TileScratch {
     std::vector<float> q, o, s, m, l, k, v;
     std::vector<uint8_t> hidden;  // per (query, key) of a partially visible tile: 1 = masked
 };
-Scratch& thread_scratch() {
-    thread_local Scratch scratch;
+TileScratch& thread_scratch() {
+    thread_local TileScratch scratch;
     return scratch;
 }
 
@@ -197,7 +198,7 @@ void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
     const int64_t R = p.rows_per_unit();
     const int64_t dkp = p.dk_padded, dvp = p.dv_padded, bk = p.kv_tile;
 
-    Scratch& sc = thread_scratch();
+    TileScratch& sc = thread_scratch();
     float* qbuf = sized(sc.q, R * dkp);
     float* out = sized(sc.o, R * dvp);
     float* m = sized(sc.m, R);

@@ -17,20 +17,17 @@ namespace tessera {
 
 namespace {
 
-enum class Path { View, MulMat, MulMatId, Elementwise, NormRopeSoftmax, Copy, Attention, Reference };
-
-// The family's fast path when its kernel takes the node's layout, else the reference op.
-Path choose_path(const cpu::CpuKernels& k, const Tensor& node) {
-    switch (op_family(node.op)) {
-        case OpFamily::View: return Path::View;
-        case OpFamily::MulMat: return k.mul_mat_fast_ok(node) ? Path::MulMat : Path::Reference;
-        case OpFamily::MulMatId: return k.mul_mat_id_fast_ok(node) ? Path::MulMatId : Path::Reference;
-        case OpFamily::Elementwise: return k.elementwise_fast_ok(node) ? Path::Elementwise : Path::Reference;
-        case OpFamily::NormRopeSoftmax:
-            return k.norm_rope_softmax_fast_ok(node) ? Path::NormRopeSoftmax : Path::Reference;
-        case OpFamily::Copy: return k.copy_fast_ok(node) ? Path::Copy : Path::Reference;
-        case OpFamily::Attention: return Path::Attention;
-        default: return Path::Reference;
+// The family whose kernel computes the node, or OpFamily::Other when its kernel declines the node's
+// layout (or it has none): the reference op computes it then.
+OpFamily kernel_family(const cpu::CpuKernels& k, const Tensor& node) {
+    const OpFamily f = op_family(node.op);
+    switch (f) {
+        case OpFamily::MulMat: return k.mul_mat_ok(node) ? f : OpFamily::Other;
+        case OpFamily::MulMatId: return k.mul_mat_id_ok(node) ? f : OpFamily::Other;
+        case OpFamily::Elementwise: return k.elementwise_ok(node) ? f : OpFamily::Other;
+        case OpFamily::NormRopeSoftmax: return k.norm_rope_softmax_ok(node) ? f : OpFamily::Other;
+        case OpFamily::Copy: return k.copy_ok(node) ? f : OpFamily::Other;
+        default: return f;  // View (nothing to compute), Attention (the fused kernel takes every layout), Other
     }
 }
 
@@ -42,8 +39,8 @@ public:
     std::string kernel_level() const override { return cpu::cpu_level_name(k_.level); }
 
     bool supports(const Tensor& node) const override {
-        const Path p = choose_path(k_, node);
-        if (p == Path::Reference || p == Path::Attention) return ref::supports(node);
+        const OpFamily f = kernel_family(k_, node);
+        if (f == OpFamily::Other || f == OpFamily::Attention) return ref::supports(node);
         return true;
     }
 
@@ -59,16 +56,16 @@ public:
 
 private:
     void compute_node(Tensor* node) {
-        const Path p = choose_path(k_, *node);
-        if (p == Path::View) return;
-        if (p != Path::Reference) check_storage(node);
-        switch (p) {
-            case Path::MulMat: return k_.mul_mat(node, pool_, scratch_);
-            case Path::MulMatId: return k_.mul_mat_id(node, pool_, scratch_);
-            case Path::Elementwise: return k_.elementwise(node, pool_);
-            case Path::NormRopeSoftmax: return k_.norm_rope_softmax(node, pool_);
-            case Path::Copy: return k_.copy(node, pool_, scratch_);
-            case Path::Attention: return k_.attention(node, pool_);
+        const OpFamily f = kernel_family(k_, *node);
+        if (f == OpFamily::View) return;
+        if (f != OpFamily::Other) check_storage(node);
+        switch (f) {
+            case OpFamily::MulMat: return k_.mul_mat(node, pool_, scratch_);
+            case OpFamily::MulMatId: return k_.mul_mat_id(node, pool_, scratch_);
+            case OpFamily::Elementwise: return k_.elementwise(node, pool_);
+            case OpFamily::NormRopeSoftmax: return k_.norm_rope_softmax(node, pool_);
+            case OpFamily::Copy: return k_.copy(node, pool_, scratch_);
+            case OpFamily::Attention: return k_.attention(node, pool_);
             default: return ref::compute_node(node);
         }
     }

@@ -110,7 +110,7 @@ void set_rows(Tensor* dst, ThreadPool& pool) {
 
 }  // namespace
 
-bool copy_fast_ok(const Tensor& node) {
+bool copy_ok(const Tensor& node) {
     const Tensor* s = node.src[0];
     if (!s) return false;
     switch (node.op) {

@@ -117,7 +117,7 @@ void glu_rows(Tensor* dst, ThreadPool& pool, F f) {
 
 }  // namespace
 
-bool elementwise_fast_ok(const Tensor& node) {
+bool elementwise_ok(const Tensor& node) {
     if (node.type != DType::F32 || !node.is_contiguous() || !rows_contiguous(node.src[0])) return false;
     switch (node.op) {
         case Op::Add:

@@ -18,17 +18,17 @@ struct CpuKernels {
     CpuLevel level;
     int float_lanes;  // floats per SIMD vector of this level's float kernels
 
-    // The backend's fast paths, one pair per op family (cpu_ops.h): `*_fast_ok` says whether the path takes
-    // the node as laid out.
-    bool (*mul_mat_fast_ok)(const Tensor& node);
+    // The backend's kernels, one pair per op family (cpu_ops.h): `*_ok` says whether the kernel takes the
+    // node as laid out (as in the cuda backend).
+    bool (*mul_mat_ok)(const Tensor& node);
     void (*mul_mat)(Tensor* dst, ThreadPool& pool, Scratch& scratch);
-    bool (*mul_mat_id_fast_ok)(const Tensor& node);
+    bool (*mul_mat_id_ok)(const Tensor& node);
     void (*mul_mat_id)(Tensor* dst, ThreadPool& pool, Scratch& scratch);
-    bool (*elementwise_fast_ok)(const Tensor& node);
+    bool (*elementwise_ok)(const Tensor& node);
     void (*elementwise)(Tensor* dst, ThreadPool& pool);
-    bool (*norm_rope_softmax_fast_ok)(const Tensor& node);
+    bool (*norm_rope_softmax_ok)(const Tensor& node);
     void (*norm_rope_softmax)(Tensor* dst, ThreadPool& pool);
-    bool (*copy_fast_ok)(const Tensor& node);
+    bool (*copy_ok)(const Tensor& node);
     void (*copy)(Tensor* dst, ThreadPool& pool, Scratch& scratch);
     void (*attention)(Tensor* dst, ThreadPool& pool);
 

@@ -155,7 +155,7 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
     });
 }
 
-bool mul_mat_fast_ok(const Tensor& node) {
+bool mul_mat_ok(const Tensor& node) {
     const Tensor* a = node.src[0];
     const Tensor* b = node.src[1];
     if (!a || !b || b->type != DType::F32 || node.type != DType::F32 || !node.is_contiguous()) return false;

@@ -9,7 +9,7 @@
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
-bool mul_mat_id_fast_ok(const Tensor& node) {
+bool mul_mat_id_ok(const Tensor& node) {
     const Tensor* e = node.src[0];
     const Tensor* b = node.src[1];
     const Tensor* ids = node.src[2];

@@ -204,7 +204,7 @@ void rope_rows(Tensor* dst, ThreadPool& pool) {
 
 }  // namespace
 
-bool norm_rope_softmax_fast_ok(const Tensor& node) {
+bool norm_rope_softmax_ok(const Tensor& node) {
     if (node.type != DType::F32 || !node.is_contiguous() || !rows_contiguous(node.src[0])) return false;
     switch (node.op) {
         case Op::RmsNorm:

@@ -1,6 +1,6 @@
-// The cpu backend's fast paths, one entry per op family. Each kernel file
-// owns its layout checks: `*_fast_ok` says whether the fast path takes the
-// node as laid out, and the backend falls back to the reference otherwise.
+// The cpu backend's kernels, one entry per op family. Each kernel file
+// owns its layout checks: `*_ok` says whether the kernel takes the node as
+// laid out, and the backend falls back to the reference otherwise.
 // Private to backends/cpu.
 #pragma once
 #include "backends/cpu/kernel_level.h"
@@ -32,18 +32,18 @@ bool matmul_weight_type_ok(DType t);
 // Runs the jobs, all threads sharing the work (weight row panels of every job).
 void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scratch& scratch);
 
-bool mul_mat_fast_ok(const Tensor& node);
+bool mul_mat_ok(const Tensor& node);
 void mul_mat(Tensor* dst, ThreadPool& pool, Scratch& scratch);
-bool mul_mat_id_fast_ok(const Tensor& node);
+bool mul_mat_id_ok(const Tensor& node);
 void mul_mat_id(Tensor* dst, ThreadPool& pool, Scratch& scratch);
 
-bool elementwise_fast_ok(const Tensor& node);  // add/mul/div/scale/unary/glu
+bool elementwise_ok(const Tensor& node);  // add/mul/div/scale/unary/glu
 void elementwise(Tensor* dst, ThreadPool& pool);
 
-bool norm_rope_softmax_fast_ok(const Tensor& node);  // rms_norm, norm, rope, softmax
+bool norm_rope_softmax_ok(const Tensor& node);  // rms_norm, norm, rope, softmax
 void norm_rope_softmax(Tensor* dst, ThreadPool& pool);
 
-bool copy_fast_ok(const Tensor& node);  // get_rows, cont/cast, cpy
+bool copy_ok(const Tensor& node);  // get_rows, cont/cast, cpy
 void copy(Tensor* dst, ThreadPool& pool, Scratch& scratch);
 
 }  // namespace tessera::cpu::TESSERA_CPU_LEVEL

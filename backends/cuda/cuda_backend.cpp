@@ -88,19 +88,18 @@ private:
     size_t size_ = 0;
 };
 
-enum class Path { View, MulMat, MulMatId, Elementwise, NormRopeSoftmax, Copy, Attention, Host };
-
-// The family's kernel when it takes the node's types and layout, else the host fallback.
-Path choose_path(const Tensor& node) {
-    switch (op_family(node.op)) {
-        case OpFamily::View: return Path::View;
-        case OpFamily::MulMat: return cuda::mul_mat_ok(node) ? Path::MulMat : Path::Host;
-        case OpFamily::MulMatId: return cuda::mul_mat_id_ok(node) ? Path::MulMatId : Path::Host;
-        case OpFamily::Elementwise: return cuda::elementwise_ok(node) ? Path::Elementwise : Path::Host;
-        case OpFamily::NormRopeSoftmax: return cuda::norm_rope_softmax_ok(node) ? Path::NormRopeSoftmax : Path::Host;
-        case OpFamily::Copy: return cuda::copy_ok(node) ? Path::Copy : Path::Host;
-        case OpFamily::Attention: return cuda::attention_ok(node) ? Path::Attention : Path::Host;
-        default: return Path::Host;
+// The family whose kernel computes the node, or OpFamily::Other when its kernel declines the node's types
+// or layout (or it has none): the host fallback computes it then.
+OpFamily kernel_family(const Tensor& node) {
+    const OpFamily f = op_family(node.op);
+    switch (f) {
+        case OpFamily::MulMat: return cuda::mul_mat_ok(node) ? f : OpFamily::Other;
+        case OpFamily::MulMatId: return cuda::mul_mat_id_ok(node) ? f : OpFamily::Other;
+        case OpFamily::Elementwise: return cuda::elementwise_ok(node) ? f : OpFamily::Other;
+        case OpFamily::NormRopeSoftmax: return cuda::norm_rope_softmax_ok(node) ? f : OpFamily::Other;
+        case OpFamily::Copy: return cuda::copy_ok(node) ? f : OpFamily::Other;
+        case OpFamily::Attention: return cuda::attention_ok(node) ? f : OpFamily::Other;
+        default: return f;  // View (nothing to compute) or Other
     }
 }
 
@@ -134,8 +133,7 @@ public:
     bool is_host() const override { return false; }
 
     bool supports(const Tensor& node) const override {
-        const Path p = choose_path(node);
-        return p == Path::Host ? ref::supports(node) : true;
+        return kernel_family(node) == OpFamily::Other ? ref::supports(node) : true;
     }
 
     std::unique_ptr<Buffer> alloc_buffer(size_t bytes) override {
@@ -211,16 +209,16 @@ private:
     }
 
     void compute_node(Tensor& node) {
-        const Path p = choose_path(node);
-        if (p == Path::View) return;
+        const OpFamily f = kernel_family(node);
+        if (f == OpFamily::View) return;
         check_storage(node);
-        switch (p) {
-            case Path::MulMat: return cuda::mul_mat(node, ctx_);
-            case Path::MulMatId: return cuda::mul_mat_id(node, ctx_);
-            case Path::Elementwise: return cuda::elementwise(node, ctx_);
-            case Path::NormRopeSoftmax: return cuda::norm_rope_softmax(node, ctx_);
-            case Path::Copy: return cuda::copy(node, ctx_);
-            case Path::Attention: return cuda::attention(node, ctx_);
+        switch (f) {
+            case OpFamily::MulMat: return cuda::mul_mat(node, ctx_);
+            case OpFamily::MulMatId: return cuda::mul_mat_id(node, ctx_);
+            case OpFamily::Elementwise: return cuda::elementwise(node, ctx_);
+            case OpFamily::NormRopeSoftmax: return cuda::norm_rope_softmax(node, ctx_);
+            case OpFamily::Copy: return cuda::copy(node, ctx_);
+            case OpFamily::Attention: return cuda::attention(node, ctx_);
             default: return cuda::host_fallback(node, ctx_);
         }
     }
