@@ -1,4 +1,5 @@
-// Factories each backend folder provides; only backends/registry.cpp calls them.
+// Factories each backend folder linked into libtessera provides; only backends/registry.cpp calls them.
+// (The cuda backend is a module loaded on demand: backends/cuda_module.h.)
 #pragma once
 #include <memory>
 
@@ -8,11 +9,5 @@ namespace tessera {
 
 std::unique_ptr<Backend> make_reference_backend(const BackendOptions& options);
 std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
-#ifdef TESSERA_HAVE_CUDA
-std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options);
-// "cuda+cpu": a model split between the GPU and the CPU (cuda_split_backend.cpp).
-std::unique_ptr<Backend> make_cuda_split_backend(const BackendOptions& options);
-int cuda_device_count();  // 0 when no driver or no device
-#endif
 
 }  // namespace tessera

@@ -29,9 +29,9 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/op_family.h"
-#include "backends/registry.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/quant.h"
@@ -814,7 +814,7 @@ TEST_CASE("cuda emulated: a transformer layer (GQA, rope, F16 cache written then
 TEST_CASE("cuda emulated: the cuda+cpu split backend runs each node where its weights are") {
     auto reference = create_backend("reference");
     BackendOptions opt;
-    auto split = make_cuda_split_backend(opt);  // the emulated one: renamed by the build
+    auto split = make_cuda_split_backend(opt, create_backend("cpu", opt));  // the emulated one: renamed by the build
     auto device = emulated_backend();           // owns the "GPU weights"
     auto host = create_backend("cpu");          // owns host-only memory the device cannot read
     const int64_t T = 5, p0 = 9;

@@ -48,6 +48,8 @@ step configure cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA=
     -DCMAKE_CUDA_ARCHITECTURES="$ARCH-real" ${SHARED:+-DTESSERA_SHARED_DIR="$SHARED"}
 step build cmake --build "$BUILD" -j "$JOBS"
 T="$BUILD/tessera"
+# The test programs live in $BUILD/tests, not beside the CUDA module: name it for them.
+export TESSERA_CUDA_MODULE="$BUILD/libtessera-cuda.so"
 
 step test_ops "$BUILD/tests/test_ops"
 step test_cuda "$BUILD/tests/test_cuda"

@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <string>
 
+#include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/op_family.h"
 #include "backends/reference/reference_ops.h"
-#include "backends/registry.h"
 #include "core/error.h"
 
 namespace tessera {

@@ -7,9 +7,10 @@
 // slow next to its own memory but small next to the weights of the layers it keeps.
 #include <cstring>
 #include <memory>
+#include <utility>
 
+#include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_common.cuh"
-#include "backends/registry.h"
 #include "core/error.h"
 
 namespace tessera {
@@ -67,8 +68,10 @@ Side side_of(const Tensor& node) {
 
 class CudaSplitBackend final : public Backend {
 public:
-    explicit CudaSplitBackend(const BackendOptions& options)
-        : host_(make_cpu_backend(options)), device_(make_cuda_backend(options)) {}
+    CudaSplitBackend(const BackendOptions& options, std::unique_ptr<Backend> host)
+        : host_(std::move(host)), device_(make_cuda_backend(options)) {
+        TESSERA_CHECK(host_ && host_->is_host(), "cuda+cpu: the host side must be a host backend");
+    }
 
     std::string name() const override { return "cuda+cpu"; }
     // Some tensors (the uploaded weights) are device memory, so callers must use set/get_tensor.
@@ -118,8 +121,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_split_backend(const BackendOptions& options) {
-    return std::make_unique<CudaSplitBackend>(options);
+std::unique_ptr<Backend> make_cuda_split_backend(const BackendOptions& options, std::unique_ptr<Backend> host) {
+    return std::make_unique<CudaSplitBackend>(options, std::move(host));
 }
 
 }  // namespace tessera
