@@ -421,7 +421,7 @@ TEST_CASE("cuda emulated: get_rows of float and quant tables, cont, cast, cpy in
     std::vector<OpCase> cases;
     const std::vector<int32_t> ids = {3, 0, 8, 3, 5, 8, 1};
     for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0,
-                    DType::Q2_K, DType::Q4_K, DType::Q6_K}) {
+                    DType::Q2_K, DType::Q4_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS, DType::MXFP4}) {
         const int64_t ne0 = type_traits(t).block_size == 256 ? 512 : 96;
         const bool is_float = t == DType::F32 || t == DType::F16 || t == DType::BF16;
         cases.push_back({std::string("get_rows ") + type_name(t),
@@ -444,9 +444,10 @@ TEST_CASE("cuda emulated: get_rows of float and quant tables, cont, cast, cpy in
                              [=](Inputs& in) { return cast(in.ctx, in.transposed(from, s, -70000, 70000), to); },
                              exact(), "convert_kernel"});
     }
-    // Quant rows moved whole: permuted views of block types of 18, 20, 22, 34, 144 and 210 bytes (copied in
-    // 2- or 4-byte words), and dequantized or quantized on the way.
-    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    // Quant rows moved whole: permuted views of block types of 17, 18, 20, 22, 34, 136, 144 and 210 bytes (copied
+    // in 1-, 2- or 4-byte words), and dequantized or quantized on the way.
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::IQ4_NL,
+                    DType::IQ4_XS, DType::MXFP4}) {
         const int64_t ne0 = type_traits(t).block_size == 256 ? 256 : 64;
         cases.push_back({std::string("cont permuted ") + type_name(t),
                          [=](Inputs& in) { return cont(in.ctx, in.permuted(t, {ne0, 3, 5, 1}, {0, 2, 1, 3})); }, exact(),
@@ -493,7 +494,7 @@ TEST_CASE("cuda emulated: mul_mat, every weight type, matrix-vector (m <= 8) and
     // Quant weights: k = 512 (two super-blocks), n = 33 rows (8 blocks of 4 rows + 1); m = 8 is the widest
     // matrix-vector call, m = 9 the narrowest GEMM.
     for (DType w : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
-                    DType::Q4_K, DType::Q5_K, DType::Q6_K})
+                    DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS, DType::MXFP4})
         for (int64_t m : {1, 3, 8, 9}) {
             const bool prefill = m > 8;
             cases.push_back({std::string("mul_mat ") + type_name(w) + " m=" + std::to_string(m),
@@ -518,7 +519,8 @@ TEST_CASE("cuda emulated: mul_mat, every weight type, matrix-vector (m <= 8) and
             }
     // Long rows: more slices than the block's 128 threads, so every warp accumulates and reduces (the short
     // rows above leave warps 2 and 3 idle); k = 4101 for F32 adds a 5-element tail.
-    for (DType w : {DType::F32, DType::F16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K})
+    for (DType w : {DType::F32, DType::F16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::IQ4_XS,
+                    DType::MXFP4})
         for (int64_t m : {1, 3}) {
             const int64_t k = w == DType::F32 ? 4101 : 4096;
             cases.push_back({std::string("mul_mat long rows ") + type_name(w) + " k=" + std::to_string(k) +
@@ -543,7 +545,8 @@ TEST_CASE("cuda emulated: mul_mat, every weight type, matrix-vector (m <= 8) and
 
 TEST_CASE("cuda emulated: mul_mat_id, one activation row per token or per slot") {
     std::vector<OpCase> cases;
-    for (DType w : {DType::F32, DType::F16, DType::Q4_0, DType::Q5_1, DType::Q8_0, DType::Q3_K, DType::Q4_K, DType::Q6_K})
+    for (DType w : {DType::F32, DType::F16, DType::Q4_0, DType::Q5_1, DType::Q8_0, DType::Q3_K, DType::Q4_K, DType::Q6_K,
+                    DType::IQ4_NL, DType::IQ4_XS, DType::MXFP4})
         for (int64_t b1 : {1, 2}) {
             cases.push_back({std::string("mul_mat_id ") + type_name(w) + " b1=" + std::to_string(b1),
                              [=](Inputs& in) {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/half.h"
 #include "core/quant.h"
 #include "core/tensor.h"
 #include "core/types.h"
@@ -77,6 +78,9 @@ TESSERA_HD bool is_dequantizable(DType t) {
         case DType::Q4_K:
         case DType::Q5_K:
         case DType::Q6_K:
+        case DType::IQ4_NL:
+        case DType::IQ4_XS:
+        case DType::MXFP4:
             return true;
         default:
             return false;
@@ -222,6 +226,48 @@ TESSERA_HD float dq_q6_K(const uint8_t* p, int j) {
     return mul_rn(mul_rn(d, float(sc)), float(q));
 }
 
+// ---- 4-bit grid types (IQ4_NL, IQ4_XS, MXFP4): a nibble indexes a 16-level int8 grid ----
+
+// A grid as two little-endian words of 8 bytes, byte i holding level i + 128 (0..255): device code takes a
+// level with a shift and a mask instead of a load from a table (host arrays are not visible there).
+constexpr uint64_t pack_grid_biased(const int8_t (&grid)[16], int first) {
+    uint64_t w = 0;
+    for (int i = 0; i < 8; ++i) w |= uint64_t(uint8_t(grid[first + i] + 128)) << (8 * i);
+    return w;
+}
+constexpr uint64_t kIQ4GridLo = pack_grid_biased(kIQ4Grid, 0), kIQ4GridHi = pack_grid_biased(kIQ4Grid, 8);
+constexpr uint64_t kMXFP4GridLo = pack_grid_biased(kMXFP4Grid, 0), kMXFP4GridHi = pack_grid_biased(kMXFP4Grid, 8);
+
+// Level q (0..15) + 128 of a packed grid.
+TESSERA_HD uint32_t grid_biased(uint64_t lo, uint64_t hi, uint32_t q) {
+    return uint32_t(((q < 8 ? lo : hi) >> (8 * (q & 7))) & 0xFFu);
+}
+TESSERA_HD int iq4_level(uint32_t q) { return int(grid_biased(kIQ4GridLo, kIQ4GridHi, q)) - 128; }
+TESSERA_HD int mxfp4_level(uint32_t q) { return int(grid_biased(kMXFP4GridLo, kMXFP4GridHi, q)) - 128; }
+
+// 2^(e - 128) from its bits, as core's mxfp4_half_scale (subnormal for e < 2).
+TESSERA_HD float mxfp4_scale(uint32_t e) { return half_detail::float_of(e < 2 ? 0x00200000u << e : (e - 1) << 23); }
+
+TESSERA_HD float dq_iq4_nl(const uint8_t* p, int j) {
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_iq4_nl, d)));
+    return mul_rn(d, float(iq4_level(uint32_t(nibble32(p + offsetof(block_iq4_nl, qs), j)))));
+}
+
+// IQ4_XS: element j of a super-block is in group j / 32 (6-bit scale ls, stored + 32), nibble j % 32 of its 16 bytes.
+TESSERA_HD float dq_iq4_xs(const uint8_t* p, int j) {
+    const float d = fp16_to_fp32(load_u16(p + offsetof(block_iq4_xs, d)));
+    const int g = j >> 5;
+    const uint32_t sh = load_u16(p + offsetof(block_iq4_xs, scales_h));
+    const int ls = ((p[offsetof(block_iq4_xs, scales_l) + g / 2] >> (4 * (g % 2))) & 0xF) | (int((sh >> (2 * g)) & 3u) << 4);
+    const float dl = mul_rn(d, float(ls - 32));
+    return mul_rn(dl, float(iq4_level(uint32_t(nibble32(p + offsetof(block_iq4_xs, qs) + 16 * g, j & 31)))));
+}
+
+TESSERA_HD float dq_mxfp4(const uint8_t* p, int j) {
+    const float d = mxfp4_scale(p[offsetof(block_mxfp4, e)]);
+    return mul_rn(float(mxfp4_level(uint32_t(nibble32(p + offsetof(block_mxfp4, qs), j)))), d);
+}
+
 // Element i0 of a row of type t starting at `row` (quantized rows are whole blocks back to back).
 TESSERA_HD float dequantize_element(DType t, const uint8_t* row, int64_t i0) {
     switch (t) {
@@ -235,6 +281,9 @@ TESSERA_HD float dequantize_element(DType t, const uint8_t* row, int64_t i0) {
         case DType::Q4_K: return dq_q4_K(row + (i0 / QK_K) * sizeof(block_q4_K), int(i0 % QK_K));
         case DType::Q5_K: return dq_q5_K(row + (i0 / QK_K) * sizeof(block_q5_K), int(i0 % QK_K));
         case DType::Q6_K: return dq_q6_K(row + (i0 / QK_K) * sizeof(block_q6_K), int(i0 % QK_K));
+        case DType::IQ4_NL: return dq_iq4_nl(row + (i0 / QK4_NL) * sizeof(block_iq4_nl), int(i0 % QK4_NL));
+        case DType::IQ4_XS: return dq_iq4_xs(row + (i0 / QK_K) * sizeof(block_iq4_xs), int(i0 % QK_K));
+        case DType::MXFP4: return dq_mxfp4(row + (i0 / QK_MXFP4) * sizeof(block_mxfp4), int(i0 % QK_MXFP4));
         default: return 0.0f;  // not reached: callers accept only is_dequantizable types
     }
 }

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 
+#include "backends/cuda/cuda_convert.cuh"
 #include "core/quant.h"
 #include "core/types.h"
 
@@ -372,6 +373,72 @@ struct WeightQ6_K : BlockShape<QK_K, sizeof(block_q6_K), 2> {
     }
 };
 
+// ---------------------------------------------------------------------------------------------
+// 4-bit grid types: q is the grid level a nibble names (kIQ4Grid, kMXFP4Grid), taken from the packed words of
+// cuda_convert.cuh; nibbles are laid out as Q4_0's (slice sl: qs bytes 4sl..4sl+3 of a 32-value group, low
+// nibbles run 0, high nibbles run 1).
+
+__device__ __forceinline__ float iq4_level(uint32_t nibble) {
+    return biased<128>(conv::grid_biased(conv::kIQ4GridLo, conv::kIQ4GridHi, nibble));
+}
+__device__ __forceinline__ float mxfp4_level(uint32_t nibble) {
+    return biased<128>(conv::grid_biased(conv::kMXFP4GridLo, conv::kMXFP4GridHi, nibble));
+}
+
+struct WeightIQ4_NL : BlockShape<QK4_NL, sizeof(block_iq4_nl), 2> {
+    static constexpr DType kType = DType::IQ4_NL;
+    static constexpr bool kScaled = true, kOffset = false, kTail = false;
+    __device__ static int run(int sl, int r) { return 4 * sl + 16 * r; }
+    __device__ static void load(const uint8_t* b, int sl, Slice& s) {  // d * level
+        const float d = ld_half(b);
+        const uint32_t qs = ld_u32_a2(b + 2 + 4 * sl);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            s.q[i] = iq4_level(byte_of(qs, i) & 0xF);
+            s.q[4 + i] = iq4_level(byte_of(qs, i) >> 4);
+        }
+        s.scale[0] = s.scale[1] = d;
+    }
+};
+
+// IQ4_XS: 8 groups of 32 per super-block, group g's 16 bytes at 8 + 16g; slice sl = 4g + w takes bytes 4w..4w+3
+// of group g. The 8-byte header (d, scales_h, scales_l) is one aligned pair of words (kAlign 8).
+struct WeightIQ4_XS : BlockShape<QK_K, sizeof(block_iq4_xs), 8> {
+    static constexpr DType kType = DType::IQ4_XS;
+    static constexpr bool kScaled = true, kOffset = false, kTail = false;
+    __device__ static int run(int sl, int r) { return 32 * (sl >> 2) + 16 * r + 4 * (sl & 3); }
+    __device__ static void load(const uint8_t* b, int sl, Slice& s) {  // d * (ls - 32) * level
+        const int g = sl >> 2, w = sl & 3;
+        const uint32_t head = ld_u32(b);        // d | scales_h << 16
+        const uint32_t low = ld_u32(b + 4);     // scales_l[0..3]
+        const uint32_t qs = ld_u32(b + 8 + 16 * g + 4 * w);
+        const uint32_t ls = ((byte_of(low, g / 2) >> (4 * (g % 2))) & 0xFu) | (((head >> (16 + 2 * g)) & 3u) << 4);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            s.q[i] = iq4_level(byte_of(qs, i) & 0xF);
+            s.q[4 + i] = iq4_level(byte_of(qs, i) >> 4);
+        }
+        s.scale[0] = s.scale[1] = __fmul_rn(half_bits_to_float(head & 0xFFFFu), float(int(ls) - 32));
+    }
+};
+
+// MXFP4: 17-byte blocks, so nothing past a byte is aligned (kAlign 1): the nibbles are read byte by byte.
+struct WeightMXFP4 : BlockShape<QK_MXFP4, sizeof(block_mxfp4), 1> {
+    static constexpr DType kType = DType::MXFP4;
+    static constexpr bool kScaled = true, kOffset = false, kTail = false;
+    __device__ static int run(int sl, int r) { return 4 * sl + 16 * r; }
+    __device__ static void load(const uint8_t* b, int sl, Slice& s) {  // level * 2^(e - 128)
+        const float d = conv::mxfp4_scale(ld_u8(b));
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t q = ld_u8(b + 1 + 4 * sl + i);
+            s.q[i] = mxfp4_level(q & 0xF);
+            s.q[4 + i] = mxfp4_level(q >> 4);
+        }
+        s.scale[0] = s.scale[1] = d;
+    }
+};
+
 // The reference value of element i (0..7) of a slice, bit for bit (no fused multiply-add).
 template <class Q>
 __device__ __forceinline__ float dequant_value(const Slice& s, int i) {
@@ -398,6 +465,9 @@ bool dispatch_weight_type(DType t, F&& f) {
         case DType::Q4_K: f.template operator()<WeightQ4_K>(); return true;
         case DType::Q5_K: f.template operator()<WeightQ5_K>(); return true;
         case DType::Q6_K: f.template operator()<WeightQ6_K>(); return true;
+        case DType::IQ4_NL: f.template operator()<WeightIQ4_NL>(); return true;
+        case DType::IQ4_XS: f.template operator()<WeightIQ4_XS>(); return true;
+        case DType::MXFP4: f.template operator()<WeightMXFP4>(); return true;
         default: return false;
     }
 }
