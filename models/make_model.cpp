@@ -77,11 +77,16 @@ void synthesize_vocab(GGUFWriter& w, int64_t n_vocab) {
     for (char a : letters)
         for (char b : letters)
             for (char c : letters) pieces.push_back(sp + a + b + c);
-    TESSERA_CHECK(int64_t(tokens.size() + pieces.size()) >= n_vocab,
-                  "make-model: cannot synthesize %lld distinct tokens", (long long)n_vocab);
-    for (size_t i = 0; int64_t(tokens.size()) < n_vocab; ++i) {
+    for (size_t i = 0; i < pieces.size() && int64_t(tokens.size()) < n_vocab; ++i) {
         tokens.push_back(pieces[i]);
         types.push_back(1);
+    }
+    // Past the ~37K distinct pieces, the real shapes' vocabularies (Qwen's 151936, gpt-oss's 201088) are
+    // filled with unused reserved tokens, as those tokenizers' own reserved ranges are: the embedding and
+    // output matrices get their real size (and a token its real bytes read) while text never maps to them.
+    for (int64_t i = 0; int64_t(tokens.size()) < n_vocab; ++i) {
+        tokens.push_back("<|reserved_" + std::to_string(i) + "|>");
+        types.push_back(5);  // unused
     }
     std::vector<float> scores(tokens.size(), 0.0f);
     // Shorter pieces first and more likely: SentencePiece merges the highest score first.

@@ -142,9 +142,9 @@ MadeModel make_family_model(const MakeModelOptions& o, const std::string& out_pa
         w.set_f32(key("rope.scaling.factor"), s.yarn_factor);
         w.set_u32(key("rope.scaling.original_context_length"), uint32_t(s.yarn_orig_ctx));
     }
-    // The synthesized vocabulary has at most ~36K distinct pieces: presets with larger vocabularies get
-    // 32000 tokens unless --vocab gives a real tokenizer.
-    const int64_t n_vocab = make_model_write_vocab(w, o.vocab_path, o.vocab_path.empty() ? std::min<int64_t>(s.n_vocab, 32000) : 0);
+    // The preset's own vocabulary size (the synthesized vocabulary pads with reserved tokens), unless --vocab
+    // gives a real tokenizer.
+    const int64_t n_vocab = make_model_write_vocab(w, o.vocab_path, o.vocab_path.empty() ? s.n_vocab : 0);
     w.set_u32(key("vocab_size"), uint32_t(n_vocab));
 
     // Tensors are made while the file is written (one in memory at a time). Weights uniform with std 0.02,

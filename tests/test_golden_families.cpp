@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/gguf.h"
 #include "models/make_model.h"
+#include "models/tokenizer.h"
 #include "tests/golden_util.h"
 
 using namespace tessera;
@@ -128,4 +130,23 @@ TEST_CASE("make-model: each family's tiny preset loads, generates, and says what
     bad.arch = "qwen3";
     bad.preset = "phi3-mini";
     CHECK_THROWS_WITH(make_model(bad, "/tmp/unused.gguf"), doctest::Contains("phi3"));
+}
+
+TEST_CASE("make-model: a synthesized vocabulary larger than its distinct pieces is padded with unused tokens") {
+    // The real shapes' vocabularies (151936, 201088) exceed the ~37K pieces the synthesizer spells out.
+    GGUFWriter w;
+    REQUIRE(make_model_write_vocab(w, "", 40000) == 40000);
+    const std::string path = "/tmp/tessera_families_vocab_" + std::to_string(::getpid()) + ".gguf";
+    w.write(path);
+    auto f = GGUFFile::open(path);
+    const auto tokens = f->get_array<std::string>("tokenizer.ggml.tokens");
+    const auto types = f->get_array<int32_t>("tokenizer.ggml.token_type");
+    REQUIRE(tokens.size() == 40000);
+    REQUIRE(types.size() == 40000);
+    CHECK(types.back() == 5);  // unused
+    CHECK(std::count(tokens.begin(), tokens.end(), tokens.back()) == 1);
+    // Text never maps to a reserved token.
+    auto tok = Tokenizer::from_gguf(*f);
+    std::remove(path.c_str());
+    for (int32_t id : tok->tokenize("the quick brown fox, 42 times!", true, false)) CHECK(types[size_t(id)] != 5);
 }
