@@ -55,7 +55,7 @@ TEST_CASE("cpu convert: f32 -> f16 and bf16 rows equal the scalar reference conv
     const std::vector<float> x = tricky_floats(1016, 11);
     const int64_t n = int64_t(x.size());
     for (const cpu::CpuKernels* k : cpu_level_tables()) {
-    INFO("cpu level " << std::string(cpu::cpu_level_name(k->level)));
+    INFO("cpu level " << k->name());
     std::vector<uint16_t> h(x.size()), b(x.size());
     k->convert_f32_to_f16(x.data(), h.data(), n);
     k->convert_f32_to_bf16(x.data(), b.data(), n);
@@ -76,7 +76,7 @@ TEST_CASE("cpu convert: every f16 and bf16 value widens exactly") {
     std::vector<uint16_t> all(65536);
     for (uint32_t i = 0; i < 65536; ++i) all[i] = uint16_t(i);
     for (const cpu::CpuKernels* k : cpu_level_tables()) {
-    INFO("cpu level " << std::string(cpu::cpu_level_name(k->level)));
+    INFO("cpu level " << k->name());
     std::vector<float> f(65536), g(65536);
     k->convert_to_f32(DType::F16, all.data(), f.data(), 65536);
     k->convert_to_f32(DType::BF16, all.data(), g.data(), 65536);
@@ -97,7 +97,7 @@ TEST_CASE("cpu convert: every f16 and bf16 value widens exactly") {
 TEST_CASE("cpu reduce16: sixteen horizontal sums land in order") {
     // Lane values are small integers, so every sum is exact and order mistakes show as wrong values.
     for (const cpu::CpuKernels* k : cpu_level_tables()) {
-        INFO("cpu level " << std::string(cpu::cpu_level_name(k->level)) << ", " << k->float_lanes << " lanes");
+        INFO("cpu level " << k->name() << ", " << k->float_lanes << " lanes");
         std::vector<float> lanes(size_t(16 * k->float_lanes));
         float want[16];
         for (int i = 0; i < 16; ++i) {
@@ -118,10 +118,10 @@ namespace {
 // The graph ending in `out` computed by the cpu backend at kernel level `level` with `threads` and then by
 // the reference, in one planned buffer: {cpu's output, the reference's}.
 std::pair<std::vector<float>, std::vector<float>> cpu_and_reference(const Graph& g, const Tensor& out, int threads,
-                                                                    cpu::CpuLevel level) {
+                                                                    const std::string& level) {
     BackendOptions opt;
     opt.threads = threads;
-    opt.cpu_level = cpu::cpu_level_name(level);
+    opt.cpu_level = level;
     auto cpu = create_backend("cpu", opt);
     auto ref = create_backend("reference");
     auto buf = allocate_graph(g, *cpu);
@@ -160,7 +160,7 @@ void check_matmul(const MatmulCase& c, int threads, const cpu::CpuKernels& kl) {
     out->flags |= kFlagOutput;
     Graph g;
     g.expand(out);
-    const auto [got, want] = cpu_and_reference(g, *out, threads, kl.level);
+    const auto [got, want] = cpu_and_reference(g, *out, threads, kl.name());
 
     const std::vector<float> af = to_floats(*a), bf = to_floats(*b);
     const double factor = (double(c.k) / kl.float_lanes + double(c.k) / 1024 + 6) * kU;
@@ -179,7 +179,7 @@ void check_matmul(const MatmulCase& c, int threads, const cpu::CpuKernels& kl) {
             }
         }
     INFO(std::string(type_name(c.type)) << " k " << c.k << " n " << c.n << " m " << c.m << std::string(c.strided_b ? " strided b" : "")
-                           << " threads " << threads << " cpu level " << std::string(cpu::cpu_level_name(kl.level))
+                           << " threads " << threads << " cpu level " << kl.name()
                            << "; worst at (" << wi << ", " << wj << ") got "
                            << got[size_t(wj * c.n + wi)] << " want " << want[size_t(wj * c.n + wi)]);
     CHECK(worst <= 1.0);
@@ -287,7 +287,7 @@ TEST_CASE("cpu mul_mat_id: experts grouped by token, 1 KiB-multiple rows, packin
             Tensor* out = mul_mat_id(ctx, ex, b, ids);
             Graph g;
             g.expand(out);
-            const auto [got, want] = cpu_and_reference(g, *out, threads, kl->level);
+            const auto [got, want] = cpu_and_reference(g, *out, threads, kl->name());
             const std::vector<float> ef = to_floats(*ex), bf = to_floats(*b);
             // Same first-order bound as the mul_mat cases above.
             const double factor = (double(k) / kl->float_lanes + double(k) / 1024 + 6) * kU;
@@ -305,78 +305,103 @@ TEST_CASE("cpu mul_mat_id: experts grouped by token, 1 KiB-multiple rows, packin
                     }
                 }
             INFO(std::string(shared_b ? "shared b" : "b per slot") << ", threads " << threads << ", cpu level "
-                                                       << std::string(cpu::cpu_level_name(kl->level)));
+                                                       << kl->name());
             CHECK(worst <= 1.0);
         }
 }
 
-TEST_CASE("cpu mul_mat: 4-bit grid weights (IQ4_NL, IQ4_XS, MXFP4), decode and prefill, 1 to 3 threads") {
-    // Against the reference (dequantized weights, f32 activations, double sums) the only difference is the
-    // activations' rounding to Q8_0 / Q8_K blocks: |x - x_q| <= 0.57 d per element (half a step of d = the
-    // block's max |x| / 127, plus Q8_0's f16 scale), so |error| <= sum |w_i| 0.57 d(i) + float summation
-    // (1e-5 of sum |w x|, as in test_quant's dot_tile bound). The split over threads is by weight rows, whose
-    // arithmetic does not change: results are bit-identical for 1, 2 and 3 threads.
-    struct Case {
-        DType type;
-        int64_t n, m;
-        bool strided_b;
-    };
-    const int64_t k = 768;  // three IQ4_XS super-blocks, 24 blocks of 32
-    const Case cases[] = {{DType::IQ4_NL, 131, 1, false}, {DType::IQ4_NL, 67, 13, true},  {DType::IQ4_XS, 131, 1, false},
-                          {DType::IQ4_XS, 67, 9, false},  {DType::IQ4_XS, 33, 13, true},  {DType::MXFP4, 131, 1, false},
-                          {DType::MXFP4, 67, 13, true}};
-    for (const cpu::CpuKernels* kl : cpu_level_tables())
-    for (const auto& c : cases) {
-        const int64_t ablock = c.type == DType::IQ4_XS ? 256 : 32;  // Q8_K or Q8_0 activations
-        std::vector<float> first;
-        for (int threads : {1, 2, 3}) {
-            // A fresh graph per run: a planned view keeps its storage, which dies with cpu_and_reference's buffer.
-            Context ctx;
-            HostArena arena;
-            Tensor* a = arena.make(ctx, c.type, {k, c.n}, "a");
-            arena.fill_random(a, 77);
-            Tensor* b;
-            std::vector<float> bf(size_t(k * c.m));
-            if (c.strided_b) {
-                Tensor* bt = arena.make(ctx, DType::F32, {c.m, k}, "bt");
-                arena.fill_random(bt, 78);
-                const std::vector<float> t = to_floats(*bt);
-                for (int64_t j = 0; j < c.m; ++j)
-                    for (int64_t p = 0; p < k; ++p) bf[size_t(j * k + p)] = t[size_t(p * c.m + j)];
-                b = transpose(ctx, bt);
-            } else {
-                b = arena.make(ctx, DType::F32, {k, c.m}, "b");
-                arena.fill_random(b, 78);
-                bf = to_floats(*b);
-            }
-            const std::vector<float> af = to_floats(*a);
-            Tensor* out = mul_mat(ctx, a, b);
-            out->flags |= kFlagOutput;
-            Graph g;
-            g.expand(out);
-            const auto [got, want] = cpu_and_reference(g, *out, threads, kl->level);
-            double worst = 0;
+namespace {
+
+struct QuantMatmulCase {
+    DType type;
+    int64_t k, n, m;
+    bool strided_b;
+};
+
+// Against the reference (dequantized weights, f32 activations, double sums) the only difference is the
+// activations' rounding to Q8_0 / Q8_K blocks: |x - x_q| <= 0.57 d per element (half a step of d = the
+// block's max |x| / 127, plus Q8_0's f16 scale), so |error| <= sum |w_i| 0.57 d(i) + float summation
+// (1e-5 of sum |w x|, as in test_quant's dot_tile bound). The split over threads is by weight rows, whose
+// arithmetic does not change: results are bit-identical for 1, 2 and 3 threads.
+void check_quant_matmul(const cpu::CpuKernels& kl, const QuantMatmulCase& c) {
+    const int64_t k = c.k;
+    const int64_t ablock = kl.activation_type(c.type) == DType::Q8_K ? 256 : 32;
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+        // A fresh graph per run: a planned view keeps its storage, which dies with cpu_and_reference's buffer.
+        Context ctx;
+        HostArena arena;
+        Tensor* a = arena.make(ctx, c.type, {k, c.n}, "a");
+        arena.fill_random(a, 77);
+        Tensor* b;
+        std::vector<float> bf(size_t(k * c.m));
+        if (c.strided_b) {
+            Tensor* bt = arena.make(ctx, DType::F32, {c.m, k}, "bt");
+            arena.fill_random(bt, 78);
+            const std::vector<float> t = to_floats(*bt);
             for (int64_t j = 0; j < c.m; ++j)
-                for (int64_t i = 0; i < c.n; ++i) {
-                    const float* w = af.data() + i * k;
-                    const float* x = bf.data() + j * k;
-                    double mag = 0, act = 0;
-                    for (int64_t b0 = 0; b0 < k; b0 += ablock) {
-                        float amax = 0;
-                        for (int64_t p = b0; p < b0 + ablock; ++p) amax = std::max(amax, std::fabs(x[p]));
-                        for (int64_t p = b0; p < b0 + ablock; ++p) {
-                            mag += std::fabs(double(w[p]) * x[p]);
-                            act += std::fabs(double(w[p])) * 0.57 * amax / 127;
-                        }
-                    }
-                    const size_t o = size_t(j * c.n + i);
-                    worst = std::max(worst, std::fabs(double(got[o]) - want[o]) / (act + 1e-5 * mag + 1e-30));
-                }
-            INFO(std::string(type_name(c.type)) << " n " << c.n << " m " << c.m << std::string(c.strided_b ? " strided b" : "") << " threads "
-                                   << threads << ", cpu level " << std::string(cpu::cpu_level_name(kl->level)));
-            CHECK(worst <= 1.0);
-            if (first.empty()) first = got;
-            CHECK(std::memcmp(first.data(), got.data(), got.size() * 4) == 0);
+                for (int64_t p = 0; p < k; ++p) bf[size_t(j * k + p)] = t[size_t(p * c.m + j)];
+            b = transpose(ctx, bt);
+        } else {
+            b = arena.make(ctx, DType::F32, {k, c.m}, "b");
+            arena.fill_random(b, 78);
+            bf = to_floats(*b);
         }
+        const std::vector<float> af = to_floats(*a);
+        Tensor* out = mul_mat(ctx, a, b);
+        out->flags |= kFlagOutput;
+        Graph g;
+        g.expand(out);
+        const auto [got, want] = cpu_and_reference(g, *out, threads, kl.name());
+        double worst = 0;
+        for (int64_t j = 0; j < c.m; ++j)
+            for (int64_t i = 0; i < c.n; ++i) {
+                const float* w = af.data() + i * k;
+                const float* x = bf.data() + j * k;
+                double mag = 0, act = 0;
+                for (int64_t b0 = 0; b0 < k; b0 += ablock) {
+                    float amax = 0;
+                    for (int64_t p = b0; p < b0 + ablock; ++p) amax = std::max(amax, std::fabs(x[p]));
+                    for (int64_t p = b0; p < b0 + ablock; ++p) {
+                        mag += std::fabs(double(w[p]) * x[p]);
+                        act += std::fabs(double(w[p])) * 0.57 * amax / 127;
+                    }
+                }
+                const size_t o = size_t(j * c.n + i);
+                worst = std::max(worst, std::fabs(double(got[o]) - want[o]) / (act + 1e-5 * mag + 1e-30));
+            }
+        INFO(std::string(type_name(c.type)) << " k " << k << " n " << c.n << " m " << c.m
+                                            << (c.strided_b ? " strided b" : "") << " threads " << threads
+                                            << ", cpu level " << kl.name());
+        CHECK(worst <= 1.0);
+        if (first.empty()) first = got;
+        CHECK(std::memcmp(first.data(), got.data(), got.size() * 4) == 0);
     }
+}
+
+}  // namespace
+
+TEST_CASE("cpu mul_mat: 4-bit grid weights (IQ4_NL, IQ4_XS, MXFP4), decode and prefill, 1 to 3 threads") {
+    // k 768: three IQ4_XS super-blocks, 24 blocks of 32.
+    const QuantMatmulCase cases[] = {
+        {DType::IQ4_NL, 768, 131, 1, false}, {DType::IQ4_NL, 768, 67, 13, true}, {DType::IQ4_XS, 768, 131, 1, false},
+        {DType::IQ4_XS, 768, 67, 9, false},  {DType::IQ4_XS, 768, 33, 13, true}, {DType::MXFP4, 768, 131, 1, false},
+        {DType::MXFP4, 768, 67, 13, true}};
+    for (const cpu::CpuKernels* kl : cpu_level_tables())
+        for (const auto& c : cases) check_quant_matmul(*kl, c);
+}
+
+TEST_CASE("cpu mul_mat: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K weights, decode and prefill, odd shapes, 1 to 3 threads") {
+    // The types models ship in. k: an odd number of blocks (the 512-bit kernels hold two blocks or two
+    // rows per register; 3 super-blocks for the K types); n not a multiple of the 4-row tile nor of the
+    // row pairs; m 1 (decode), 5 (a 4-column group and a 1-column tail), 13 (8 + 5), strided b (packing).
+    const QuantMatmulCase cases[] = {
+        {DType::Q4_0, 224, 131, 1, false}, {DType::Q4_0, 96, 67, 13, true},   {DType::Q4_0, 32, 7, 5, false},
+        {DType::Q8_0, 224, 131, 1, false}, {DType::Q8_0, 96, 67, 13, false},  {DType::Q8_0, 32, 5, 6, true},
+        {DType::Q4_K, 768, 131, 1, false}, {DType::Q4_K, 256, 67, 13, true},  {DType::Q4_K, 512, 9, 5, false},
+        {DType::Q5_K, 768, 131, 1, false}, {DType::Q5_K, 256, 33, 13, false}, {DType::Q5_K, 256, 6, 7, true},
+        {DType::Q6_K, 768, 131, 1, false}, {DType::Q6_K, 256, 67, 13, true},  {DType::Q6_K, 512, 3, 2, false},
+    };
+    for (const cpu::CpuKernels* kl : cpu_level_tables())
+        for (const auto& c : cases) check_quant_matmul(*kl, c);
 }

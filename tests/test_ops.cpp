@@ -130,7 +130,7 @@ std::vector<std::pair<std::string, BackendOptions>> backends_under_test() {
         }
         for (const cpu::CpuKernels* k : cpu_level_tables()) {
             BackendOptions o;
-            o.cpu_level = cpu::cpu_level_name(k->level);
+            o.cpu_level = k->name();
             out.push_back({name, o});
         }
     }

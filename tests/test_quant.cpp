@@ -562,7 +562,7 @@ TEST_CASE("dot_tile matches dequantize + double dot for every weight type, odd s
         {9, 1, 5, 2, 0, 0}, {13, 6, 2, 0, 12, 1}, {3, 17, 1, 0, 0, 0}, {2, 7, 2, 0, 0, 0}, {6, 2, 3, 0, 4, 0},
     };
     for (const cpu::CpuKernels* kl : testing::cpu_level_tables()) {
-        const std::string level = cpu::cpu_level_name(kl->level);
+        const std::string level = kl->name();
         CAPTURE(level);
         uint64_t seed = 1;
         for (DType wt : kWeightTypes) {
@@ -580,13 +580,69 @@ TEST_CASE("dot_tile matches dequantize + double dot for every weight type, odd s
 
 TEST_CASE("dot_tile: many blocks (long k) stay within the bounds") {
     for (const cpu::CpuKernels* kl : testing::cpu_level_tables()) {
-        const std::string level = cpu::cpu_level_name(kl->level);
+        const std::string level = kl->name();
         CAPTURE(level);
         for (DType wt : kWeightTypes) {
             const std::string tname = type_name(wt);
             CAPTURE(tname);
             const int64_t nblocks = type_traits(wt).block_size == 32 ? 131 : 17;  // k = 4192 / 4352
             check_dot_tile(*kl, wt, {6, 5, nblocks, 0, 0, 0}, 99);
+        }
+    }
+}
+
+TEST_CASE("dot_tile: each level runs the kernels of its width (avx512 and its emulated twin: 512-bit)") {
+    // Guards against a level silently falling back to narrower code (a missing macro, a build without SIMDe
+    // whose "emulated" twin would then test nothing new).
+    const DType wide[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL, DType::MXFP4,
+                          DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+    for (const cpu::CpuKernels* kl : testing::cpu_level_tables()) {
+        const std::string level = kl->name();
+        CAPTURE(level);
+        const int want = kl->level >= cpu::CpuLevel::Avx512 ? 512 : kl->level == cpu::CpuLevel::Avx2 ? 256 : 0;
+        for (DType wt : wide) {
+            const std::string tname = type_name(wt);
+            CAPTURE(tname);
+            CHECK(kl->dot_tile_width(wt) == want);
+        }
+        CHECK(kl->dot_tile_width(DType::IQ4_XS) == (want ? 256 : 0));  // signed levels: the 256-bit sign trick
+        CHECK(kl->dot_tile_width(DType::F16) == 0);
+    }
+}
+
+TEST_CASE("quantize_activations writes core's Q8_0 / Q8_K bytes at every level") {
+    // Random rows, and blocks made to hit each rounding rule: with max |x| = 127 the Q8_0 scale is 1 and
+    // x.5 values are exact ties (half away from zero); with max x = -127 the Q8_K scale is 1 (ties to even);
+    // equal magnitudes of opposite sign (the first one sets Q8_K's sign); an all-zero block; tiny values.
+    std::vector<float> x = normal_floats(256 * 5, 4242);
+    for (auto& v : x) v *= 3.0f;
+    const float ties[] = {127.0f, 0.5f, -0.5f, 1.5f, -2.5f, 3.5f, 126.5f, -126.5f, 0.49999997f, -0.50000006f};
+    for (size_t i = 0; i < 32; ++i) x[i] = ties[i % 10] * (i % 3 == 2 ? -1.0f : 1.0f);
+    x[0] = 127.0f;
+    for (size_t i = 256; i < 512; ++i) x[i] = ties[i % 10] * (i % 4 == 1 ? -1.0f : 1.0f);
+    x[256] = -127.0f;
+    x[300] = 127.0f;  // same magnitude later, other sign: the scale keeps x[256]'s sign
+    for (size_t i = 512; i < 768; ++i) x[i] = 0.0f;
+    for (size_t i = 768; i < 800; ++i) x[i] = 1e-30f * float(int(i % 7) - 3);
+    for (const cpu::CpuKernels* kl : testing::cpu_level_tables()) {
+        const std::string level = kl->name();
+        CAPTURE(level);
+        for (DType w : {DType::Q4_0, DType::Q4_K}) {
+            const DType a = kl->activation_type(w);
+            const std::string tname = type_name(a);
+            CAPTURE(tname);
+            const int64_t k = int64_t(x.size());
+            std::vector<uint8_t> got(kl->activation_row_bytes(w, k), 0xAB), want(got.size(), 0xCD);
+            kl->quantize_activations(w, x.data(), got.data(), k);
+            type_traits(a).from_float(x.data(), want.data(), k);
+            size_t first_diff = got.size();
+            for (size_t i = 0; i < got.size(); ++i)
+                if (got[i] != want[i]) {
+                    first_diff = i;
+                    break;
+                }
+            CAPTURE(first_diff);
+            CHECK(first_diff == got.size());
         }
     }
 }

@@ -7,8 +7,10 @@ set -euo pipefail
 # libcpp-httplib-dev, nlohmann-json3-dev: tessera serve; python3-venv: its test's virtualenv for the openai client;
 # chromium: the test that loads its chat page headless.
 # libedit-dev (BSD licence): line editing and history in tessera chat on a terminal.
+# libsimde-dev (header-only): the AVX-512 kernels' emulated twin (TESSERA_CPU=avx512-emulated), so the tests
+# check the 512-bit kernels bit for bit on CPUs without AVX-512.
 packages=(cmake g++ make pkg-config libxsimd-dev libstb-dev doctest-dev libpcre2-dev libomp-dev python3-jinja2
-          libcpp-httplib-dev nlohmann-json3-dev python3-venv chromium libedit-dev)
+          libcpp-httplib-dev nlohmann-json3-dev python3-venv chromium libedit-dev libsimde-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -36,7 +36,7 @@ public:
     CpuBackend(int threads, const cpu::CpuKernels& kernels)
         : pool_(threads > 0 ? threads : physical_cores()), k_(kernels) {}
     std::string name() const override { return "cpu"; }
-    std::string kernel_level() const override { return cpu::cpu_level_name(k_.level); }
+    std::string kernel_level() const override { return k_.name(); }
 
     bool supports(const Tensor& node) const override {
         const OpFamily f = kernel_family(k_, node);

@@ -18,6 +18,12 @@ TESSERA_DECLARE_LEVEL(avx512)
 #ifdef TESSERA_CPU_HAVE_AMX
 TESSERA_DECLARE_LEVEL(amx)
 #endif
+#ifdef TESSERA_CPU_HAVE_AVX512_EMULATED
+TESSERA_DECLARE_LEVEL(avx512_emulated)
+#endif
+#ifdef TESSERA_CPU_HAVE_AMX_EMULATED
+TESSERA_DECLARE_LEVEL(amx_emulated)
+#endif
 #undef TESSERA_DECLARE_LEVEL
 
 namespace tessera::cpu {
@@ -39,6 +45,21 @@ const CpuKernels& kernels_for(CpuLevel level) {
     throw Error(format("cpu level %s: this build has no kernels for it", cpu_level_name(level)), Status::Unsupported);
 }
 
-const CpuKernels& kernels_in_use(const std::string& requested) { return kernels_for(resolve_cpu_level(requested)); }
+const CpuKernels& kernels_for(KernelLevel level) {
+    if (!level.emulated) return kernels_for(level.level);
+    switch (level.level) {
+#ifdef TESSERA_CPU_HAVE_AVX512_EMULATED
+        case CpuLevel::Avx512: return avx512_emulated::kernel_table();
+#endif
+#ifdef TESSERA_CPU_HAVE_AMX_EMULATED
+        case CpuLevel::Amx: return amx_emulated::kernel_table();
+#endif
+        default: break;
+    }
+    throw Error(format("cpu level %s: this build has no emulated kernels for it", cpu_level_name(level.level)),
+                Status::Unsupported);
+}
+
+const CpuKernels& kernels_in_use(const std::string& requested) { return kernels_for(resolve_kernel_level(requested)); }
 
 }  // namespace tessera::cpu

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "backends/cpu/attention_plan.h"
 #include "backends/cpu/cpu_level.h"
@@ -16,6 +17,7 @@ namespace tessera::cpu {
 
 struct CpuKernels {
     CpuLevel level;
+    bool emulated;    // the level's emulated twin (cpu_level.h): its instructions come from SIMDe
     int float_lanes;  // floats per SIMD vector of this level's float kernels
 
     // The backend's kernels, one pair per op family (cpu_ops.h): `*_ok` says whether the kernel takes the
@@ -39,6 +41,7 @@ struct CpuKernels {
     void (*quantize_activations)(DType w, const float* x, void* dst, int64_t k);
     void (*dot_tile)(DType w, int64_t k, const void* weights, size_t w_stride, int64_t nr, const void* acts,
                      size_t act_stride, int64_t nc, float* out, int64_t out_row_stride);
+    int (*dot_tile_width)(DType w);
     void (*convert_f32_to_f16)(const float* src, uint16_t* dst, int64_t n);
     void (*convert_f32_to_bf16)(const float* src, uint16_t* dst, int64_t n);
     void (*convert_to_f32)(DType t, const void* src, float* dst, int64_t n);
@@ -49,11 +52,16 @@ struct CpuKernels {
     int64_t (*attention_kv_tile)(int64_t d_k, int64_t d_v, int64_t heads_per_unit);
     int64_t (*attention_q_tile)(int64_t group);
     size_t (*attention_scratch_bytes)(const Tensor& dst, int n_threads);
+
+    KernelLevel kernel_level() const { return {level, emulated}; }
+    std::string name() const { return kernel_level_name(kernel_level()); }  // as TESSERA_CPU takes it
 };
 
 // The table of `level` (which must be compiled in: cpu_level_compiled). Tables are immutable.
 const CpuKernels& kernels_for(CpuLevel level);
-// The table a backend created now uses: kernels_for(resolve_cpu_level(requested)).
+// The table of a level or of its emulated twin (which must be compiled in: cpu_level_emulation_compiled).
+const CpuKernels& kernels_for(KernelLevel level);
+// The table a backend created now uses: kernels_for(resolve_kernel_level(requested)).
 const CpuKernels& kernels_in_use(const std::string& requested = "");
 
 }  // namespace tessera::cpu

@@ -171,12 +171,38 @@ CpuLevel best_cpu_level() {
     return best;
 }
 
-CpuLevel resolve_cpu_level(const std::string& requested) {
+bool cpu_level_emulation_compiled(CpuLevel level) {
+    switch (level) {
+#ifdef TESSERA_CPU_HAVE_AVX512_EMULATED
+        case CpuLevel::Avx512: return true;
+#endif
+#ifdef TESSERA_CPU_HAVE_AMX_EMULATED
+        case CpuLevel::Amx: return true;
+#endif
+        default: return false;
+    }
+}
+
+std::string cpu_level_emulation_missing(CpuLevel level) {
+    if (!cpu_level_emulation_compiled(level))
+        return std::string("this build has no emulated ") + cpu_level_name(level) + " kernels (SIMDe was not found)";
+    return cpu_level_missing(CpuLevel::Avx2);  // every twin is compiled with the avx2 flags
+}
+
+std::string kernel_level_name(KernelLevel level) {
+    return std::string(cpu_level_name(level.level)) + (level.emulated ? "-emulated" : "");
+}
+
+namespace {
+
+// Resolves `requested` (or TESSERA_CPU, or the best level) to a kernel level; emulated names only when
+// `allow_emulated`.
+KernelLevel resolve(const std::string& requested, bool allow_emulated) {
     std::string want = requested;
     const char* source = "cpu level";
     if (want.empty()) {
         const char* env = std::getenv("TESSERA_CPU");
-        if (!env || !*env) return best_cpu_level();
+        if (!env || !*env) return {best_cpu_level(), false};
         want = env;
         source = "TESSERA_CPU";
     }
@@ -186,12 +212,26 @@ CpuLevel resolve_cpu_level(const std::string& requested) {
             const std::string missing = cpu_level_missing(l);
             TESSERA_CHECK_AS(Unsupported, missing.empty(), "%s=%s: not available on this machine (missing: %s); the best here is %s",
                           source, want.c_str(), missing.c_str(), cpu_level_name(best_cpu_level()));
-            return l;
+            return {l, false};
+        }
+        const std::string twin = kernel_level_name({l, true});
+        if (allow_emulated && want == twin) {
+            const std::string missing = cpu_level_emulation_missing(l);
+            TESSERA_CHECK_AS(Unsupported, missing.empty(), "%s=%s: not available (%s)", source, want.c_str(),
+                             missing.c_str());
+            return {l, true};
         }
         names += names.empty() ? "" : ", ";
         names += cpu_level_name(l);
+        if (allow_emulated && cpu_level_emulation_compiled(l)) names += ", " + twin;
     }
     throw Error(format("%s=%s: unknown cpu level (known: %s)", source, want.c_str(), names.c_str()));
 }
+
+}  // namespace
+
+CpuLevel resolve_cpu_level(const std::string& requested) { return resolve(requested, false).level; }
+
+KernelLevel resolve_kernel_level(const std::string& requested) { return resolve(requested, true); }
 
 }  // namespace tessera::cpu

@@ -31,9 +31,29 @@ bool cpu_level_usable(CpuLevel level);
 // or "" when it is usable.
 std::string cpu_level_missing(CpuLevel level);
 
+// Emulated twins. A build with SIMDe compiles some levels' kernels a second time for an AVX2 CPU, their
+// missing instructions taken from SIMDe's portable implementations (CMakeLists.txt:
+// TESSERA_CPU_EMULATED_LEVELS): same source, same results bit for bit, many times slower. They exist so the
+// tests check those kernels on a machine without the instructions; they are never picked at run time, only
+// by name ("avx512-emulated").
+bool cpu_level_emulation_compiled(CpuLevel level);
+// What this CPU lacks to run `level`'s emulated twin (its host level, AVX2), or "" when it can.
+std::string cpu_level_emulation_missing(CpuLevel level);
+
+// A kernel level as a backend uses it: a real level, or a level's emulated twin.
+struct KernelLevel {
+    CpuLevel level = CpuLevel::Portable;
+    bool emulated = false;
+};
+// "avx2", "avx512-emulated", ...: the name TESSERA_CPU and BackendOptions::cpu_level take.
+std::string kernel_level_name(KernelLevel level);
+
 // The level a backend created now uses: `requested` ("" = the TESSERA_CPU environment variable, and
 // when that is unset or empty, best_cpu_level()). Throws tessera::Error naming the value when it is not a
 // level name or the CPU lacks that level.
 CpuLevel resolve_cpu_level(const std::string& requested = "");
+// As resolve_cpu_level, and "<level>-emulated" names an emulated twin (an error when this build has none or
+// this CPU lacks its host level).
+KernelLevel resolve_kernel_level(const std::string& requested = "");
 
 }  // namespace tessera::cpu

@@ -21,6 +21,11 @@ void reduce16_flat(const float* lanes, float* sums) {
 const CpuKernels& kernel_table() {
     static constexpr CpuKernels table{
         CpuLevel::TESSERA_CPU_LEVEL_ID,
+#ifdef TESSERA_CPU_EMULATED
+        true,
+#else
+        false,
+#endif
         kLanes,
         mul_mat_ok,
         mul_mat,
@@ -37,6 +42,7 @@ const CpuKernels& kernel_table() {
         activation_row_bytes,
         quantize_activations,
         dot_tile,
+        dot_tile_width,
         convert_f32_to_f16,
         convert_f32_to_bf16,
         convert_to_f32,

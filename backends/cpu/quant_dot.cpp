@@ -58,6 +58,9 @@ void quantize_activations(DType w, const float* x, void* dst, int64_t k) {
         std::memcpy(dst, x, size_t(k) * sizeof(float));
         return;
     }
+#if TESSERA_QDOT_AVX512
+    if (qdot::quantize_activations512(a, x, dst, k)) return;
+#endif
     type_traits(a).from_float(x, dst, k);
 }
 
@@ -94,7 +97,13 @@ void dot_tile(DType w, int64_t k, const void* weights, size_t w_stride, int64_t 
     TESSERA_CHECK(k >= 0 && k % wt.block_size == 0, "dot_tile: k = %lld is not a multiple of %s's block size %lld",
                   static_cast<long long>(k), wt.name, static_cast<long long>(wt.block_size));
     const bool is_k = activation_type(w) == DType::Q8_K;
-    auto pick = [&](int R, int C) { return is_k ? qdot::k_tile(w, R, C) : qdot::legacy_tile(w, R, C); };
+    // The level's widest kernel for the type: 512-bit where the level has one, else 256-bit.
+    auto pick = [&](int R, int C) {
+#if TESSERA_QDOT_AVX512
+        if (const qdot::TileFn f = is_k ? qdot::k_tile512(w, R, C) : qdot::legacy_tile512(w, R, C)) return f;
+#endif
+        return is_k ? qdot::k_tile(w, R, C) : qdot::legacy_tile(w, R, C);
+    };
     if (activation_type(w) == DType::F32 || pick(1, 1) == nullptr) {
         dot_tile_portable(w, k, weights, w_stride, nr, acts, act_stride, nc, out, out_row_stride);
         return;
@@ -110,6 +119,15 @@ void dot_tile(DType w, int64_t k, const void* weights, size_t w_stride, int64_t 
                        out + r0 * out_row_stride + c0, out_row_stride);
         }
     }
+}
+
+int dot_tile_width(DType w) {
+    const DType a = activation_type(w);
+    if (a == DType::F32) return 0;
+#if TESSERA_QDOT_AVX512
+    if ((a == DType::Q8_K ? qdot::k_tile512(w, 1, 1) : qdot::legacy_tile512(w, 1, 1)) != nullptr) return 512;
+#endif
+    return (a == DType::Q8_K ? qdot::k_tile(w, 1, 1) : qdot::legacy_tile(w, 1, 1)) != nullptr ? 256 : 0;
 }
 
 }  // namespace tessera::cpu::TESSERA_CPU_LEVEL

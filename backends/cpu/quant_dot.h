@@ -23,4 +23,8 @@ void quantize_activations(DType w, const float* x, void* dst, int64_t k);
 void dot_tile(DType w, int64_t k, const void* weights, size_t w_stride, int64_t nr, const void* acts,
               size_t act_stride, int64_t nc, float* out, int64_t out_row_stride);
 
+// Width in bits of the SIMD kernel dot_tile uses for weights of type w at this level: 512, 256, or 0 for
+// the portable dequantize-and-dot path (for tests and benchmarks: which code a level really runs).
+int dot_tile_width(DType w);
+
 }  // namespace tessera::cpu::TESSERA_CPU_LEVEL

@@ -9,8 +9,8 @@
 #include "core/quant.h"
 #include "core/types.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
+#include "backends/cpu/x86_isa.h"
+#if TESSERA_X86_AVX2
 #define TESSERA_QDOT_AVX2 1
 #endif
 
@@ -30,6 +30,12 @@ using TileFn = void (*)(int64_t nblocks, const uint8_t* w, size_t w_stride, cons
 // no SIMD kernel for the type (the caller then uses the portable path).
 TileFn legacy_tile(DType w, int R, int C);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4 with Q8_0 activations
 TileFn k_tile(DType w, int R, int C);       // Q2_K .. Q6_K, IQ4_XS with Q8_K activations
+// The 512-bit (AVX-512 VNNI) kernels of the same, where this level has them (else nullptr: use the above).
+TileFn legacy_tile512(DType w, int R, int C);
+TileFn k_tile512(DType w, int R, int C);
+// Activations of type a (Q8_K) quantized with 512-bit code, the bytes core's quantizer writes. False
+// (nothing written) where this level has no such code, for other types, and for k not a whole number of blocks.
+bool quantize_activations512(DType a, const float* x, void* dst, int64_t k);
 
 #if TESSERA_QDOT_AVX2
 
@@ -65,7 +71,7 @@ inline void prefetch_next_tile(const uint8_t* w, size_t w_stride, int64_t b) {
     }
 }
 
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#if TESSERA_X86_AVX512
 #define TESSERA_QDOT_VNNI 1
 #endif
 
@@ -111,6 +117,19 @@ inline __m256i grid_levels(const uint8_t* qs, const ByteTable& table) {
     const __m256i t = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(table.v)));
     return _mm256_shuffle_epi8(t, unpack_nibbles(qs));
 }
+
+#if TESSERA_QDOT_VNNI
+#define TESSERA_QDOT_AVX512 1
+
+// lo in the low 256 bits, hi in the high.
+inline __m512i join256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+inline __m512 join_ps(float lo, float hi) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(lo)), _mm256_set1_ps(hi), 1);
+}
+inline __m256 lo_ps(__m512 v) { return _mm512_castps512_ps256(v); }
+inline __m256 hi_ps(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+inline __m256i hi_si(__m512i v) { return _mm512_extracti64x4_epi64(v, 1); }
+#endif
 
 #endif  // TESSERA_QDOT_AVX2
 
