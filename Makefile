@@ -6,7 +6,7 @@ TSAN_BUILD ?= build-tsan
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test demo bench asan tsan fuzz fuzz-jinja install clean
+.PHONY: all deps build test test-arm64 demo bench asan tsan fuzz fuzz-jinja install clean
 
 all: build
 
@@ -55,4 +55,11 @@ install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-fuzz
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(ARM64_BUILD) build-fuzz
+
+# The aarch64 build, cross-compiled and run under qemu-aarch64 (-cpu max: every ARM kernel level):
+# test_ops, test_cpu_kernels, test_attention, test_golden, test_tokenizer. Installs what it lacks first.
+ARM64_BUILD ?= build-arm64
+test-arm64:
+	@bash tools/install-deps.sh arm64
+	JOBS=$(JOBS) bash tools/test-arm64.sh $(ARM64_BUILD)

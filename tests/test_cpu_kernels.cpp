@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -404,4 +405,58 @@ TEST_CASE("cpu mul_mat: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K weights, decode and prefill
     };
     for (const cpu::CpuKernels* kl : cpu_level_tables())
         for (const auto& c : cases) check_quant_matmul(*kl, c);
+}
+
+TEST_CASE("cpu levels: this architecture's names, TESSERA_CPU forces each usable one, others are errors") {
+    const std::vector<cpu::CpuLevel> levels = cpu::all_cpu_levels();
+    REQUIRE(!levels.empty());
+    CHECK(levels.front() == cpu::CpuLevel::Portable);
+#if defined(__aarch64__)
+    CHECK(levels == std::vector<cpu::CpuLevel>{cpu::CpuLevel::Portable, cpu::CpuLevel::Neon, cpu::CpuLevel::Dotprod,
+                                               cpu::CpuLevel::I8mm});
+    // NEON is architectural on aarch64: a build for it always has and runs the neon level.
+    CHECK(cpu::cpu_level_usable(cpu::CpuLevel::Neon));
+#elif defined(__x86_64__)
+    CHECK(std::find(levels.begin(), levels.end(), cpu::CpuLevel::Avx2) != levels.end());
+    CHECK(std::find(levels.begin(), levels.end(), cpu::CpuLevel::Neon) == levels.end());
+#endif
+    const char* saved = std::getenv("TESSERA_CPU");
+    const std::string saved_value = saved ? saved : "";
+    for (cpu::CpuLevel l : levels) {
+        const std::string name = cpu::cpu_level_name(l);
+        INFO("level " << name);
+        ::setenv("TESSERA_CPU", name.c_str(), 1);
+        if (cpu::cpu_level_usable(l)) {
+            CHECK(cpu::resolve_cpu_level() == l);
+            CHECK(cpu::kernels_in_use().level == l);
+        } else {
+            // The error names the variable, the level and what this CPU (or build) lacks.
+            try {
+                cpu::resolve_cpu_level();
+                FAIL("TESSERA_CPU=" << name << " was accepted on a CPU without it");
+            } catch (const Error& e) {
+                const std::string what = e.what();
+                CHECK(what.find("TESSERA_CPU=" + name) != std::string::npos);
+                CHECK(what.find(cpu::cpu_level_missing(l)) != std::string::npos);
+            }
+        }
+    }
+    // A name of the other architecture (or none) lists this one's levels.
+#if defined(__aarch64__)
+    const std::string foreign = "avx2";
+#else
+    const std::string foreign = "dotprod";
+#endif
+    ::setenv("TESSERA_CPU", foreign.c_str(), 1);
+    try {
+        cpu::resolve_cpu_level();
+        FAIL("TESSERA_CPU=" << foreign << " was accepted");
+    } catch (const Error& e) {
+        const std::string what = e.what();
+        INFO(what);
+        CHECK(what.find("unknown cpu level") != std::string::npos);
+        for (cpu::CpuLevel l : levels) CHECK(what.find(cpu::cpu_level_name(l)) != std::string::npos);
+    }
+    if (saved) ::setenv("TESSERA_CPU", saved_value.c_str(), 1);
+    else ::unsetenv("TESSERA_CPU");
 }

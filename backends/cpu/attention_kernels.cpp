@@ -17,6 +17,9 @@
 #if defined(__AVX512F__) || defined(__F16C__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 #include "core/error.h"
 #include "core/quant.h"
@@ -39,6 +42,13 @@ void f16_to_f32(const uint16_t* src, float* dst, int64_t n) {
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
 #endif
+#if defined(__aarch64__)
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(src + i));
+        vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(h)));
+        vst1q_f32(dst + i + 4, vcvt_high_f32_f16(h));
+    }
+#endif
     for (; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
 }
 
@@ -59,6 +69,12 @@ void q8_0_to_f32(const block_q8_0* blocks, float* dst, int64_t n) {
         for (int h = 0; h < QK8_0; h += 8) {
             const __m256i q32 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + h)));
             _mm256_storeu_ps(out + h, _mm256_mul_ps(_mm256_cvtepi32_ps(q32), vd));
+        }
+#elif defined(__aarch64__)
+        for (int h = 0; h < QK8_0; h += 8) {
+            const int16x8_t q16 = vmovl_s8(vld1_s8(qs + h));
+            vst1q_f32(out + h, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(q16))), d));
+            vst1q_f32(out + h + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(q16)), d));
         }
 #else
         for (int h = 0; h < QK8_0; ++h) out[h] = d * float(qs[h]);
@@ -94,6 +110,13 @@ float dot(const float* a, const float* b, int64_t dp) {
                                          _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 2, 3, 2)));
         _mm512_store_ps(sums, _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, _MM_SHUFFLE(2, 0, 2, 0)),
                                             _mm512_shuffle_f32x4(v01, v23, _MM_SHUFFLE(3, 1, 3, 1))));
+        return;
+    }
+#endif
+#if defined(__aarch64__)
+    if constexpr (kL == 4) {
+        // vpaddq(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3]; twice gives the four totals in order.
+        vst1q_f32(sums, vpaddq_f32(vpaddq_f32(acc[0], acc[1]), vpaddq_f32(acc[2], acc[3])));
         return;
     }
 #endif
@@ -176,6 +199,9 @@ template <DType T>
 #if defined(__F16C__)
         if constexpr (kL == 8) return Batch(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h))));
 #endif
+#if defined(__aarch64__)
+        if constexpr (kL == 4) return Batch(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h))));
+#endif
         alignas(64) float tmp[kL];
         for (int i = 0; i < kL; ++i) tmp[i] = fp16_to_fp32(h[i]);
         return Batch::load_aligned(tmp);
@@ -197,6 +223,15 @@ template <DType T>
         if constexpr (kL == 8)
             return Batch(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs))))) *
                    Batch(d);
+#endif
+#if defined(__aarch64__)
+        if constexpr (kL == 4) {
+            // 4 int8 -> int32 (the widening loads want 8; read 4 bytes into the low lanes instead)
+            int32_t four;
+            std::memcpy(&four, qs, 4);
+            const int16x8_t q16 = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(four)));
+            return Batch(vcvtq_f32_s32(vmovl_s16(vget_low_s16(q16)))) * Batch(d);
+        }
 #endif
         alignas(64) float tmp[kL];
         for (int i = 0; i < kL; ++i) tmp[i] = float(qs[i]);

@@ -31,6 +31,9 @@ void convert_f32_to_f16(const float* src, uint16_t* dst, int64_t n) {
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif defined(__aarch64__)
+    // FCVTN rounds by the FPCR mode, which is round-to-nearest-even unless a program changes it.
+    for (; i + 4 <= n; i += 4) vst1_u16(dst + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(src + i))));
 #endif
     for (; i < n; ++i) dst[i] = fp32_to_fp16(src[i]);
 }

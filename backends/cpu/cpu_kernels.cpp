@@ -24,6 +24,15 @@ TESSERA_DECLARE_LEVEL(avx512_emulated)
 #ifdef TESSERA_CPU_HAVE_AMX_EMULATED
 TESSERA_DECLARE_LEVEL(amx_emulated)
 #endif
+#ifdef TESSERA_CPU_HAVE_NEON
+TESSERA_DECLARE_LEVEL(neon)
+#endif
+#ifdef TESSERA_CPU_HAVE_DOTPROD
+TESSERA_DECLARE_LEVEL(dotprod)
+#endif
+#ifdef TESSERA_CPU_HAVE_I8MM
+TESSERA_DECLARE_LEVEL(i8mm)
+#endif
 #undef TESSERA_DECLARE_LEVEL
 
 namespace tessera::cpu {
@@ -39,6 +48,15 @@ const CpuKernels& kernels_for(CpuLevel level) {
 #endif
 #ifdef TESSERA_CPU_HAVE_AMX
         case CpuLevel::Amx: return amx::kernel_table();
+#endif
+#ifdef TESSERA_CPU_HAVE_NEON
+        case CpuLevel::Neon: return neon::kernel_table();
+#endif
+#ifdef TESSERA_CPU_HAVE_DOTPROD
+        case CpuLevel::Dotprod: return dotprod::kernel_table();
+#endif
+#ifdef TESSERA_CPU_HAVE_I8MM
+        case CpuLevel::I8mm: return i8mm::kernel_table();
 #endif
         default: break;
     }

@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
+#include "backends/cpu/cpu_features_arm.h"
 
 namespace tessera::cpu {
 
@@ -100,6 +101,21 @@ void append(std::string& s, bool missing, const char* what) {
     s += what;
 }
 
+#if defined(__aarch64__) || defined(_M_ARM64)
+// What the CPU lacks for an aarch64 level ("" when usable); x86 levels are not compiled here.
+std::string arm_level_missing(CpuLevel level) {
+    static const arm::Features f = arm::detect();
+    std::string m;
+    if (level >= CpuLevel::Neon) append(m, !f.asimd, "Advanced SIMD (NEON)");
+    if (level >= CpuLevel::Dotprod) {
+        append(m, !f.dotprod, "the dot-product extension (SDOT/UDOT)");
+        append(m, !f.atomics, "LSE atomics (ARMv8.1)");
+    }
+    if (level >= CpuLevel::I8mm) append(m, !f.i8mm, "i8mm (SMMLA)");
+    return m;
+}
+#endif
+
 }  // namespace
 
 const char* cpu_level_name(CpuLevel level) {
@@ -108,11 +124,20 @@ const char* cpu_level_name(CpuLevel level) {
         case CpuLevel::Avx2: return "avx2";
         case CpuLevel::Avx512: return "avx512";
         case CpuLevel::Amx: return "amx";
+        case CpuLevel::Neon: return "neon";
+        case CpuLevel::Dotprod: return "dotprod";
+        case CpuLevel::I8mm: return "i8mm";
     }
     return "?";
 }
 
-std::vector<CpuLevel> all_cpu_levels() { return {CpuLevel::Portable, CpuLevel::Avx2, CpuLevel::Avx512, CpuLevel::Amx}; }
+std::vector<CpuLevel> all_cpu_levels() {
+#if defined(__aarch64__) || defined(_M_ARM64)
+    return {CpuLevel::Portable, CpuLevel::Neon, CpuLevel::Dotprod, CpuLevel::I8mm};
+#else
+    return {CpuLevel::Portable, CpuLevel::Avx2, CpuLevel::Avx512, CpuLevel::Amx};
+#endif
+}
 
 bool cpu_level_compiled(CpuLevel level) {
     switch (level) {
@@ -126,12 +151,24 @@ bool cpu_level_compiled(CpuLevel level) {
 #ifdef TESSERA_CPU_HAVE_AMX
         case CpuLevel::Amx: return true;
 #endif
+#ifdef TESSERA_CPU_HAVE_NEON
+        case CpuLevel::Neon: return true;
+#endif
+#ifdef TESSERA_CPU_HAVE_DOTPROD
+        case CpuLevel::Dotprod: return true;
+#endif
+#ifdef TESSERA_CPU_HAVE_I8MM
+        case CpuLevel::I8mm: return true;
+#endif
         default: return false;
     }
 }
 
 std::string cpu_level_missing(CpuLevel level) {
     if (!cpu_level_compiled(level)) return std::string("this build has no ") + cpu_level_name(level) + " kernels";
+#if defined(__aarch64__) || defined(_M_ARM64)
+    return arm_level_missing(level);
+#endif
     const Features& f = features();
     std::string m;
     if (level >= CpuLevel::Avx2) {

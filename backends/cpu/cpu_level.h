@@ -14,13 +14,18 @@ enum class CpuLevel {
     Avx2,      // AVX2 + FMA + F16C
     Avx512,    // AVX-512 F, BW, VL, DQ, VNNI, BF16
     Amx,       // AVX-512 as above + AMX tiles (INT8, BF16), tile state granted by the OS
+    // aarch64 (after Portable, which there is the generic code compiled for ARMv8-A):
+    Neon,      // Advanced SIMD int8 kernels (every aarch64 CPU)
+    Dotprod,   // + SDOT/UDOT (ARMv8.2-A dotprod), compiled for ARMv8.2-A
+    I8mm,      // + SMMLA (i8mm)
 };
 
-const char* cpu_level_name(CpuLevel level);  // "portable", "avx2", "avx512", "amx"
+const char* cpu_level_name(CpuLevel level);  // "portable", "avx2", "avx512", "amx", "neon", "dotprod", "i8mm"
 
-// Every level this build knows of, lowest first (whether or not compiled in or supported here).
+// Every level of this build's architecture, lowest first (whether or not compiled in or supported here).
 std::vector<CpuLevel> all_cpu_levels();
-// Whether this build compiled kernels for `level` (non-x86 builds only have Portable).
+// Whether this build compiled kernels for `level` (x86-64 and aarch64 builds have their own levels; others
+// only Portable).
 bool cpu_level_compiled(CpuLevel level);
 // The best level this CPU (and OS: AVX-512 register state, AMX tile permission) supports and this build
 // has. Detected once per process; the result never changes.

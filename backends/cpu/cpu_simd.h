@@ -19,6 +19,9 @@
 #if defined(__AVX512F__) || defined(__F16C__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
@@ -49,6 +52,11 @@ inline vfloat vload_bf16(const uint16_t* p) {
     __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return vfloat(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
 }
+#elif defined(__aarch64__)
+// Every aarch64 CPU converts halves in hardware (FCVTL, exact); xsimd's arch there is NEON, 4 lanes.
+static_assert(kLanes == 4, "xsimd's default arch is expected to be NEON here");
+inline vfloat vload_f16(const uint16_t* p) { return vfloat(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))); }
+inline vfloat vload_bf16(const uint16_t* p) { return vfloat(vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16))); }
 #else
 inline vfloat vload_f16(const uint16_t* p) {
     alignas(64) float tmp[kLanes];
@@ -82,6 +90,14 @@ inline void reduce16(const vfloat* acc, float* sums) {
     };
     const __m512 p = fold(v0, v1), q = fold(v2, v3);
     _mm512_storeu_ps(sums, fold(p, q));
+}
+#elif defined(__aarch64__)
+inline void reduce16(const vfloat* acc, float* sums) {
+    // Pairwise adds: vpaddq(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3], twice gives four vectors' totals at once.
+    for (int i = 0; i < 16; i += 4) {
+        const float32x4_t ab = vpaddq_f32(acc[i], acc[i + 1]), cd = vpaddq_f32(acc[i + 2], acc[i + 3]);
+        vst1q_f32(sums + i, vpaddq_f32(ab, cd));
+    }
 }
 #else
 inline void reduce16(const vfloat* acc, float* sums) {

@@ -122,7 +122,7 @@ TileFn k_tile(DType w, int R, int C) {
     }
 }
 
-#else
+#elif !TESSERA_QDOT_NEON  // aarch64: quant_dot_neon*.cpp
 
 TileFn k_tile(DType, int, int) { return nullptr; }
 

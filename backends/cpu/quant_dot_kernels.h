@@ -13,6 +13,10 @@
 #if TESSERA_X86_AVX2
 #define TESSERA_QDOT_AVX2 1
 #endif
+// aarch64 levels other than portable (CMakeLists.txt: TESSERA_CPU_NEON): quant_dot_neon*.cpp define the tiles.
+#if defined(__aarch64__) && defined(TESSERA_CPU_NEON)
+#define TESSERA_QDOT_NEON 1
+#endif
 
 // The tile loops over rows, columns and groups have compile-time trip counts; they must be fully unrolled
 // so the R x C accumulators live in registers (GCC at -O2 keeps them as a stack array otherwise).

@@ -179,7 +179,7 @@ TileFn legacy_tile(DType w, int R, int C) {
     }
 }
 
-#else
+#elif !TESSERA_QDOT_NEON  // aarch64: quant_dot_neon*.cpp
 
 TileFn legacy_tile(DType, int, int) { return nullptr; }
 
