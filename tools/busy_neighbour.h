@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#if defined(__linux__)
 #include <sys/prctl.h>
+#endif
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,10 +28,16 @@ public:
             if (pid == 0) {
                 // The child: dies with the parent (even a killed one), calls nothing that could take a lock
                 // another thread held at the fork, and spins.
+#if defined(__linux__)
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 if (getppid() != parent) _exit(0);
                 volatile unsigned long spin = 0;
                 for (;;) spin = spin + 1;
+#else
+                // No death signal elsewhere (macOS): the child looks for its parent now and then instead.
+                for (volatile unsigned long spin = 0;; spin = spin + 1)
+                    if ((spin & 0xffffff) == 0 && getppid() != parent) _exit(0);
+#endif
             }
             pids_.push_back(pid);
         }

@@ -9,7 +9,6 @@
 //
 // Prefill (GQA 32/8, causal) at 4K and 16K tokens: time, and the memory the op needs (the graph planner's
 // peak plus the kernel's own scratch), which must grow linearly with the length, not with its square.
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -27,6 +26,7 @@
 #include "core/ops.h"
 #include "tools/args.h"
 #include "tools/command.h"
+#include "tools/omp_compat.h"
 
 namespace tessera::cli {
 

@@ -2,7 +2,6 @@
 // and prefill (m = 512) shapes, with 1 and 2 threads; beside them this machine's FMA peak (from the clock
 // in /proc/cpuinfo) and its memory bandwidth measured in the same run (a read-sum over a large buffer), so
 // each figure is also a ratio: prefill against peak, decode's weight bytes per second against bandwidth.
-#include <omp.h>
 
 #include <time.h>
 
@@ -22,6 +21,7 @@
 #include "core/ops.h"
 #include "tools/args.h"
 #include "tools/command.h"
+#include "tools/omp_compat.h"
 
 namespace tessera::cli {
 

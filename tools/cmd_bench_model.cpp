@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include <omp.h>
 
 #include "tools/busy_neighbour.h"
 #include "tools/command.h"
+#include "tools/omp_compat.h"
 #include "tools/session_flags.h"
 
 namespace tessera::cli {
