@@ -19,10 +19,10 @@ namespace {
 // Greedy generation of n tokens after a prompt, in a session of its own; returns the prompt's last logits'
 // argmax followed by the generated ids.
 std::vector<tessera_token> generate(tessera_model* m, const std::vector<tessera_token>& prompt, int n,
-                                    std::string* error) {
+                                    int n_threads, std::string* error) {
     tessera_session_params sp = tessera_session_default_params();
     sp.n_ctx = 128;
-    sp.n_threads = 1;
+    sp.n_threads = n_threads;
     tessera_sampler_params smp = tessera_sampler_default_params();
     smp.temperature = 0;
     tessera_session* s = nullptr;
@@ -61,8 +61,14 @@ TEST_CASE("capi: 4 threads, each with its own session on one shared model, get w
     tessera_model* m = nullptr;
     tessera_model_params mp = tessera_model_default_params();
     REQUIRE_MESSAGE(tessera_model_open(path.c_str(), &mp, &m) == TESSERA_OK, tessera_last_error());
+    // The threads share a second, fresh copy: whatever the model builds lazily on first use is then built
+    // while they race, not beforehand by the lone sessions.
+    tessera_model* shared = nullptr;
+    REQUIRE_MESSAGE(tessera_model_open(path.c_str(), &mp, &shared) == TESSERA_OK, tessera_last_error());
 
     constexpr int kThreads = 4, kTokens = 24;
+    // Odd threads run their session on a pool of two: the sessions' own worker threads join the race.
+    auto pool_size = [](int t) { return 1 + t % 2; };
     std::vector<std::vector<tessera_token>> prompts(kThreads);
     for (int t = 0; t < kThreads; ++t)
         for (int i = 0; i < 5 + 3 * t; ++i) prompts[size_t(t)].push_back(tessera_token(1 + (37 * t + 11 * i) % 900));
@@ -71,17 +77,19 @@ TEST_CASE("capi: 4 threads, each with its own session on one shared model, get w
     std::vector<std::vector<tessera_token>> want(kThreads);
     for (int t = 0; t < kThreads; ++t) {
         std::string err;
-        want[size_t(t)] = generate(m, prompts[size_t(t)], kTokens, &err);
+        want[size_t(t)] = generate(m, prompts[size_t(t)], kTokens, pool_size(t), &err);
         REQUIRE_MESSAGE(err.empty(), err);
         REQUIRE(want[size_t(t)].size() == size_t(kTokens));
     }
-    // Together, twice (a second round finds the model's lazily built state already there).
+    // Together on the fresh model, twice (the second round finds its lazily built state already there).
     for (int round = 0; round < 2; ++round) {
         std::vector<std::vector<tessera_token>> got(kThreads);
         std::vector<std::string> errors(kThreads);
         std::vector<std::thread> threads;
         for (int t = 0; t < kThreads; ++t)
-            threads.emplace_back([&, t] { got[size_t(t)] = generate(m, prompts[size_t(t)], kTokens, &errors[size_t(t)]); });
+            threads.emplace_back([&, t] {
+                got[size_t(t)] = generate(shared, prompts[size_t(t)], kTokens, pool_size(t), &errors[size_t(t)]);
+            });
         for (auto& th : threads) th.join();
         for (int t = 0; t < kThreads; ++t) {
             INFO("round " << round << ", thread " << t);
@@ -89,6 +97,7 @@ TEST_CASE("capi: 4 threads, each with its own session on one shared model, get w
             CHECK(got[size_t(t)] == want[size_t(t)]);
         }
     }
+    tessera_model_free(shared);
     tessera_model_free(m);
     std::remove(path.c_str());
 }
