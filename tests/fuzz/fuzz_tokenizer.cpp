@@ -144,7 +144,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     const bool lossless_kind = tok.kind() == VocabKind::SPM || tok.model_name() == "gpt2";
     const bool spellable = std::all_of(text.begin(), text.end(), [&](char c) { return v.byte_token[uint8_t(c)]; });
-    if (lossless_kind && !add_special && !parse_special && !v.has_user_defined && spellable && valid_utf8(text) &&
+    // SPM writes spaces as U+2581 and reads every U+2581 back as a space: a literal one cannot survive.
+    const bool spm_marker = tok.kind() == VocabKind::SPM && text.find("\xE2\x96\x81") != std::string::npos;
+    if (lossless_kind && !add_special && !parse_special && !v.has_user_defined && spellable && !spm_marker && valid_utf8(text) &&
         back != text)
         broken(v.name + ": round trip changed the text (" + std::to_string(text.size()) + " bytes in, " +
                std::to_string(back.size()) + " out)");
