@@ -23,17 +23,20 @@ def one_stream(port, model, prompt, tokens, out):
     r = conn.getresponse()
     if r.status != 200:
         raise RuntimeError(f"HTTP {r.status}: {r.read()[:200]!r}")
-    first, n = None, 0
+    first, n, pieces = None, None, 0
     for line in r:
         if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
             continue
         chunk = json.loads(line[6:])
         if chunk.get("usage"):
             n = chunk["usage"]["completion_tokens"]
-        elif first is None and chunk["choices"] and chunk["choices"][0].get("text"):
-            first = time.monotonic() - t0
+        elif chunk.get("choices") and chunk["choices"][0].get("text"):
+            pieces += 1
+            if first is None:
+                first = time.monotonic() - t0
     conn.close()
-    out.append((first, n))
+    # A server that sends no usage in the stream (older llama-server) sends one chunk per token.
+    out.append((first, n if n is not None else pieces))
 
 
 def main():
