@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <regex>
@@ -153,6 +154,18 @@ TEST_CASE("tessera perplexity: bad input is a clear error") {
           1);
     CHECK(out.find("not a file written by") != std::string::npos);
     std::remove("test_perplexity_junk.kld");
+
+    {  // a header that promises 65536 chunks of 4096 tokens (1 GiB of ids alone) in a file of 24 bytes
+        std::ofstream big("test_perplexity_big.kld", std::ios::binary);
+        const uint32_t fields[4] = {1, 512, 4096, 65536};  // version, n_vocab, n_ctx, n_chunks
+        big.write("TSRKLDB", 8);
+        big.write(reinterpret_cast<const char*>(fields), sizeof fields);
+    }
+    CHECK(run(cli + "-m " + model + " --kl-divergence-base test_perplexity_big.kld --kl-divergence", &out) == 1);
+    INFO(out);
+    CHECK(out.find("test_perplexity_big.kld: 24 bytes, but its header (65536 chunks of 4096, 512 tokens in the "
+                   "vocabulary) promises") != std::string::npos);
+    std::remove("test_perplexity_big.kld");
 
     {
         std::ofstream shorttext("test_perplexity_short.txt");

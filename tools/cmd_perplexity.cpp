@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+
 #include "tools/command.h"
 #include "tools/perplexity_math.h"
 #include "tools/session_flags.h"
@@ -100,6 +102,13 @@ public:
             throw std::runtime_error(path_ + ": the file ends early (not a complete --kl-divergence-base file)");
     }
     const std::string& path() const { return path_; }
+    // The size of a regular file; false for what has none (a pipe, say).
+    bool regular_size(uint64_t* bytes) const {
+        struct stat st;
+        if (fstat(fileno(f_), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+        *bytes = uint64_t(st.st_size);
+        return true;
+    }
 
 private:
     std::string path_;
@@ -121,6 +130,16 @@ KlHeader read_kl_header(FileIn& in, std::vector<int32_t>* tokens) {
     if (h.n_vocab == 0 || h.n_vocab > (1u << 24) || h.n_ctx < 4 || h.n_ctx > (1u << 24) || h.n_chunks == 0 ||
         uint64_t(h.n_chunks) * h.n_ctx > (1ull << 31))
         throw std::runtime_error(in.path() + ": header values out of range");
+    // What the header promises must be in the file before memory is taken for it: a damaged header would
+    // otherwise ask for up to 8 GiB of token ids.
+    const uint64_t promised = 8 + 4 * 4 + uint64_t(h.n_chunks) * h.n_ctx * 4 +
+                              uint64_t(h.n_chunks) * uint64_t(scored_per_chunk(int(h.n_ctx))) * h.n_vocab * 4;
+    uint64_t size = 0;
+    if (in.regular_size(&size) && size != promised)
+        throw std::runtime_error(in.path() + ": " + std::to_string(size) + " bytes, but its header (" +
+                                 std::to_string(h.n_chunks) + " chunks of " + std::to_string(h.n_ctx) + ", " +
+                                 std::to_string(h.n_vocab) + " tokens in the vocabulary) promises " +
+                                 std::to_string(promised) + " (a damaged or truncated --kl-divergence-base file)");
     tokens->resize(size_t(h.n_chunks) * h.n_ctx);
     in.read(tokens->data(), tokens->size() * sizeof(int32_t));
     return h;
