@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <random>
 
 #include "core/error.h"
 #include "core/ops.h"
@@ -93,6 +94,51 @@ TEST_CASE("cpu convert: every f16 and bf16 value widens exactly") {
             REQUIRE(bits(g[i]) == bits(want_b));
     }
     }
+}
+
+TEST_CASE("cpu activation quantization: Q8_0 and Q8_K blocks equal core's reference bytes") {
+    // The kernels' SIMD conversion must give core's bytes exactly (llama.cpp's quantizers, which the golden
+    // files were made with). Rows hold the cases where a rounding rule shows: products landing on halves
+    // (std::round takes them away from zero, Q8_K's nearest_int to even), a block whose largest magnitude
+    // comes twice with both signs (the first decides Q8_K's scale sign), all-zero blocks, and tiny and huge
+    // values.
+    const int64_t k = 1024;  // 32 Q8_0 blocks, 4 Q8_K super-blocks
+    std::vector<std::vector<float>> rows;
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (float scale : {1.0f, 1e-30f, 3e4f}) {
+        std::vector<float> r(static_cast<size_t>(k));
+        for (float& v : r) v = u(rng) * scale;
+        rows.push_back(r);
+    }
+    std::vector<float> halves(static_cast<size_t>(k));
+    for (int64_t i = 0; i < k; ++i) halves[size_t(i)] = float(i % 253 - 126) + (i % 2 ? 0.5f : -0.5f);
+    for (int64_t b = 0; b < k; b += 32) halves[size_t(b)] = 127.0f;  // |x| <= 127: d = 1, x * id = x
+    rows.push_back(halves);
+    std::vector<float> ties = rows[0];
+    for (int64_t b = 0; b < k; b += 256) {
+        ties[size_t(b + 3)] = -1.5f;  // the largest magnitude, first negative...
+        ties[size_t(b + 9)] = 1.5f;   // ...then positive
+    }
+    std::fill(ties.begin() + 256, ties.begin() + 512, 0.0f);  // a zero super-block (and 8 zero Q8_0 blocks)
+    rows.push_back(ties);
+
+    for (const cpu::CpuKernels* kl : cpu_level_tables())
+        for (DType w : {DType::Q4_0, DType::Q4_K}) {
+            const DType at = kl->activation_type(w);
+            const size_t bytes = kl->activation_row_bytes(w, k);
+            for (size_t r = 0; r < rows.size(); ++r) {
+                INFO("cpu level " << std::string(cpu::cpu_level_name(kl->level)) << ", " << std::string(type_name(at))
+                                  << ", row " << r);
+                std::vector<uint8_t> got(bytes, 0xAB), want(bytes, 0xCD);
+                kl->quantize_activations(w, rows[r].data(), got.data(), k);
+                type_traits(at).from_float(rows[r].data(), want.data(), k);
+                size_t first_diff = 0;
+                while (first_diff < bytes && got[first_diff] == want[first_diff]) ++first_diff;
+                INFO("first differing byte " << first_diff << " of " << bytes);
+                CHECK(first_diff == bytes);
+            }
+        }
 }
 
 TEST_CASE("cpu reduce16: sixteen horizontal sums land in order") {

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backends/cpu/cpu_act_quant.h"
 #include "backends/cpu/cpu_matmul_kernel.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/quant_dot.h"
@@ -130,8 +131,8 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
         for (int64_t i = b; i < e; ++i) {
             const auto [j, r] = qrows[size_t(i)];
             const MatmulJob& job = jobs[j];
-            quantize_activations(job.wtype, job.act + r * int64_t(job.act_stride),
-                                 qbuf + qoffset[j] + size_t(r) * qstride[j], job.k);
+            quantize_activation_row(job.wtype, job.act + r * int64_t(job.act_stride),
+                                    qbuf + qoffset[j] + size_t(r) * qstride[j], job.k);
         }
     });
 

@@ -1,6 +1,7 @@
 // This level's CpuKernels table (see cpu_kernels.h). Compiled once per kernel level, like the kernels.
 #include "backends/cpu/attention.h"
 #include "backends/cpu/attention_plan.h"
+#include "backends/cpu/cpu_act_quant.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/cpu_simd.h"
@@ -40,7 +41,7 @@ const CpuKernels& kernel_table() {
         attention,
         activation_type,
         activation_row_bytes,
-        quantize_activations,
+        quantize_activation_row,  // the SIMD form of quant_dot.h's quantize_activations, same bytes
         dot_tile,
         dot_tile_width,
         convert_f32_to_f16,
