@@ -66,6 +66,14 @@ public:
     // Runs every node in order. Throws tessera::Error on an unsupported node or bad input (e.g. a row id
     // out of range), naming the node.
     virtual void compute(const Graph& graph) = 0;
+    // Weights in a layout of the backend's own, made once when a model is loaded (the cpu backend's amx level
+    // repacks Q4_0 / Q8_0 matrices for its AMX tiles). The backend repacks those of `weights` it has a layout
+    // for into one buffer, which it returns, points them into it and marks them kFlagRepacked; null when it
+    // keeps every weight as it is. The caller keeps the buffer as long as the tensors.
+    virtual std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights) {
+        (void)weights;
+        return nullptr;
+    }
     // The instruction-set level of the kernels this backend runs ("avx2", ...), "" where that does not apply.
     virtual std::string kernel_level() const { return ""; }
     virtual void set_threads(int threads) { (void)threads; }

@@ -187,6 +187,15 @@ std::unique_ptr<GGUFFile> GGUFFile::from_memory(const void* data, size_t size, c
     return f;
 }
 
+void GGUFFile::release_pages(const void* data, size_t bytes) const {
+    if (!mapping_ || bytes == 0) return;
+    const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+    const auto begin = (uintptr_t(data) + page - 1) / page * page, end = (uintptr_t(data) + bytes) / page * page;
+    const auto lo = uintptr_t(base_), hi = uintptr_t(base_) + size_;
+    if (begin >= end || begin < lo || end > hi) return;
+    madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advice: failure only keeps the pages
+}
+
 GGUFFile::~GGUFFile() {
     if (mapping_) munmap(mapping_, size_);
 }

@@ -70,6 +70,10 @@ public:
     size_t data_offset() const { return data_offset_; }
     size_t file_size() const { return size_; }
     const void* file_data() const { return base_; }
+    // Tells the OS the bytes [data, data + bytes) of the mapping are no longer needed (a weight copied
+    // elsewhere at load): the whole pages inside the range leave memory, and reading them again re-reads the
+    // file. Nothing for a file held in memory (from_memory).
+    void release_pages(const void* data, size_t bytes) const;
 
     // ---- metadata ----
     const std::vector<std::string>& keys() const { return key_order_; }  // in file order

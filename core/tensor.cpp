@@ -73,4 +73,10 @@ void set_contiguous_strides(Tensor& t) {
     for (int i = 2; i < kMaxDims; ++i) t.nb[i] = t.nb[i - 1] * size_t(t.ne[i - 1]);
 }
 
+const Tensor* repacked_source(const Tensor& node) {
+    for (const Tensor* s : node.src)
+        if (s && (s->storage_owner()->flags & kFlagRepacked)) return s->storage_owner();
+    return nullptr;
+}
+
 }  // namespace tessera

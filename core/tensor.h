@@ -49,6 +49,9 @@ enum TensorFlags : uint32_t {
     kFlagInput = 1u << 0,   // filled by the caller before compute
     kFlagOutput = 1u << 1,  // read after compute: the planner keeps it alive to the end
     kFlagWeight = 1u << 2,  // a model parameter
+    // Weights in a kernel level's own layout, made at load (the cpu backend's amx level: AMX tiles, see
+    // backends/cpu/amx_repack.h): data no longer holds GGUF blocks, and only that level's mul_mat reads it.
+    kFlagRepacked = 1u << 3,
 };
 
 struct Tensor {
@@ -92,6 +95,9 @@ struct Tensor {
                i3 * int64_t(nb[3]);
     }
 };
+
+// The first source of `node` whose storage is repacked (kFlagRepacked, through views too), or null.
+const Tensor* repacked_source(const Tensor& node);
 
 // Strides for a contiguous tensor of this type and shape (block-aware for quant types).
 void set_contiguous_strides(Tensor& t);

@@ -189,6 +189,9 @@ int32_t tessera_model_n_layer(const tessera_model* m) {
     return m && m->model ? int32_t(m->model->hparams().n_layer) : 0;
 }
 uint64_t tessera_model_size(const tessera_model* m) { return m && m->model ? m->model->weight_bytes() : 0; }
+uint64_t tessera_model_repacked_bytes(const tessera_model* m) {
+    return m && m->model ? m->model->repacked_weight_bytes() : 0;
+}
 uint64_t tessera_model_decode_bytes(const tessera_model* m) {
     return m && m->model ? m->model->decode_weight_bytes() : 0;
 }

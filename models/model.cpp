@@ -1,6 +1,7 @@
 #include "models/model.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -172,12 +173,46 @@ int64_t layer_of(const std::string& name) {
 
 }  // namespace
 
+// A weight read only as the first operand of mul_mat by every architecture: the projections of attention
+// and the FFN, and the output matrix. (token_embd is also read by get_rows, expert stacks by mul_mat_id.)
+static bool is_matmul_weight(const std::string& name) {
+    static const char* const kSuffixes[] = {".attn_q.weight",   ".attn_k.weight",   ".attn_v.weight",
+                                            ".attn_qkv.weight", ".attn_output.weight", ".ffn_gate.weight",
+                                            ".ffn_up.weight",   ".ffn_down.weight"};
+    if (name == "output.weight") return true;
+    for (const char* s : kSuffixes) {
+        const size_t n = std::strlen(s);
+        if (name.size() > n && name.compare(name.size() - n, n, s) == 0) return true;
+    }
+    return false;
+}
+
+void Model::repack_weights(Backend& backend) {
+    // Host backends read the mapping in place, unless their kernels keep some weights in a layout of their
+    // own (the cpu backend's amx level: AMX tiles). Those are repacked once, here, and the pages they had in
+    // the mapping released, so the copy replaces the file's bytes in memory rather than doubling them.
+    std::vector<Tensor*> candidates;
+    std::vector<std::pair<const void*, size_t>> mapped;
+    for (Tensor* t : bound_)
+        if (t->buffer == mapping_.get() && is_matmul_weight(t->name)) {
+            candidates.push_back(t);
+            mapped.emplace_back(t->data, t->nbytes());
+        }
+    if (candidates.empty()) return;
+    repacked_ = backend.repack_weights(candidates);
+    if (!repacked_) return;
+    for (size_t i = 0; i < candidates.size(); ++i)
+        if (candidates[i]->flags & kFlagRepacked) file_->release_pages(mapped[i].first, mapped[i].second);
+    repacked_bytes_ = repacked_->size();
+}
+
 void Model::upload_weights(const ModelOptions& options) {
     // Host backends read the mapping in place; only a device backend needs its own copy.
     std::unique_ptr<Backend> backend = create_backend(options.backend);
     if (backend->is_host()) {
         TESSERA_CHECK(options.gpu_layers < 0, "gpu layers: backend '%s' is not a GPU; leave the layer count unset",
                       options.backend.c_str());
+        repack_weights(*backend);
         return;
     }
     on_device_ = true;

@@ -155,9 +155,13 @@ public:
     // Opened for a device with only some layers uploaded (ModelOptions::gpu_layers): sessions run split.
     bool weights_split() const { return split_; }
     int64_t gpu_layers() const { return gpu_layers_; }
+    // Bytes of weights repacked at load into the cpu kernels' own layout (the amx level's tiles), which
+    // replace those weights' pages of the file in memory; 0 when none were.
+    size_t repacked_weight_bytes() const { return repacked_bytes_; }
 
 private:
     void upload_weights(const ModelOptions& options);
+    void repack_weights(Backend& backend);
     size_t count_decode_bytes() const;
 
     friend class TensorBinder;
@@ -170,6 +174,8 @@ private:
     std::vector<Tensor*> bound_;            // every weight the forward pass reads (bound or derived), in order
     std::vector<std::unique_ptr<HostBuffer>> derived_;  // storage of derived weights (host; uploaded like the rest)
     std::unique_ptr<Buffer> device_weights_;  // all weights on a device backend, else null
+    std::unique_ptr<Buffer> repacked_;        // weights in the cpu kernels' own layout (kFlagRepacked), else null
+    size_t repacked_bytes_ = 0;
     std::string weights_backend_ = "cpu";
     bool on_device_ = false, split_ = false;
     int64_t gpu_layers_ = 0;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
 
 #include "tools/busy_neighbour.h"
 #include "tools/command.h"
@@ -73,6 +74,17 @@ std::vector<int> parse_list(const std::string& flag, const std::string& text) {
     return out;
 }
 
+// This process's resident set (weights, repacked or mapped and paged in, plus everything else), from
+// /proc/self/statm; 0 where that is not available.
+double resident_mib() {
+    FILE* f = std::fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long long size = 0, resident = 0;
+    const int got = std::fscanf(f, "%llu %llu", &size, &resident);
+    std::fclose(f);
+    return got == 2 ? double(resident) * double(sysconf(_SC_PAGESIZE)) / 1048576.0 : 0;
+}
+
 int bench(int argc, char** argv) {
     SessionFlags sf;
     std::string pp_list = "512", tg_list = "128";
@@ -132,6 +144,11 @@ int bench(int argc, char** argv) {
                      "cpu kernels %s\n",
                      sf.model.c_str(), double(tessera_model_size(model.m)) / 1048576.0, weight_bytes / 1048576.0,
                      bw_text, threads, cpu_level.c_str());
+
+    const double repacked = double(tessera_model_repacked_bytes(model.m));
+    if (!json && repacked > 0)
+        std::fprintf(stderr, "%.1f MiB of those weights repacked at load for the %s kernels (their mapped pages released)\n",
+                     repacked / 1048576.0, cpu_level.c_str());
 
     const BusyNeighbours busy(neighbours);
     if (!json && neighbours > 0)
@@ -201,6 +218,7 @@ int bench(int argc, char** argv) {
         }
         report("tg" + std::to_string(n), n, secs, true);
     }
+    if (!json) std::fprintf(stderr, "resident set after the runs: %.1f MiB\n", resident_mib());
     return 0;
 }
 

@@ -21,7 +21,9 @@
 // unit): kernels configure, use and release the tiles within one source file, as they must anyway.
 //
 // Including this header after <immintrin.h> makes the _tile_* intrinsic names (GCC's spelling, tile numbers
-// as the first arguments) refer to this model, so one kernel source serves both builds.
+// as the first arguments) refer to this model, so one kernel source serves both builds. In a kernel-level
+// build the model lives in that level's namespace, like every other symbol of the level's objects (test
+// cpu_level_symbols); elsewhere (its own test) in tessera::amx_emu.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -29,7 +31,13 @@
 #include <stdexcept>
 #include <string>
 
-namespace tessera::amx_emu {
+#ifdef TESSERA_CPU_LEVEL
+#define TESSERA_AMX_EMU_NS tessera::cpu::TESSERA_CPU_LEVEL::amx_emu
+#else
+#define TESSERA_AMX_EMU_NS tessera::amx_emu
+#endif
+
+namespace TESSERA_AMX_EMU_NS {
 
 constexpr int kTiles = 8;
 constexpr int kMaxRows = 16;
@@ -224,7 +232,7 @@ inline void tile_dpbf16ps(int c, int a, int b) {
     }
 }
 
-}  // namespace tessera::amx_emu
+}  // namespace TESSERA_AMX_EMU_NS
 
 // The intrinsic spellings, mapped onto the model (GCC's <immintrin.h> may already define some as macros).
 #undef _tile_loadd
@@ -236,15 +244,15 @@ inline void tile_dpbf16ps(int c, int a, int b) {
 #undef _tile_dpbusd
 #undef _tile_dpbuud
 #undef _tile_dpbf16ps
-#define _tile_loadconfig(cfg) ::tessera::amx_emu::tile_loadconfig(cfg)
-#define _tile_storeconfig(cfg) ::tessera::amx_emu::tile_storeconfig(cfg)
-#define _tile_release() ::tessera::amx_emu::tile_release()
-#define _tile_zero(t) ::tessera::amx_emu::tile_zero(t)
-#define _tile_loadd(t, base, stride) ::tessera::amx_emu::tile_loadd(t, base, stride)
-#define _tile_stream_loadd(t, base, stride) ::tessera::amx_emu::tile_loadd(t, base, stride)
-#define _tile_stored(t, base, stride) ::tessera::amx_emu::tile_stored(t, base, stride)
-#define _tile_dpbssd(c, a, b) ::tessera::amx_emu::tile_dpbssd(c, a, b)
-#define _tile_dpbsud(c, a, b) ::tessera::amx_emu::tile_dpbsud(c, a, b)
-#define _tile_dpbusd(c, a, b) ::tessera::amx_emu::tile_dpbusd(c, a, b)
-#define _tile_dpbuud(c, a, b) ::tessera::amx_emu::tile_dpbuud(c, a, b)
-#define _tile_dpbf16ps(c, a, b) ::tessera::amx_emu::tile_dpbf16ps(c, a, b)
+#define _tile_loadconfig(cfg) ::TESSERA_AMX_EMU_NS::tile_loadconfig(cfg)
+#define _tile_storeconfig(cfg) ::TESSERA_AMX_EMU_NS::tile_storeconfig(cfg)
+#define _tile_release() ::TESSERA_AMX_EMU_NS::tile_release()
+#define _tile_zero(t) ::TESSERA_AMX_EMU_NS::tile_zero(t)
+#define _tile_loadd(t, base, stride) ::TESSERA_AMX_EMU_NS::tile_loadd(t, base, stride)
+#define _tile_stream_loadd(t, base, stride) ::TESSERA_AMX_EMU_NS::tile_loadd(t, base, stride)
+#define _tile_stored(t, base, stride) ::TESSERA_AMX_EMU_NS::tile_stored(t, base, stride)
+#define _tile_dpbssd(c, a, b) ::TESSERA_AMX_EMU_NS::tile_dpbssd(c, a, b)
+#define _tile_dpbsud(c, a, b) ::TESSERA_AMX_EMU_NS::tile_dpbsud(c, a, b)
+#define _tile_dpbusd(c, a, b) ::TESSERA_AMX_EMU_NS::tile_dpbusd(c, a, b)
+#define _tile_dpbuud(c, a, b) ::TESSERA_AMX_EMU_NS::tile_dpbuud(c, a, b)
+#define _tile_dpbf16ps(c, a, b) ::TESSERA_AMX_EMU_NS::tile_dpbf16ps(c, a, b)

@@ -7,6 +7,7 @@
 //
 // The kernels are those of one level (cpu_level.h), resolved when the backend is made: the best this CPU
 // has, or the one BackendOptions::cpu_level / TESSERA_CPU asks for.
+#include "backends/cpu/amx_repack.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/host_backend.h"
 #include "backends/op_family.h"
@@ -21,6 +22,8 @@ namespace {
 // layout (or it has none): the reference op computes it then.
 OpFamily kernel_family(const cpu::CpuKernels& k, const Tensor& node) {
     const OpFamily f = op_family(node.op);
+    // Repacked weights are read by their level's mul_mat only; the reference refuses them, naming the weight.
+    if (f != OpFamily::View && f != OpFamily::MulMat && repacked_source(node)) return OpFamily::Other;
     switch (f) {
         case OpFamily::MulMat: return k.mul_mat_ok(node) ? f : OpFamily::Other;
         case OpFamily::MulMatId: return k.mul_mat_id_ok(node) ? f : OpFamily::Other;
@@ -46,6 +49,36 @@ public:
 
     void compute(const Graph& graph) override {
         for (Tensor* node : graph.nodes()) compute_node(node);
+    }
+
+    // The amx level keeps 2-D Q4_0 / Q8_0 weights in its tile layout (amx_repack.h), made here in parallel.
+    std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights) override {
+        namespace L = cpu::amx_layout;
+        if (k_.level != cpu::CpuLevel::Amx) return nullptr;
+        std::vector<Tensor*> todo;
+        std::vector<size_t> offset;
+        size_t total = 0;
+        for (Tensor* t : weights) {
+            if (!t || t->op != Op::None || !t->data || (t->flags & kFlagRepacked) || !L::repackable(t->type)) continue;
+            if (t->ne[2] != 1 || t->ne[3] != 1 || t->ne[0] % L::kBlockValues != 0) continue;
+            if (t->nb[0] != type_traits(t->type).block_bytes || t->nb[1] != t->row_bytes()) continue;
+            todo.push_back(t);
+            offset.push_back(total);
+            total += (L::packed_bytes(t->type, t->ne[1], t->ne[0]) + 63) / 64 * 64;
+        }
+        if (todo.empty()) return nullptr;
+        auto buf = std::make_unique<HostBuffer>(total);
+        char* base = static_cast<char*>(buf->base());
+        cpu::parallel_for(pool_, int64_t(todo.size()), pool_.size(), [&](int64_t i, int) {
+            const Tensor* t = todo[size_t(i)];
+            L::repack(t->type, t->data, t->nb[1], t->ne[1], t->ne[0], base + offset[size_t(i)]);
+        });
+        for (size_t i = 0; i < todo.size(); ++i) {
+            todo[i]->data = base + offset[i];
+            todo[i]->buffer = buf.get();
+            todo[i]->flags |= kFlagRepacked;
+        }
+        return buf;
     }
 
     void set_threads(int threads) override { pool_.resize(threads > 0 ? threads : physical_cores()); }

@@ -7,7 +7,10 @@
 // instruction before that request faults.
 #include "backends/cpu/cpu_level.h"
 
+#include <cstdio>
 #include <cstdlib>
+
+#include "backends/cpu/amx_check.h"
 
 #include "core/error.h"
 
@@ -30,6 +33,7 @@ struct Features {
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512vnni = false,
          avx512bf16 = false, os_avx512 = false;
     bool amx_tile = false, amx_int8 = false, amx_bf16 = false, os_amx = false, amx_granted = false;
+    std::string amx_check;  // what the amx self-check found wrong on this CPU ("" = passed or not run)
 };
 
 #if TESSERA_CPU_X86
@@ -83,6 +87,17 @@ Features detect() {
         f.avx512bf16 = bit(a, 5);
     }
     if (f.amx_tile && f.amx_int8 && f.amx_bf16 && f.os_amx) f.amx_granted = request_amx_permission();
+#ifdef TESSERA_CPU_HAVE_AMX
+    // Tile kernels were only ever run against a software model of AMX (amx_emu.h) where they were written:
+    // before the level can be picked, a small tile product and a small repacked matmul must give here exactly
+    // what scalar code gives, else the level stays off (one line says so) and the next one is used.
+    if (f.amx_granted) {
+        f.amx_check = amx_self_check(false);
+        if (!f.amx_check.empty())
+            std::fprintf(stderr, "tessera: AMX turned off, its self-check failed on this CPU (%s); using the next cpu level\n",
+                         f.amx_check.c_str());
+    }
+#endif
     return f;
 }
 #else
@@ -192,6 +207,7 @@ std::string cpu_level_missing(CpuLevel level) {
         append(m, !f.amx_bf16, "AMX-BF16");
         append(m, f.amx_tile && !f.os_amx, "OS support for AMX state");
         append(m, f.amx_tile && f.os_amx && !f.amx_granted, "AMX tile permission (refused by the OS)");
+        append(m, !f.amx_check.empty(), ("a passing AMX self-check (" + f.amx_check + ")").c_str());
     }
     return m;
 }

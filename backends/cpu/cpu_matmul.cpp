@@ -11,6 +11,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backends/cpu/amx_matmul.h"
 #include "backends/cpu/cpu_act_quant.h"
 #include "backends/cpu/cpu_matmul_kernel.h"
 #include "backends/cpu/cpu_ops.h"
@@ -138,11 +139,14 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
 
     std::vector<WorkItem> items;
     for (size_t j = 0; j < jobs.size(); ++j) {
-        const int64_t panel = jobs[j].m < kPackMinCols ? kStreamPanelRows : kPackPanelRows;
+        const int64_t panel = jobs[j].amx_repacked          ? kAmxItemRows
+                              : jobs[j].m < kPackMinCols ? kStreamPanelRows
+                                                         : kPackPanelRows;
         for (int64_t r0 = 0; r0 < jobs[j].n; r0 += panel) items.push_back({j, r0, std::min(jobs[j].n, r0 + panel)});
     }
-    const size_t tile_floats =
-        size_t(std::max(kPackPanelRows * (kBlockK + 16), kPackPanelRows * kQuantCols)) + size_t(kLanes);
+    size_t tile_floats = size_t(std::max(kPackPanelRows * (kBlockK + 16), kPackPanelRows * kQuantCols)) + size_t(kLanes);
+    for (const auto& j : jobs)
+        if (j.amx_repacked) tile_floats = std::max(tile_floats, amx_scratch_floats(j));
     parallel_for(pool, int64_t(items.size()), threads, [&](int64_t i, int tid) {
         const WorkItem& it = items[size_t(i)];
         const MatmulJob& job = jobs[it.job];
@@ -151,7 +155,12 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
             case DType::F32: float_panel<F32Elem>(job, it.r0, it.r1, buf); break;
             case DType::F16: float_panel<F16Elem>(job, it.r0, it.r1, buf); break;
             case DType::BF16: float_panel<BF16Elem>(job, it.r0, it.r1, buf); break;
-            default: quant_panel(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf); break;
+            default:
+                if (job.amx_repacked)
+                    amx_panel(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf);
+                else
+                    quant_panel(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf);
+                break;
         }
     });
 }
@@ -160,6 +169,9 @@ bool mul_mat_ok(const Tensor& node) {
     const Tensor* a = node.src[0];
     const Tensor* b = node.src[1];
     if (!a || !b || b->type != DType::F32 || node.type != DType::F32 || !node.is_contiguous()) return false;
+    if (a->flags & kFlagRepacked)  // the tile layout: only a level with tiles reads it (amx_matmul.h)
+        return amx_tiles_compiled() && a->op == Op::None && activation_type(a->type) == DType::Q8_0 &&
+               b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0;
     if (!matmul_weight_type_ok(a->type) || a->nb[0] != type_traits(a->type).block_bytes) return false;
     if (!type_traits(a->type).quantized)
         for (int d = 1; d < kMaxDims; ++d)
@@ -215,6 +227,7 @@ void mul_mat(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
             job.m = m;
             job.out = reinterpret_cast<float*>(dst->at(0, 0, i2, i3));
             job.out_stride = dst->nb[1] / sizeof(float);
+            job.amx_repacked = (a->flags & kFlagRepacked) != 0;
             jobs.push_back(job);
         }
     run_matmul_jobs(jobs, pool, scratch);

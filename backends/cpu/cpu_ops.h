@@ -25,6 +25,7 @@ struct MatmulJob {
     int64_t m = 0;
     float* out = nullptr;
     size_t out_stride = 0;  // floats between output columns (one per activation row)
+    bool amx_repacked = false;  // w is in amx_repack.h's tile layout (the amx level's kernels only)
 };
 
 // Weight types the matmul fast path computes (f32/f16/bf16 directly, the rest through quant_dot.h).

@@ -28,6 +28,7 @@ bool writable_rows(const Tensor* t) {
 }  // namespace
 
 bool supports(const Tensor& node) {
+    if (!op_is_view(node.op) && repacked_source(node)) return false;  // a kernel level's own layout (compute_node)
     const Tensor* s0 = node.src[0];
     const Tensor* s1 = node.src[1];
     const Tensor* s2 = node.src[2];
@@ -104,6 +105,11 @@ std::string type_list(const Tensor& node) {
 void compute_node(Tensor* node) {
     TESSERA_CHECK(node != nullptr, "reference: null node");
     if (node->op == Op::None || op_is_view(node->op)) return;  // leaves and views: nothing to compute
+    if (const Tensor* r = repacked_source(*node))
+        throw Error("reference backend: " + label(node) + " reads weight '" + r->name +
+                        "', which was repacked at load for the cpu backend's amx kernels and is readable only by their "
+                        "mul_mat (open the model with the backend and cpu level that will run it)",
+                    Status::Unsupported);
     if (!supports(*node))
         throw Error("reference backend: " + label(node) + " is not supported for these types/layouts (" +
                     type_list(*node) + ")",

@@ -1,0 +1,340 @@
+// The amx level's quantized matmul: weights repacked at load (amx_repack.h), activations quantized to Q8_0
+// rows as for every other level, and per 32-value block one tile product
+//     C (up to 16 activation rows x 16 weight rows, int32) = A (those rows' int8 block) x B (the panel's block)
+// scaled to fp32 with the two blocks' scales and summed over the blocks. The integer part is exact, so the
+// only rounding is the fp32 accumulation (one fused multiply-add per block), as in the other levels' tiles.
+//
+// Q4_0 panels are widened to int8 (value - 8) once per panel, into per-thread scratch, and reused for every
+// group of 16 activation rows; Q8_0 panels are loaded in place. Edges: a group of fewer than 16 activation
+// rows gets tiles configured with that many rows (nothing is read past the activations), and the padding rows
+// of a last partial panel (scale 0) are computed and not written.
+//
+// Compiled at every level; only where tiles exist (amx_tiles.h) does it do anything.
+#include "backends/cpu/amx_matmul.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <random>
+#include <vector>
+
+#include "backends/cpu/amx_repack.h"
+#include "backends/cpu/amx_tiles.h"
+#include "backends/cpu/quant_dot.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "core/quant.h"
+
+// GCC 12 reports _mm512_cvtepi32_ps's deliberately undefined pass-through operand as maybe-uninitialized.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
+
+#if TESSERA_X86_AMX
+
+namespace {
+
+namespace L = amx_layout;
+constexpr int kRows = 16;                              // activation rows per tile product (M)
+constexpr int kVnniBytes = L::kPanelRows * L::kBlockValues;  // one B tile: 8 rows of 64 bytes
+constexpr size_t kActBlock = sizeof(block_q8_0);       // 34: fp16 scale, then 32 int8
+
+// LDTILECFG's operand, palette 1.
+struct alignas(64) TileConfig {
+    uint8_t palette_id = 1;
+    uint8_t start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+// The tile intrinsics are asm statements that name only the address they read, not the memory behind it:
+// without this compiler barrier, stores to a buffer a tile is about to load (the widened panel, the
+// configuration) could legally be moved after the load.
+inline void tile_memory_barrier() { __asm__ __volatile__("" ::: "memory"); }
+
+// Tile 0: C, `rows` activation rows x 16 int32. Tile 1: A, `rows` x 32 int8. Tile 2: B, 8 x 64 (VNNI).
+void configure(int rows) {
+    TileConfig c;
+    c.rows[0] = uint8_t(rows);
+    c.colsb[0] = 4 * L::kPanelRows;
+    c.rows[1] = uint8_t(rows);
+    c.colsb[1] = L::kBlockValues;
+    c.rows[2] = L::kBlockValues / 4;
+    c.colsb[2] = 4 * L::kPanelRows;
+    tile_memory_barrier();
+    _tile_loadconfig(&c);
+}
+
+// One panel's weights as the tiles take them.
+struct Panel {
+    const int8_t* vnni;   // block b's B tile at vnni + b * stride
+    size_t stride;
+    const float* scale;   // block b, row n: scale[b * 16 + n]
+};
+
+void panel_scales(DType t, const uint8_t* panel, int64_t nb, float* scale) {
+    const size_t rec = L::record_bytes(t);
+    for (int64_t b = 0; b < nb; ++b)
+        for (int n = 0; n < L::kPanelRows; ++n) {
+            uint16_t h;
+            std::memcpy(&h, panel + size_t(b) * rec + 2 * n, 2);
+            scale[b * L::kPanelRows + n] = fp16_to_fp32(h);
+        }
+}
+
+Panel prepare_panel(DType t, const uint8_t* panel, int64_t nb, int8_t* widened, float* scale) {
+    const size_t rec = L::record_bytes(t);
+    panel_scales(t, panel, nb, scale);
+    if (t == DType::Q8_0) return {reinterpret_cast<const int8_t*>(panel + L::kScaleBytes), rec, scale};
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* q = panel + size_t(b) * rec + L::kScaleBytes;
+        int8_t* o = widened + b * kVnniBytes;
+        for (int j = 0; j < kVnniBytes / 2; ++j) {
+            o[j] = int8_t((q[j] & 0x0F) - 8);
+            o[j + kVnniBytes / 2] = int8_t((q[j] >> 4) - 8);
+        }
+    }
+    return {widened, size_t(kVnniBytes), scale};
+}
+
+// acc[m * 16 + n] = sum over blocks b of C_b[m][n] * (weight scale * activation scale), for the `rows`
+// activation rows at act (stride astride); tiles configured for `rows`.
+void panel_product(const Panel& w, int64_t nb, const char* act, size_t astride, int rows, float* acc, int32_t* c) {
+    std::fill(acc, acc + kRows * L::kPanelRows, 0.0f);
+    tile_memory_barrier();
+    for (int64_t b = 0; b < nb; ++b) {
+        _tile_loadd(2, w.vnni + size_t(b) * w.stride, 4 * L::kPanelRows);
+        _tile_loadd(1, act + size_t(b) * kActBlock + sizeof(half_bits), long(astride));
+        _tile_zero(0);
+        _tile_dpbssd(0, 1, 2);
+        _tile_stored(0, c, 4 * L::kPanelRows);
+        const float* ws = w.scale + b * L::kPanelRows;
+        for (int m = 0; m < rows; ++m) {
+            const auto* ab = reinterpret_cast<const block_q8_0*>(act + size_t(m) * astride) + b;
+            const float da = fp16_to_fp32(ab->d);
+            float* a = acc + m * L::kPanelRows;
+            const int32_t* cm = c + m * L::kPanelRows;
+            for (int n = 0; n < L::kPanelRows; ++n) a[n] = std::fma(float(cm[n]), ws[n] * da, a[n]);
+        }
+    }
+}
+
+#if TESSERA_X86_AMX  // (the amx level has AVX-512 VNNI too)
+// Decode: one activation row against a panel, with AVX-512 VNNI instead of tiles (a 1-row tile product would
+// waste 15/16 of each). The panel's VNNI bytes are what VPDPBUSD takes: row g of a block is, for each of the
+// 16 weight rows, its values 4g .. 4g + 3, so one broadcast of the activation's values 4g .. 4g + 3 gives the
+// 16 rows' partial dots in the 16 int32 lanes. VPDPBUSD multiplies unsigned by signed bytes, so the weights
+// go in unsigned (Q4_0: the nibble, value + 8; Q8_0: value + 128, by flipping the sign bit) and the offset
+// times the activation block's sum comes off after: the same exact integer as the tile product, scaled the
+// same way, so decode and batch give the same bits.
+void panel_gemv(DType t, const uint8_t* panel, int64_t nb, const char* act, const float* scale, float* out16) {
+    const size_t rec = L::record_bytes(t);
+    const auto* ab = reinterpret_cast<const block_q8_0*>(act);
+    const __m512i nibble = _mm512_set1_epi8(0x0F), sign = _mm512_set1_epi8(char(0x80));
+    const int32_t offset = t == DType::Q8_0 ? 128 : 8;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* q = panel + size_t(b) * rec + L::kScaleBytes;
+        int32_t a4[8], asum = 0;
+        std::memcpy(a4, ab[b].qs, sizeof a4);
+        for (int v = 0; v < L::kBlockValues; ++v) asum += ab[b].qs[v];
+        __m512i dot = _mm512_setzero_si512();
+        if (t == DType::Q8_0) {
+            for (int g = 0; g < 8; ++g) {
+                const __m512i w = _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), sign);
+                dot = _mm512_dpbusd_epi32(dot, w, _mm512_set1_epi32(a4[g]));
+            }
+        } else {
+            for (int c = 0; c < 4; ++c) {  // 64 bytes: VNNI row c in the low nibbles, row c + 4 in the high
+                const __m512i w = _mm512_loadu_si512(q + 64 * c);
+                dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(w, nibble), _mm512_set1_epi32(a4[c]));
+                dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(w, 4), nibble), _mm512_set1_epi32(a4[c + 4]));
+            }
+        }
+        dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(offset * asum));
+        const __m512 s = _mm512_mul_ps(_mm512_loadu_ps(scale + b * L::kPanelRows), _mm512_set1_ps(fp16_to_fp32(ab[b].d)));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc);
+    }
+    _mm512_storeu_ps(out16, acc);
+}
+#endif
+
+// The arithmetic of panel_product for one output, in scalar code: the self-check's expectation.
+float scalar_product(DType t, const uint8_t* packed, int64_t nb, int64_t row, const char* act) {
+    const int64_t panel = row / L::kPanelRows;
+    const size_t rec = L::record_bytes(t);
+    // Unpack this row's panel through the layout's own inverse, then read row `row % 16` as GGUF blocks.
+    std::vector<uint8_t> rows(size_t(L::kPanelRows) * nb * (t == DType::Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0)));
+    const size_t rb = size_t(nb) * (t == DType::Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
+    L::unpack(t, packed + size_t(panel) * size_t(nb) * rec, L::kPanelRows, nb * L::kBlockValues, rows.data(), rb);
+    const uint8_t* r = rows.data() + size_t(row % L::kPanelRows) * rb;
+    float acc = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+        const auto* ab = reinterpret_cast<const block_q8_0*>(act) + b;
+        int32_t dot = 0;
+        float dw;
+        if (t == DType::Q8_0) {
+            const auto* wb = reinterpret_cast<const block_q8_0*>(r) + b;
+            dw = fp16_to_fp32(wb->d);
+            for (int v = 0; v < 32; ++v) dot += int32_t(wb->qs[v]) * ab->qs[v];
+        } else {
+            const auto* wb = reinterpret_cast<const block_q4_0*>(r) + b;
+            dw = fp16_to_fp32(wb->d);
+            for (int v = 0; v < 16; ++v) {
+                dot += (int32_t(wb->qs[v] & 0x0F) - 8) * ab->qs[v];
+                dot += (int32_t(wb->qs[v] >> 4) - 8) * ab->qs[v + 16];
+            }
+        }
+        acc = std::fma(float(dot), dw * fp16_to_fp32(ab->d), acc);
+    }
+    return acc;
+}
+
+}  // namespace
+
+bool amx_tiles_compiled() { return true; }
+
+size_t amx_scratch_floats(const MatmulJob& job) {
+    const size_t nb = size_t(job.k / L::kBlockValues);
+    // acc (16 x 16) + C (16 x 16 int32) + scales (nb x 16) + widened Q4_0 panel (nb x 512 bytes)
+    return 2 * kRows * L::kPanelRows + nb * L::kPanelRows + nb * kVnniBytes / sizeof(float) + 16;
+}
+
+void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch) {
+    const int64_t nb = job.k / L::kBlockValues;
+    const size_t rec = L::record_bytes(job.wtype);
+    float* acc = scratch;
+    auto* c = reinterpret_cast<int32_t*>(acc + kRows * L::kPanelRows);
+    float* scale = acc + 2 * kRows * L::kPanelRows;
+    auto* widened = reinterpret_cast<int8_t*>(scale + nb * L::kPanelRows);
+    const auto* packed = reinterpret_cast<const uint8_t*>(job.w);
+    int configured = 0;
+    for (int64_t p = r0 / L::kPanelRows; p * L::kPanelRows < r1; ++p) {
+#if TESSERA_X86_AMX  // (the amx level has AVX-512 VNNI too)
+        if (job.m == 1) {
+            const uint8_t* panel = packed + size_t(p) * size_t(nb) * rec;
+            panel_scales(job.wtype, panel, nb, scale);
+            panel_gemv(job.wtype, panel, nb, qact, scale, acc);
+            const int64_t row0 = p * L::kPanelRows;
+            const int valid = int(std::min<int64_t>(L::kPanelRows, std::min(r1, job.n) - row0));
+            for (int n = 0; n < valid; ++n) job.out[row0 + n] = acc[n];
+            continue;
+        }
+#endif
+        const Panel w = prepare_panel(job.wtype, packed + size_t(p) * size_t(nb) * rec, nb, widened, scale);
+        const int64_t row0 = p * L::kPanelRows;
+        const int valid = int(std::min<int64_t>(L::kPanelRows, std::min(r1, job.n) - row0));
+        for (int64_t j0 = 0; j0 < job.m; j0 += kRows) {
+            const int rows = int(std::min<int64_t>(kRows, job.m - j0));
+            if (rows != configured) {
+                configure(rows);
+                configured = rows;
+            }
+            panel_product(w, nb, qact + size_t(j0) * qstride, qstride, rows, acc, c);
+            for (int m = 0; m < rows; ++m) {
+                float* o = job.out + (j0 + m) * int64_t(job.out_stride) + row0;
+                for (int n = 0; n < valid; ++n) o[n] = acc[m * L::kPanelRows + n];
+            }
+        }
+    }
+    if (configured) _tile_release();
+}
+
+std::string amx_self_check() {
+    try {
+        std::mt19937 rng(20240611);
+        // 1. One full tile product against the scalar sum, exactly (int32, wrapping).
+        {
+            alignas(64) int8_t A[16][64], B[16][64];
+            alignas(64) int32_t C[16][16], want[16][16];
+            for (auto& r : A)
+                for (auto& v : r) v = int8_t(rng());
+            for (auto& r : B)
+                for (auto& v : r) v = int8_t(rng());
+            for (int m = 0; m < 16; ++m)
+                for (int n = 0; n < 16; ++n) {
+                    C[m][n] = int32_t(rng());
+                    uint32_t s = uint32_t(C[m][n]);
+                    for (int k = 0; k < 16; ++k)
+                        for (int i = 0; i < 4; ++i) s += uint32_t(int32_t(A[m][4 * k + i]) * int32_t(B[k][4 * n + i]));
+                    want[m][n] = int32_t(s);
+                }
+            TileConfig cfg;
+            for (int t = 0; t < 3; ++t) {
+                cfg.rows[t] = 16;
+                cfg.colsb[t] = 64;
+            }
+            tile_memory_barrier();
+            _tile_loadconfig(&cfg);
+            _tile_loadd(0, C, 64);
+            _tile_loadd(1, A, 64);
+            _tile_loadd(2, B, 64);
+            _tile_dpbssd(0, 1, 2);
+            _tile_stored(0, C, 64);
+            _tile_release();
+            for (int m = 0; m < 16; ++m)
+                for (int n = 0; n < 16; ++n)
+                    if (C[m][n] != want[m][n])
+                        return format("TDPBSSD gave %d at row %d column %d where the scalar sum is %d", C[m][n], m, n,
+                                      want[m][n]);
+        }
+        // 2. A repacked Q4_0 and Q8_0 matmul (a partial panel; a partial activation group through the tiles,
+        // and one row, the decode path) through the kernel.
+        for (DType t : {DType::Q4_0, DType::Q8_0})
+            for (int64_t m : {5, 1}) {
+                const int64_t n = 20, k = 96, nb = k / 32;
+                std::vector<float> wf(size_t(n * k)), xf(size_t(m * k));
+                std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+                for (auto& v : wf) v = u(rng);
+                for (auto& v : xf) v = u(rng);
+                const size_t wrow = row_bytes(t, k);
+                std::vector<uint8_t> w(size_t(n) * wrow), packed(L::packed_bytes(t, n, k));
+                for (int64_t r = 0; r < n; ++r) type_traits(t).from_float(wf.data() + r * k, w.data() + size_t(r) * wrow, k);
+                L::repack(t, w.data(), wrow, n, k, packed.data());
+                const size_t qstride = activation_row_bytes(t, k);
+                std::vector<char> qact(size_t(m) * qstride);
+                for (int64_t j = 0; j < m; ++j) quantize_activations(t, xf.data() + j * k, qact.data() + size_t(j) * qstride, k);
+                std::vector<float> out(size_t(m * n), NAN);
+                MatmulJob job;
+                job.wtype = t;
+                job.w = reinterpret_cast<const char*>(packed.data());
+                job.n = n;
+                job.k = k;
+                job.m = m;
+                job.out = out.data();
+                job.out_stride = size_t(n);
+                job.amx_repacked = true;
+                std::vector<float> scratch(amx_scratch_floats(job));
+                amx_panel(job, 0, n, qact.data(), qstride, scratch.data());
+                for (int64_t j = 0; j < m; ++j)
+                    for (int64_t r = 0; r < n; ++r) {
+                        const float want = scalar_product(t, packed.data(), nb, r, qact.data() + size_t(j) * qstride);
+                        const float got = out[size_t(j * n + r)];
+                        if (!(got == want))
+                            return format("%s %s gave %.9g at weight row %lld, activation row %lld where scalar code gives %.9g",
+                                          type_name(t), m == 1 ? "decode" : "tile matmul", double(got), (long long)r,
+                                          (long long)j, double(want));
+                    }
+            }
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "";
+}
+
+#else  // no tiles at this level
+
+bool amx_tiles_compiled() { return false; }
+size_t amx_scratch_floats(const MatmulJob&) { return 0; }
+void amx_panel(const MatmulJob&, int64_t, int64_t, const char*, size_t, float*) {
+    throw Error("cpu backend: weights repacked for AMX tiles reached a kernel level without them", Status::Unsupported);
+}
+std::string amx_self_check() { return "this kernel level has no AMX tiles"; }
+
+#endif
+
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

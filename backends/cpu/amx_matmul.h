@@ -1,0 +1,28 @@
+// The amx level's matmul on repacked weights (amx_repack.h's layout): tile products per quant block,
+// scaled to fp32. Declared at every level so the matmul dispatch compiles everywhere; only a level with
+// tiles (TESSERA_X86_AMX: amx and its emulated twin) computes with them, and mul_mat_fast_ok takes repacked
+// weights only there. Private to backends/cpu.
+#pragma once
+#include "backends/cpu/kernel_level.h"
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "backends/cpu/cpu_ops.h"
+
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
+
+// Whether this level's kernels read AMX-repacked weights.
+bool amx_tiles_compiled();
+// Weight rows per work item of a repacked job (a multiple of the 16-row panel).
+constexpr int64_t kAmxItemRows = 32;
+// Floats of per-thread scratch amx_panel needs for `job`.
+size_t amx_scratch_floats(const MatmulJob& job);
+// out for weight rows [r0, r1) (r0 a multiple of 16) of a job whose weights are repacked; activations
+// already quantized (activation_type: Q8_0), row j at qact + j * qstride.
+void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch);
+// A small tile product and a small repacked matmul on this level's tiles, compared with scalar code doing
+// the same arithmetic: "" when both agree exactly, else what differed. Run once before the amx level is used.
+std::string amx_self_check();
+
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

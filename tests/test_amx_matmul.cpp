@@ -1,0 +1,275 @@
+// The amx cpu level's matmul (backends/cpu/amx_matmul.cpp) on weights the cpu backend repacked, against the
+// reference, at the level this machine runs: the real tiles, or else their emulated twin (amx_emu.h), which
+// is what a machine without AMX (this project's) exercises. Also: the self-check the level runs before it is
+// used, and that repacked weights are refused, by name, everywhere but that level's mul_mat.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/amx_check.h"
+#include "backends/cpu/cpu_level.h"
+#include "core/error.h"
+#include "core/backend.h"
+#include "core/graph.h"
+#include "core/ops.h"
+#include "models/model.h"
+#include "tests/golden_util.h"
+#include "tests/testing.h"
+
+using namespace tessera;
+using namespace tessera::testing;
+
+namespace {
+
+// The amx kernel level this machine can run: the real one where the CPU has AMX (and the OS grants the tile
+// state and the self-check passed), else its emulated twin (the same source over amx_emu.h), else none.
+// Says once which it is, so a log shows plainly that the tile kernels ran only emulated here.
+std::string amx_level_name() {
+    static const std::string name = [] {
+        const std::string missing = cpu::cpu_level_missing(cpu::CpuLevel::Amx);
+        if (missing.empty()) {
+            MESSAGE("amx level: native tiles");
+            return std::string("amx");
+        }
+        try {
+            BackendOptions o;
+            o.cpu_level = "amx-emulated";
+            create_backend("cpu", o);
+            MESSAGE("amx level not native here (missing: " << missing << "): the tile kernels run EMULATED (amx-emulated)");
+            return std::string("amx-emulated");
+        } catch (const Error& e) {
+            MESSAGE("amx level SKIPPED, its kernels were not run: " << missing << "; and no emulated twin: " << e.what());
+            return std::string();
+        }
+    }();
+    return name;
+}
+
+struct AmxCase {
+    DType type;
+    int64_t k, n, m;
+    bool strided_b;
+};
+
+// One mul_mat on weights repacked by the cpu backend at the amx level, against the reference on the same
+// weights unrepacked. The only difference allowed is the activations' rounding to Q8_0 (|x - x_q| <= 0.57 d
+// per element, d = the block's max |x| / 127, with Q8_0's f16 scale) plus fp32 summation (1e-5 of sum |w x|),
+// as test_cpu_kernels argues for the other levels' quant tiles. Returns the output for the bit-identity check.
+std::vector<float> check_amx_matmul(const AmxCase& c, int threads, const std::string& level) {
+    Context ctx;
+    HostArena arena;
+    Tensor* a = arena.make(ctx, c.type, {c.k, c.n}, "w");
+    arena.fill_random(a, 500 + uint64_t(c.k + c.n));
+    Tensor* orig = arena.make(ctx, c.type, {c.k, c.n}, "w unpacked");
+    std::memcpy(orig->data, a->data, a->nbytes());
+    Tensor* b;
+    std::vector<float> bf(size_t(c.k * c.m));  // b's rows (k values each), whatever its layout
+    if (c.strided_b) {  // a transposed view: the activation packing path
+        Tensor* bt = arena.make(ctx, DType::F32, {c.m, c.k}, "bt");
+        arena.fill_random(bt, 600 + uint64_t(c.m));
+        const std::vector<float> t = to_floats(*bt);
+        for (int64_t j = 0; j < c.m; ++j)
+            for (int64_t p = 0; p < c.k; ++p) bf[size_t(j * c.k + p)] = t[size_t(p * c.m + j)];
+        b = transpose(ctx, bt);
+    } else {
+        b = arena.make(ctx, DType::F32, {c.k, c.m}, "b");
+        arena.fill_random(b, 600 + uint64_t(c.m));
+        bf = to_floats(*b);
+    }
+    const std::vector<float> af = to_floats(*orig);
+
+    BackendOptions opt;
+    opt.threads = threads;
+    opt.cpu_level = level;
+    auto cpu = create_backend("cpu", opt);
+    std::unique_ptr<Buffer> packed = cpu->repack_weights({a});
+    REQUIRE(packed != nullptr);
+    REQUIRE((a->flags & kFlagRepacked) != 0);
+    Tensor* out = mul_mat(ctx, a, b);
+    Tensor* ref_out = mul_mat(ctx, orig, b);
+    out->flags |= kFlagOutput;
+    ref_out->flags |= kFlagOutput;
+    Graph g, gr;
+    g.expand(out);
+    gr.expand(ref_out);
+    auto buf = allocate_graph(g, *cpu);
+    auto ref = create_backend("reference");
+    auto rbuf = allocate_graph(gr, *ref);
+    cpu->compute(g);
+    ref->compute(gr);
+    const std::vector<float> got = to_floats(*out), want = to_floats(*ref_out);
+
+    double worst = 0;
+    int64_t wi = 0, wj = 0;
+    for (int64_t j = 0; j < c.m; ++j)
+        for (int64_t i = 0; i < c.n; ++i) {
+            const float* w = af.data() + i * c.k;
+            const float* x = bf.data() + j * c.k;
+            double mag = 0, act = 0;
+            for (int64_t b0 = 0; b0 < c.k; b0 += 32) {
+                float amax = 0;
+                for (int64_t p = b0; p < b0 + 32; ++p) amax = std::max(amax, std::fabs(x[p]));
+                for (int64_t p = b0; p < b0 + 32; ++p) {
+                    mag += std::fabs(double(w[p]) * x[p]);
+                    act += std::fabs(double(w[p])) * 0.57 * amax / 127;
+                }
+            }
+            const size_t o = size_t(j * c.n + i);
+            const double r = std::fabs(double(got[o]) - want[o]) / (act + 1e-5 * mag + 1e-30);
+            if (!(r <= worst)) {
+                worst = r;
+                wi = i;
+                wj = j;
+            }
+        }
+    INFO(type_name(c.type) << " k " << c.k << " n " << c.n << " m " << c.m << (c.strided_b ? " strided b" : "")
+                           << " threads " << threads << " level " << level << "; worst at (" << wi << ", " << wj
+                           << ") got " << got[size_t(wj * c.n + wi)] << " want " << want[size_t(wj * c.n + wi)]);
+    CHECK(worst <= 1.0);
+    return got;
+}
+
+}  // namespace
+
+TEST_CASE("amx mul_mat: repacked Q4_0 / Q8_0 weights against the reference, odd shapes, 1 to 3 threads") {
+    const std::string level = amx_level_name();
+    if (level.empty()) return;
+    // k 64 and 96: stories260K's widths (2 and 3 blocks). n 17, 33, 15, 1: partial 16-row panels; m 1 (decode),
+    // 2, 5, 17, 33: partial 16-row activation groups; k 256 with m 40 for a longer run of blocks.
+    const AmxCase cases[] = {
+        {DType::Q4_0, 64, 17, 2, false},  {DType::Q8_0, 64, 17, 2, false},  {DType::Q4_0, 96, 33, 5, true},
+        {DType::Q8_0, 96, 33, 5, false},  {DType::Q4_0, 64, 64, 1, false},  {DType::Q8_0, 64, 48, 1, false},
+        {DType::Q4_0, 256, 40, 17, false}, {DType::Q8_0, 256, 15, 33, true}, {DType::Q4_0, 96, 1, 3, false},
+        {DType::Q8_0, 32, 50, 40, false},
+    };
+    for (const auto& c : cases) {
+        std::vector<float> first;
+        for (int threads : {1, 2, 3}) {
+            const std::vector<float> got = check_amx_matmul(c, threads, level);
+            if (first.empty()) first = got;
+            CHECK_MESSAGE(std::memcmp(first.data(), got.data(), got.size() * 4) == 0, "threads " << threads);
+        }
+    }
+}
+
+TEST_CASE("amx: the self-check passes on the tiles this machine runs") {
+    const std::string level = amx_level_name();
+    if (level.empty()) return;
+    CHECK(cpu::amx_self_check(level == "amx-emulated") == "");
+}
+
+TEST_CASE("amx: repacked weights reach only the amx level's mul_mat; anything else is an error naming them") {
+    const std::string level = amx_level_name();
+    if (level.empty()) return;
+    Context ctx;
+    HostArena arena;
+    Tensor* a = arena.make(ctx, DType::Q8_0, {64, 20}, "blk.0.attn_q.weight");
+    arena.fill_random(a, 9);
+    Tensor* b = arena.make(ctx, DType::F32, {64, 3}, "x");
+    arena.fill_random(b, 10);
+    BackendOptions opt;
+    opt.cpu_level = level;
+    auto amx = create_backend("cpu", opt);
+    auto packed = amx->repack_weights({a});
+    REQUIRE(packed != nullptr);
+    auto expect_error = [&](Tensor* node, Backend& be) {
+        Graph g;
+        g.expand(node);
+        auto buf = allocate_graph(g, be);
+        try {
+            be.compute(g);
+            FAIL("no error for a repacked weight read by " << op_name(node->op) << " on " << be.name());
+        } catch (const Error& e) {
+            CHECK_MESSAGE(std::string(e.what()).find("blk.0.attn_q.weight") != std::string::npos, e.what());
+            CHECK_MESSAGE(std::string(e.what()).find("repacked") != std::string::npos, e.what());
+        }
+    };
+    auto ref = create_backend("reference");
+    expect_error(mul_mat(ctx, a, b), *ref);  // the reference cannot read the tile layout
+    opt.cpu_level = "portable";
+    auto portable = create_backend("cpu", opt);
+    expect_error(mul_mat(ctx, a, b), *portable);  // nor another level
+    Tensor* ids = arena.make(ctx, DType::I32, {2}, "ids");
+    arena.fill_i32(ids, {0, 3});
+    expect_error(get_rows(ctx, a, ids), *amx);  // nor another op at the amx level
+    // Types without a tile layout, and 3-D weights, are left as they are.
+    Tensor* k4 = arena.make(ctx, DType::Q4_K, {256, 4}, "q4k");
+    Tensor* e3 = arena.make(ctx, DType::Q8_0, {64, 16, 2}, "experts");
+    CHECK(amx->repack_weights({k4, e3}) == nullptr);
+    CHECK((k4->flags & kFlagRepacked) == 0);
+}
+
+TEST_CASE("amx: the Q4_0 and Q8_0 golden cases (llama-gqa, k 256 and 512) with weights repacked at load") {
+    // The model is opened with TESSERA_CPU naming the amx level, as a user forcing it would: Model::open then
+    // repacks its projection weights for the tiles (and says how many bytes), and the session's backend at the
+    // same level computes with them, in one batch (the tile path) and one token at a time (decode).
+    const std::string level = amx_level_name();
+    if (level.empty() || !golden::have_shared()) return;
+    struct EnvGuard {
+        const char* old = std::getenv("TESSERA_CPU");
+        std::string saved = old ? old : "";
+        ~EnvGuard() { old ? setenv("TESSERA_CPU", saved.c_str(), 1) : unsetenv("TESSERA_CPU"); }
+    } guard;
+    setenv("TESSERA_CPU", level.c_str(), 1);
+    int checked = 0;
+    for (const auto& c : golden::cases_for({"llama"})) {
+        if (c.weight_type != "Q4_0" && c.weight_type != "Q8_0") continue;
+        auto model = Model::open(c.gguf);
+        CHECK_MESSAGE(model->repacked_weight_bytes() > 0, c.name << ": nothing was repacked");
+        const auto ids = golden::read_tokens(c.tokens);
+        const auto want = golden::read_f32(c.logits);
+        golden::RunOptions o;
+        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch, " + level);
+        o.incremental = true;
+        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental, " + level);
+        ++checked;
+    }
+    CHECK(checked >= 2);
+}
+
+TEST_CASE("amx mul_mat: one activation row (the decode path) gives the bits of the same row in a batch") {
+    // Decode runs VNNI dot products over the panels, a batch runs tile products; both take the same exact
+    // integer per block and scale it the same way, so a token's logits do not depend on how it was batched.
+    const std::string level = amx_level_name();
+    if (level.empty()) return;
+    for (DType t : {DType::Q4_0, DType::Q8_0}) {
+        Context ctx;
+        HostArena arena;
+        const int64_t k = 96, n = 37, m = 6;
+        Tensor* a = arena.make(ctx, t, {k, n}, "w");
+        arena.fill_random(a, 41);
+        Tensor* b = arena.make(ctx, DType::F32, {k, m}, "b");
+        arena.fill_random(b, 42);
+        BackendOptions opt;
+        opt.cpu_level = level;
+        auto cpu = create_backend("cpu", opt);
+        auto packed = cpu->repack_weights({a});
+        REQUIRE(packed != nullptr);
+        Tensor* batch = mul_mat(ctx, a, b);
+        batch->flags |= kFlagOutput;
+        Graph g;
+        g.expand(batch);
+        std::vector<Tensor*> single_out;
+        for (int64_t j = 0; j < m; ++j) {
+            Tensor* row = view_2d(ctx, b, k, 1, b->nb[1], size_t(j) * b->nb[1]);
+            Tensor* o = mul_mat(ctx, a, row);
+            o->flags |= kFlagOutput;
+            g.expand(o);
+            single_out.push_back(o);
+        }
+        auto buf = allocate_graph(g, *cpu);
+        cpu->compute(g);
+        const std::vector<float> all = to_floats(*batch);
+        for (int64_t j = 0; j < m; ++j) {
+            const std::vector<float> one = to_floats(*single_out[size_t(j)]);
+            CHECK_MESSAGE(std::memcmp(one.data(), all.data() + j * n, size_t(n) * 4) == 0,
+                          type_name(t) << " row " << j);
+        }
+    }
+}
