@@ -113,59 +113,6 @@ int64_t copy_vocab(GGUFWriter& w, const GGUFFile& vocab) {
 
 }  // namespace
 
-namespace {
-
-// A deterministic value per (tensor, element) so files do not depend on thread count: splitmix64.
-inline uint64_t mix(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-// Uniform in [-a, a].
-inline float uniform(uint64_t seed, uint64_t i, float a) {
-    const uint64_t r = mix(seed ^ mix(i));
-    return a * (float(double(r >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f);
-}
-
-uint64_t name_hash(const std::string& s) {
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    return h;
-}
-
-}  // namespace
-
-size_t add_random_tensor(GGUFWriter& w, const std::string& name, DType type, std::vector<int64_t> ne, float sd,
-                         uint64_t seed) {
-    const FromFloatFn from = type_traits(type).from_float;
-    TESSERA_CHECK(from != nullptr, "make-model: type %s cannot be written", type_name(type));
-    const int64_t row = ne[0];
-    int64_t rows = 1;
-    for (size_t i = 1; i < ne.size(); ++i) rows *= ne[i];
-    const size_t rb = row_bytes(type, row);
-    const uint64_t s = seed ^ name_hash(name);
-    const float a = sd * std::sqrt(3.0f);
-    return w.add_tensor(name, type, ne, [=](uint8_t* dst) {
-#pragma omp parallel
-        {
-            std::vector<float> buf(static_cast<size_t>(row));
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < rows; ++r) {
-                for (int64_t i = 0; i < row; ++i) buf[size_t(i)] = uniform(s, uint64_t(r * row + i), a);
-                from(buf.data(), dst + size_t(r) * rb, row);
-            }
-        }
-    });
-}
-
-size_t add_filled_tensor(GGUFWriter& w, const std::string& name, int64_t n, float value) {
-    return w.add_tensor(name, DType::F32, {n}, [=](uint8_t* dst) {
-        for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * 4, &value, 4);
-    });
-}
-
 int32_t make_model_file_type(const std::string& type) { return file_type_id(type); }
 DType make_model_matrix_type(const std::string& type, const std::string& name, int64_t row, int layer, int n_layer) {
     return matrix_type(type, name, row, layer, n_layer);

@@ -47,8 +47,10 @@ int64_t make_model_write_vocab(GGUFWriter& w, const std::string& vocab_path, int
 
 // Tensors made while the file is written (GGUFWriter's Fill), so a model of any size is written with one
 // tensor in memory at a time. Each returns the tensor's size in bytes.
-// Uniform random values of standard deviation sd, converted row by row to `type`. Each value depends only
-// on (seed, tensor name, element index), so files do not depend on the thread count.
+// Uniform random values of standard deviation sd, converted row by row to `type`; Q4_K and Q6_K rows are
+// made as random blocks of the same spread instead (their quantizers' scale search would take hours for a
+// 30B model; see make_model_random.cpp). Each value depends only on (seed, tensor name, element index),
+// so files do not depend on the thread count.
 size_t add_random_tensor(GGUFWriter& w, const std::string& name, DType type, std::vector<int64_t> ne, float sd,
                          uint64_t seed);
 // A 1-D f32 tensor holding n copies of value.

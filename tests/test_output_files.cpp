@@ -7,7 +7,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -16,6 +18,7 @@
 
 #include "core/error.h"
 #include "core/gguf.h"
+#include "core/types.h"
 #include "models/make_model.h"
 #include "tests/testing.h"
 
@@ -187,6 +190,42 @@ TEST_CASE("make-model: a model is written one tensor at a time, not held in memo
     INFO("peak RSS grew by " << grew_mib << " MiB while writing " << (m.file_bytes >> 20) << " MiB");
     CHECK(grew_mib < 48);
     CHECK(GGUFFile::open(dir / "big.gguf")->tensors().size() == 8 * 9 + 3);
+}
+
+TEST_CASE("make-model: random Q4_K and Q6_K tensors, made as blocks, have the values' spread and are repeatable") {
+    // Q4_K / Q6_K rows are drawn as blocks (not quantized from floats): their dequantized values must still
+    // be uniform-like on [-a, a] with standard deviation sd, as the f32 and Q8_0 tensors are.
+    TempDir dir;
+    const float sd = 0.02f, a = sd * std::sqrt(3.0f);
+    const std::vector<DType> types{DType::F32, DType::Q8_0, DType::Q4_K, DType::Q6_K};
+    GGUFWriter w, again;
+    for (DType t : types) {
+        add_random_tensor(w, std::string("w_") + type_name(t), t, {512, 96}, sd, 7);
+        add_random_tensor(again, std::string("w_") + type_name(t), t, {512, 96}, sd, 7);
+    }
+    w.write(dir / "w.gguf");
+    again.write(dir / "again.gguf");
+    CHECK(read_file(dir / "w.gguf") == read_file(dir / "again.gguf"));
+    auto f = GGUFFile::open(dir / "w.gguf");
+    for (DType t : types) {
+        const std::string name = std::string("w_") + type_name(t);
+        INFO(name);
+        const auto* info = f->find_tensor(name);
+        REQUIRE(info != nullptr);
+        std::vector<float> v(512 * 96);
+        type_traits(t).to_float(info->data, v.data(), int64_t(v.size()));
+        double sum = 0, sum2 = 0, lo = 0, hi = 0;
+        for (float x : v) sum += x, sum2 += double(x) * x, lo = std::min<double>(lo, x), hi = std::max<double>(hi, x);
+        const double mean = sum / double(v.size()), dev = std::sqrt(sum2 / double(v.size()) - mean * mean);
+        // 49152 values: the sample sd of a uniform is within ~0.3 % of sd, its mean within ~0.5 % of sd
+        // (one standard error); 2 % and 3 % leave room for the grids' rounding (Q4_K's 16 levels are
+        // spread to sd exactly, Q6_K's mean is -b / 64).
+        CHECK(std::abs(dev / sd - 1.0) < 0.02);
+        CHECK(std::abs(mean) < 0.03 * sd);
+        CHECK(lo >= -a * 1.001);
+        CHECK(hi <= a * 1.001);
+        CHECK(hi - lo > 1.8 * a);  // the values fill the range
+    }
 }
 
 TEST_CASE("quantize and make-model: a FIFO output is refused and stays a FIFO; a symlink is written through") {
