@@ -187,13 +187,15 @@ std::unique_ptr<GGUFFile> GGUFFile::from_memory(const void* data, size_t size, c
     return f;
 }
 
-void GGUFFile::release_pages(const void* data, size_t bytes) const {
-    if (!mapping_ || bytes == 0) return;
+size_t GGUFFile::release_pages(const void* data, size_t bytes) const {
+    if (!mapping_ || bytes == 0) return 0;
     const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
     const auto begin = (uintptr_t(data) + page - 1) / page * page, end = (uintptr_t(data) + bytes) / page * page;
     const auto lo = uintptr_t(base_), hi = uintptr_t(base_) + size_;
-    if (begin >= end || begin < lo || end > hi) return;
-    madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advice: failure only keeps the pages
+    if (begin >= end || begin < lo || end > hi) return 0;
+    // The mapping is private and never written, so its pages are the file's: dropping them frees nothing
+    // that cannot be read again. A refusal only keeps the pages (and is reported as 0 bytes released).
+    return madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) == 0 ? size_t(end - begin) : 0;
 }
 
 GGUFFile::~GGUFFile() {

@@ -71,9 +71,10 @@ public:
     size_t file_size() const { return size_; }
     const void* file_data() const { return base_; }
     // Tells the OS the bytes [data, data + bytes) of the mapping are no longer needed (a weight copied
-    // elsewhere at load): the whole pages inside the range leave memory, and reading them again re-reads the
-    // file. Nothing for a file held in memory (from_memory).
-    void release_pages(const void* data, size_t bytes) const;
+    // elsewhere at load): the whole pages inside the range leave this process's resident set (they stay in the
+    // OS's file cache, clean and reclaimable, like any file read), and reading them again maps them back.
+    // Nothing for a file held in memory (from_memory). Returns the bytes released (whole pages).
+    size_t release_pages(const void* data, size_t bytes) const;
 
     // ---- metadata ----
     const std::vector<std::string>& keys() const { return key_order_; }  // in file order

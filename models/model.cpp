@@ -1,5 +1,6 @@
 #include "models/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -192,18 +193,30 @@ void Model::repack_weights(Backend& backend) {
     // own (the cpu backend's amx level: AMX tiles). Those are repacked once, here, and the pages they had in
     // the mapping released, so the copy replaces the file's bytes in memory rather than doubling them.
     std::vector<Tensor*> candidates;
-    std::vector<std::pair<const void*, size_t>> mapped;
+    std::vector<std::pair<const char*, const char*>> mapped;  // each candidate's bytes in the mapping
     for (Tensor* t : bound_)
         if (t->buffer == mapping_.get() && is_matmul_weight(t->name)) {
             candidates.push_back(t);
-            mapped.emplace_back(t->data, t->nbytes());
+            mapped.emplace_back(static_cast<const char*>(t->data), static_cast<const char*>(t->data) + t->nbytes());
         }
     if (candidates.empty()) return;
     repacked_ = backend.repack_weights(candidates);
     if (!repacked_) return;
-    for (size_t i = 0; i < candidates.size(); ++i)
-        if (candidates[i]->flags & kFlagRepacked) file_->release_pages(mapped[i].first, mapped[i].second);
     repacked_bytes_ = repacked_->size();
+    // Release the repacked tensors' pages, neighbours merged first (q, k and v usually lie back to back, less
+    // than the alignment apart, so nothing lies between): only whole pages can go, and a page shared by two
+    // repacked tensors is one of them.
+    std::vector<std::pair<const char*, const char*>> gone;
+    for (size_t i = 0; i < candidates.size(); ++i)
+        if (candidates[i]->flags & kFlagRepacked) gone.push_back(mapped[i]);
+    std::sort(gone.begin(), gone.end());
+    const size_t align = file_->alignment();
+    for (size_t i = 0; i < gone.size();) {
+        auto range = gone[i++];
+        while (i < gone.size() && gone[i].first < range.second + align)
+            range.second = std::max(range.second, gone[i++].second);
+        released_bytes_ += file_->release_pages(range.first, size_t(range.second - range.first));
+    }
 }
 
 void Model::upload_weights(const ModelOptions& options) {

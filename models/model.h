@@ -158,6 +158,9 @@ public:
     // Bytes of weights repacked at load into the cpu kernels' own layout (the amx level's tiles), which
     // replace those weights' pages of the file in memory; 0 when none were.
     size_t repacked_weight_bytes() const { return repacked_bytes_; }
+    // Bytes of the mapped file those repacked weights took, released from this process's memory (whole pages;
+    // the few bytes at a tensor's ends that share a page with other data stay).
+    size_t released_mapped_bytes() const { return released_bytes_; }
 
 private:
     void upload_weights(const ModelOptions& options);
@@ -176,6 +179,7 @@ private:
     std::unique_ptr<Buffer> device_weights_;  // all weights on a device backend, else null
     std::unique_ptr<Buffer> repacked_;        // weights in the cpu kernels' own layout (kFlagRepacked), else null
     size_t repacked_bytes_ = 0;
+    size_t released_bytes_ = 0;
     std::string weights_backend_ = "cpu";
     bool on_device_ = false, split_ = false;
     int64_t gpu_layers_ = 0;

@@ -7,11 +7,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "tools/busy_neighbour.h"
 #include "tools/command.h"
@@ -74,15 +73,43 @@ std::vector<int> parse_list(const std::string& flag, const std::string& text) {
     return out;
 }
 
-// This process's resident set (weights, repacked or mapped and paged in, plus everything else), from
-// /proc/self/statm; 0 where that is not available.
-double resident_mib() {
-    FILE* f = std::fopen("/proc/self/statm", "r");
-    if (!f) return 0;
-    unsigned long long size = 0, resident = 0;
-    const int got = std::fscanf(f, "%llu %llu", &size, &resident);
+// This process's resident memory, from /proc/self/smaps (Linux; zeros elsewhere): all of it (weights repacked
+// or mapped and paged in, plus everything else), and the part that is pages of the model file's mapping
+// (weights read in place). Weights repacked at load are the difference: their file pages are released.
+struct Resident {
+    double total_mib = 0, file_mib = 0;
+};
+
+Resident resident(const std::string& model_path) {
+    Resident r;
+    FILE* f = std::fopen("/proc/self/smaps", "r");
+    if (!f) return r;
+    char* real = realpath(model_path.c_str(), nullptr);
+    const std::string file = real ? real : model_path;
+    std::free(real);
+    bool in_file = false;
+    char line[4096];
+    while (std::fgets(line, sizeof line, f)) {
+        unsigned long long kb = 0;
+        if (std::sscanf(line, "Rss: %llu kB", &kb) == 1) {
+            r.total_mib += double(kb) / 1024.0;
+            if (in_file) r.file_mib += double(kb) / 1024.0;
+        } else if (std::strchr(line, '-') && std::strchr(line, '-') < std::strchr(line, ' ')) {
+            // A mapping's header: "start-end perms offset dev inode   path".
+            std::string l(line);
+            if (!l.empty() && l.back() == '\n') l.pop_back();
+            in_file = l.size() >= file.size() && l.compare(l.size() - file.size(), file.size(), file) == 0;
+        }
+    }
     std::fclose(f);
-    return got == 2 ? double(resident) * double(sysconf(_SC_PAGESIZE)) / 1048576.0 : 0;
+    return r;
+}
+
+void print_resident(const char* when, const std::string& model_path) {
+    const Resident r = resident(model_path);
+    if (r.total_mib > 0)
+        std::fprintf(stderr, "resident %s: %.1f MiB, of which %.1f MiB are pages of the model file\n", when, r.total_mib,
+                     r.file_mib);
 }
 
 int bench(int argc, char** argv) {
@@ -147,8 +174,9 @@ int bench(int argc, char** argv) {
 
     const double repacked = double(tessera_model_repacked_bytes(model.m));
     if (!json && repacked > 0)
-        std::fprintf(stderr, "%.1f MiB of those weights repacked at load for the %s kernels (their mapped pages released)\n",
+        std::fprintf(stderr, "%.1f MiB of those weights repacked at load for the %s kernels (their file pages released)\n",
                      repacked / 1048576.0, cpu_level.c_str());
+    if (!json) print_resident("after load", sf.model);
 
     const BusyNeighbours busy(neighbours);
     if (!json && neighbours > 0)
@@ -218,7 +246,7 @@ int bench(int argc, char** argv) {
         }
         report("tg" + std::to_string(n), n, secs, true);
     }
-    if (!json) std::fprintf(stderr, "resident set after the runs: %.1f MiB\n", resident_mib());
+    if (!json) print_resident("after the runs", sf.model);
     return 0;
 }
 
