@@ -14,6 +14,7 @@
 // signed and go in as |level| x (x with the level's sign), exact and at most 2 * 127 * 127 per pair; no
 // activation-sum term.
 #include "backends/cpu/quant_dot_k_blocks.h"
+#include "backends/cpu/quant_dot_tile_pick.h"
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL::qdot {
 
@@ -82,42 +83,25 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
         TESSERA_UNROLL for (int c = 0; c < C; ++c) out[r * out_row_stride + c] = hsum(acc[r][c]);
 }
 
-template <class W, int R>
-TileFn pick_c(int C) {
-    switch (C) {
-        case 1: return tile<W, R, 1>;
-        case 2: return tile<W, R, 2>;
-        case 3: return tile<W, R, 3>;
-        case 4: return tile<W, R, 4>;
-        case 5: return tile<W, R, 5>;
-        case 6: return tile<W, R, 6>;
-        case 7: return tile<W, R, 7>;
-        case 8: return tile<W, R, 8>;
+template <class W, int R, int C>
+struct Pass {
+    static constexpr int kMaxCols = kTileCols;
+    static void run(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
+                    int64_t out_row_stride) {
+        tile<W, R, C>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
     }
-    return nullptr;
-}
-
-template <class W>
-TileFn pick(int R, int C) {
-    switch (R) {
-        case 1: return pick_c<W, 1>(C);
-        case 2: return pick_c<W, 2>(C);
-        case 3: return pick_c<W, 3>(C);
-        case 4: return pick_c<W, 4>(C);
-    }
-    return nullptr;
-}
+};
 
 }  // namespace
 
 TileFn k_tile(DType w, int R, int C) {
     switch (w) {
-        case DType::Q2_K: return pick<Q2_KW>(R, C);
-        case DType::Q3_K: return pick<Q3_KW>(R, C);
-        case DType::Q4_K: return pick<Q4_KW>(R, C);
-        case DType::Q5_K: return pick<Q5_KW>(R, C);
-        case DType::Q6_K: return pick<Q6_KW>(R, C);
-        case DType::IQ4_XS: return pick<IQ4_XSW>(R, C);
+        case DType::Q2_K: return pick_tile<Pass, Q2_KW>(R, C);
+        case DType::Q3_K: return pick_tile<Pass, Q3_KW>(R, C);
+        case DType::Q4_K: return pick_tile<Pass, Q4_KW>(R, C);
+        case DType::Q5_K: return pick_tile<Pass, Q5_KW>(R, C);
+        case DType::Q6_K: return pick_tile<Pass, Q6_KW>(R, C);
+        case DType::IQ4_XS: return pick_tile<Pass, IQ4_XSW>(R, C);
         default: return nullptr;
     }
 }

@@ -8,6 +8,7 @@
 // IQ4_XS (signed levels, dotted through the sign trick, which has no 512-bit instruction) keeps the
 // 256-bit kernel. Only built where TESSERA_X86_AVX512 holds; elsewhere k_tile512 returns nullptr.
 #include "backends/cpu/quant_dot_k_blocks.h"
+#include "backends/cpu/quant_dot_tile_pick.h"
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL::qdot {
 
@@ -81,49 +82,25 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
         TESSERA_UNROLL for (int c = 0; c < C; ++c) out[r * out_row_stride + c] = hsum(acc[r][c]);
 }
 
-// C in 5..8: the first four columns, then the rest (the weights are unpacked twice, from L1).
+// Columns 5..8 in a second pass (the weights are unpacked twice, from L1).
 template <class W, int R, int C>
-void tile_split(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
-                int64_t out_row_stride) {
-    tile<W, R, 4>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
-    tile<W, R, C - 4>(nblocks, w, w_stride, a + 4 * a_stride, a_stride, out + 4, out_row_stride);
-}
-
-template <class W, int R>
-TileFn pick_c(int C) {
-    switch (C) {
-        case 1: return tile<W, R, 1>;
-        case 2: return tile<W, R, 2>;
-        case 3: return tile<W, R, 3>;
-        case 4: return tile<W, R, 4>;
-        case 5: return tile_split<W, R, 5>;
-        case 6: return tile_split<W, R, 6>;
-        case 7: return tile_split<W, R, 7>;
-        case 8: return tile_split<W, R, 8>;
+struct Pass {
+    static constexpr int kMaxCols = 4;
+    static void run(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
+                    int64_t out_row_stride) {
+        tile<W, R, C>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
     }
-    return nullptr;
-}
-
-template <class W>
-TileFn pick(int R, int C) {
-    switch (R) {
-        case 1: return pick_c<W, 1>(C);
-        case 2: return pick_c<W, 2>(C);
-        case 3: return pick_c<W, 3>(C);
-        case 4: return pick_c<W, 4>(C);
-    }
-    return nullptr;
-}
+};
 
 }  // namespace
 
 TileFn k_tile512(DType w, int R, int C) {
     switch (w) {
-        case DType::Q2_K: return pick<Q2_KW>(R, C);
-        case DType::Q3_K: return pick<Q3_KW>(R, C);
-        case DType::Q4_K: return pick<Q4_KW>(R, C);
-        case DType::Q5_K: return pick<Q5_KW>(R, C);
-        case DType::Q6_K: return pick<Q6_KW>(R, C);
+        case DType::Q2_K: return pick_tile<Pass, Q2_KW>(R, C);
+        case DType::Q3_K: return pick_tile<Pass, Q3_KW>(R, C);
+        case DType::Q4_K: return pick_tile<Pass, Q4_KW>(R, C);
+        case DType::Q5_K: return pick_tile<Pass, Q5_KW>(R, C);
+        case DType::Q6_K: return pick_tile<Pass, Q6_KW>(R, C);
         default: return nullptr;  // IQ4_XS: quant_dot_k.cpp's 256-bit kernel
     }
 }

@@ -9,6 +9,7 @@
 // Only built where TESSERA_X86_AVX512 holds (the avx512 level and its emulated twin); elsewhere
 // legacy_tile512 returns nullptr and dot_tile uses the 256-bit kernels.
 #include "backends/cpu/quant_dot_legacy_blocks.h"
+#include "backends/cpu/quant_dot_tile_pick.h"
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL::qdot {
 
@@ -124,43 +125,30 @@ void tile_cols(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t
     }
 }
 
-template <class W, int R>
-TileFn pick_c(int C) {
-    switch (C) {
-        case 1: return tile_rows<W, R>;
-        case 2: return tile_cols<W, R, 2>;
-        case 3: return tile_cols<W, R, 3>;
-        case 4: return tile_cols<W, R, 4>;
-        case 5: return tile_cols<W, R, 5>;
-        case 6: return tile_cols<W, R, 6>;
-        case 7: return tile_cols<W, R, 7>;
-        case 8: return tile_cols<W, R, 8>;
+// Decode's one column in row pairs, wider tiles four columns per register; every width in one pass.
+template <class W, int R, int C>
+struct Pass {
+    static constexpr int kMaxCols = kTileCols;
+    static void run(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
+                    int64_t out_row_stride) {
+        if constexpr (C == 1)
+            tile_rows<W, R>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
+        else
+            tile_cols<W, R, C>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
     }
-    return nullptr;
-}
-
-template <class W>
-TileFn pick(int R, int C) {
-    switch (R) {
-        case 1: return pick_c<W, 1>(C);
-        case 2: return pick_c<W, 2>(C);
-        case 3: return pick_c<W, 3>(C);
-        case 4: return pick_c<W, 4>(C);
-    }
-    return nullptr;
-}
+};
 
 }  // namespace
 
 TileFn legacy_tile512(DType w, int R, int C) {
     switch (w) {
-        case DType::Q4_0: return pick<Q4_0W>(R, C);
-        case DType::Q4_1: return pick<Q4_1W>(R, C);
-        case DType::Q5_0: return pick<Q5_0W>(R, C);
-        case DType::Q5_1: return pick<Q5_1W>(R, C);
-        case DType::Q8_0: return pick<Q8_0W>(R, C);
-        case DType::IQ4_NL: return pick<IQ4_NLW>(R, C);
-        case DType::MXFP4: return pick<MXFP4W>(R, C);
+        case DType::Q4_0: return pick_tile<Pass, Q4_0W>(R, C);
+        case DType::Q4_1: return pick_tile<Pass, Q4_1W>(R, C);
+        case DType::Q5_0: return pick_tile<Pass, Q5_0W>(R, C);
+        case DType::Q5_1: return pick_tile<Pass, Q5_1W>(R, C);
+        case DType::Q8_0: return pick_tile<Pass, Q8_0W>(R, C);
+        case DType::IQ4_NL: return pick_tile<Pass, IQ4_NLW>(R, C);
+        case DType::MXFP4: return pick_tile<Pass, MXFP4W>(R, C);
         default: return nullptr;
     }
 }

@@ -8,6 +8,7 @@
 // Levels are unpacked signed (Q3_K: q - 4, Q6_K: q - 32, IQ4_XS: grid levels) or, where a min term carries
 // the offset, unsigned (Q2_K: 0..3, Q4_K: 0..15, Q5_K: 0..31); every one fits an int8.
 #include "backends/cpu/quant_dot_neon.h"
+#include "backends/cpu/quant_dot_tile_pick.h"
 
 #if TESSERA_QDOT_NEON
 
@@ -238,53 +239,24 @@ void pass(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
 
 // Column passes of at most 8 / R columns: R x C int32 and float accumulators within NEON's 32 registers.
 template <class W, int R, int C>
-void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
-          int64_t out_row_stride) {
-    constexpr int kPass = 8 / R > 0 ? 8 / R : 1;
-    if constexpr (C <= kPass) {
+struct Pass {
+    static constexpr int kMaxCols = 8 / R > 0 ? 8 / R : 1;
+    static void run(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
+                    int64_t out_row_stride) {
         pass<W, R, C>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
-    } else {
-        pass<W, R, kPass>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
-        tile<W, R, C - kPass>(nblocks, w, w_stride, a + size_t(kPass) * a_stride, a_stride, out + kPass, out_row_stride);
     }
-}
-
-template <class W, int R>
-TileFn pick_c(int C) {
-    switch (C) {
-        case 1: return tile<W, R, 1>;
-        case 2: return tile<W, R, 2>;
-        case 3: return tile<W, R, 3>;
-        case 4: return tile<W, R, 4>;
-        case 5: return tile<W, R, 5>;
-        case 6: return tile<W, R, 6>;
-        case 7: return tile<W, R, 7>;
-        case 8: return tile<W, R, 8>;
-    }
-    return nullptr;
-}
-
-template <class W>
-TileFn pick(int R, int C) {
-    switch (R) {
-        case 1: return pick_c<W, 1>(C);
-        case 2: return pick_c<W, 2>(C);
-        case 3: return pick_c<W, 3>(C);
-        case 4: return pick_c<W, 4>(C);
-    }
-    return nullptr;
-}
+};
 
 }  // namespace
 
 TileFn k_tile(DType w, int R, int C) {
     switch (w) {
-        case DType::Q2_K: return pick<Q2_KW>(R, C);
-        case DType::Q3_K: return pick<Q3_KW>(R, C);
-        case DType::Q4_K: return pick<Q4_KW>(R, C);
-        case DType::Q5_K: return pick<Q5_KW>(R, C);
-        case DType::Q6_K: return pick<Q6_KW>(R, C);
-        case DType::IQ4_XS: return pick<IQ4_XSW>(R, C);
+        case DType::Q2_K: return pick_tile<Pass, Q2_KW>(R, C);
+        case DType::Q3_K: return pick_tile<Pass, Q3_KW>(R, C);
+        case DType::Q4_K: return pick_tile<Pass, Q4_KW>(R, C);
+        case DType::Q5_K: return pick_tile<Pass, Q5_KW>(R, C);
+        case DType::Q6_K: return pick_tile<Pass, Q6_KW>(R, C);
+        case DType::IQ4_XS: return pick_tile<Pass, IQ4_XSW>(R, C);
         default: return nullptr;
     }
 }

@@ -9,6 +9,7 @@
 // With i8mm, pairs of rows and pairs of columns go through SMMLA: four instructions give the 2x2 block of
 // 32-value dots that would take eight SDOTs.
 #include "backends/cpu/quant_dot_neon.h"
+#include "backends/cpu/quant_dot_tile_pick.h"
 
 #if TESSERA_QDOT_NEON
 
@@ -203,57 +204,28 @@ void pass(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
     dot_pass<W, R, C>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
 }
 
-// The tile in column passes of at most 8 / R columns, so a pass's accumulators (R x C vectors) and columns
-// (2C vectors) stay within NEON's 32 registers.
+// Passes of at most 8 / R columns, so a pass's accumulators (R x C vectors) and columns (2C vectors) stay
+// within NEON's 32 registers.
 template <class W, int R, int C>
-void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
-          int64_t out_row_stride) {
-    constexpr int kPass = 8 / R > 0 ? 8 / R : 1;
-    if constexpr (C <= kPass) {
+struct Pass {
+    static constexpr int kMaxCols = 8 / R > 0 ? 8 / R : 1;
+    static void run(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
+                    int64_t out_row_stride) {
         pass<W, R, C>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
-    } else {
-        pass<W, R, kPass>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
-        tile<W, R, C - kPass>(nblocks, w, w_stride, a + size_t(kPass) * a_stride, a_stride, out + kPass, out_row_stride);
     }
-}
-
-template <class W, int R>
-TileFn pick_c(int C) {
-    switch (C) {
-        case 1: return tile<W, R, 1>;
-        case 2: return tile<W, R, 2>;
-        case 3: return tile<W, R, 3>;
-        case 4: return tile<W, R, 4>;
-        case 5: return tile<W, R, 5>;
-        case 6: return tile<W, R, 6>;
-        case 7: return tile<W, R, 7>;
-        case 8: return tile<W, R, 8>;
-    }
-    return nullptr;
-}
-
-template <class W>
-TileFn pick(int R, int C) {
-    switch (R) {
-        case 1: return pick_c<W, 1>(C);
-        case 2: return pick_c<W, 2>(C);
-        case 3: return pick_c<W, 3>(C);
-        case 4: return pick_c<W, 4>(C);
-    }
-    return nullptr;
-}
+};
 
 }  // namespace
 
 TileFn legacy_tile(DType w, int R, int C) {
     switch (w) {
-        case DType::Q4_0: return pick<Q4_0W>(R, C);
-        case DType::Q4_1: return pick<Q4_1W>(R, C);
-        case DType::Q5_0: return pick<Q5_0W>(R, C);
-        case DType::Q5_1: return pick<Q5_1W>(R, C);
-        case DType::Q8_0: return pick<Q8_0W>(R, C);
-        case DType::IQ4_NL: return pick<IQ4_NLW>(R, C);
-        case DType::MXFP4: return pick<MXFP4W>(R, C);
+        case DType::Q4_0: return pick_tile<Pass, Q4_0W>(R, C);
+        case DType::Q4_1: return pick_tile<Pass, Q4_1W>(R, C);
+        case DType::Q5_0: return pick_tile<Pass, Q5_0W>(R, C);
+        case DType::Q5_1: return pick_tile<Pass, Q5_1W>(R, C);
+        case DType::Q8_0: return pick_tile<Pass, Q8_0W>(R, C);
+        case DType::IQ4_NL: return pick_tile<Pass, IQ4_NLW>(R, C);
+        case DType::MXFP4: return pick_tile<Pass, MXFP4W>(R, C);
         default: return nullptr;
     }
 }
