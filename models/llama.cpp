@@ -198,9 +198,17 @@ Tensor* Llama::attention_block(BatchGraph& b, int il, Tensor* h) const {
         k = rows_of(ctx, qkv, q_w, k_w);
         v = rows_of(ctx, qkv, q_w + k_w, v_w);
     } else {
-        q = add_bias(ctx, mul_mat(ctx, L.wq, h), L.bq);
-        k = add_bias(ctx, mul_mat(ctx, L.wk, h), L.bk);
-        v = add_bias(ctx, mul_mat(ctx, L.wv, h), L.bv);
+        q = mul_mat(ctx, L.wq, h);
+        k = mul_mat(ctx, L.wk, h);
+        v = mul_mat(ctx, L.wv, h);
+        // Adjacent in the graph (store_kv would put k's and v's chains before q's): a backend can then run
+        // the three products of one input as one (the cpu backend: one fork/join, one activation conversion).
+        b.graph.expand(q);
+        b.graph.expand(k);
+        b.graph.expand(v);
+        q = add_bias(ctx, q, L.bq);
+        k = add_bias(ctx, k, L.bk);
+        v = add_bias(ctx, v, L.bv);
     }
     q = reshape_3d(ctx, q, hp.head_dim_k, hp.n_head, n);
     k = reshape_3d(ctx, k, hp.head_dim_k, hp.n_head_kv, n);

@@ -9,8 +9,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/ops.h"
@@ -451,6 +454,77 @@ TEST_CASE("cpu mul_mat: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K weights, decode and prefill
     };
     for (const cpu::CpuKernels* kl : cpu_level_tables())
         for (const auto& c : cases) check_quant_matmul(*kl, c);
+}
+
+namespace {
+
+// One product computed alone by the cpu backend: what a member of a grouped run must equal bit for bit.
+std::vector<float> cpu_product_alone(const Tensor& w, const Tensor& x, int threads, const std::string& level) {
+    Context ctx;
+    HostArena arena;
+    Tensor* a = arena.make(ctx, w.type, {w.ne[0], w.ne[1]}, "w alone");
+    std::memcpy(a->data, w.data, w.nbytes());
+    Tensor* b = arena.make(ctx, DType::F32, {x.ne[0], x.ne[1]}, "x alone");
+    std::memcpy(b->data, x.data, x.nbytes());
+    Tensor* out = mul_mat(ctx, a, b);
+    Graph g;
+    g.expand(out);
+    BackendOptions opt;
+    opt.threads = threads;
+    opt.cpu_level = level;
+    auto cpu = create_backend("cpu", opt);
+    auto buf = allocate_graph(g, *cpu);
+    cpu->compute(g);
+    return to_floats(*out);
+}
+
+}  // namespace
+
+TEST_CASE("cpu mul_mat: products sharing one input run as a group, each as if alone") {
+    // q, k, v (and gate, up) read one activation: the backend runs such neighbours on one fork/join and
+    // converts the shared activation once per format (Q4_0 and Q8_0 share Q8_0 blocks; Q4_K and Q6_K share
+    // Q8_K; F16 none). Each result must be bit-identical to the product computed alone. `dep` reads the
+    // first product's result with the same activation: it must not join that product's group.
+    const int64_t k = 768;  // three Q8_K super-blocks
+    for (const cpu::CpuKernels* kl : cpu_level_tables())
+        for (int64_t m : {1, 3})
+            for (int threads : {1, 2, 3}) {
+                INFO("m " << m << " threads " << threads << " cpu level " << kl->name());
+                Context ctx;
+                HostArena arena;
+                Tensor* x = arena.make(ctx, DType::F32, {k, m}, "x");
+                arena.fill_random(x, 90);
+                const std::pair<DType, int64_t> weights[] = {
+                    {DType::Q4_0, k}, {DType::Q8_0, 131}, {DType::Q4_K, 67}, {DType::Q6_K, 5}, {DType::F16, 33}, {DType::Q4_0, 9}};
+                std::vector<Tensor*> ws, outs;
+                for (size_t i = 0; i < std::size(weights); ++i) {
+                    ws.push_back(arena.make(ctx, weights[i].first, {k, weights[i].second}, "w" + std::to_string(i)));
+                    arena.fill_random(ws.back(), 91 + i);
+                    outs.push_back(mul_mat(ctx, ws.back(), x));
+                    outs.back()->flags |= kFlagOutput;
+                }
+                Tensor* dep = mul_mat(ctx, outs[0], x);  // outs[0] is k x m: a product of the group's first result
+                dep->flags |= kFlagOutput;
+                Graph g;
+                g.expand(outs[0]);
+                g.expand(dep);
+                for (size_t i = 1; i < outs.size(); ++i) g.expand(outs[i]);
+                BackendOptions opt;
+                opt.threads = threads;
+                opt.cpu_level = kl->name();
+                auto cpu = create_backend("cpu", opt);
+                auto buf = allocate_graph(g, *cpu);
+                cpu->compute(g);
+                for (size_t i = 0; i < outs.size(); ++i) {
+                    INFO("product " << i << " (" << type_name(ws[i]->type) << ")");
+                    const std::vector<float> got = to_floats(*outs[i]), alone = cpu_product_alone(*ws[i], *x, threads, kl->name());
+                    REQUIRE(got.size() == alone.size());
+                    CHECK(std::memcmp(got.data(), alone.data(), got.size() * 4) == 0);
+                }
+                const std::vector<float> got = to_floats(*dep), alone = cpu_product_alone(*outs[0], *x, threads, kl->name());
+                REQUIRE(got.size() == alone.size());
+                CHECK(std::memcmp(got.data(), alone.data(), got.size() * 4) == 0);
+            }
 }
 
 TEST_CASE("cpu levels: this architecture's names, TESSERA_CPU forces each usable one, others are errors") {

@@ -7,6 +7,10 @@
 //
 // The kernels are those of one level (cpu_level.h), resolved when the backend is made: the best this CPU
 // has, or the one BackendOptions::cpu_level / TESSERA_CPU asks for.
+#include <cstdint>
+#include <utility>
+#include <vector>
+
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/host_backend.h"
@@ -48,7 +52,13 @@ public:
     }
 
     void compute(const Graph& graph) override {
-        for (Tensor* node : graph.nodes()) compute_node(node);
+        const std::vector<Tensor*>& nodes = graph.nodes();
+        for (size_t i = 0; i < nodes.size(); ++i) {
+            if (kernel_family(k_, *nodes[i]) == OpFamily::MulMat && k_.mul_mat_in_place(*nodes[i]))
+                i = compute_mul_mat_group(nodes, i);
+            else
+                compute_node(nodes[i]);
+        }
     }
 
     // The amx level keeps 2-D Q4_0 / Q8_0 weights in its tile layout (amx_repack.h), made here in parallel.
@@ -101,6 +111,49 @@ private:
             case OpFamily::Attention: return k_.attention(node, pool_);
             default: return ref::compute_node(node);
         }
+    }
+
+    // nodes[first] and the products after it that read the same activations (q, k and v of one input; gate
+    // and up), up to the first other computing node, run as one group: one fork/join of the pool instead of
+    // one per product, and the shared activation converted once. A decode step's products are short (tens
+    // of microseconds), so the join and the activation conversion are a visible part of each. A product
+    // joins only if it neither reads what an earlier member writes nor writes what a member reads (the
+    // memory plan may reuse a buffer as soon as its last reader ran). Returns the last node index covered.
+    size_t compute_mul_mat_group(const std::vector<Tensor*>& nodes, size_t first) {
+        constexpr int kMaxGroup = 8;
+        Tensor* group[kMaxGroup] = {nodes[first]};
+        int count = 1;
+        size_t last = first;
+        for (size_t j = first + 1; j < nodes.size() && count < kMaxGroup; ++j) {
+            Tensor* n = nodes[j];
+            const OpFamily f = kernel_family(k_, *n);
+            if (f == OpFamily::View) continue;  // computes nothing; stays where it is
+            if (f != OpFamily::MulMat || n->src[1] != group[0]->src[1] || !k_.mul_mat_in_place(*n)) break;
+            bool independent = true;
+            for (int g = 0; g < count && independent; ++g)
+                independent = !overlaps(*n, *group[g]->src[0]) && !overlaps(*n, *group[g]->src[1]) &&
+                              !overlaps(*group[g], *n->src[0]);
+            if (!independent) break;
+            group[count++] = n;
+            last = j;
+        }
+        for (int g = 0; g < count; ++g) check_storage(group[g]);
+        k_.mul_mat_group(group, count, pool_, scratch_);
+        return last;
+    }
+
+    // The bytes t's elements span: [first byte, one past the last), strides being non-negative.
+    static std::pair<uintptr_t, uintptr_t> byte_span(const Tensor& t) {
+        const auto lo = reinterpret_cast<uintptr_t>(t.data);
+        if (t.nelements() == 0) return {lo, lo};
+        size_t extent = t.row_bytes();
+        for (int d = 1; d < kMaxDims; ++d) extent += size_t(t.ne[d] - 1) * t.nb[d];
+        return {lo, lo + extent};
+    }
+    static bool overlaps(const Tensor& a, const Tensor& b) {
+        const auto [a0, a1] = byte_span(a);
+        const auto [b0, b1] = byte_span(b);
+        return a0 < b1 && b0 < a1;
     }
 
     static void check_storage(const Tensor* node) {

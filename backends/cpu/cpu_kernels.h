@@ -24,6 +24,8 @@ struct CpuKernels {
     // node as laid out (as in the cuda backend).
     bool (*mul_mat_ok)(const Tensor& node);
     void (*mul_mat)(Tensor* dst, ThreadPool& pool, Scratch& scratch);
+    bool (*mul_mat_in_place)(const Tensor& node);  // see cpu_ops.h's mul_mat_group
+    void (*mul_mat_group)(Tensor* const* dsts, int count, ThreadPool& pool, Scratch& scratch);
     bool (*mul_mat_id_ok)(const Tensor& node);
     void (*mul_mat_id)(Tensor* dst, ThreadPool& pool, Scratch& scratch);
     bool (*elementwise_ok)(const Tensor& node);

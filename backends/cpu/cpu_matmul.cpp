@@ -116,13 +116,23 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
     const int threads = threads_for(pool.size(), macs, 1 << 18);
     scratch.prepare(threads);
 
-    // Quantized weights: convert every activation row once, in parallel.
+    // Quantized weights: convert every activation row once, in parallel. Jobs that read the same
+    // activations in the same format (q, k and v of one input; gate and up) share one conversion.
     std::vector<size_t> qoffset(jobs.size(), 0), qstride(jobs.size(), 0);
     std::vector<std::pair<size_t, int64_t>> qrows;
     size_t qtotal = 0;
     for (size_t j = 0; j < jobs.size(); ++j) {
         if (!type_traits(jobs[j].wtype).quantized) continue;
         qstride[j] = activation_row_bytes(jobs[j].wtype, jobs[j].k);
+        const auto same_input = [&](const MatmulJob& o) {
+            return type_traits(o.wtype).quantized && activation_type(o.wtype) == activation_type(jobs[j].wtype) &&
+                   o.act == jobs[j].act && o.act_stride == jobs[j].act_stride && o.m == jobs[j].m && o.k == jobs[j].k;
+        };
+        const auto earlier = std::find_if(jobs.begin(), jobs.begin() + std::ptrdiff_t(j), same_input);
+        if (earlier != jobs.begin() + std::ptrdiff_t(j)) {
+            qoffset[j] = qoffset[size_t(earlier - jobs.begin())];
+            continue;
+        }
         qoffset[j] = qtotal;
         qtotal += qstride[j] * size_t(jobs[j].m);
         for (int64_t r = 0; r < jobs[j].m; ++r) qrows.push_back({j, r});
@@ -179,41 +189,19 @@ bool mul_mat_ok(const Tensor& node) {
     return b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0;
 }
 
-void mul_mat(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
+namespace {
+
+// Activations are used in place when their rows are contiguous floats; prefill-sized products also repack
+// them when the row stride is a multiple of 1 KiB (see padded_stride).
+bool activations_in_place(const Tensor& b, int64_t m) {
+    return b.nb[0] == sizeof(float) && b.nb[1] % sizeof(float) == 0 && !(m >= kPackMinCols && b.ne[1] > 1 && b.nb[1] % 1024 == 0);
+}
+
+// dst's products, one job per (i2, i3) slice, reading the activations at bbase with strides bnb1..3.
+void append_jobs(Tensor* dst, const char* bbase, size_t bnb1, size_t bnb2, size_t bnb3, std::vector<MatmulJob>& jobs) {
     const Tensor* a = dst->src[0];
     const Tensor* b = dst->src[1];
-    const int64_t k = a->ne[0], m = b->ne[1];
     const int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
-
-    // Activations: used in place when rows are contiguous floats, else packed once.
-    // Prefill-sized products also repack when the row stride is a multiple of 1 KiB (see padded_stride).
-    const bool b_rows_ok = b->nb[0] == sizeof(float) && b->nb[1] % sizeof(float) == 0 &&
-                           !(m >= kPackMinCols && b->ne[1] > 1 && b->nb[1] % 1024 == 0);
-    const char* bbase = static_cast<const char*>(b->data);
-    size_t bnb1 = b->nb[1], bnb2 = b->nb[2], bnb3 = b->nb[3];
-    if (!b_rows_ok) {
-        const int64_t nrows = b->nrows();
-        const int64_t stride = padded_stride(k);
-        float* packed = reinterpret_cast<float*>(scratch.shared(1, size_t(nrows * stride) * sizeof(float)));
-        parallel_chunks(pool, nrows, threads_for(pool.size(), double(nrows * k)), [&](int64_t r0, int64_t r1, int) {
-            for (int64_t r = r0; r < r1; ++r) {
-                const int64_t i1 = r % b->ne[1], i2 = (r / b->ne[1]) % b->ne[2], i3 = r / (b->ne[1] * b->ne[2]);
-                const char* src = b->at(0, i1, i2, i3);
-                float* d = packed + r * stride;
-                if (b->nb[0] == sizeof(float))
-                    std::memcpy(d, src, size_t(k) * sizeof(float));
-                else
-                    for (int64_t i = 0; i < k; ++i) std::memcpy(d + i, src + i * int64_t(b->nb[0]), sizeof(float));
-            }
-        });
-        bbase = reinterpret_cast<const char*>(packed);
-        bnb1 = size_t(stride) * sizeof(float);
-        bnb2 = bnb1 * size_t(b->ne[1]);
-        bnb3 = bnb2 * size_t(b->ne[2]);
-    }
-
-    std::vector<MatmulJob> jobs;
-    jobs.reserve(size_t(b->ne[2] * b->ne[3]));
     for (int64_t i3 = 0; i3 < b->ne[3]; ++i3)
         for (int64_t i2 = 0; i2 < b->ne[2]; ++i2) {
             MatmulJob job;
@@ -221,15 +209,55 @@ void mul_mat(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
             job.w = a->at(0, 0, i2 / r2, i3 / r3);
             job.w_stride = a->nb[1];
             job.n = a->ne[1];
-            job.k = k;
+            job.k = a->ne[0];
             job.act = reinterpret_cast<const float*>(bbase + size_t(i2) * bnb2 + size_t(i3) * bnb3);
             job.act_stride = bnb1 / sizeof(float);
-            job.m = m;
+            job.m = b->ne[1];
             job.out = reinterpret_cast<float*>(dst->at(0, 0, i2, i3));
             job.out_stride = dst->nb[1] / sizeof(float);
             job.amx_repacked = (a->flags & kFlagRepacked) != 0;
             jobs.push_back(job);
         }
+}
+
+}  // namespace
+
+bool mul_mat_in_place(const Tensor& node) { return activations_in_place(*node.src[1], node.src[1]->ne[1]); }
+
+void mul_mat_group(Tensor* const* dsts, int count, ThreadPool& pool, Scratch& scratch) {
+    std::vector<MatmulJob> jobs;
+    for (int i = 0; i < count; ++i) {
+        TESSERA_CHECK(mul_mat_in_place(*dsts[i]), "mul_mat_group: '%s' needs its activations packed",
+                      dsts[i]->name.c_str());
+        const Tensor* b = dsts[i]->src[1];
+        append_jobs(dsts[i], static_cast<const char*>(b->data), b->nb[1], b->nb[2], b->nb[3], jobs);
+    }
+    run_matmul_jobs(jobs, pool, scratch);
+}
+
+void mul_mat(Tensor* dst, ThreadPool& pool, Scratch& scratch) {
+    const Tensor* b = dst->src[1];
+    const int64_t k = dst->src[0]->ne[0];
+    if (mul_mat_in_place(*dst)) return mul_mat_group(&dst, 1, pool, scratch);
+
+    // Activations packed once into contiguous rows of a padded stride.
+    const int64_t nrows = b->nrows();
+    const int64_t stride = padded_stride(k);
+    float* packed = reinterpret_cast<float*>(scratch.shared(1, size_t(nrows * stride) * sizeof(float)));
+    parallel_chunks(pool, nrows, threads_for(pool.size(), double(nrows * k)), [&](int64_t r0, int64_t r1, int) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t i1 = r % b->ne[1], i2 = (r / b->ne[1]) % b->ne[2], i3 = r / (b->ne[1] * b->ne[2]);
+            const char* src = b->at(0, i1, i2, i3);
+            float* d = packed + r * stride;
+            if (b->nb[0] == sizeof(float))
+                std::memcpy(d, src, size_t(k) * sizeof(float));
+            else
+                for (int64_t i = 0; i < k; ++i) std::memcpy(d + i, src + i * int64_t(b->nb[0]), sizeof(float));
+        }
+    });
+    const size_t bnb1 = size_t(stride) * sizeof(float), bnb2 = bnb1 * size_t(b->ne[1]), bnb3 = bnb2 * size_t(b->ne[2]);
+    std::vector<MatmulJob> jobs;
+    append_jobs(dst, reinterpret_cast<const char*>(packed), bnb1, bnb2, bnb3, jobs);
     run_matmul_jobs(jobs, pool, scratch);
 }
 

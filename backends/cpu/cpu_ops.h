@@ -35,6 +35,11 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
 
 bool mul_mat_ok(const Tensor& node);
 void mul_mat(Tensor* dst, ThreadPool& pool, Scratch& scratch);
+// Products whose activations mul_mat reads in place (not packed into scratch first) can run together:
+// mul_mat_group runs such nodes' products as one job list, on one fork/join of the pool, converting an
+// activation shared by several of them once. The nodes must not read each other's results.
+bool mul_mat_in_place(const Tensor& node);
+void mul_mat_group(Tensor* const* dsts, int count, ThreadPool& pool, Scratch& scratch);
 bool mul_mat_id_ok(const Tensor& node);
 void mul_mat_id(Tensor* dst, ThreadPool& pool, Scratch& scratch);
 

@@ -30,6 +30,8 @@ const CpuKernels& kernel_table() {
         kLanes,
         mul_mat_ok,
         mul_mat,
+        mul_mat_in_place,
+        mul_mat_group,
         mul_mat_id_ok,
         mul_mat_id,
         elementwise_ok,
