@@ -100,9 +100,12 @@ inline __m256i dot_s16(__m256i acc, __m256i a, __m256i b) {
 
 // 16 packed bytes -> 32 bytes: element j = low nibble of byte j, element j + 16 = its high nibble (the layout
 // of a 32-value group in Q4_0, IQ4_NL, IQ4_XS and MXFP4).
+// The 16 bytes go to both lanes with the load itself (vbroadcasti128), and one variable shift moves the high
+// lane's nibbles down (a dword shift brings the next byte's low bits in above them; the mask drops them):
+// one instruction fewer than shifting a copy and inserting it as the high lane.
 inline __m256i unpack_nibbles(const uint8_t* qs) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+    return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0F));
 }
 
 // A 16-level grid (core/quant.h's kIQ4Grid, kMXFP4Grid) with `offset` added to each level, as the byte table
