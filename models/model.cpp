@@ -210,6 +210,28 @@ void Model::repack_weights(Backend& backend) {
     for (size_t i = 0; i < candidates.size(); ++i)
         if (candidates[i]->flags & kFlagRepacked) gone.push_back(mapped[i]);
     std::sort(gone.begin(), gone.end());
+    // The small weights left in the mapping (norms, biases: 1-D) are copied out too. They sit between the
+    // repacked matrices, and reading one would map its neighbours' released pages back: the kernel maps a
+    // file's cached pages in blocks (up to 2 MiB here) around the page a read faults in.
+    size_t small_bytes = 0;
+    std::vector<Tensor*> small;
+    for (Tensor* t : bound_)
+        if (t->buffer == mapping_.get() && !(t->flags & kFlagRepacked) && t->ne[1] == 1 && t->ne[2] == 1 &&
+            t->ne[3] == 1) {
+            small.push_back(t);
+            small_bytes += (t->nbytes() + 63) / 64 * 64;
+        }
+    if (!small.empty()) {
+        auto copy = std::make_unique<HostBuffer>(small_bytes);
+        char* at = static_cast<char*>(copy->base());
+        for (Tensor* t : small) {
+            std::memcpy(at, t->data, t->nbytes());
+            t->data = at;
+            t->buffer = copy.get();
+            at += (t->nbytes() + 63) / 64 * 64;
+        }
+        derived_.push_back(std::move(copy));
+    }
     const size_t align = file_->alignment();
     for (size_t i = 0; i < gone.size();) {
         auto range = gone[i++];
