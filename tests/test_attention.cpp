@@ -764,7 +764,7 @@ TEST_CASE("cpu attention with several sequences matches the reference: decode mi
     for (const Mapping& m : mappings) {
         for (DType cache : {DType::F32, DType::F16, DType::Q8_0}) {
             if (cache == DType::Q8_0 && m.d_k % 32 != 0) continue;
-            for (int kind = 0; kind < 4; ++kind) {
+            for (int kind = 0; kind < 6; ++kind) {
                 Case c;
                 c.name = std::string(m.name) + " sequences kind " + std::to_string(kind);
                 c.n_head = m.n_head;
@@ -787,10 +787,18 @@ TEST_CASE("cpu attention with several sequences matches the reference: decode mi
                     c.q_pos = {49, 30, 31, 32, 8, 0};
                     c.q_seq = {0, 1, 1, 1, 2, 3};
                     c.spec.window = 8;
-                } else {  // eight decoders over 70 cells each, two of them longer than a tile
+                } else if (kind == 3) {  // eight decoders over 70 cells each, two of them longer than a tile
                     seq_cache(c, {70, 3, 140, 5, 9, 66, 1, 130}, 140, false);
                     c.q_pos = {69, 2, 139, 4, 8, 65, 0, 129};
                     c.q_seq = {0, 1, 2, 3, 4, 5, 6, 7};
+                } else if (kind == 4) {  // queries of two sequences alternating, each in its order
+                    seq_cache(c, {37, 21}, 64, false);
+                    c.q_pos = {33, 18, 34, 19, 35, 20, 36};
+                    c.q_seq = {0, 1, 0, 1, 0, 1, 0};
+                } else {  // lengths one past and one short of the tiles (16 .. 128): tiles read up to their last cell
+                    seq_cache(c, {129, 127, 17, 65, 33}, 300, false);
+                    c.q_pos = {128, 126, 16, 64, 32};
+                    c.q_seq = {0, 1, 2, 3, 4};
                 }
                 c.seed = uint64_t(7000 + cases);
                 check_case(c);
@@ -799,6 +807,29 @@ TEST_CASE("cpu attention with several sequences matches the reference: decode mi
         }
     }
     MESSAGE(cases << " cases");
+}
+
+TEST_CASE("cpu attention: query tiles never mix sequences and keep every query once, in order") {
+    // A tile of one sequence sees only that sequence's cells; a tile mixing two would read both.
+    const std::vector<int32_t> seqs = {0, 1, 1, 1, 2, 2, 2, 2, 2, 0, 0, 3};
+    for (int64_t q_tile : {1, 2, 3, 8}) {
+        INFO("q_tile " << q_tile);
+        const auto tiles = cpu::attention_query_tiles(int64_t(seqs.size()), q_tile, seqs.data());
+        int64_t next = 0;
+        for (const cpu::QueryTile& t : tiles) {
+            CHECK(t.q0 == next);
+            CHECK((t.n >= 1 && t.n <= q_tile));
+            for (int64_t i = t.q0; i < t.q0 + t.n; ++i) CHECK(seqs[size_t(i)] == seqs[size_t(t.q0)]);
+            next = t.q0 + t.n;
+        }
+        CHECK(next == int64_t(seqs.size()));
+    }
+    // q_tile 8: runs 0 | 1 1 1 | 2 2 2 2 2 | 0 0 | 3
+    CHECK(cpu::attention_query_tiles(int64_t(seqs.size()), 8, seqs.data()).size() == 5);
+    // one sequence: uniform tiles, the last one short
+    const auto one = cpu::attention_query_tiles(20, 8, nullptr);
+    REQUIRE(one.size() == 3);
+    CHECK((one[2].q0 == 16 && one[2].n == 4));
 }
 
 TEST_CASE("cpu attention: a batch of several sequences gives each query what its sequence alone gives") {

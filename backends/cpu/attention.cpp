@@ -23,7 +23,14 @@
 // Tiles are skipped from their key position range (min/max over the tile, so
 // ring caches with unsorted positions work) and, with several sequences in the
 // batch, their sequence range: a tile no query of the unit can see is never
-// read, so a sequence's decode does not read the other sequences' cells.
+// read, so a sequence's decode does not read the other sequences' cells. A tile
+// is read only from its first to its last occupied cell: a short context in a
+// large cache does not score the empty cells after it.
+//
+// Several sequences: a query tile never mixes sequences (attention_query_tiles),
+// so each tile reads only its own sequence's cells, and a decode batch (one
+// query per sequence) is a tile per sequence, each streamed over all KV heads
+// like a single sequence's decode.
 #include "backends/cpu/attention.h"
 
 #include <algorithm>
@@ -53,8 +60,9 @@ bool visible(int64_t qp, int64_t kp, bool causal, int64_t window) {
 struct TileRange {
     int64_t min = 0, max = -1;
     int64_t seq_min = 0, seq_max = -1;
+    int64_t first = 0, last = -1;  // the first and last occupied cell: only these and those between are read
     bool any = false;  // at least one occupied slot
-    bool all = false;  // every slot occupied
+    bool all = false;  // every slot from first to last occupied
 };
 
 // The queries of one query tile: their position and sequence ranges.
@@ -94,6 +102,12 @@ T* sized(std::vector<T>& v, int64_t n) {
     return v.data();
 }
 
+// A kv tile a query tile reads: cells [j0, j0 + nk), and whether it needs the per-pair mask.
+struct ActiveTile {
+    int64_t j0 = 0, nk = 0;
+    Visibility vis = Visibility::None;
+};
+
 // Everything a unit needs, read-only while the units run (partial: each unit writes its own slots).
 struct Job {
     const AttentionPlan& plan;
@@ -106,8 +120,9 @@ struct Job {
     const int32_t* k_seq;
     AttentionSpec spec;
     const float* sinks;  // spec.sinks' data, [n_head], or null
+    std::vector<QueryTile> q_tiles;
     // active[qt]: the kv tiles query tile qt can see, with their visibility (never None)
-    std::vector<std::vector<std::pair<int32_t, Visibility>>> active;
+    std::vector<std::vector<ActiveTile>> active;
     Tensor& dst;
     // split partials: unit (head block, qt, split) -> rows x dv_padded outputs, then the rows' maxima, then sums
     std::vector<float> partial;
@@ -191,8 +206,9 @@ void write_row(const float* o, float m, float l, const float* sink, float* dst, 
 // One unit: KV heads [kvh0, kvh0 + heads_per_unit) x query tile qt x slice `split` of the tiles qt can see.
 void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
     const AttentionPlan& p = job.plan;
-    const RowMap rm{p, head_block * p.heads_per_unit, qt * p.q_tile};
-    const int64_t nq = std::min(p.q_tile, p.n_q - rm.q0);
+    const QueryTile& qtile = job.q_tiles[size_t(qt)];
+    const RowMap rm{p, head_block * p.heads_per_unit, qtile.q0};
+    const int64_t nq = qtile.n;
     const int64_t rows = nq * p.group;  // rows per head block in use
     const int64_t rph = rm.rows_per_head();
     const int64_t R = p.rows_per_unit();
@@ -218,9 +234,9 @@ void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
     const size_t first = tiles.size() * size_t(split) / size_t(p.n_splits);
     const size_t last = tiles.size() * size_t(split + 1) / size_t(p.n_splits);
     for (size_t t = first; t < last; ++t) {
-        const int64_t j0 = int64_t(tiles[t].first) * bk;
-        const int64_t nk = std::min(bk, p.n_kv - j0);
-        const bool partial = tiles[t].second == Visibility::Partial;
+        const int64_t j0 = tiles[t].j0;
+        const int64_t nk = tiles[t].nk;
+        const bool partial = tiles[t].vis == Visibility::Partial;
         if (partial)  // the mask depends on positions only: once per tile, shared by every head
             for (int64_t qi = 0; qi < nq; ++qi)
                 for (int64_t j = 0; j < nk; ++j)
@@ -249,9 +265,8 @@ void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
                                      dvp);
         if (p.heads_per_unit == 1 && t + 1 < last) {
             // one head per unit (prefill): its rows are a cache row apart, too far for the hardware to guess
-            const int64_t next_j0 = int64_t(tiles[t + 1].first) * bk;
-            prefetch_rows(job.k, rm.kvh0, next_j0, std::min(bk, p.n_kv - next_j0));
-            if (!p.v_in_k) prefetch_rows(job.v, rm.kvh0, next_j0, std::min(bk, p.n_kv - next_j0));
+            prefetch_rows(job.k, rm.kvh0, tiles[t + 1].j0, tiles[t + 1].nk);
+            if (!p.v_in_k) prefetch_rows(job.v, rm.kvh0, tiles[t + 1].j0, tiles[t + 1].nk);
         }
         for (int64_t hb = 0; hb < p.heads_per_unit; ++hb) {
             const float* kh = kt + hb * bk * dkp;
@@ -282,8 +297,9 @@ void run_unit(Job& job, int64_t head_block, int64_t qt, int64_t split) {
 // Log-sum-exp merge of the split partials of unit (head block, qt) into dst.
 void merge_splits(Job& job, int64_t head_block, int64_t qt) {
     const AttentionPlan& p = job.plan;
-    const RowMap rm{p, head_block * p.heads_per_unit, qt * p.q_tile};
-    const int64_t nq = std::min(p.q_tile, p.n_q - rm.q0);
+    const QueryTile& qtile = job.q_tiles[size_t(qt)];
+    const RowMap rm{p, head_block * p.heads_per_unit, qtile.q0};
+    const int64_t nq = qtile.n;
     const int64_t dvp = p.dv_padded, R = p.rows_per_unit();
     const float* base = job.partial.data() + (head_block * p.n_q_tiles + qt) * p.n_splits * partial_floats_per_unit(p);
     auto part = [&](int64_t split) { return base + split * partial_floats_per_unit(p); };
@@ -357,6 +373,13 @@ int64_t attention_q_tile(int64_t group) { return std::max<int64_t>(1, 64 / std::
 
 AttentionPlan plan_attention_shape(int64_t n_head, int64_t n_kv_head, int64_t d_k, int64_t d_v, int64_t n_q,
                                    int64_t n_kv, int n_threads) {
+    const int64_t q_tile = std::min(attention_q_tile(n_head / n_kv_head), std::max<int64_t>(n_q, 1));
+    return plan_attention_tiles(n_head, n_kv_head, d_k, d_v, n_q, n_kv, n_threads, (n_q + q_tile - 1) / q_tile,
+                                q_tile);
+}
+
+AttentionPlan plan_attention_tiles(int64_t n_head, int64_t n_kv_head, int64_t d_k, int64_t d_v, int64_t n_q,
+                                   int64_t n_kv, int n_threads, int64_t n_q_tiles, int64_t q_tile) {
     AttentionPlan p;
     p.n_threads = std::max(1, n_threads);
     p.d_k = d_k;
@@ -368,17 +391,18 @@ AttentionPlan plan_attention_shape(int64_t n_head, int64_t n_kv_head, int64_t d_
     p.group = p.n_head / p.n_kv_head;
     p.n_q = n_q;
     p.n_kv = n_kv;
-    p.q_tile = std::min(attention_q_tile(p.group), std::max<int64_t>(p.n_q, 1));
-    p.n_q_tiles = (p.n_q + p.q_tile - 1) / p.q_tile;
-    // decode (or a short chunk, one query tile): memory-bound, a few rows per KV head. One unit takes every KV
-    // head so each cache row's heads are read together (contiguous bytes), and the key sequence is cut into
-    // slices for the threads: ~4 per thread so slices left uneven by skipped tiles still balance.
+    p.q_tile = std::max<int64_t>(q_tile, 1);
+    p.n_q_tiles = n_q_tiles;
+    // decode (or a short chunk, one query tile; or tiles of a few rows, one per sequence of a decode batch):
+    // memory-bound, a few rows per KV head. One unit takes every KV head so each cache row's heads are read
+    // together (contiguous bytes), and the key sequence is cut into slices for the threads: ~4 per thread so
+    // slices left uneven by skipped tiles still balance.
     // prefill: compute-bound, one KV head per unit; the keys are split only if the units are too few.
-    p.heads_per_unit = p.n_q_tiles == 1 ? p.n_kv_head : 1;
+    const bool few_rows = p.q_tile * p.group <= attn::kMaxStreamRows;
+    p.heads_per_unit = p.n_q_tiles == 1 || few_rows ? p.n_kv_head : 1;
     // few rows per KV head (MHA, GQA decode): a converted tile would serve only those rows, so the cache is
     // read in place instead (the streaming kernels); needs head dims in whole SIMD registers
-    p.streaming = p.n_q_tiles == 1 && p.n_q * p.group <= attn::kMaxStreamRows && p.d_k % attn::lanes() == 0 &&
-                  p.d_v % attn::lanes() == 0;
+    p.streaming = few_rows && p.d_k % attn::lanes() == 0 && p.d_v % attn::lanes() == 0;
     p.kv_tile = p.streaming ? 128 : attention_kv_tile(p.d_k, p.d_v, p.heads_per_unit);
     p.n_kv_tiles = (p.n_kv + p.kv_tile - 1) / p.kv_tile;
     const int64_t base_units = p.n_head_blocks() * p.n_q_tiles;
@@ -407,15 +431,24 @@ size_t attention_scratch_bytes(const Tensor& dst, int n_threads) {
     size_t bytes = (size_t(per_thread) * sizeof(float) + size_t(p.q_tile * p.kv_tile)) * size_t(p.n_threads);
     if (p.n_splits > 1) bytes += size_t(p.n_units()) * partial_floats_per_unit(p) * sizeof(float);
     // active tile lists: at most one entry per (query tile, kv tile) pair, plus the tile ranges
-    bytes += size_t(p.n_q_tiles * p.n_kv_tiles) * sizeof(std::pair<int32_t, Visibility>) +
+    bytes += size_t(p.n_q_tiles * p.n_kv_tiles) * sizeof(ActiveTile) +
              size_t(p.n_kv_tiles) * sizeof(TileRange);
     return bytes;
 }
 
 void attention(Tensor* dst, ThreadPool& pool) {
     validate(*dst);
-    const AttentionPlan plan = plan_attention(*dst, pool.size());
     const AttentionSpec spec = attention_spec(*dst);
+    const Tensor& q = *dst->src[0];
+    const int64_t n_q = q.ne[2], group = q.ne[1] / dst->src[1]->ne[1];
+    std::vector<QueryTile> q_tiles = attention_query_tiles(
+        n_q, std::min(attention_q_tile(group), std::max<int64_t>(n_q, 1)),
+        spec.q_seq ? spec.q_seq->data_as<const int32_t>() : nullptr);
+    int64_t q_tile = 1;
+    for (const QueryTile& t : q_tiles) q_tile = std::max(q_tile, t.n);
+    AttentionPlan plan = plan_attention_tiles(q.ne[1], dst->src[1]->ne[1], q.ne[0], dst->src[2]->ne[0], n_q,
+                                              dst->src[1]->ne[2], pool.size(), int64_t(q_tiles.size()), q_tile);
+    plan.v_in_k = plan_attention(*dst, pool.size()).v_in_k;
     Job job{plan,
             *dst->src[0],
             *dst->src[1],
@@ -426,6 +459,7 @@ void attention(Tensor* dst, ThreadPool& pool) {
             spec.k_seq ? spec.k_seq->data_as<const int32_t>() : nullptr,
             spec,
             spec.sinks ? spec.sinks->data_as<const float>() : nullptr,
+            std::move(q_tiles),
             {},
             *dst,
             {}};
@@ -434,14 +468,14 @@ void attention(Tensor* dst, ThreadPool& pool) {
     std::vector<TileRange> ranges(size_t(plan.n_kv_tiles));
     for (int64_t t = 0; t < plan.n_kv_tiles; ++t) {
         TileRange& r = ranges[size_t(t)];
-        r.all = true;
         r.min = r.seq_min = std::numeric_limits<int64_t>::max();
+        int64_t occupied = 0;
         for (int64_t j = t * plan.kv_tile; j < std::min(plan.n_kv, (t + 1) * plan.kv_tile); ++j) {
             const int64_t kp = job.k_pos[j];
-            if (kp < 0) {
-                r.all = false;
-                continue;
-            }
+            if (kp < 0) continue;
+            if (!r.any) r.first = j;
+            r.last = j;
+            ++occupied;
             r.any = true;
             r.min = std::min(r.min, kp);
             r.max = std::max(r.max, kp);
@@ -450,12 +484,14 @@ void attention(Tensor* dst, ThreadPool& pool) {
                 r.seq_max = std::max<int64_t>(r.seq_max, job.k_seq[j]);
             }
         }
+        r.all = r.any && occupied == r.last - r.first + 1;
     }
     job.active.resize(size_t(plan.n_q_tiles));
     for (int64_t qt = 0; qt < plan.n_q_tiles; ++qt) {
         QueryRange qr{std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min(),
                       std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min()};
-        for (int64_t i = qt * plan.q_tile; i < std::min(plan.n_q, (qt + 1) * plan.q_tile); ++i) {
+        const QueryTile& qtile = job.q_tiles[size_t(qt)];
+        for (int64_t i = qtile.q0; i < qtile.q0 + qtile.n; ++i) {
             qr.min = std::min<int64_t>(qr.min, job.q_pos[i]);
             qr.max = std::max<int64_t>(qr.max, job.q_pos[i]);
             if (job.q_seq) {
@@ -464,9 +500,9 @@ void attention(Tensor* dst, ThreadPool& pool) {
             }
         }
         for (int64_t t = 0; t < plan.n_kv_tiles; ++t) {
-            const Visibility vis =
-                classify(ranges[size_t(t)], qr, job.spec.causal, job.spec.window, job.q_seq != nullptr);
-            if (vis != Visibility::None) job.active[size_t(qt)].emplace_back(int32_t(t), vis);
+            const TileRange& r = ranges[size_t(t)];
+            const Visibility vis = classify(r, qr, job.spec.causal, job.spec.window, job.q_seq != nullptr);
+            if (vis != Visibility::None) job.active[size_t(qt)].push_back({r.first, r.last - r.first + 1, vis});
         }
     }
     if (plan.n_splits > 1) job.partial.resize(size_t(plan.n_units()) * partial_floats_per_unit(plan));

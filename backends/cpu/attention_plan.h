@@ -3,8 +3,10 @@
 // tests can put sequence lengths at tile edges and the benchmark can report
 // memory; the kernel itself uses the same functions.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -15,7 +17,7 @@ struct AttentionPlan {
     int64_t dk_padded = 0, dv_padded = 0;  // rounded up to the SIMD width
     int64_t n_head = 0, n_kv_head = 0, group = 0;  // group = query heads per KV head
     int64_t n_q = 0, n_kv = 0;
-    int64_t q_tile = 0;   // queries per work unit
+    int64_t q_tile = 0;   // queries per work unit (at most; a tile of one sequence may hold fewer)
     int64_t heads_per_unit = 1;  // KV heads per work unit (all of them for decode, one for prefill)
     int64_t kv_tile = 0;  // keys per tile: each K/V tile is converted to float once per unit
     int64_t n_q_tiles = 0, n_kv_tiles = 0;
@@ -31,6 +33,31 @@ struct AttentionPlan {
     int64_t n_units() const { return n_head_blocks() * n_q_tiles * n_splits; }
 };
 
+// A tile of queries: [q0, q0 + n). With several sequences in the batch every tile holds queries of one
+// sequence only, so it sees only that sequence's cells: a decode batch of 4 sequences is 4 tiles of one
+// query each, each reading its own sequence's keys, instead of one tile whose every row reads the keys of
+// all 4 (3/4 of them masked).
+struct QueryTile {
+    int64_t q0 = 0, n = 0;
+};
+
+// The query tiles of a batch of n_q queries, at most q_tile each: runs of consecutive queries of the same
+// sequence (q_seq null: one sequence), each run cut into tiles of q_tile.
+inline std::vector<QueryTile> attention_query_tiles(int64_t n_q, int64_t q_tile, const int32_t* q_seq) {
+    std::vector<QueryTile> tiles;
+    q_tile = std::max<int64_t>(q_tile, 1);
+    for (int64_t run = 0; run < n_q;) {
+        int64_t end = run + 1;
+        if (q_seq)
+            while (end < n_q && q_seq[end] == q_seq[run]) ++end;
+        else
+            end = n_q;
+        for (int64_t q0 = run; q0 < end; q0 += q_tile) tiles.push_back({q0, std::min(q_tile, end - q0)});
+        run = end;
+    }
+    return tiles;
+}
+
 }  // namespace tessera::cpu
 
 // The plan's functions depend on the level's SIMD width: one set per kernel level (cpu_kernels.h reaches them).
@@ -39,9 +66,13 @@ namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 // The plan for this attention node (dst = attention(...)) on n_threads threads.
 AttentionPlan plan_attention(const Tensor& dst, int n_threads);
-// The same from the shapes alone (v_in_k left false): tests read kv_tile and q_tile from it.
+// The same from the shapes alone (v_in_k left false): tests read kv_tile and q_tile from it. Queries in
+// uniform tiles (one sequence).
 AttentionPlan plan_attention_shape(int64_t n_head, int64_t n_kv_head, int64_t d_k, int64_t d_v, int64_t n_q,
                                    int64_t n_kv, int n_threads);
+// The plan for queries cut into n_q_tiles tiles of at most q_tile queries each (attention_query_tiles).
+AttentionPlan plan_attention_tiles(int64_t n_head, int64_t n_kv_head, int64_t d_k, int64_t d_v, int64_t n_q,
+                                   int64_t n_kv, int n_threads, int64_t n_q_tiles, int64_t q_tile);
 
 // The kv tile length used for these head dims when a unit holds heads_per_unit KV heads (all of them when
 // the queries fit one query tile, as in decode; else one), and the queries per unit for this group size
