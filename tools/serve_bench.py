@@ -4,7 +4,8 @@ each generating a fixed number of tokens (ignore_eos), for each N given. Prints 
 tokens/s (all streams' tokens over the wall time) and the time to first token (median and worst).
 Standard library only.
 
-usage: serve_bench.py --port 8080 [--streams 1,2,4,8] [--tokens 64] [--model NAME] [--prompt TEXT]
+usage: serve_bench.py --port 8080 [--streams 1,2,4,8] [--tokens 64] [--model NAME] [--prompt TEXT] [--warmup 1]
+(tools/serve_bench.sh starts a server, tessera's or llama.cpp's, and runs this against it.)
 """
 import argparse
 import http.client
@@ -14,10 +15,13 @@ import threading
 import time
 
 
-def one_stream(port, model, prompt, tokens, out):
+def one_stream(port, model, prompt, tokens, out, cache_prompt=False):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     body = json.dumps({"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True,
-                       "ignore_eos": True, "stream_options": {"include_usage": True}})
+                       "ignore_eos": True, "stream_options": {"include_usage": True},
+                       # llama-server keeps each slot's last prompt and reuses the common prefix; every request
+                       # here sends the same prompt, so with its cache on it would skip nearly all prompt work.
+                       "cache_prompt": cache_prompt})
     t0 = time.monotonic()
     conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
     r = conn.getresponse()
@@ -46,16 +50,23 @@ def main():
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--model", default=None, help="default: the first of /v1/models")
     ap.add_argument("--prompt", default="Once upon a time, in a small village by the sea,")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed requests before the figures (default 1)")
+    ap.add_argument("--cache-prompt", action="store_true",
+                    help="let a server that caches prompts (llama-server) reuse them (default: ask it not to)")
     a = ap.parse_args()
     model = a.model
     if model is None:
         conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
         conn.request("GET", "/v1/models")
         model = json.loads(conn.getresponse().read())["data"][0]["id"]
+    # One short request first, untimed: whatever a server does on its first request (paging weights in,
+    # building graphs) is not counted against the first figure.
+    for _ in range(a.warmup):
+        one_stream(a.port, model, a.prompt, 4, [])
     print(f"{'streams':>7} {'agg tok/s':>10} {'tok/s/stream':>12} {'TTFT med ms':>11} {'TTFT max ms':>11}")
     for n in [int(x) for x in a.streams.split(",")]:
         results = []
-        threads = [threading.Thread(target=one_stream, args=(a.port, model, a.prompt, a.tokens, results))
+        threads = [threading.Thread(target=one_stream, args=(a.port, model, a.prompt, a.tokens, results, a.cache_prompt))
                    for _ in range(n)]
         t0 = time.monotonic()
         for t in threads:

@@ -102,6 +102,7 @@ Engine::Engine(tessera_model* model, const EngineOptions& options) : model_(mode
     }
     n_ctx_ = tessera_session_n_ctx(session_);
     stats_.slots_total = options_.n_parallel;
+    warm_up();
     worker_ = std::thread([this] { run(); });
 }
 
@@ -217,7 +218,19 @@ bool Engine::admit_waiting() {
     return busy;
 }
 
+void Engine::warm_up() {
+    // One token through the model before the first request: it pages the weights in (they are mapped
+    // from the file) and builds the graph of a lone decode step, so the first client does not wait for
+    // either. Its cells are cleared again; a model that cannot decode fails here, before serving.
+    tessera_token bos = tessera_model_bos(model_);
+    if (bos < 0) bos = 0;
+    const int32_t seq = 0;
+    check(tessera_decode_batch(session_, &bos, &seq, nullptr, 1), "warming up");
+    check(tessera_seq_clear(session_, seq), "warming up");
+}
+
 void Engine::step() {
+    const auto t_start = std::chrono::steady_clock::now();
     // The batch: one token of every slot that is generating, then prompt chunks of slots still reading
     // their prompt in what is left of n_batch. A prompt chunk asks for logits only when it ends the
     // prompt (the first token is sampled from them).
@@ -264,8 +277,22 @@ void Engine::step() {
         stats_.batch_sequences_max = std::max(stats_.batch_sequences_max, int(in_batch.size()));
     }
 
-    if (tessera_decode_batch(session_, tokens.data(), seqs.data(), want.data(), int32_t(tokens.size())) !=
-        TESSERA_OK) {
+    const auto t_compute = std::chrono::steady_clock::now();
+    const tessera_status status =
+        tessera_decode_batch(session_, tokens.data(), seqs.data(), want.data(), int32_t(tokens.size()));
+    const auto t_computed = std::chrono::steady_clock::now();
+    // Counted at the end of the step (every path out of it): the pass, and the rest of the step around it.
+    struct Account {
+        Engine& e;
+        std::chrono::steady_clock::time_point start, compute, computed;
+        ~Account() {
+            const auto end = std::chrono::steady_clock::now();
+            std::lock_guard<std::mutex> lock(e.mu_);
+            e.stats_.compute_seconds += std::chrono::duration<double>(computed - compute).count();
+            e.stats_.step_other_seconds += std::chrono::duration<double>((compute - start) + (end - computed)).count();
+        }
+    } account{*this, t_start, t_compute, t_computed};
+    if (status != TESSERA_OK) {
         // Nothing of the pass was kept. A request whose own tokens cannot run (its context is full, ...)
         // must not take the others down: each slot retries alone, and only the ones that fail again end.
         for (Slot* slot : in_batch) {

@@ -33,6 +33,9 @@ struct EngineStats {
     int queue_depth = 0, slots_busy = 0, slots_total = 0;
     uint64_t batches = 0, mixed_batches = 0;  // forward passes; those with a prompt chunk beside decode tokens
     int batch_sequences_max = 0;              // the most slots one pass served
+    // Where the worker's busy time goes: forward passes (tessera_decode_batch) and the rest of each step
+    // (admitting, sampling, detokenizing, handing text to the HTTP threads).
+    double compute_seconds = 0, step_other_seconds = 0;
 };
 
 class Engine {
@@ -57,6 +60,7 @@ private:
     struct Slot;
     void run();
     bool admit_waiting();  // moves queued jobs into free slots; true when any slot is busy
+    void warm_up();        // one token through the model before serving (pages the weights in)
     void step();           // one forward pass for every busy slot
     // After a pass: the slot's logits row -> its next token (sampled, shown, maybe the end).
     void take_token(Slot& slot, int32_t row);

@@ -74,6 +74,10 @@ std::string Routes::metrics_text() const {
     metric("tessera_batches_mixed_total", "counter",
            "forward passes with a prompt chunk of one request beside decode tokens of others", s.mixed_batches);
     metric("tessera_batch_sequences_max", "gauge", "the most slots one forward pass has served", s.batch_sequences_max);
+    metric("tessera_compute_seconds_total", "counter", "seconds the engine spent in forward passes", s.compute_seconds);
+    metric("tessera_step_other_seconds_total", "counter",
+           "seconds of the engine's steps outside the forward pass (admitting, sampling, detokenizing, streaming)",
+           s.step_other_seconds);
     return o.str();
 }
 
