@@ -591,6 +591,56 @@ TEST_CASE("dot_tile: many blocks (long k) stay within the bounds") {
     }
 }
 
+TEST_CASE("dot_tile: nibble weights at their extremes against activations at +-127 (int16 sums do not wrap)") {
+    // Q4_0 / Q4_1 blocks whose nibbles are all 0 or all 15, against Q8_0 activations all +127 or -127: the
+    // largest products the integer paths meet (the four-row kernels sum two halves' u8 x s8 pairs in int16).
+    // Every combination of 4 rows x 1..8 columns, each weight row and activation column its own sign.
+    for (const cpu::CpuKernels* kl : testing::cpu_level_tables()) {
+        const std::string level = kl->name();
+        CAPTURE(level);
+        for (DType wt : {DType::Q4_0, DType::Q4_1}) {
+            const std::string tname = type_name(wt);
+            CAPTURE(tname);
+            const int64_t nb = 3, k = nb * 32;
+            const size_t wrow = row_bytes(wt, k), arow = kl->activation_row_bytes(wt, k);
+            for (int64_t nc = 1; nc <= 8; ++nc) {
+                CAPTURE(nc);
+                const int64_t nr = 4;
+                std::vector<uint8_t> W(wrow * size_t(nr)), A(arow * size_t(nc));
+                std::vector<float> wdeq(size_t(nr * k)), xdeq(size_t(nc * k));
+                for (int64_t r = 0; r < nr; ++r) {
+                    // Q4_0: one value at -8 sets the scale, the others at +7 -> nibble 15 (or all -8 -> nibble 0).
+                    // Q4_1: a min and a max per block -> nibbles 0 and 15, the rest at max -> 15.
+                    std::vector<float> src(size_t(k), (r % 2) ? 7.0f : -8.0f);
+                    for (int64_t b = 0; b < nb; ++b) src[size_t(b * 32)] = -8.0f;
+                    if (wt == DType::Q4_1)
+                        for (int64_t b = 0; b < nb; ++b) src[size_t(b * 32 + 1)] = (r % 2) ? -8.0f : 7.0f;
+                    type_traits(wt).from_float(src.data(), W.data() + size_t(r) * wrow, k);
+                    type_traits(wt).to_float(W.data() + size_t(r) * wrow, wdeq.data() + r * k, k);
+                }
+                for (int64_t c = 0; c < nc; ++c) {
+                    const std::vector<float> src(size_t(k), (c % 3 == 1) ? -3.0f : 3.0f);  // every q = +-127
+                    kl->quantize_activations(wt, src.data(), A.data() + size_t(c) * arow, k);
+                    type_traits(kl->activation_type(wt)).to_float(A.data() + size_t(c) * arow, xdeq.data() + c * k, k);
+                }
+                std::vector<float> out(size_t(nr * nc));
+                kl->dot_tile(wt, k, W.data(), wrow, nr, A.data(), arow, nc, out.data(), nc);
+                for (int64_t r = 0; r < nr; ++r)
+                    for (int64_t c = 0; c < nc; ++c) {
+                        double want = 0, mag = 0;
+                        for (int64_t i = 0; i < k; ++i) {
+                            want += double(wdeq[size_t(r * k + i)]) * xdeq[size_t(c * k + i)];
+                            mag += std::fabs(double(wdeq[size_t(r * k + i)]) * xdeq[size_t(c * k + i)]);
+                        }
+                        CAPTURE(r);
+                        CAPTURE(c);
+                        CHECK(std::fabs(out[size_t(r * nc + c)] - want) <= 1e-5 * mag);
+                    }
+            }
+        }
+    }
+}
+
 TEST_CASE("dot_tile: each level runs the kernels of its width (avx512 and its emulated twin: 512-bit)") {
     // Guards against a level silently falling back to narrower code (a missing macro, a build without SIMDe
     // whose "emulated" twin would then test nothing new).
