@@ -1,5 +1,7 @@
 #include "models/make_model_presets_families.h"
 
+#include <cstring>
+
 #include "core/error.h"
 #include "core/gguf.h"
 
@@ -114,8 +116,12 @@ MadeModel make_family_model(const MakeModelOptions& o, const std::string& out_pa
     GGUFWriter w;
     w.set_str("general.architecture", A);
     // llama.cpp treats a general.name containing "phi3" / "phi-3" specially (it then wants Phi-3's special
-    // tokens, which a synthesized vocabulary lacks), so the name avoids both spellings.
-    w.set_str("general.name", "tessera random " + std::string(A == "phi3" ? "phi 3" : A) + " " + o.preset);
+    // tokens, which a synthesized vocabulary lacks, and fails to load with 'unordered_map::at'), so the name
+    // avoids both spellings, in the preset's name too (phi3-mini).
+    std::string name = "tessera random " + A + " " + o.preset;
+    for (const char* spelling : {"phi3", "phi-3"})
+        for (size_t at; (at = name.find(spelling)) != std::string::npos;) name.replace(at, std::strlen(spelling), "phi 3");
+    w.set_str("general.name", name);
     w.set_u32("general.file_type", uint32_t(ftype));
     if (ftype != 0 && ftype != 1) w.set_u32("general.quantization_version", 2);
     w.set_u32(key("context_length"), uint32_t(s.n_ctx));
