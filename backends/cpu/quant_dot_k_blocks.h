@@ -22,6 +22,24 @@ struct Prepared {
     float d, dmin;  // dmin: weight of the min term (0 when the type has none)
 };
 
+#if !TESSERA_X86_AVX512
+// Byte shuffles for group_scales: in a register holding int16 scales 8h..8h+7 in both lanes, group g = 4h + j
+// takes scale 2g (local 2j) in the low lane and 2g + 1 (local 2j + 1) in the high one.
+struct GroupScaleShuffle {
+    alignas(32) int8_t v[4][32];
+};
+constexpr GroupScaleShuffle make_group_scale_shuffle() {
+    GroupScaleShuffle t{};
+    for (int j = 0; j < 4; ++j)
+        for (int i = 0; i < 32; ++i) {
+            const int element = i < 16 ? 2 * j : 2 * j + 1;
+            t.v[j][i] = int8_t(2 * element + (i % 2));
+        }
+    return t;
+}
+constexpr GroupScaleShuffle kGroupScaleShuffle = make_group_scale_shuffle();
+#endif
+
 // The group-g scale vector: lanes 0-7 take sub-block 2g's scale (values 0-15 of the group, as int16 pairs),
 // lanes 8-15 sub-block 2g + 1's.
 inline __m256i group_scales(__m256i sc16, int g) {
@@ -29,9 +47,11 @@ inline __m256i group_scales(__m256i sc16, int g) {
     const __m256i idx = _mm256_set_m128i(_mm_set1_epi16(short(2 * g + 1)), _mm_set1_epi16(short(2 * g)));
     return _mm256_permutexvar_epi16(idx, sc16);
 #else
-    alignas(32) int16_t v[16];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(v), sc16);
-    return _mm256_set_m128i(_mm_set1_epi16(v[2 * g + 1]), _mm_set1_epi16(v[2 * g]));
+    // The 128-bit half holding both scales, in both lanes (for a fixed sc16 the compiler makes the two
+    // halves once per super-block), then one in-lane byte shuffle: a store, two scalar reloads and two
+    // broadcasts per group and row before.
+    const __m256i half = g < 4 ? _mm256_permute2x128_si256(sc16, sc16, 0x00) : _mm256_permute2x128_si256(sc16, sc16, 0x11);
+    return _mm256_shuffle_epi8(half, _mm256_load_si256(reinterpret_cast<const __m256i*>(kGroupScaleShuffle.v[g % 4])));
 #endif
 }
 
