@@ -10,9 +10,11 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -122,7 +124,8 @@ int chat(int argc, char** argv) {
     ArgParser p("chat", "-m MODEL [options]",
                 "Interactive chat. Type a message and Enter; /reset starts over, /exit quits, /help lists commands.\n"
                 "Ctrl-C stops the current answer. On a terminal lines can be edited (arrows, Ctrl-A/E/W/U) and Up/Down\n"
-                "recall this session's earlier lines. With stdin from a pipe each line is one user turn and only the\n"
+                "recall earlier lines (this session's; earlier sessions' too with --history-file or\n"
+                "TESSERA_CHAT_HISTORY). With stdin from a pipe each line is one user turn and only the\n"
                 "answers (one per turn, each ending in a newline) go to stdout.");
     sf.add_to(p);
     p.option("--system", &system, "TEXT", "system prompt");
@@ -139,10 +142,23 @@ int chat(int argc, char** argv) {
     p.flag("--context-shift", &context_shift,
            "when the conversation no longer fits, drop the oldest turns (the system prompt stays) instead of "
            "refusing");
+    std::string history_file;
+    if (const char* env = std::getenv("TESSERA_CHAT_HISTORY")) history_file = env;
+    p.option("--history-file", &history_file, "FILE",
+             "keep the typed lines in FILE across sessions for Up/Down (created with mode 0600; the last 1000 "
+             "lines; default: $TESSERA_CHAT_HISTORY, else none: nothing is written)");
     p.flag("--verbose", &verbose, "report per turn how many prompt tokens were reused from the cache (stderr)");
     if (!p.parse(argc, argv)) return 0;
     if (sf.model.empty()) throw UsageError("-m MODEL is required");
     sampling.resolve_seed();
+    LineInput input("> ", &g_interrupted);  // line editing and history on a terminal
+    if (!history_file.empty()) {
+        try {
+            input.keep_history_in(history_file);  // checked before the model loads: a wrong path fails fast
+        } catch (const std::runtime_error& e) {
+            throw UsageError(e.what());
+        }
+    }
 
     ModelHandle model;
     sf.open_model(&model.m);
@@ -172,7 +188,6 @@ int chat(int argc, char** argv) {
     std::vector<ChatMessage> messages;
     if (!system.empty()) messages.push_back({"system", system});
     std::vector<tessera_token> cached;  // what the session's KV cache holds, in order
-    LineInput input("> ");  // line editing and history on a terminal
     std::string line;
 
     for (;;) {

@@ -1,14 +1,18 @@
 #include "tools/line_input.h"
 
+#include <fcntl.h>
 #include <histedit.h>
+#include <poll.h>
 #include <langinfo.h>
 #include <locale.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <cwchar>
+#include <stdexcept>
 
 namespace tessera::cli {
 
@@ -36,6 +40,26 @@ private:
     locale_t old_;
 };
 
+// The first line libedit writes into a history file (H_SAVE), and expects back (H_LOAD).
+constexpr char kHistoryMagic[] = "_HiStOrY_V2_";
+
+// Opens (creating with mode 0600) the history file and checks that it is empty or a libedit history, so a
+// wrong path (--history-file notes.txt) is refused instead of replaced.
+void check_history_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("history file " + path + ": " + std::strerror(errno));
+    struct stat st {};
+    const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    char head[sizeof kHistoryMagic] = {};
+    const ssize_t n = regular ? ::read(fd, head, sizeof head - 1) : 0;
+    ::close(fd);
+    if (!regular) throw std::runtime_error("history file " + path + ": not a regular file");
+    if (n > 0 && std::strncmp(head, kHistoryMagic, sizeof kHistoryMagic - 1) != 0)
+        throw std::runtime_error("history file " + path +
+                                 ": not a tessera chat history (it does not start with " + kHistoryMagic +
+                                 "); left as it is");
+}
+
 }  // namespace
 
 struct LineInput::Editor {
@@ -43,7 +67,8 @@ struct LineInput::Editor {
     History* hist = nullptr;
     locale_t utf8 = locale_t(0);
     std::string prompt;
-    bool interrupted = false;  // the last read ended in EINTR (Ctrl-C)
+    const LineInput* owner = nullptr;
+    bool interrupted = false;  // the last read was cut short by Ctrl-C
 
     ~Editor() {
         ScopedLocale in_utf8(utf8);
@@ -66,12 +91,12 @@ struct LineInput::Editor {
         el_get(el, EL_CLIENTDATA, &self);
         std::mbstate_t state{};
         for (;;) {
-            char byte;
-            const ssize_t n = ::read(STDIN_FILENO, &byte, 1);
-            if (n < 0 && errno == EINTR) {
+            if (!self->owner->wait_for_input()) {
                 self->interrupted = true;
                 return -1;
             }
+            char byte;
+            const ssize_t n = ::read(STDIN_FILENO, &byte, 1);
             if (n < 0) return -1;
             if (n == 0) return 0;
             const size_t used = std::mbrtowc(out, &byte, 1, &state);
@@ -82,11 +107,13 @@ struct LineInput::Editor {
     }
 };
 
-LineInput::LineInput(std::string prompt) : prompt_(std::move(prompt)), terminal_(isatty(STDIN_FILENO) != 0) {
+LineInput::LineInput(std::string prompt, const volatile std::sig_atomic_t* interrupted)
+    : prompt_(std::move(prompt)), interrupted_(interrupted), terminal_(isatty(STDIN_FILENO) != 0) {
     if (!terminal_ || !isatty(STDERR_FILENO)) return;  // libedit draws on stderr: it must be a terminal too
     auto ed = std::make_unique<Editor>();
     ed->utf8 = make_utf8_locale();
     ed->prompt = prompt_;
+    ed->owner = this;
     ScopedLocale in_utf8(ed->utf8);
     ed->el = el_init("tessera", stdin, stderr, stderr);
     ed->hist = history_init();
@@ -107,8 +134,47 @@ LineInput::LineInput(std::string prompt) : prompt_(std::move(prompt)), terminal_
 
 LineInput::~LineInput() = default;
 
+void LineInput::keep_history_in(const std::string& path) {
+    check_history_file(path);
+    history_file_ = path;
+    if (!editor_) return;  // piped input: nothing is recalled or recorded
+    ScopedLocale in_utf8(editor_->utf8);
+    HistEvent ev;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && st.st_size > 0 && history(editor_->hist, &ev, H_LOAD, path.c_str()) < 0)
+        throw std::runtime_error("history file " + path + ": libedit could not read it");
+}
+
+bool LineInput::wait_for_input() const {
+    pollfd in{STDIN_FILENO, POLLIN, 0};
+    for (;;) {
+        if (::ppoll(&in, 1, nullptr, &wait_mask_) >= 0) return true;  // input, end of input or an error:
+        if (errno != EINTR) return true;                               // read() tells which
+        if (interrupted_ == nullptr || *interrupted_) return false;    // another signal: keep waiting
+    }
+}
+
 LineInput::Result LineInput::next(std::string* line) {
-    if (!editor_) return next_plain(line);
+    // SIGINT stays blocked while a line is read, except inside wait_for_input: a Ctrl-C that comes while
+    // the editor is busy waits there instead of landing between two reads and being missed.
+    sigset_t sigint, caller_mask;
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigint, &caller_mask);
+    wait_mask_ = caller_mask;
+    sigdelset(&wait_mask_, SIGINT);
+    Result r;
+    if (interrupted_ && *interrupted_) {
+        line->clear();
+        r = kInterrupted;  // Ctrl-C came between two lines
+    } else {
+        r = editor_ ? next_edited(line) : next_plain(line);
+    }
+    pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
+    return r;
+}
+
+LineInput::Result LineInput::next_edited(std::string* line) {
     line->clear();
     Editor& ed = *editor_;
     ScopedLocale in_utf8(ed.utf8);
@@ -126,6 +192,20 @@ LineInput::Result LineInput::next(std::string* line) {
     if (!line->empty()) {
         HistEvent ev;
         history(ed.hist, &ev, H_ENTER, line->c_str());
+        // Saved line by line (at most 1000 lines), written beside the file and renamed over it, so a full
+        // disk or a crash mid-write leaves the previous history whole.
+        if (!history_file_.empty()) {
+            const std::string tmp = history_file_ + ".tmp";
+            const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);  // private from
+            if (fd >= 0) {                                           // the first byte: H_SAVE keeps the mode
+                ::fchmod(fd, 0600);  // a leftover .tmp keeps its old mode through O_TRUNC
+                ::close(fd);
+            }
+            if (fd >= 0 && history(ed.hist, &ev, H_SAVE, tmp.c_str()) >= 0)
+                ::rename(tmp.c_str(), history_file_.c_str());
+            else
+                ::unlink(tmp.c_str());
+        }
     }
     return kLine;
 }
@@ -150,9 +230,10 @@ LineInput::Result LineInput::next_plain(std::string* line) {
             pending_.clear();
             return kLine;
         }
+        if (!wait_for_input()) return kInterrupted;
         char buf[4096];
         const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) return kInterrupted;
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) eof_ = true;
         else pending_.append(buf, size_t(n));
     }

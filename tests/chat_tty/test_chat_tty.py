@@ -5,11 +5,16 @@ Line editing and history (libedit): Up recalls the last line, Left moves the cur
 multibyte character too); Ctrl-C at the prompt drops the half-typed line; an unknown /command is not sent to
 the model; a real message gets an answer and a new prompt; Ctrl-D ends with the cursor on a new line, exit 0.
 Without line editing the tty would hand over the arrow keys' escape bytes as text.
+--history-file: a second session recalls the first one's last line with Up; the file is private (0600); a
+file that is not a chat history is refused and left as it was.
 
 usage: test_chat_tty.py TESSERA MODEL      (exit 77 = skipped: no model file)
 """
 import os
 import pty
+import stat
+import subprocess
+import tempfile
 import select
 import signal
 import struct
@@ -85,13 +90,46 @@ def fail(why):
     sys.exit(1)
 
 
+def check_history_file(tessera, model, hist):
+    global term
+    if not os.path.exists(hist):
+        fail("--history-file: no file after the session")
+    mode = stat.S_IMODE(os.stat(hist).st_mode)
+    if mode != 0o600:
+        fail(f"--history-file: mode {mode:o}, not 600")
+    # A new session: Up recalls the last line of the previous one ("hello").
+    term = Term([tessera, "chat", "-m", model, "--chat-template", "chatml", "--temp", "0", "-n", "4", "-t", "1",
+                 "--history-file", hist])
+    term.expect("> ")
+    term.send("\x1b[A\x01/\r")  # Up, Ctrl-A, "/" before it: "/hello" is an unknown command
+    term.expect("unknown command '/hello'")
+    term.expect("> ")
+    term.send("\x04")
+    status = term.wait_exit()
+    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        fail(f"second session: exit status {status}")
+    # Not a history: refused before the model loads, the file untouched.
+    notes = os.path.join(os.path.dirname(hist), "notes.txt")
+    with open(notes, "w") as f:
+        f.write("my notes\n")
+    r = subprocess.run([tessera, "chat", "-m", model, "--history-file", notes], input=b"hi\n",
+                       capture_output=True, timeout=TIMEOUT)
+    if r.returncode != 2 or b"not a tessera chat history" not in r.stderr:
+        fail(f"a notes file as --history-file: exit {r.returncode}, stderr {r.stderr[-300:]!r}")
+    if open(notes).read() != "my notes\n":
+        fail("the notes file given as --history-file was changed")
+
+
 def main():
     global term
     tessera, model = sys.argv[1], sys.argv[2]
     if not os.path.exists(model):
         print(f"skipped: no {model}")
         return 77
-    term = Term([tessera, "chat", "-m", model, "--chat-template", "chatml", "--temp", "0", "-n", "4", "-t", "1"])
+    workdir = tempfile.mkdtemp(prefix="chat_tty.")
+    hist = os.path.join(workdir, "history")
+    term = Term([tessera, "chat", "-m", model, "--chat-template", "chatml", "--temp", "0", "-n", "4", "-t", "1",
+                 "--history-file", hist])
     PROMPT = "> "
     term.expect("type /help")
     term.expect(PROMPT)
@@ -137,7 +175,8 @@ def main():
         fail(f"exit status {status} after Ctrl-D")
     if b"\n" not in tail:
         fail(f"Ctrl-D left the cursor after the prompt: {tail!r}")
-    print("chat on a terminal: editing, history, UTF-8, Ctrl-C, answer, Ctrl-D: ok")
+    check_history_file(tessera, model, hist)
+    print("chat on a terminal: editing, history, UTF-8, Ctrl-C, answer, Ctrl-D, history file: ok")
     return 0
 
 
