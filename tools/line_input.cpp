@@ -180,6 +180,10 @@ LineInput::Result LineInput::next_edited(std::string* line) {
     ScopedLocale in_utf8(ed.utf8);
     el_resize(ed.el);  // the window may have changed size since the last line (no SIGWINCH handler)
     ed.interrupted = false;
+    // The terminal into raw mode now: left to itself libedit prints the prompt first and switches when the
+    // first key is read, so a key pressed as the prompt appears met the cooked terminal (its echo doubled
+    // the text, and a Ctrl-D there was swallowed as the terminal's own end of file).
+    el_set(ed.el, EL_PREP_TERM, 1);
     int count = 0;
     const char* text = el_gets(ed.el, &count);
     if (!text) {
