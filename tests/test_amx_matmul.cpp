@@ -331,7 +331,11 @@ TEST_CASE("amx: weights repacked at load replace their pages of the mapped file 
                   << ", file pages resident " << resident);
         // Only whole pages go: each released run loses at most a page at either end to its neighbours.
         CHECK(released >= repacked * 9 / 10);
-        CHECK(resident <= file_size - released);
+        // Residency is counted in whole pages, and the file's last page is whole in memory even where the file
+        // ends inside it: with every page the load touched still resident, the bound is met exactly.
+        const long long page = sysconf(_SC_PAGESIZE);
+        const long long mapped_size = (file_size + page - 1) / page * page;
+        CHECK(resident <= mapped_size - released);
         MESSAGE(std::string(name) << ": " << repacked << " bytes repacked, " << released << " bytes of file pages released, "
                      << resident << " of the file's " << file_size << " bytes resident after load");
     }
