@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/gguf.h"
 #include "core/gguf_internal.h"
+#include "core/temp_files.h"
 
 namespace tessera {
 
@@ -283,6 +284,7 @@ void GGUFWriter::write(const std::string& path) const {
     std::string tmp = target + ".tmp.XXXXXX";
     int fd = mkstemp(tmp.data());
     if (fd < 0) throw Error(path + ": cannot create a temporary file beside it: " + std::strerror(errno));
+    const TempFileRegistration removed_on_signal(tmp.c_str());
     try {
         fchmod(fd, mode);
         write_all(fd, e.bytes.data(), e.bytes.size(), path);

@@ -198,6 +198,26 @@ TEST_CASE("make-model and inspect: messages name the right architecture, once") 
     CHECK(has(out, "gemma"));
 }
 
+TEST_CASE("make-model killed while writing leaves neither a partial file nor its temporary") {
+    // A 1.1B-parameter f32 file takes seconds to write, so the signal lands mid-write: the temporary
+    // FILE.tmp.XXXXXX exists and FILE does not yet. SIGTERM, because a shell's background job ignores
+    // SIGINT (and the handler then keeps it ignored); both signals share the same handler.
+    TempDir dir;
+    const std::string out_file = dir / "big.gguf";
+    const std::string script = cli_path() + " make-model --preset tinyllama-1.1b --type f32 -o " + out_file +
+                               " 2>/dev/null & pid=$!; "
+                               "for i in $(seq 400); do ls " + dir.path + " | grep -q tmp && break; sleep 0.05; done; "
+                               "ls " + dir.path + " | grep -q tmp && echo saw-temporary; sleep 0.3; "
+                               "kill -TERM $pid; wait $pid; echo status=$?; ls " + dir.path;
+    std::string out;
+    run_command(script, &out);
+    INFO(out);
+    REQUIRE(has(out, "saw-temporary"));
+    CHECK(has(out, "status=143"));  // ended by SIGTERM, as without the handler
+    CHECK(!has(out, "tmp"));
+    CHECK(!has(out, "big.gguf"));
+}
+
 TEST_CASE("tokenize -f DIR is an error; help columns stay aligned") {
     int status = 0;
     CHECK(has(cli("tokenize -m x.gguf -f /tmp", &status), "is not a regular file"));

@@ -9,6 +9,7 @@
 #include "models/make_model.h"
 #include "tools/args.h"
 #include "tools/command.h"
+#include "tools/temp_file_signals.h"
 
 namespace tessera::cli {
 
@@ -30,6 +31,7 @@ int make(int argc, char** argv) {
     p.option("--vocab", &o.vocab_path, "FILE", "copy the tokenizer from this GGUF (default: a small synthesized SPM vocab)");
     if (!p.parse(argc, argv)) return 0;
     if (out.empty()) throw UsageError("-o FILE is required");
+    remove_temp_files_on_fatal_signals();
     const auto t0 = std::chrono::steady_clock::now();
     MadeModel m;
     try {

@@ -23,6 +23,7 @@
 #include "tools/args.h"
 #include "tools/command.h"
 #include "tools/quantize_mix.h"
+#include "tools/temp_file_signals.h"
 
 namespace tessera::cli {
 
@@ -137,6 +138,7 @@ int quantize(int argc, char** argv) {
         throw UsageError(e.what());
     }
     if (threads <= 0) threads = physical_cores();
+    remove_temp_files_on_fatal_signals();
     ThreadPool pool(threads);
     // Checked before any work: OUT must be a (new) regular file in a writable directory, and not IN itself,
     // which the rename at the end would replace while it is still being read.
