@@ -51,8 +51,16 @@ int64_t Session::kv_span_for(int64_t used_after) const {
 BatchGraph& Session::graph_for(int64_t n_tokens, int64_t kv_span, int64_t n_outputs) {
     const Key key{n_tokens, kv_span, n_outputs};
     auto it = graphs_.find(key);
-    if (it != graphs_.end()) return *it->second;
-    if (graphs_.size() >= kMaxGraphs) graphs_.clear();
+    if (it != graphs_.end()) {
+        it->second.last_use = ++graph_uses_;
+        return *it->second.graph;
+    }
+    // Full: the least recently used graph goes, so the shapes in steady use (a server's decode steps
+    // beside prompt chunks of every length) are not rebuilt because a new shape came by.
+    if (graphs_.size() >= kMaxGraphs)
+        graphs_.erase(std::min_element(graphs_.begin(), graphs_.end(), [](const auto& a, const auto& b) {
+            return a.second.last_use < b.second.last_use;
+        }));
 
     auto g = std::make_unique<BatchGraph>(*cache_, n_tokens, kv_span, n_outputs);
     Tensor* logits = model_.arch().build(*g);
@@ -62,7 +70,7 @@ BatchGraph& Session::graph_for(int64_t n_tokens, int64_t kv_span, int64_t n_outp
     if (options_.capture_attention) g->capture_attention();
     g->allocate(logits, *backend_);
     ++graphs_built_;
-    return *graphs_.emplace(key, std::move(g)).first->second;
+    return *graphs_.emplace(key, CachedGraph{std::move(g), ++graph_uses_}).first->second.graph;
 }
 
 void Session::run_chunk(const int32_t* tokens, const int32_t* seqs, const uint8_t* want, int64_t n) {

@@ -78,7 +78,12 @@ private:
     SessionOptions options_;
     std::unique_ptr<Backend> backend_;
     std::unique_ptr<KVCache> cache_;
-    std::map<Key, std::unique_ptr<BatchGraph>> graphs_;
+    struct CachedGraph {
+        std::unique_ptr<BatchGraph> graph;
+        uint64_t last_use = 0;  // graph_uses_ when it was last picked: the least recent goes first
+    };
+    std::map<Key, CachedGraph> graphs_;
+    uint64_t graph_uses_ = 0;
     int graphs_built_ = 0;
     std::vector<float> logits_;
     std::vector<int32_t> logit_seqs_;  // the sequence of each logits row

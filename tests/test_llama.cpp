@@ -285,6 +285,23 @@ TEST_CASE("llama: graphs are built once per batch shape and re-used") {
     CHECK(sess.graphs_built() == 2);
 }
 
+TEST_CASE("llama: when the graph cache is full, the least recently used shape goes, not the one in use") {
+    // A server's decode steps use one shape while prompt chunks of every length come by: twenty new
+    // shapes, each followed by a one-token step, build the one-token graph once.
+    TinySpec s;
+    TempModel m(s, "lru");
+    Session sess(*m.model, opts(DType::F16, 64, false));
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 24; ++i) prompt.push_back(kIds[size_t(i) % kIds.size()]);
+    const int32_t one = 4;
+    for (int n = 2; n < 22; ++n) {
+        sess.truncate(0);
+        sess.decode(prompt.data(), n);
+        sess.decode(&one, 1);
+    }
+    CHECK(sess.graphs_built() == 20 + 1);
+}
+
 TEST_CASE("llama: truncating the cache keeps the prefix (chat)") {
     TinySpec s;
     TempModel m(s, "trunc");
