@@ -67,7 +67,7 @@ public:
     // out of range), naming the node.
     virtual void compute(const Graph& graph) = 0;
     // Weights in a layout of the backend's own, made once when a model is loaded (the cpu backend's amx level
-    // repacks Q4_0 / Q8_0 matrices for its AMX tiles). The backend repacks those of `weights` it has a layout
+    // repacks Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K matrices for its AMX tiles). The backend repacks those of `weights` it has a layout
     // for into one buffer, which it returns, points them into it and marks them kFlagRepacked; null when it
     // keeps every weight as it is. The caller keeps the buffer as long as the tensors.
     virtual std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights) {

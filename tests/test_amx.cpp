@@ -93,7 +93,7 @@ TEST_CASE("amx repack: a record is the block scales then the tile's VNNI bytes")
 
 TEST_CASE("amx repack: bad shapes and types are errors naming them") {
     std::vector<uint8_t> buf(4096);
-    CHECK_THROWS_WITH(layout::repack(DType::Q4_K, buf.data(), 144, 1, 256, buf.data()),
+    CHECK_THROWS_WITH(layout::repack(DType::Q3_K, buf.data(), 110, 1, 256, buf.data()),
                       doctest::Contains("no AMX tile layout"));
     CHECK_THROWS_WITH(layout::repack(DType::Q8_0, buf.data(), 34, 1, 48, buf.data()), doctest::Contains("multiple of 32"));
     CHECK_THROWS_WITH(layout::unpack(DType::Q8_0, buf.data(), 0, 32, buf.data(), 34), doctest::Contains("0 rows"));

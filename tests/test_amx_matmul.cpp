@@ -22,6 +22,7 @@
 #include "core/graph.h"
 #include "core/ops.h"
 #include "models/model.h"
+#include "tests/amx_level.h"
 #include "tests/golden_util.h"
 #include "tests/testing.h"
 
@@ -29,30 +30,6 @@ using namespace tessera;
 using namespace tessera::testing;
 
 namespace {
-
-// The amx kernel level this machine can run: the real one where the CPU has AMX (and the OS grants the tile
-// state and the self-check passed), else its emulated twin (the same source over amx_emu.h), else none.
-// Says once which it is, so a log shows plainly that the tile kernels ran only emulated here.
-std::string amx_level_name() {
-    static const std::string name = [] {
-        const std::string missing = cpu::cpu_level_missing(cpu::CpuLevel::Amx);
-        if (missing.empty()) {
-            MESSAGE("amx level: native tiles");
-            return std::string("amx");
-        }
-        try {
-            BackendOptions o;
-            o.cpu_level = "amx-emulated";
-            create_backend("cpu", o);
-            MESSAGE("amx level not native here (missing: " << missing << "): the tile kernels run EMULATED (amx-emulated)");
-            return std::string("amx-emulated");
-        } catch (const Error& e) {
-            MESSAGE("amx level SKIPPED, its kernels were not run: " << missing << "; and no emulated twin: " << e.what());
-            return std::string();
-        }
-    }();
-    return name;
-}
 
 struct AmxCase {
     DType type;
@@ -202,7 +179,7 @@ TEST_CASE("amx: repacked weights reach only the amx level's mul_mat; anything el
     arena.fill_i32(ids, {0, 3});
     expect_error(get_rows(ctx, a, ids), *amx);  // nor another op at the amx level
     // Types without a tile layout, and 3-D weights, are left as they are.
-    Tensor* k4 = arena.make(ctx, DType::Q4_K, {256, 4}, "q4k");
+    Tensor* k4 = arena.make(ctx, DType::Q3_K, {256, 4}, "q3k");
     Tensor* e3 = arena.make(ctx, DType::Q8_0, {64, 16, 2}, "experts");
     CHECK(amx->repack_weights({k4, e3}) == nullptr);
     CHECK((k4->flags & kFlagRepacked) == 0);
@@ -214,12 +191,7 @@ TEST_CASE("amx: the Q4_0 and Q8_0 golden cases (llama-gqa, k 256 and 512) with w
     // same level computes with them, in one batch (the tile path) and one token at a time (decode).
     const std::string level = amx_level_name();
     if (level.empty() || !golden::have_shared()) return;
-    struct EnvGuard {
-        const char* old = std::getenv("TESSERA_CPU");
-        std::string saved = old ? old : "";
-        ~EnvGuard() { old ? setenv("TESSERA_CPU", saved.c_str(), 1) : unsetenv("TESSERA_CPU"); }
-    } guard;
-    setenv("TESSERA_CPU", level.c_str(), 1);
+    const CpuLevelGuard guard(level);
     int checked = 0;
     for (const auto& c : golden::cases_for({"llama"})) {
         if (c.weight_type != "Q4_0" && c.weight_type != "Q8_0") continue;
@@ -303,13 +275,6 @@ long long mapped_resident_bytes(const std::string& path) {
     return total;
 }
 
-struct CpuLevelGuard {  // sets TESSERA_CPU for a scope and puts back what the caller's environment said
-    const char* old = std::getenv("TESSERA_CPU");
-    std::string saved = old ? old : "";
-    explicit CpuLevelGuard(const std::string& level) { setenv("TESSERA_CPU", level.c_str(), 1); }
-    ~CpuLevelGuard() { old ? setenv("TESSERA_CPU", saved.c_str(), 1) : unsetenv("TESSERA_CPU"); }
-};
-
 }  // namespace
 
 TEST_CASE("amx: weights repacked at load replace their pages of the mapped file in memory") {
@@ -320,7 +285,7 @@ TEST_CASE("amx: weights repacked at load replace their pages of the mapped file 
     if (level.empty() || !golden::have_shared()) return;
     if (mapped_resident_bytes(golden::shared_file("golden/llama-gqa-q4_0.gguf")) < 0) return;  // no /proc here
     const CpuLevelGuard guard(level);
-    for (const char* name : {"golden/llama-gqa-q4_0.gguf", "golden/llama-gqa-q8_0.gguf"}) {
+    for (const char* name : {"golden/llama-gqa-q4_0.gguf", "golden/llama-gqa-q8_0.gguf", "golden/llama-gqa-q4_k_m.gguf"}) {
         const std::string path = golden::shared_file(name);
         auto model = Model::open(path);
         const long long file_size = (long long)testing::read_file(path).size();

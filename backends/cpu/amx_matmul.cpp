@@ -19,7 +19,9 @@
 #include <random>
 #include <vector>
 
+#include "backends/cpu/amx_matmul_k.h"
 #include "backends/cpu/amx_repack.h"
+#include "backends/cpu/amx_repack_k.h"
 #include "backends/cpu/amx_tiles.h"
 #include "backends/cpu/quant_dot.h"
 #include "core/error.h"
@@ -41,20 +43,6 @@ namespace L = amx_layout;
 constexpr int kRows = 16;                              // activation rows per tile product (M)
 constexpr int kVnniBytes = L::kPanelRows * L::kBlockValues;  // one B tile: 8 rows of 64 bytes
 constexpr size_t kActBlock = sizeof(block_q8_0);       // 34: fp16 scale, then 32 int8
-
-// LDTILECFG's operand, palette 1.
-struct alignas(64) TileConfig {
-    uint8_t palette_id = 1;
-    uint8_t start_row = 0;
-    uint8_t reserved[14] = {};
-    uint16_t colsb[16] = {};
-    uint8_t rows[16] = {};
-};
-
-// The tile intrinsics are asm statements that name only the address they read, not the memory behind it:
-// without this compiler barrier, stores to a buffer a tile is about to load (the widened panel, the
-// configuration) could legally be moved after the load.
-inline void tile_memory_barrier() { __asm__ __volatile__("" ::: "memory"); }
 
 // Tile 0: C, `rows` activation rows x 16 int32. Tile 1: A, `rows` x 32 int8. Tile 2: B, 8 x 64 (VNNI).
 void configure(int rows) {
@@ -199,12 +187,14 @@ float scalar_product(DType t, const uint8_t* packed, int64_t nb, int64_t row, co
 bool amx_tiles_compiled() { return true; }
 
 size_t amx_scratch_floats(const MatmulJob& job) {
+    if (L::is_k_quant(job.wtype)) return amx_k_scratch_floats(job);
     const size_t nb = size_t(job.k / L::kBlockValues);
     // acc (16 x 16) + C (16 x 16 int32) + scales (nb x 16) + widened Q4_0 panel (nb x 512 bytes)
     return 2 * kRows * L::kPanelRows + nb * L::kPanelRows + nb * kVnniBytes / sizeof(float) + 16;
 }
 
 void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch) {
+    if (L::is_k_quant(job.wtype)) return amx_panel_k(job, r0, r1, qact, qstride, scratch);
     const int64_t nb = job.k / L::kBlockValues;
     const size_t rec = L::record_bytes(job.wtype);
     float* acc = scratch;
@@ -323,7 +313,7 @@ std::string amx_self_check() {
     } catch (const std::exception& e) {
         return e.what();
     }
-    return "";
+    return amx_k_self_check();  // 3. the K-quants' tile matmul (amx_matmul_k.cpp)
 }
 
 #else  // no tiles at this level

@@ -19,7 +19,7 @@ constexpr int64_t kAmxItemRows = 32;
 // Floats of per-thread scratch amx_panel needs for `job`.
 size_t amx_scratch_floats(const MatmulJob& job);
 // out for weight rows [r0, r1) (r0 a multiple of 16) of a job whose weights are repacked; activations
-// already quantized (activation_type: Q8_0), row j at qact + j * qstride.
+// already quantized (activation_type: Q8_0; Q8_K for the K-quants, amx_matmul_k.h), row j at qact + j * qstride.
 void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch);
 // A small tile product and a small repacked matmul on this level's tiles, compared with scalar code doing
 // the same arithmetic: "" when both agree exactly, else what differed. Run once before the amx level is used.

@@ -15,6 +15,9 @@
 //
 // A record has the bytes of the 16 GGUF blocks it came from (Q8_0 544 = 16 x 34, Q4_0 288 = 16 x 18): the
 // repacked weights take the file's size, plus the padding rows of a last partial panel (scale 0, values 0).
+//
+// The K-quants Q4_K, Q5_K and Q6_K have their own records, one per panel and 256-value super-block, made of
+// the same 32-value VNNI blocks: see amx_repack_k.h.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -27,11 +30,13 @@ constexpr int kPanelRows = 16;  // weight rows per panel: the N of one tile prod
 constexpr int kBlockValues = 32;  // values per quant block: the K of one tile product
 constexpr int kScaleBytes = kPanelRows * 2;
 
-// Types this layout has: Q4_0 and Q8_0.
+// Types this layout has: Q4_0, Q8_0, and the K-quants of amx_repack_k.h.
 bool repackable(DType t);
-// Bytes of one record (one panel's one block): scales + values.
+// Values one record covers along k: 32 (Q4_0, Q8_0), 256 (the K-quants' super-block).
+int64_t record_values(DType t);
+// Bytes of one record (one panel's one block or super-block): scales + values.
 size_t record_bytes(DType t);
-// Bytes of the repacked form of `rows` rows of `k` values (k a multiple of 32).
+// Bytes of the repacked form of `rows` rows of `k` values (k a multiple of record_values).
 size_t packed_bytes(DType t, int64_t rows, int64_t k);
 
 // GGUF rows (row r at src + r * src_row_stride) -> the layout above in dst (packed_bytes).

@@ -18,3 +18,25 @@
 #define TESSERA_X86_AMX 1
 #endif
 #endif
+
+#if TESSERA_X86_AMX
+#include <cstdint>
+
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
+
+// LDTILECFG's operand, palette 1.
+struct alignas(64) TileConfig {
+    uint8_t palette_id = 1;
+    uint8_t start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+// The tile intrinsics are asm statements that name only the address they read, not the memory behind it:
+// without this compiler barrier, stores to a buffer a tile is about to load (the widened panel, the
+// configuration) could legally be moved after the load.
+inline void tile_memory_barrier() { __asm__ __volatile__("" ::: "memory"); }
+
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL
+#endif

@@ -61,7 +61,7 @@ public:
         }
     }
 
-    // The amx level keeps 2-D Q4_0 / Q8_0 weights in its tile layout (amx_repack.h), made here in parallel.
+    // The amx level keeps 2-D Q4_0 / Q8_0 / K-quant weights in its tile layout (amx_repack.h), made here in parallel.
     std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights) override {
         namespace L = cpu::amx_layout;
         if (k_.level != cpu::CpuLevel::Amx) return nullptr;
@@ -70,7 +70,7 @@ public:
         size_t total = 0;
         for (Tensor* t : weights) {
             if (!t || t->op != Op::None || !t->data || (t->flags & kFlagRepacked) || !L::repackable(t->type)) continue;
-            if (t->ne[2] != 1 || t->ne[3] != 1 || t->ne[0] % L::kBlockValues != 0) continue;
+            if (t->ne[2] != 1 || t->ne[3] != 1 || t->ne[0] % L::record_values(t->type) != 0) continue;
             if (t->nb[0] != type_traits(t->type).block_bytes || t->nb[1] != t->row_bytes()) continue;
             todo.push_back(t);
             offset.push_back(total);

@@ -180,7 +180,8 @@ bool mul_mat_ok(const Tensor& node) {
     const Tensor* b = node.src[1];
     if (!a || !b || b->type != DType::F32 || node.type != DType::F32 || !node.is_contiguous()) return false;
     if (a->flags & kFlagRepacked)  // the tile layout: only a level with tiles reads it (amx_matmul.h)
-        return amx_tiles_compiled() && a->op == Op::None && activation_type(a->type) == DType::Q8_0 &&
+        return amx_tiles_compiled() && a->op == Op::None &&
+               (activation_type(a->type) == DType::Q8_0 || activation_type(a->type) == DType::Q8_K) &&
                b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0;
     if (!matmul_weight_type_ok(a->type) || a->nb[0] != type_traits(a->type).block_bytes) return false;
     if (!type_traits(a->type).quantized)

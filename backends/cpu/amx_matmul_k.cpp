@@ -1,0 +1,307 @@
+// The amx level's K-quant matmul (Q4_K, Q5_K, Q6_K): weights repacked at load (amx_repack_k.h says why the
+// layout is what it is), activations quantized to Q8_K rows. Per super-block of 256 values and sub-block s
+// (32 values; Q6_K: 16) one tile product
+//     C (up to 16 activation rows x 16 weight rows, int32) = A (those rows' int8 sub-block) x B (the panel's)
+// is added times the weight rows' sub-block scales into an int32 sum; once per super-block that sum, and for
+// Q4_K/Q5_K the min term (the weight rows' mins times the activations' exact sums of each 16, bsums), are
+// scaled to fp32:
+//     out += da * d * isum  -  da * dmin * imin           (two fused multiply-adds)
+// Everything before that is exact integer arithmetic (|isum| < 2^31: at most 8 x 63 x 32 x 31 x 127 for
+// Q5_K, 16 x 128 x 16 x 32 x 127 for Q6_K), so the only rounding is the fp32 accumulation, once per super-
+// block, and decode (one activation row, here also through the tiles) gives the bits of the same row in a
+// batch.
+//
+// A panel is widened once (values to int8 - Q6_K's minus 32 -, scales and mins decoded to int32, d and dmin
+// to float) into per-thread scratch and reused for every group of 16 activation rows. Edges as in
+// amx_matmul.cpp: a group of fewer than 16 rows gets tiles configured with that many rows, and the zero
+// padding rows of a last partial panel are computed and not written.
+#include "backends/cpu/amx_matmul_k.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <exception>
+#include <random>
+#include <vector>
+
+#include "backends/cpu/amx_repack.h"
+#include "backends/cpu/amx_repack_k.h"
+#include "backends/cpu/amx_tiles.h"
+#include "backends/cpu/quant_dot.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "core/quant.h"
+
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
+
+#if TESSERA_X86_AMX
+
+namespace {
+
+namespace L = amx_layout;
+constexpr int kRows = 16;                         // activation rows per tile product (M)
+constexpr int kN = L::kPanelRows;                 // weight rows per panel (N)
+constexpr size_t kSbBytes = size_t(QK_K) * kN;     // one super-block of a panel widened: 4096 int8
+constexpr int kMaxSubs = QK_K / 16;               // Q6_K's 16 sub-blocks
+constexpr size_t kQsOffset = offsetof(block_q8_K, qs);
+
+int sub_width(DType t) { return t == DType::Q6_K ? 16 : 32; }
+int subs(DType t) { return QK_K / sub_width(t); }
+bool has_mins(DType t) { return t != DType::Q6_K; }
+
+// Tile 0: C, `rows` x 16 int32. Tile 1: A, `rows` x `width` int8. Tile 2: B, width / 4 x 64 (VNNI).
+void configure(int rows, int width) {
+    TileConfig c;
+    c.rows[0] = uint8_t(rows);
+    c.colsb[0] = 4 * kN;
+    c.rows[1] = uint8_t(rows);
+    c.colsb[1] = uint16_t(width);
+    c.rows[2] = uint8_t(width / 4);
+    c.colsb[2] = 4 * kN;
+    tile_memory_barrier();
+    _tile_loadconfig(&c);
+}
+
+// Sub-block j's 6-bit scale and min from a Q4_K/Q5_K block's 12 packed bytes (j < 4: low six bits of bytes
+// j and j + 4; j >= 4: a nibble of byte j + 4 with the top two bits of byte j - 4 / j above it).
+void scale_min(const uint8_t* p, int j, int32_t* sc, int32_t* mn) {
+    if (j < 4) {
+        *sc = p[j] & 63;
+        *mn = p[j + 4] & 63;
+    } else {
+        *sc = (p[j + 4] & 0xF) | ((p[j - 4] >> 6) << 4);
+        *mn = (p[j + 4] >> 4) | ((p[j] >> 6) << 4);
+    }
+}
+
+// One panel, widened for the tiles: super-block b's B tiles at vals + b * 4096 (sub-block s of width w at
+// + s * w * 16), its scales at sc[(b * subs + s) * 16 + n], mins likewise, d and dmin at [b * 16 + n].
+struct KPanel {
+    int8_t* vals;
+    int32_t* sc;
+    int32_t* mn;
+    float* d;
+    float* dmin;
+};
+
+KPanel carve(float* scratch, int64_t nsb) {
+    KPanel w;
+    w.vals = reinterpret_cast<int8_t*>(scratch);
+    w.sc = reinterpret_cast<int32_t*>(scratch + size_t(nsb) * kSbBytes / sizeof(float));
+    w.mn = w.sc + size_t(nsb) * kMaxSubs * kN;
+    w.d = reinterpret_cast<float*>(w.mn + size_t(nsb) * kMaxSubs * kN);
+    w.dmin = w.d + size_t(nsb) * kN;
+    return w;
+}
+size_t panel_floats(int64_t nsb) { return size_t(nsb) * (kSbBytes / sizeof(float) + 2 * kMaxSubs * kN + 2 * kN); }
+
+void widen_panel(DType t, const uint8_t* panel, int64_t nsb, const KPanel& w) {
+    const size_t rec = L::k_record_bytes(t);
+    const L::KRecordParts part = L::k_record_parts(t);
+    const int S = subs(t);
+    for (int64_t b = 0; b < nsb; ++b) {
+        const uint8_t* r = panel + size_t(b) * rec;
+        for (int n = 0; n < kN; ++n) {
+            uint16_t h;
+            std::memcpy(&h, r + part.d + 2 * n, 2);
+            w.d[b * kN + n] = fp16_to_fp32(h);
+            if (has_mins(t)) {
+                std::memcpy(&h, r + part.dmin + 2 * n, 2);
+                w.dmin[b * kN + n] = fp16_to_fp32(h);
+                for (int s = 0; s < S; ++s)
+                    scale_min(r + part.scales + size_t(K_SCALE_SIZE) * n, s, &w.sc[(b * S + s) * kN + n], &w.mn[(b * S + s) * kN + n]);
+            } else {
+                for (int s = 0; s < S; ++s) w.sc[(b * S + s) * kN + n] = int8_t(r[part.scales + size_t(s * kN + n)]);
+            }
+        }
+        int8_t* o = w.vals + size_t(b) * kSbBytes;
+        for (int c = 0; c < QK_K / 32; ++c, o += 512) {  // chunk c: 256 nibble bytes -> 512 VNNI bytes
+            const uint8_t* nib = r + part.nibbles + size_t(c) * 256;
+            for (int j = 0; j < 256; ++j) {
+                o[j] = int8_t(nib[j] & 0xF);
+                o[j + 256] = int8_t(nib[j] >> 4);
+            }
+            if (t == DType::Q5_K) {
+                const uint8_t* hi = r + part.high + size_t(c) * 64;
+                for (int j = 0; j < 512; ++j) o[j] = int8_t(o[j] | (((hi[j % 64] >> (j / 64)) & 1) << 4));
+            } else if (t == DType::Q6_K) {
+                const uint8_t* hi = r + part.high + size_t(c) * 128;
+                for (int j = 0; j < 512; ++j) o[j] = int8_t((o[j] | (((hi[j % 128] >> (2 * (j / 128))) & 3) << 4)) - 32);
+            }
+        }
+    }
+}
+
+// acc[m * 16 + n] = the dots of the `rows` Q8_K activation rows at act (stride astride) with the panel's 16
+// rows; tiles configured for (rows, sub_width(t)).
+void panel_product(DType t, const KPanel& w, int64_t nsb, const char* act, size_t astride, int rows, float* acc,
+                   int32_t* c, int32_t* isum) {
+    const int W = sub_width(t), S = subs(t);
+    std::fill(acc, acc + kRows * kN, 0.0f);
+    tile_memory_barrier();
+    for (int64_t b = 0; b < nsb; ++b) {
+        std::fill(isum, isum + kRows * kN, 0);
+        for (int s = 0; s < S; ++s) {
+            _tile_loadd(2, w.vals + size_t(b) * kSbBytes + size_t(s * W * kN), 4 * kN);
+            _tile_loadd(1, act + size_t(b) * sizeof(block_q8_K) + kQsOffset + size_t(s * W), long(astride));
+            _tile_zero(0);
+            _tile_dpbssd(0, 1, 2);
+            _tile_stored(0, c, 4 * kN);
+            const int32_t* sc = w.sc + (b * S + s) * kN;
+            for (int m = 0; m < rows; ++m)
+                for (int n = 0; n < kN; ++n) isum[m * kN + n] += sc[n] * c[m * kN + n];
+        }
+        for (int m = 0; m < rows; ++m) {
+            const auto* ab = reinterpret_cast<const block_q8_K*>(act + size_t(m) * astride) + b;
+            for (int n = 0; n < kN; ++n) {
+                float& a = acc[m * kN + n];
+                a = std::fma(float(isum[m * kN + n]), ab->d * w.d[b * kN + n], a);
+                if (has_mins(t)) {
+                    int32_t imin = 0;
+                    for (int s = 0; s < S; ++s) imin += w.mn[(b * S + s) * kN + n] * (ab->bsums[2 * s] + ab->bsums[2 * s + 1]);
+                    a = std::fma(float(-imin), ab->d * w.dmin[b * kN + n], a);
+                }
+            }
+        }
+    }
+}
+
+// What panel_product computes for weight row `row` and one activation row, in scalar code straight from the
+// GGUF blocks (the packed panel is read back through the layout's own inverse): the self-check's expectation.
+float scalar_product(DType t, const uint8_t* packed, int64_t nsb, int64_t row, const char* act) {
+    const size_t rec = L::k_record_bytes(t), bb = type_traits(t).block_bytes, rb = size_t(nsb) * bb;
+    std::vector<uint8_t> rows(size_t(kN) * rb);
+    L::unpack(t, packed + size_t(row / kN) * size_t(nsb) * rec, kN, nsb * QK_K, rows.data(), rb);
+    const uint8_t* r = rows.data() + size_t(row % kN) * rb;
+    float acc = 0;
+    for (int64_t b = 0; b < nsb; ++b) {
+        const auto* ab = reinterpret_cast<const block_q8_K*>(act) + b;
+        const uint8_t* blk = r + size_t(b) * bb;
+        int32_t isum = 0, imin = 0;
+        float d, dmin = 0;
+        if (t == DType::Q6_K) {
+            const auto* q = reinterpret_cast<const block_q6_K*>(blk);
+            d = fp16_to_fp32(q->d);
+            for (int v = 0; v < QK_K; ++v) {  // dequantize_row_q6_K's value order
+                const int h = v / 128, quarter = (v % 128) / 32, l = v % 32;
+                const int lo = q->ql[64 * h + l + 32 * (quarter & 1)] >> (quarter < 2 ? 0 : 4);
+                const int val = ((lo & 0xF) | (((q->qh[32 * h + l] >> (2 * quarter)) & 3) << 4)) - 32;
+                isum += q->scales[v / 16] * val * ab->qs[v];
+            }
+        } else {
+            const auto* q = reinterpret_cast<const block_q4_K*>(blk);  // Q5_K starts the same way
+            const uint8_t* qs = t == DType::Q4_K ? q->qs : reinterpret_cast<const block_q5_K*>(blk)->qs;
+            d = fp16_to_fp32(q->d);
+            dmin = fp16_to_fp32(q->dmin);
+            for (int s = 0; s < 8; ++s) {
+                int32_t sc, mn, dot = 0;
+                scale_min(q->scales, s, &sc, &mn);
+                for (int l = 0; l < 32; ++l) {
+                    int val = (qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0xF;
+                    if (t == DType::Q5_K) val |= ((reinterpret_cast<const block_q5_K*>(blk)->qh[l] >> s) & 1) << 4;
+                    dot += val * ab->qs[32 * s + l];
+                }
+                isum += sc * dot;
+                imin += mn * (ab->bsums[2 * s] + ab->bsums[2 * s + 1]);
+            }
+        }
+        acc = std::fma(float(isum), ab->d * d, acc);
+        if (t != DType::Q6_K) acc = std::fma(float(-imin), ab->d * dmin, acc);
+    }
+    return acc;
+}
+
+}  // namespace
+
+size_t amx_k_scratch_floats(const MatmulJob& job) {
+    // acc (16 x 16 float), C and isum (16 x 16 int32 each), the widened panel, alignment slack
+    return 3 * size_t(kRows) * kN + panel_floats(job.k / QK_K) + 16;
+}
+
+void amx_panel_k(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch) {
+    const DType t = job.wtype;
+    const int64_t nsb = job.k / QK_K;
+    const size_t rec = L::k_record_bytes(t);
+    float* acc = scratch;
+    auto* c = reinterpret_cast<int32_t*>(acc + kRows * kN);
+    int32_t* isum = c + kRows * kN;
+    const KPanel w = carve(reinterpret_cast<float*>(isum + kRows * kN), nsb);
+    const auto* packed = reinterpret_cast<const uint8_t*>(job.w);
+    int configured = 0;
+    for (int64_t p = r0 / kN; p * kN < r1; ++p) {
+        widen_panel(t, packed + size_t(p) * size_t(nsb) * rec, nsb, w);
+        const int64_t row0 = p * kN;
+        const int valid = int(std::min<int64_t>(kN, std::min(r1, job.n) - row0));
+        for (int64_t j0 = 0; j0 < job.m; j0 += kRows) {
+            const int rows = int(std::min<int64_t>(kRows, job.m - j0));
+            if (rows != configured) {
+                configure(rows, sub_width(t));
+                configured = rows;
+            }
+            panel_product(t, w, nsb, qact + size_t(j0) * qstride, qstride, rows, acc, c, isum);
+            for (int m = 0; m < rows; ++m) {
+                float* o = job.out + (j0 + m) * int64_t(job.out_stride) + row0;
+                for (int n = 0; n < valid; ++n) o[n] = acc[m * kN + n];
+            }
+        }
+    }
+    if (configured) _tile_release();
+}
+
+std::string amx_k_self_check() {
+    try {
+        std::mt19937 rng(20261203);
+        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K})
+            for (int64_t m : {5, 1}) {
+                const int64_t n = 20, k = 512, nsb = k / QK_K;
+                std::vector<float> wf(size_t(n * k)), xf(size_t(m * k));
+                std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+                for (auto& v : wf) v = u(rng);
+                for (auto& v : xf) v = u(rng);
+                const size_t wrow = row_bytes(t, k);
+                std::vector<uint8_t> w(size_t(n) * wrow), packed(L::packed_bytes(t, n, k));
+                for (int64_t r = 0; r < n; ++r) type_traits(t).from_float(wf.data() + r * k, w.data() + size_t(r) * wrow, k);
+                L::repack(t, w.data(), wrow, n, k, packed.data());
+                const size_t qstride = activation_row_bytes(t, k);
+                std::vector<char> qact(size_t(m) * qstride);
+                for (int64_t j = 0; j < m; ++j) quantize_activations(t, xf.data() + j * k, qact.data() + size_t(j) * qstride, k);
+                std::vector<float> out(size_t(m * n), NAN);
+                MatmulJob job;
+                job.wtype = t;
+                job.w = reinterpret_cast<const char*>(packed.data());
+                job.n = n;
+                job.k = k;
+                job.m = m;
+                job.out = out.data();
+                job.out_stride = size_t(n);
+                job.amx_repacked = true;
+                std::vector<float> scratch(amx_k_scratch_floats(job));
+                amx_panel_k(job, 0, n, qact.data(), qstride, scratch.data());
+                for (int64_t j = 0; j < m; ++j)
+                    for (int64_t r = 0; r < n; ++r) {
+                        const float want = scalar_product(t, packed.data(), nsb, r, qact.data() + size_t(j) * qstride);
+                        const float got = out[size_t(j * n + r)];
+                        if (!(got == want))
+                            return format("%s %s gave %.9g at weight row %lld, activation row %lld where scalar code gives %.9g",
+                                          type_name(t), m == 1 ? "one row" : "tile matmul", double(got), (long long)r,
+                                          (long long)j, double(want));
+                    }
+            }
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "";
+}
+
+#else  // no tiles at this level
+
+size_t amx_k_scratch_floats(const MatmulJob&) { return 0; }
+void amx_panel_k(const MatmulJob&, int64_t, int64_t, const char*, size_t, float*) {
+    throw Error("cpu backend: K-quant weights repacked for AMX tiles reached a kernel level without them", Status::Unsupported);
+}
+std::string amx_k_self_check() { return "this kernel level has no AMX tiles"; }
+
+#endif
+
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL

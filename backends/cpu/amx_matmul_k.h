@@ -1,0 +1,24 @@
+// The amx level's matmul on K-quant weights (Q4_K, Q5_K, Q6_K) repacked at load (amx_repack_k.h), with
+// activations quantized to Q8_K rows. amx_matmul.cpp's amx_panel hands K-quant jobs here. Declared at every
+// level; only a level with tiles (TESSERA_X86_AMX) computes. Private to backends/cpu.
+#pragma once
+#include "backends/cpu/kernel_level.h"
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "backends/cpu/cpu_ops.h"
+
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
+
+// Floats of per-thread scratch amx_panel_k needs for `job`.
+size_t amx_k_scratch_floats(const MatmulJob& job);
+// out for weight rows [r0, r1) (r0 a multiple of 16) of a job whose K-quant weights are repacked;
+// activations already quantized to Q8_K, row j at qact + j * qstride.
+void amx_panel_k(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch);
+// Small repacked Q4_K, Q5_K and Q6_K matmuls (a partial panel, a partial activation group, one row) through
+// amx_panel_k, compared with scalar code doing the same arithmetic on the unpacked blocks: "" when every
+// output agrees exactly, else what differed.
+std::string amx_k_self_check();
+
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL
