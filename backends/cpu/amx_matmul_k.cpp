@@ -8,8 +8,8 @@
 //     out += da * d * isum  -  da * dmin * imin           (two fused multiply-adds)
 // Everything before that is exact integer arithmetic (|isum| < 2^31: at most 8 x 63 x 32 x 31 x 127 for
 // Q5_K, 16 x 128 x 16 x 32 x 127 for Q6_K), so the only rounding is the fp32 accumulation, once per super-
-// block, and decode (one activation row, here also through the tiles) gives the bits of the same row in a
-// batch.
+// block. Decode (one activation row) takes AVX-512 VNNI dot products on the packed panel instead of tiles
+// (amx_gemv_k.cpp) and gives the bits of the same row in a batch.
 //
 // A panel is widened once (values to int8 - Q6_K's minus 32 -, scales and mins decoded to int32, d and dmin
 // to float) into per-thread scratch and reused for every group of 16 activation rows. Edges as in
@@ -230,9 +230,14 @@ void amx_panel_k(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact,
     const auto* packed = reinterpret_cast<const uint8_t*>(job.w);
     int configured = 0;
     for (int64_t p = r0 / kN; p * kN < r1; ++p) {
-        widen_panel(t, packed + size_t(p) * size_t(nsb) * rec, nsb, w);
         const int64_t row0 = p * kN;
         const int valid = int(std::min<int64_t>(kN, std::min(r1, job.n) - row0));
+        if (job.m == 1) {  // decode: VNNI dot products on the packed panel (amx_gemv_k.cpp), same bits
+            amx_gemv_k(t, packed + size_t(p) * size_t(nsb) * rec, nsb, qact, acc);
+            for (int n = 0; n < valid; ++n) job.out[row0 + n] = acc[n];
+            continue;
+        }
+        widen_panel(t, packed + size_t(p) * size_t(nsb) * rec, nsb, w);
         for (int64_t j0 = 0; j0 < job.m; j0 += kRows) {
             const int rows = int(std::min<int64_t>(kRows, job.m - j0));
             if (rows != configured) {
@@ -259,6 +264,12 @@ std::string amx_k_self_check() {
                 std::uniform_real_distribution<float> u(-1.0f, 1.0f);
                 for (auto& v : wf) v = u(rng);
                 for (auto& v : xf) v = u(rng);
+                // Each 16 weights on their own scale, so the sub-block scales and mins take many values (all
+                // their bits matter) rather than all landing near the largest.
+                for (size_t i = 0; i < wf.size(); i += 16) {
+                    const float f = 0.02f + std::fabs(u(rng));
+                    for (size_t j = i; j < i + 16; ++j) wf[j] *= f;
+                }
                 const size_t wrow = row_bytes(t, k);
                 std::vector<uint8_t> w(size_t(n) * wrow), packed(L::packed_bytes(t, n, k));
                 for (int64_t r = 0; r < n; ++r) type_traits(t).from_float(wf.data() + r * k, w.data() + size_t(r) * wrow, k);
