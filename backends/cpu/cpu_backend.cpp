@@ -13,6 +13,7 @@
 
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/rows8_layout.h"
 #include "backends/host_backend.h"
 #include "backends/op_family.h"
 #include "backends/reference/reference_ops.h"
@@ -61,34 +62,19 @@ public:
         }
     }
 
-    // The amx level keeps 2-D Q4_0 / Q8_0 / K-quant weights in its tile layout (amx_repack.h), made here in parallel.
+    // Some levels keep 2-D quantized weights in a layout of their own, made here in parallel: the amx level
+    // Q4_0 / Q8_0 / K-quants in its tiles (amx_repack.h), the avx2 and avx512 levels Q4_0 in interleaved rows
+    // (rows8_layout.h), which a decode batch of several sequences reads once for all of them.
     std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights) override {
-        namespace L = cpu::amx_layout;
-        if (k_.level != cpu::CpuLevel::Amx) return nullptr;
-        std::vector<Tensor*> todo;
-        std::vector<size_t> offset;
-        size_t total = 0;
-        for (Tensor* t : weights) {
-            if (!t || t->op != Op::None || !t->data || (t->flags & kFlagRepacked) || !L::repackable(t->type)) continue;
-            if (t->ne[2] != 1 || t->ne[3] != 1 || t->ne[0] % L::record_values(t->type) != 0) continue;
-            if (t->nb[0] != type_traits(t->type).block_bytes || t->nb[1] != t->row_bytes()) continue;
-            todo.push_back(t);
-            offset.push_back(total);
-            total += (L::packed_bytes(t->type, t->ne[1], t->ne[0]) + 63) / 64 * 64;
-        }
-        if (todo.empty()) return nullptr;
-        auto buf = std::make_unique<HostBuffer>(total);
-        char* base = static_cast<char*>(buf->base());
-        cpu::parallel_for(pool_, int64_t(todo.size()), pool_.size(), [&](int64_t i, int) {
-            const Tensor* t = todo[size_t(i)];
-            L::repack(t->type, t->data, t->nb[1], t->ne[1], t->ne[0], base + offset[size_t(i)]);
-        });
-        for (size_t i = 0; i < todo.size(); ++i) {
-            todo[i]->data = base + offset[i];
-            todo[i]->buffer = buf.get();
-            todo[i]->flags |= kFlagRepacked;
-        }
-        return buf;
+        if (k_.level == cpu::CpuLevel::Amx)
+            return repack_into({cpu::amx_layout::repackable, cpu::amx_layout::record_values,
+                                cpu::amx_layout::packed_bytes, cpu::amx_layout::repack, kFlagRepacked},
+                               weights);
+        if (k_.level == cpu::CpuLevel::Avx2 || k_.level == cpu::CpuLevel::Avx512)
+            return repack_into({cpu::rows8_layout::repackable, [](DType) { return int64_t(cpu::rows8_layout::kBlockValues); },
+                                cpu::rows8_layout::packed_bytes, cpu::rows8_layout::repack, kFlagRepacked | kFlagRows8},
+                               weights);
+        return nullptr;
     }
 
     void set_threads(int threads) override { pool_.resize(threads > 0 ? threads : physical_cores()); }
@@ -98,6 +84,41 @@ public:
     }
 
 private:
+    struct Layout {
+        bool (*repackable)(DType);
+        int64_t (*row_multiple)(DType);  // values a row's length must be a multiple of
+        size_t (*packed_bytes)(DType, int64_t rows, int64_t k);
+        void (*repack)(DType, const void* src, size_t src_row_stride, int64_t rows, int64_t k, void* dst);
+        uint32_t flags;
+    };
+
+    std::unique_ptr<Buffer> repack_into(const Layout& L, const std::vector<Tensor*>& weights) {
+        std::vector<Tensor*> todo;
+        std::vector<size_t> offset;
+        size_t total = 0;
+        for (Tensor* t : weights) {
+            if (!t || t->op != Op::None || !t->data || (t->flags & kFlagRepacked) || !L.repackable(t->type)) continue;
+            if (t->ne[2] != 1 || t->ne[3] != 1 || t->ne[0] % L.row_multiple(t->type) != 0) continue;
+            if (t->nb[0] != type_traits(t->type).block_bytes || t->nb[1] != t->row_bytes()) continue;
+            todo.push_back(t);
+            offset.push_back(total);
+            total += (L.packed_bytes(t->type, t->ne[1], t->ne[0]) + 63) / 64 * 64;
+        }
+        if (todo.empty()) return nullptr;
+        auto buf = std::make_unique<HostBuffer>(total);
+        char* base = static_cast<char*>(buf->base());
+        cpu::parallel_for(pool_, int64_t(todo.size()), pool_.size(), [&](int64_t i, int) {
+            const Tensor* t = todo[size_t(i)];
+            L.repack(t->type, t->data, t->nb[1], t->ne[1], t->ne[0], base + offset[size_t(i)]);
+        });
+        for (size_t i = 0; i < todo.size(); ++i) {
+            todo[i]->data = base + offset[i];
+            todo[i]->buffer = buf.get();
+            todo[i]->flags |= L.flags;
+        }
+        return buf;
+    }
+
     void compute_node(Tensor* node) {
         const OpFamily f = kernel_family(k_, *node);
         if (f == OpFamily::View) return;

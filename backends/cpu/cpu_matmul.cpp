@@ -16,6 +16,7 @@
 #include "backends/cpu/cpu_matmul_kernel.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/quant_dot.h"
+#include "backends/cpu/rows8_matmul.h"
 #include "core/error.h"
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL {
@@ -151,12 +152,13 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
     for (size_t j = 0; j < jobs.size(); ++j) {
         const int64_t panel = jobs[j].amx_repacked          ? kAmxItemRows
                               : jobs[j].m < kPackMinCols ? kStreamPanelRows
-                                                         : kPackPanelRows;
+                                                         : kPackPanelRows;  // both whole rows8 strips
         for (int64_t r0 = 0; r0 < jobs[j].n; r0 += panel) items.push_back({j, r0, std::min(jobs[j].n, r0 + panel)});
     }
     size_t tile_floats = size_t(std::max(kPackPanelRows * (kBlockK + 16), kPackPanelRows * kQuantCols)) + size_t(kLanes);
     for (const auto& j : jobs)
         if (j.amx_repacked) tile_floats = std::max(tile_floats, amx_scratch_floats(j));
+        else if (j.rows8_repacked) tile_floats = std::max(tile_floats, rows8_scratch_floats(j));
     parallel_for(pool, int64_t(items.size()), threads, [&](int64_t i, int tid) {
         const WorkItem& it = items[size_t(i)];
         const MatmulJob& job = jobs[it.job];
@@ -166,7 +168,9 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
             case DType::F16: float_panel<F16Elem>(job, it.r0, it.r1, buf); break;
             case DType::BF16: float_panel<BF16Elem>(job, it.r0, it.r1, buf); break;
             default:
-                if (job.amx_repacked)
+                if (job.rows8_repacked)
+                    rows8_panel(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf);
+                else if (job.amx_repacked)
                     amx_panel(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf);
                 else
                     quant_panel(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf);
@@ -179,6 +183,9 @@ bool mul_mat_ok(const Tensor& node) {
     const Tensor* a = node.src[0];
     const Tensor* b = node.src[1];
     if (!a || !b || b->type != DType::F32 || node.type != DType::F32 || !node.is_contiguous()) return false;
+    if ((a->flags & kFlagRepacked) && (a->flags & kFlagRows8))  // interleaved rows: levels with AVX2 (rows8_matmul.h)
+        return rows8_compiled() && a->op == Op::None && a->type == DType::Q4_0 && b->ne[2] % a->ne[2] == 0 &&
+               b->ne[3] % a->ne[3] == 0;
     if (a->flags & kFlagRepacked)  // the tile layout: only a level with tiles reads it (amx_matmul.h)
         return amx_tiles_compiled() && a->op == Op::None &&
                (activation_type(a->type) == DType::Q8_0 || activation_type(a->type) == DType::Q8_K) &&
@@ -216,7 +223,8 @@ void append_jobs(Tensor* dst, const char* bbase, size_t bnb1, size_t bnb2, size_
             job.m = b->ne[1];
             job.out = reinterpret_cast<float*>(dst->at(0, 0, i2, i3));
             job.out_stride = dst->nb[1] / sizeof(float);
-            job.amx_repacked = (a->flags & kFlagRepacked) != 0;
+            job.rows8_repacked = (a->flags & kFlagRepacked) && (a->flags & kFlagRows8);
+            job.amx_repacked = (a->flags & kFlagRepacked) && !job.rows8_repacked;
             jobs.push_back(job);
         }
 }

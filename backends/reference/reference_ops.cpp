@@ -107,7 +107,7 @@ void compute_node(Tensor* node) {
     if (node->op == Op::None || op_is_view(node->op)) return;  // leaves and views: nothing to compute
     if (const Tensor* r = repacked_source(*node))
         throw Error("reference backend: " + label(node) + " reads weight '" + r->name +
-                        "', which was repacked at load for the cpu backend's amx kernels and is readable only by their "
+                        "', which was repacked at load for the cpu backend's kernels (amx tiles, interleaved rows) and is readable only by their "
                         "mul_mat (open the model with the backend and cpu level that will run it)",
                     Status::Unsupported);
     if (!supports(*node))

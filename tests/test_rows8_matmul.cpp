@@ -1,0 +1,244 @@
+// Q4_0 weights repacked at load into interleaved rows (backends/cpu/rows8_layout.h) and their matmul
+// (backends/cpu/rows8_matmul.cpp), against the reference on the same weights unrepacked, at every cpu level
+// this machine runs (the avx512 kernels through their emulated twin where the CPU lacks them): odd shapes,
+// partial strips, 1 to 17 activation rows, strided activations, 1 to 3 threads, the int16 sums' extremes.
+// Also: the layout's inverse gives the file's bytes back, and a repacked weight is refused, by name, by
+// everything but a level with these kernels.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/rows8_layout.h"
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/graph.h"
+#include "core/ops.h"
+#include "core/quant.h"
+#include "tests/cpu_levels.h"
+#include "tests/testing.h"
+
+using namespace tessera;
+using namespace tessera::testing;
+
+namespace {
+
+namespace L = cpu::rows8_layout;
+
+struct Case {
+    int64_t k, n, m;
+    bool strided_b;
+};
+
+// Weight contents: random blocks, or every nibble 15 / 0 (with every activation +-1) so that the eight
+// u8 x s8 pair sums the avx2 kernel adds in int16 reach their largest size (8 x 2 x 15 x 127 = 30480).
+enum class Fill { Random, AllMax, AllZeroNegX };
+
+// The cpu levels whose backend repacks Q4_0 into this layout, by name; the others are listed in `others`.
+std::vector<std::string> rows8_levels(std::vector<std::string>* others = nullptr) {
+    std::vector<std::string> names;
+    for (const cpu::CpuKernels* k : cpu_level_tables()) {
+        const std::string name = cpu::kernel_level_name(k->kernel_level());
+        Context ctx;
+        HostArena arena;
+        Tensor* a = arena.make(ctx, DType::Q4_0, {64, 8}, "w");
+        arena.fill_random(a, 1);
+        BackendOptions opt;
+        opt.cpu_level = name;
+        auto be = create_backend("cpu", opt);
+        auto packed = be->repack_weights({a});
+        if (packed && (a->flags & kFlagRows8)) {
+            names.push_back(name);
+            MESSAGE("rows8 kernels checked at cpu level " << name);
+        }
+        else if (others) others->push_back(name);
+    }
+    return names;
+}
+
+// One mul_mat on rows8-repacked weights against the reference on the same weights unrepacked. The only
+// difference allowed is the activations' rounding to Q8_0 (|x - x_q| <= 0.57 d per element, d = the block's
+// max |x| / 127, with Q8_0's f16 scale) plus fp32 summation (1e-5 of sum |w x|), as test_cpu_kernels argues
+// for the quant tiles. Returns the output for the bit-identity check across thread counts.
+std::vector<float> check_rows8(const Case& c, Fill fill, int threads, const std::string& level) {
+    Context ctx;
+    HostArena arena;
+    Tensor* a = arena.make(ctx, DType::Q4_0, {c.k, c.n}, "w");
+    arena.fill_random(a, 700 + uint64_t(c.k + 3 * c.n));
+    if (fill != Fill::Random) {
+        auto* blocks = static_cast<block_q4_0*>(a->data);
+        for (int64_t i = 0; i < c.n * c.k / 32; ++i) std::memset(blocks[i].qs, fill == Fill::AllMax ? 0xFF : 0x00, 16);
+    }
+    Tensor* orig = arena.make(ctx, DType::Q4_0, {c.k, c.n}, "w unpacked");
+    std::memcpy(orig->data, a->data, a->nbytes());
+    Tensor* b;
+    std::vector<float> bf(size_t(c.k * c.m));
+    if (c.strided_b) {  // a transposed view: the activation packing path
+        Tensor* bt = arena.make(ctx, DType::F32, {c.m, c.k}, "bt");
+        arena.fill_random(bt, 800 + uint64_t(c.m));
+        const std::vector<float> t = to_floats(*bt);
+        for (int64_t j = 0; j < c.m; ++j)
+            for (int64_t p = 0; p < c.k; ++p) bf[size_t(j * c.k + p)] = t[size_t(p * c.m + j)];
+        b = transpose(ctx, bt);
+    } else {
+        b = arena.make(ctx, DType::F32, {c.k, c.m}, "b");
+        arena.fill_random(b, 800 + uint64_t(c.m));
+        if (fill != Fill::Random) {
+            std::vector<float> v(size_t(c.k * c.m), fill == Fill::AllMax ? 1.0f : -1.0f);
+            arena.fill(b, v);
+        }
+        bf = to_floats(*b);
+    }
+    const std::vector<float> af = to_floats(*orig);
+
+    BackendOptions opt;
+    opt.threads = threads;
+    opt.cpu_level = level;
+    auto cpu = create_backend("cpu", opt);
+    std::unique_ptr<Buffer> packed = cpu->repack_weights({a});
+    REQUIRE(packed != nullptr);
+    REQUIRE((a->flags & kFlagRepacked) != 0);
+    REQUIRE((a->flags & kFlagRows8) != 0);
+    Tensor* out = mul_mat(ctx, a, b);
+    Tensor* ref_out = mul_mat(ctx, orig, b);
+    out->flags |= kFlagOutput;
+    ref_out->flags |= kFlagOutput;
+    Graph g, gr;
+    g.expand(out);
+    gr.expand(ref_out);
+    auto buf = allocate_graph(g, *cpu);
+    auto ref = create_backend("reference");
+    auto rbuf = allocate_graph(gr, *ref);
+    cpu->compute(g);
+    ref->compute(gr);
+    const std::vector<float> got = to_floats(*out), want = to_floats(*ref_out);
+
+    double worst = 0;
+    int64_t wi = 0, wj = 0;
+    for (int64_t j = 0; j < c.m; ++j)
+        for (int64_t i = 0; i < c.n; ++i) {
+            const float* w = af.data() + i * c.k;
+            const float* x = bf.data() + j * c.k;
+            double mag = 0, act = 0;
+            for (int64_t b0 = 0; b0 < c.k; b0 += 32) {
+                float amax = 0;
+                for (int64_t p = b0; p < b0 + 32; ++p) amax = std::max(amax, std::fabs(x[p]));
+                for (int64_t p = b0; p < b0 + 32; ++p) {
+                    mag += std::fabs(double(w[p]) * x[p]);
+                    act += std::fabs(double(w[p])) * 0.57 * amax / 127;
+                }
+            }
+            const size_t o = size_t(j * c.n + i);
+            const double r = std::fabs(double(got[o]) - want[o]) / (act + 1e-5 * mag + 1e-30);
+            if (!(r <= worst)) {
+                worst = r;
+                wi = i;
+                wj = j;
+            }
+        }
+    INFO("k " << c.k << " n " << c.n << " m " << c.m << (c.strided_b ? " strided b" : "") << " fill " << int(fill)
+              << " threads " << threads << " level " << level << "; worst at (" << wi << ", " << wj << ") got "
+              << got[size_t(wj * c.n + wi)] << " want " << want[size_t(wj * c.n + wi)]);
+    CHECK(worst <= 1.0);
+    return got;
+}
+
+}  // namespace
+
+TEST_CASE("rows8 layout: unpack gives every real row's GGUF blocks back; padding rows are value 0") {
+    for (int64_t rows : {1, 7, 8, 9, 21}) {
+        Context ctx;
+        HostArena arena;
+        Tensor* a = arena.make(ctx, DType::Q4_0, {96, rows}, "w");
+        arena.fill_random(a, 40 + uint64_t(rows));
+        std::vector<uint8_t> packed(L::packed_bytes(DType::Q4_0, rows, 96));
+        CHECK(packed.size() == size_t((rows + 7) / 8 * 8) * 3 * sizeof(block_q4_0));
+        L::repack(DType::Q4_0, a->data, a->nb[1], rows, 96, packed.data());
+        std::vector<uint8_t> back(a->nbytes(), 0xAB);
+        L::unpack(DType::Q4_0, packed.data(), rows, 96, back.data(), a->nb[1]);
+        CHECK(std::memcmp(back.data(), a->data, a->nbytes()) == 0);
+        if (rows % 8) {  // the last strip's padding rows: scale 0, nibbles 8
+            const uint8_t* rec = packed.data() + packed.size() - L::record_bytes(DType::Q4_0);
+            const int pad = int(rows % 8);
+            CHECK((rec[2 * pad] | rec[2 * pad + 1]) == 0);
+            CHECK(rec[L::kScaleBytes + 4 * pad] == 0x88);
+        }
+    }
+    CHECK_THROWS_AS(L::repack(DType::Q8_K, nullptr, 0, 8, 256, nullptr), Error);
+}
+
+TEST_CASE("rows8 mul_mat: repacked Q4_0 against the reference, odd shapes, 1 to 17 columns, 1 to 3 threads") {
+    const std::vector<std::string> levels = rows8_levels();
+    if (levels.empty()) {
+        MESSAGE("no cpu level here repacks Q4_0 into interleaved rows: nothing to check");
+        return;
+    }
+    // n 1, 7, 9, 21: partial strips; 50 and 100: several 48-row work items, the last partial; m 1 (decode),
+    // 2-8 (a decode batch of several sequences), 9, 17: more than one 4-column pass with a partial last one.
+    // k 32, 96: one and three blocks; 2048 a TinyLlama row.
+    std::vector<Case> cases;
+    for (int64_t m = 1; m <= 9; ++m) cases.push_back({96, 21, m, m == 3});
+    for (const Case c : {Case{32, 7, 4, false}, Case{64, 1, 2, false}, Case{2048, 9, 5, false},
+                         Case{160, 50, 17, true}, Case{64, 100, 8, false}, Case{256, 100, 1, false}})
+        cases.push_back(c);
+    for (const std::string& level : levels)
+        for (const auto& c : cases) {
+            std::vector<float> first;
+            for (int threads : {1, 2, 3}) {
+                const std::vector<float> got = check_rows8(c, Fill::Random, threads, level);
+                if (first.empty()) first = got;
+                CHECK_MESSAGE(std::memcmp(first.data(), got.data(), got.size() * 4) == 0, "threads " << threads);
+            }
+        }
+}
+
+TEST_CASE("rows8 mul_mat: nibbles all 15 against activations all +127, all 0 against -127 (int16 sums at their extremes)") {
+    for (const std::string& level : rows8_levels())
+        for (int64_t m : {1, 4, 8})
+            for (Fill f : {Fill::AllMax, Fill::AllZeroNegX}) check_rows8({256, 16, m, false}, f, 2, level);
+}
+
+TEST_CASE("rows8: repacked weights reach only mul_mat at a level with its kernels; anything else is an error naming them") {
+    std::vector<std::string> others;
+    const std::vector<std::string> levels = rows8_levels(&others);
+    if (levels.empty()) return;
+    Context ctx;
+    HostArena arena;
+    Tensor* a = arena.make(ctx, DType::Q4_0, {64, 20}, "blk.0.ffn_up.weight");
+    arena.fill_random(a, 9);
+    Tensor* b = arena.make(ctx, DType::F32, {64, 3}, "x");
+    arena.fill_random(b, 10);
+    BackendOptions opt;
+    opt.cpu_level = levels.front();
+    auto be = create_backend("cpu", opt);
+    auto packed = be->repack_weights({a});
+    REQUIRE(packed != nullptr);
+    auto expect_error = [&](Tensor* node, Backend& on) {
+        Graph g;
+        g.expand(node);
+        auto buf = allocate_graph(g, on);
+        try {
+            on.compute(g);
+            FAIL("no error for a repacked weight read by " << op_name(node->op) << " on " << on.name());
+        } catch (const Error& e) {
+            CHECK_MESSAGE(std::string(e.what()).find("blk.0.ffn_up.weight") != std::string::npos, e.what());
+            CHECK_MESSAGE(std::string(e.what()).find("repacked") != std::string::npos, e.what());
+        }
+    };
+    auto ref = create_backend("reference");
+    expect_error(mul_mat(ctx, a, b), *ref);
+    opt.cpu_level = "portable";
+    auto portable = create_backend("cpu", opt);
+    expect_error(mul_mat(ctx, a, b), *portable);
+    Tensor* ids = arena.make(ctx, DType::I32, {2}, "ids");
+    arena.fill_i32(ids, {0, 3});
+    expect_error(get_rows(ctx, a, ids), *be);
+    // Other types and 3-D weights are left as they are.
+    Tensor* q8 = arena.make(ctx, DType::Q8_K, {256, 4}, "q8k");
+    Tensor* e3 = arena.make(ctx, DType::Q4_0, {64, 16, 2}, "experts");
+    CHECK(be->repack_weights({q8, e3}) == nullptr);
+    CHECK((e3->flags & kFlagRepacked) == 0);
+}
