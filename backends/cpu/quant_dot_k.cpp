@@ -14,6 +14,7 @@
 // signed and go in as |level| x (x with the level's sign), exact and at most 2 * 127 * 127 per pair; no
 // activation-sum term.
 #include "backends/cpu/quant_dot_k_blocks.h"
+#include "backends/cpu/quant_dot_k_rows4.h"
 #include "backends/cpu/quant_dot_tile_pick.h"
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL::qdot {
@@ -83,12 +84,20 @@ void tile(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, 
         TESSERA_UNROLL for (int c = 0; c < C; ++c) out[r * out_row_stride + c] = hsum(acc[r][c]);
 }
 
+// Types whose decode has the four-row kernel of quant_dot_k_rows4.h (the types of Q4_K_M / Q5_K_M files).
+template <class W>
+constexpr bool kHasRows4 = std::is_same_v<W, Q4_KW> || std::is_same_v<W, Q5_KW> || std::is_same_v<W, Q6_KW>;
+
+// Decode's full four-row tiles by k_rows4 where the type has it; everything else (row tails, wider tiles) by tile.
 template <class W, int R, int C>
 struct Pass {
     static constexpr int kMaxCols = kTileCols;
     static void run(int64_t nblocks, const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, float* out,
                     int64_t out_row_stride) {
-        tile<W, R, C>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
+        if constexpr (R == 4 && C == 1 && kHasRows4<W>)
+            k_rows4<W>(nblocks, w, w_stride, a, out, out_row_stride);
+        else
+            tile<W, R, C>(nblocks, w, w_stride, a, a_stride, out, out_row_stride);
     }
 };
 

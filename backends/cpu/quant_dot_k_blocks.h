@@ -98,6 +98,13 @@ inline __m256i bit_to(__m256i v, int g, int to) {
     return _mm256_sll_epi16(b, _mm_cvtsi32_si128(to));
 }
 
+// Q4_K / Q5_K's 4-bit levels of group g (values 32g .. 32g + 31): the 64-value chunk g / 2 at qs[32 * (g / 2)]
+// holds values 0-31 in its low nibbles and 32-63 in its high ones.
+inline __m256i k4_nibbles(const uint8_t* qs, int g) {
+    const __m256i v = loadu256(qs + 32 * (g / 2));
+    return _mm256_and_si256(g % 2 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
+}
+
 struct Q2_KW {
     using Block = block_q2_K;
     static constexpr int kOffsetShift = -1;
@@ -134,11 +141,7 @@ struct Q4_KW {
         p.d = h2f(b.d);
         p.dmin = h2f(b.dmin);
     }
-    // 64-value chunk g / 2 at qs[32 * (g / 2)]: low nibbles are values 0-31, high nibbles 32-63
-    static __m256i unpack(const Block& b, int g) {
-        const __m256i v = loadu256(b.qs + 32 * (g / 2));
-        return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(4 * (g % 2))), _mm256_set1_epi8(0x0F));
-    }
+    static __m256i unpack(const Block& b, int g) { return k4_nibbles(b.qs, g); }
 };
 
 struct Q5_KW {
@@ -150,11 +153,7 @@ struct Q5_KW {
         p.dmin = h2f(b.dmin);
     }
     // Q4_K's nibbles plus the fifth bit of value 32g + l: bit g of qh[l]
-    static __m256i unpack(const Block& b, int g) {
-        const __m256i v = loadu256(b.qs + 32 * (g / 2));
-        const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(4 * (g % 2))), _mm256_set1_epi8(0x0F));
-        return _mm256_or_si256(lo, bit_to(loadu256(b.qh), g, 4));
-    }
+    static __m256i unpack(const Block& b, int g) { return _mm256_or_si256(k4_nibbles(b.qs, g), bit_to(loadu256(b.qh), g, 4)); }
 };
 
 struct Q6_KW {
