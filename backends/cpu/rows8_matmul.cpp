@@ -29,7 +29,7 @@ namespace {
 namespace L = rows8_layout;
 using namespace qdot;
 
-constexpr int kPassCols = 4;  // activation columns per pass over a strip: C accumulators + C int16 sums in registers
+constexpr int kPassCols = 8;  // activation columns per pass over a strip: a decode batch of up to 8 sequences unpacks each block once
 
 inline __m256i bcast4(const int8_t* p) {
     int32_t v;
@@ -103,12 +103,16 @@ void strip_q4_0(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_s
 using StripFn = void (*)(int64_t, const uint8_t*, const char*, size_t, const float*, const int32_t*, float*, size_t, int);
 
 StripFn strip_fn(int C) {
-    static_assert(kPassCols == 4, "strip_fn: extend the switch");
+    static_assert(kPassCols == 8, "strip_fn: extend the switch");
     switch (C) {
         case 1: return strip_q4_0<1>;
         case 2: return strip_q4_0<2>;
         case 3: return strip_q4_0<3>;
-        default: return strip_q4_0<4>;
+        case 4: return strip_q4_0<4>;
+        case 5: return strip_q4_0<5>;
+        case 6: return strip_q4_0<6>;
+        case 7: return strip_q4_0<7>;
+        default: return strip_q4_0<8>;
     }
 }
 
