@@ -4,6 +4,7 @@
 // core/ and models/ never name a concrete backend.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,8 +71,14 @@ public:
     // repacks Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K matrices for its AMX tiles). The backend repacks those of `weights` it has a layout
     // for into one buffer, which it returns, points them into it and marks them kFlagRepacked; null when it
     // keeps every weight as it is. The caller keeps the buffer as long as the tensors.
-    virtual std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights) {
+    // source_done(data, bytes), when given, is called (from any of the backend's threads) with a weight's old
+    // storage as soon as its repacked copy is made, so the caller can drop those pages one weight at a time
+    // and memory never holds the whole model twice while loading.
+    using RepackSourceDone = std::function<void(const void* data, size_t bytes)>;
+    virtual std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights,
+                                                   const RepackSourceDone& source_done = {}) {
         (void)weights;
+        (void)source_done;
         return nullptr;
     }
     // The instruction-set level of the kernels this backend runs ("avx2", ...), "" where that does not apply.

@@ -200,7 +200,11 @@ void Model::repack_weights(Backend& backend) {
             mapped.emplace_back(static_cast<const char*>(t->data), static_cast<const char*>(t->data) + t->nbytes());
         }
     if (candidates.empty()) return;
-    repacked_ = backend.repack_weights(candidates);
+    // Each weight's pages go as soon as its copy is made (the whole pages inside it; those it shares with a
+    // neighbour go in the pass below), so loading never holds the model twice: a 4 GB file needs 4 GB.
+    repacked_ = backend.repack_weights(candidates, [this](const void* data, size_t bytes) {
+        file_->release_pages(data, bytes);
+    });
     if (!repacked_) return;
     repacked_bytes_ = repacked_->size();
     // Release the repacked tensors' pages, neighbours merged first (q, k and v usually lie back to back, less

@@ -6,9 +6,11 @@
 // everything but a level with these kernels.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -241,4 +243,33 @@ TEST_CASE("rows8: repacked weights reach only mul_mat at a level with its kernel
     Tensor* e3 = arena.make(ctx, DType::Q4_0, {64, 16, 2}, "experts");
     CHECK(be->repack_weights({q8, e3}) == nullptr);
     CHECK((e3->flags & kFlagRepacked) == 0);
+}
+
+TEST_CASE("repack_weights hands back each repacked weight's old storage as its copy is made, and no other") {
+    // Model::repack_weights drops those file pages one weight at a time, so loading never holds the model
+    // twice. Weights left as they are must not be handed back: their pages are still read.
+    const std::vector<std::string> levels = rows8_levels();
+    if (levels.empty()) return;
+    Context ctx;
+    HostArena arena;
+    Tensor* up = arena.make(ctx, DType::Q4_0, {64, 20}, "blk.0.ffn_up.weight");
+    Tensor* down = arena.make(ctx, DType::Q4_0, {128, 9}, "blk.0.ffn_down.weight");
+    Tensor* kept = arena.make(ctx, DType::Q8_K, {256, 4}, "q8k");
+    for (Tensor* t : {up, down, kept}) arena.fill_random(t, 3);
+    const std::vector<std::pair<const void*, size_t>> expected = {{up->data, up->nbytes()}, {down->data, down->nbytes()}};
+    BackendOptions opt;
+    opt.cpu_level = levels.front();
+    opt.threads = 2;
+    auto be = create_backend("cpu", opt);
+    std::mutex mu;
+    std::vector<std::pair<const void*, size_t>> handed;
+    auto packed = be->repack_weights({up, kept, down}, [&](const void* data, size_t bytes) {
+        std::lock_guard<std::mutex> lock(mu);
+        handed.emplace_back(data, bytes);
+    });
+    REQUIRE(packed != nullptr);
+    std::sort(handed.begin(), handed.end());
+    auto sorted = expected;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(handed == sorted);
 }

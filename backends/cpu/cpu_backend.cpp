@@ -65,15 +65,16 @@ public:
     // Some levels keep 2-D quantized weights in a layout of their own, made here in parallel: the amx level
     // Q4_0 / Q8_0 / K-quants in its tiles (amx_repack.h), the avx2 and avx512 levels Q4_0 in interleaved rows
     // (rows8_layout.h), which a decode batch of several sequences reads once for all of them.
-    std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights) override {
+    std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights,
+                                           const RepackSourceDone& source_done) override {
         if (k_.level == cpu::CpuLevel::Amx)
             return repack_into({cpu::amx_layout::repackable, cpu::amx_layout::record_values,
                                 cpu::amx_layout::packed_bytes, cpu::amx_layout::repack, kFlagRepacked},
-                               weights);
+                               weights, source_done);
         if (k_.level == cpu::CpuLevel::Avx2 || k_.level == cpu::CpuLevel::Avx512)
             return repack_into({cpu::rows8_layout::repackable, [](DType) { return int64_t(cpu::rows8_layout::kBlockValues); },
                                 cpu::rows8_layout::packed_bytes, cpu::rows8_layout::repack, kFlagRepacked | kFlagRows8},
-                               weights);
+                               weights, source_done);
         return nullptr;
     }
 
@@ -92,7 +93,8 @@ private:
         uint32_t flags;
     };
 
-    std::unique_ptr<Buffer> repack_into(const Layout& L, const std::vector<Tensor*>& weights) {
+    std::unique_ptr<Buffer> repack_into(const Layout& L, const std::vector<Tensor*>& weights,
+                                        const RepackSourceDone& source_done) {
         std::vector<Tensor*> todo;
         std::vector<size_t> offset;
         size_t total = 0;
@@ -110,6 +112,7 @@ private:
         cpu::parallel_for(pool_, int64_t(todo.size()), pool_.size(), [&](int64_t i, int) {
             const Tensor* t = todo[size_t(i)];
             L.repack(t->type, t->data, t->nb[1], t->ne[1], t->ne[0], base + offset[size_t(i)]);
+            if (source_done) source_done(t->data, t->nbytes());
         });
         for (size_t i = 0; i < todo.size(); ++i) {
             todo[i]->data = base + offset[i];
