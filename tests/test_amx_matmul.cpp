@@ -24,6 +24,7 @@
 #include "models/model.h"
 #include "tests/amx_level.h"
 #include "tests/golden_util.h"
+#include "tests/repacked_matmul_check.h"
 #include "tests/testing.h"
 
 using namespace tessera;
@@ -31,88 +32,12 @@ using namespace tessera::testing;
 
 namespace {
 
-struct AmxCase {
-    DType type;
-    int64_t k, n, m;
-    bool strided_b;
-};
+using AmxCase = RepackedMatmulCase;
 
-// One mul_mat on weights repacked by the cpu backend at the amx level, against the reference on the same
-// weights unrepacked. The only difference allowed is the activations' rounding to Q8_0 (|x - x_q| <= 0.57 d
-// per element, d = the block's max |x| / 127, with Q8_0's f16 scale) plus fp32 summation (1e-5 of sum |w x|),
-// as test_cpu_kernels argues for the other levels' quant tiles. Returns the output for the bit-identity check.
+// Repacked for the amx level's tiles; activations rounded to Q8_0 (see tests/repacked_matmul_check.h).
 std::vector<float> check_amx_matmul(const AmxCase& c, int threads, const std::string& level) {
-    Context ctx;
-    HostArena arena;
-    Tensor* a = arena.make(ctx, c.type, {c.k, c.n}, "w");
-    arena.fill_random(a, 500 + uint64_t(c.k + c.n));
-    Tensor* orig = arena.make(ctx, c.type, {c.k, c.n}, "w unpacked");
-    std::memcpy(orig->data, a->data, a->nbytes());
-    Tensor* b;
-    std::vector<float> bf(size_t(c.k * c.m));  // b's rows (k values each), whatever its layout
-    if (c.strided_b) {  // a transposed view: the activation packing path
-        Tensor* bt = arena.make(ctx, DType::F32, {c.m, c.k}, "bt");
-        arena.fill_random(bt, 600 + uint64_t(c.m));
-        const std::vector<float> t = to_floats(*bt);
-        for (int64_t j = 0; j < c.m; ++j)
-            for (int64_t p = 0; p < c.k; ++p) bf[size_t(j * c.k + p)] = t[size_t(p * c.m + j)];
-        b = transpose(ctx, bt);
-    } else {
-        b = arena.make(ctx, DType::F32, {c.k, c.m}, "b");
-        arena.fill_random(b, 600 + uint64_t(c.m));
-        bf = to_floats(*b);
-    }
-    const std::vector<float> af = to_floats(*orig);
-
-    BackendOptions opt;
-    opt.threads = threads;
-    opt.cpu_level = level;
-    auto cpu = create_backend("cpu", opt);
-    std::unique_ptr<Buffer> packed = cpu->repack_weights({a});
-    REQUIRE(packed != nullptr);
-    REQUIRE((a->flags & kFlagRepacked) != 0);
-    Tensor* out = mul_mat(ctx, a, b);
-    Tensor* ref_out = mul_mat(ctx, orig, b);
-    out->flags |= kFlagOutput;
-    ref_out->flags |= kFlagOutput;
-    Graph g, gr;
-    g.expand(out);
-    gr.expand(ref_out);
-    auto buf = allocate_graph(g, *cpu);
-    auto ref = create_backend("reference");
-    auto rbuf = allocate_graph(gr, *ref);
-    cpu->compute(g);
-    ref->compute(gr);
-    const std::vector<float> got = to_floats(*out), want = to_floats(*ref_out);
-
-    double worst = 0;
-    int64_t wi = 0, wj = 0;
-    for (int64_t j = 0; j < c.m; ++j)
-        for (int64_t i = 0; i < c.n; ++i) {
-            const float* w = af.data() + i * c.k;
-            const float* x = bf.data() + j * c.k;
-            double mag = 0, act = 0;
-            for (int64_t b0 = 0; b0 < c.k; b0 += 32) {
-                float amax = 0;
-                for (int64_t p = b0; p < b0 + 32; ++p) amax = std::max(amax, std::fabs(x[p]));
-                for (int64_t p = b0; p < b0 + 32; ++p) {
-                    mag += std::fabs(double(w[p]) * x[p]);
-                    act += std::fabs(double(w[p])) * 0.57 * amax / 127;
-                }
-            }
-            const size_t o = size_t(j * c.n + i);
-            const double r = std::fabs(double(got[o]) - want[o]) / (act + 1e-5 * mag + 1e-30);
-            if (!(r <= worst)) {
-                worst = r;
-                wi = i;
-                wj = j;
-            }
-        }
-    INFO(type_name(c.type) << " k " << c.k << " n " << c.n << " m " << c.m << (c.strided_b ? " strided b" : "")
-                           << " threads " << threads << " level " << level << "; worst at (" << wi << ", " << wj
-                           << ") got " << got[size_t(wj * c.n + wi)] << " want " << want[size_t(wj * c.n + wi)]);
-    CHECK(worst <= 1.0);
-    return got;
+    return check_repacked_matmul(c, threads, level, {32, 0.57},
+                                 {500 + uint64_t(c.k + c.n), 600 + uint64_t(c.m), kFlagRepacked, "amx tiles", {}});
 }
 
 }  // namespace
