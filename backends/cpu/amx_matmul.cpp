@@ -234,6 +234,41 @@ void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, s
     if (configured) _tile_release();
 }
 
+std::string amx_check_repacked_panel(DType t, int64_t n, int64_t k, int64_t m, const std::vector<float>& wf,
+                                     const std::vector<float>& xf, AmxPanelFn panel, AmxScratchFn scratch_floats,
+                                     AmxScalarFn scalar) {
+    const int64_t blocks = k / type_traits(t).block_size;
+    const size_t wrow = row_bytes(t, k);
+    std::vector<uint8_t> w(size_t(n) * wrow), packed(L::packed_bytes(t, n, k));
+    for (int64_t r = 0; r < n; ++r) type_traits(t).from_float(wf.data() + r * k, w.data() + size_t(r) * wrow, k);
+    L::repack(t, w.data(), wrow, n, k, packed.data());
+    const size_t qstride = activation_row_bytes(t, k);
+    std::vector<char> qact(size_t(m) * qstride);
+    for (int64_t j = 0; j < m; ++j) quantize_activations(t, xf.data() + j * k, qact.data() + size_t(j) * qstride, k);
+    std::vector<float> out(size_t(m * n), NAN);
+    MatmulJob job;
+    job.wtype = t;
+    job.w = reinterpret_cast<const char*>(packed.data());
+    job.n = n;
+    job.k = k;
+    job.m = m;
+    job.out = out.data();
+    job.out_stride = size_t(n);
+    job.amx_repacked = true;
+    std::vector<float> scratch(scratch_floats(job));
+    panel(job, 0, n, qact.data(), qstride, scratch.data());
+    for (int64_t j = 0; j < m; ++j)
+        for (int64_t r = 0; r < n; ++r) {
+            const float want = scalar(t, packed.data(), blocks, r, qact.data() + size_t(j) * qstride);
+            const float got = out[size_t(j * n + r)];
+            if (!(got == want))
+                return format("%s %s gave %.9g at weight row %lld, activation row %lld where scalar code gives %.9g",
+                              type_name(t), m == 1 ? "decode" : "tile matmul", double(got), (long long)r, (long long)j,
+                              double(want));
+        }
+    return "";
+}
+
 std::string amx_self_check() {
     try {
         std::mt19937 rng(20240611);
@@ -276,39 +311,13 @@ std::string amx_self_check() {
         // and one row, the decode path) through the kernel.
         for (DType t : {DType::Q4_0, DType::Q8_0})
             for (int64_t m : {5, 1}) {
-                const int64_t n = 20, k = 96, nb = k / 32;
+                const int64_t n = 20, k = 96;
                 std::vector<float> wf(size_t(n * k)), xf(size_t(m * k));
                 std::uniform_real_distribution<float> u(-1.0f, 1.0f);
                 for (auto& v : wf) v = u(rng);
                 for (auto& v : xf) v = u(rng);
-                const size_t wrow = row_bytes(t, k);
-                std::vector<uint8_t> w(size_t(n) * wrow), packed(L::packed_bytes(t, n, k));
-                for (int64_t r = 0; r < n; ++r) type_traits(t).from_float(wf.data() + r * k, w.data() + size_t(r) * wrow, k);
-                L::repack(t, w.data(), wrow, n, k, packed.data());
-                const size_t qstride = activation_row_bytes(t, k);
-                std::vector<char> qact(size_t(m) * qstride);
-                for (int64_t j = 0; j < m; ++j) quantize_activations(t, xf.data() + j * k, qact.data() + size_t(j) * qstride, k);
-                std::vector<float> out(size_t(m * n), NAN);
-                MatmulJob job;
-                job.wtype = t;
-                job.w = reinterpret_cast<const char*>(packed.data());
-                job.n = n;
-                job.k = k;
-                job.m = m;
-                job.out = out.data();
-                job.out_stride = size_t(n);
-                job.amx_repacked = true;
-                std::vector<float> scratch(amx_scratch_floats(job));
-                amx_panel(job, 0, n, qact.data(), qstride, scratch.data());
-                for (int64_t j = 0; j < m; ++j)
-                    for (int64_t r = 0; r < n; ++r) {
-                        const float want = scalar_product(t, packed.data(), nb, r, qact.data() + size_t(j) * qstride);
-                        const float got = out[size_t(j * n + r)];
-                        if (!(got == want))
-                            return format("%s %s gave %.9g at weight row %lld, activation row %lld where scalar code gives %.9g",
-                                          type_name(t), m == 1 ? "decode" : "tile matmul", double(got), (long long)r,
-                                          (long long)j, double(want));
-                    }
+                const std::string why = amx_check_repacked_panel(t, n, k, m, wf, xf, amx_panel, amx_scratch_floats, scalar_product);
+                if (!why.empty()) return why;
             }
     } catch (const std::exception& e) {
         return e.what();

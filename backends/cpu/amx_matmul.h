@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "backends/cpu/cpu_ops.h"
 
@@ -24,5 +25,15 @@ void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, s
 // A small tile product and a small repacked matmul on this level's tiles, compared with scalar code doing
 // the same arithmetic: "" when both agree exactly, else what differed. Run once before the amx level is used.
 std::string amx_self_check();
+// The self-checks' shared step (amx_self_check, amx_k_self_check): n weight rows `wf` of k values quantized to
+// t and repacked, the m rows of `xf` quantized as activations, one `panel` pass over all n rows, and every
+// output compared exactly with `scalar`, the same arithmetic in scalar code (`blocks`: t's blocks per row).
+// "" when all agree, else what differed.
+using AmxPanelFn = void (*)(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch);
+using AmxScratchFn = size_t (*)(const MatmulJob& job);
+using AmxScalarFn = float (*)(DType t, const uint8_t* packed, int64_t blocks, int64_t row, const char* act);
+std::string amx_check_repacked_panel(DType t, int64_t n, int64_t k, int64_t m, const std::vector<float>& wf,
+                                     const std::vector<float>& xf, AmxPanelFn panel, AmxScratchFn scratch_floats,
+                                     AmxScalarFn scalar);
 
 }  // namespace tessera::cpu::TESSERA_CPU_LEVEL

@@ -25,6 +25,7 @@
 #include <random>
 #include <vector>
 
+#include "backends/cpu/amx_matmul.h"
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/amx_repack_k.h"
 #include "backends/cpu/amx_tiles.h"
@@ -259,7 +260,7 @@ std::string amx_k_self_check() {
         std::mt19937 rng(20261203);
         for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K})
             for (int64_t m : {5, 1}) {
-                const int64_t n = 20, k = 512, nsb = k / QK_K;
+                const int64_t n = 20, k = 512;
                 std::vector<float> wf(size_t(n * k)), xf(size_t(m * k));
                 std::uniform_real_distribution<float> u(-1.0f, 1.0f);
                 for (auto& v : wf) v = u(rng);
@@ -270,34 +271,8 @@ std::string amx_k_self_check() {
                     const float f = 0.02f + std::fabs(u(rng));
                     for (size_t j = i; j < i + 16; ++j) wf[j] *= f;
                 }
-                const size_t wrow = row_bytes(t, k);
-                std::vector<uint8_t> w(size_t(n) * wrow), packed(L::packed_bytes(t, n, k));
-                for (int64_t r = 0; r < n; ++r) type_traits(t).from_float(wf.data() + r * k, w.data() + size_t(r) * wrow, k);
-                L::repack(t, w.data(), wrow, n, k, packed.data());
-                const size_t qstride = activation_row_bytes(t, k);
-                std::vector<char> qact(size_t(m) * qstride);
-                for (int64_t j = 0; j < m; ++j) quantize_activations(t, xf.data() + j * k, qact.data() + size_t(j) * qstride, k);
-                std::vector<float> out(size_t(m * n), NAN);
-                MatmulJob job;
-                job.wtype = t;
-                job.w = reinterpret_cast<const char*>(packed.data());
-                job.n = n;
-                job.k = k;
-                job.m = m;
-                job.out = out.data();
-                job.out_stride = size_t(n);
-                job.amx_repacked = true;
-                std::vector<float> scratch(amx_k_scratch_floats(job));
-                amx_panel_k(job, 0, n, qact.data(), qstride, scratch.data());
-                for (int64_t j = 0; j < m; ++j)
-                    for (int64_t r = 0; r < n; ++r) {
-                        const float want = scalar_product(t, packed.data(), nsb, r, qact.data() + size_t(j) * qstride);
-                        const float got = out[size_t(j * n + r)];
-                        if (!(got == want))
-                            return format("%s %s gave %.9g at weight row %lld, activation row %lld where scalar code gives %.9g",
-                                          type_name(t), m == 1 ? "one row" : "tile matmul", double(got), (long long)r,
-                                          (long long)j, double(want));
-                    }
+                const std::string why = amx_check_repacked_panel(t, n, k, m, wf, xf, amx_panel_k, amx_k_scratch_floats, scalar_product);
+                if (!why.empty()) return why;
             }
     } catch (const std::exception& e) {
         return e.what();
