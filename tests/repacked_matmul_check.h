@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/error.h"
 #include "core/graph.h"
 #include "core/ops.h"
 #include "tests/testing.h"
@@ -122,6 +123,33 @@ inline std::vector<float> check_repacked_matmul(const RepackedMatmulCase& c, int
                  << wi << ", " << wj << ") got " << got[size_t(wj * c.n + wi)] << " want " << want[size_t(wj * c.n + wi)]);
     CHECK(worst <= 1.0);
     return got;
+}
+
+// Runs check(threads) at 1, 2 and 3 threads: every output must equal the first to the bit (the split of rows
+// between threads must not change what a row sums).
+template <class Check>
+void check_same_bits_at_1_to_3_threads(Check check, const std::string& what) {
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+        const std::vector<float> got = check(threads);
+        if (first.empty()) first = got;
+        CHECK_MESSAGE(std::memcmp(first.data(), got.data(), got.size() * 4) == 0, what << " threads " << threads);
+    }
+}
+
+// `node`, which reads a weight repacked for one cpu level, computed on `on` (the reference, another level,
+// another op) must be an error naming the weight and saying it is repacked.
+inline void expect_repacked_weight_refused(Tensor* node, Backend& on, const std::string& weight_name) {
+    Graph g;
+    g.expand(node);
+    auto buf = allocate_graph(g, on);
+    try {
+        on.compute(g);
+        FAIL("no error for a repacked weight read by " << op_name(node->op) << " on " << on.name());
+    } catch (const Error& e) {
+        CHECK_MESSAGE(std::string(e.what()).find(weight_name) != std::string::npos, e.what());
+        CHECK_MESSAGE(std::string(e.what()).find("repacked") != std::string::npos, e.what());
+    }
 }
 
 }  // namespace tessera::testing

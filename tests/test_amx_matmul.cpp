@@ -53,14 +53,8 @@ TEST_CASE("amx mul_mat: repacked Q4_0 / Q8_0 weights against the reference, odd 
         {DType::Q4_0, 256, 40, 17, false}, {DType::Q8_0, 256, 15, 33, true}, {DType::Q4_0, 96, 1, 3, false},
         {DType::Q8_0, 32, 50, 40, false},
     };
-    for (const auto& c : cases) {
-        std::vector<float> first;
-        for (int threads : {1, 2, 3}) {
-            const std::vector<float> got = check_amx_matmul(c, threads, level);
-            if (first.empty()) first = got;
-            CHECK_MESSAGE(std::memcmp(first.data(), got.data(), got.size() * 4) == 0, "threads " << threads);
-        }
-    }
+    for (const auto& c : cases)
+        check_same_bits_at_1_to_3_threads([&](int threads) { return check_amx_matmul(c, threads, level); }, "");
 }
 
 TEST_CASE("amx: the self-check passes on the tiles this machine runs") {
@@ -83,26 +77,14 @@ TEST_CASE("amx: repacked weights reach only the amx level's mul_mat; anything el
     auto amx = create_backend("cpu", opt);
     auto packed = amx->repack_weights({a});
     REQUIRE(packed != nullptr);
-    auto expect_error = [&](Tensor* node, Backend& be) {
-        Graph g;
-        g.expand(node);
-        auto buf = allocate_graph(g, be);
-        try {
-            be.compute(g);
-            FAIL("no error for a repacked weight read by " << op_name(node->op) << " on " << be.name());
-        } catch (const Error& e) {
-            CHECK_MESSAGE(std::string(e.what()).find("blk.0.attn_q.weight") != std::string::npos, e.what());
-            CHECK_MESSAGE(std::string(e.what()).find("repacked") != std::string::npos, e.what());
-        }
-    };
     auto ref = create_backend("reference");
-    expect_error(mul_mat(ctx, a, b), *ref);  // the reference cannot read the tile layout
+    expect_repacked_weight_refused(mul_mat(ctx, a, b), *ref, "blk.0.attn_q.weight");  // the reference cannot read the tile layout
     opt.cpu_level = "portable";
     auto portable = create_backend("cpu", opt);
-    expect_error(mul_mat(ctx, a, b), *portable);  // nor another level
+    expect_repacked_weight_refused(mul_mat(ctx, a, b), *portable, "blk.0.attn_q.weight");  // nor another level
     Tensor* ids = arena.make(ctx, DType::I32, {2}, "ids");
     arena.fill_i32(ids, {0, 3});
-    expect_error(get_rows(ctx, a, ids), *amx);  // nor another op at the amx level
+    expect_repacked_weight_refused(get_rows(ctx, a, ids), *amx, "blk.0.attn_q.weight");  // nor another op at the amx level
     // Types without a tile layout, and 3-D weights, are left as they are.
     Tensor* k4 = arena.make(ctx, DType::Q3_K, {256, 4}, "q3k");
     Tensor* e3 = arena.make(ctx, DType::Q8_0, {64, 16, 2}, "experts");

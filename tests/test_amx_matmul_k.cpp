@@ -49,15 +49,10 @@ TEST_CASE("amx mul_mat K: repacked Q4_K / Q6_K / Q5_K weights against the refere
         {DType::Q6_K, 512, 15, 33, true}, {DType::Q5_K, 256, 17, 3, false}, {DType::Q5_K, 768, 20, 17, true},
         {DType::Q5_K, 512, 33, 1, false},
     };
-    for (const auto& c : cases) {
-        std::vector<float> first;
-        for (int threads : {1, 2, 3}) {
-            const std::vector<float> got = check_k_matmul(c, threads, level);
-            if (first.empty()) first = got;
-            CHECK_MESSAGE(std::memcmp(first.data(), got.data(), got.size() * 4) == 0,
-                          type_name(c.type) << " n " << c.n << " m " << c.m << " threads " << threads);
-        }
-    }
+    for (const auto& c : cases)
+        check_same_bits_at_1_to_3_threads([&](int threads) { return check_k_matmul(c, threads, level); },
+                                          std::string(type_name(c.type)) + " n " + std::to_string(c.n) + " m " +
+                                              std::to_string(c.m));
 }
 
 TEST_CASE("amx mul_mat K: one activation row (the decode path) gives the bits of the same row in a batch") {

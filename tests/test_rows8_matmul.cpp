@@ -117,14 +117,9 @@ TEST_CASE("rows8 mul_mat: repacked Q4_0 against the reference, odd shapes, 1 to 
                          Case{160, 50, 17, true}, Case{64, 100, 8, false}, Case{256, 100, 1, false}})
         cases.push_back(c);
     for (const std::string& level : levels)
-        for (const auto& c : cases) {
-            std::vector<float> first;
-            for (int threads : {1, 2, 3}) {
-                const std::vector<float> got = check_rows8(c, Fill::Random, threads, level);
-                if (first.empty()) first = got;
-                CHECK_MESSAGE(std::memcmp(first.data(), got.data(), got.size() * 4) == 0, "threads " << threads);
-            }
-        }
+        for (const auto& c : cases)
+            check_same_bits_at_1_to_3_threads([&](int threads) { return check_rows8(c, Fill::Random, threads, level); },
+                                              "");
 }
 
 TEST_CASE("rows8 mul_mat: nibbles all 15 against activations all +127, all 0 against -127 (int16 sums at their extremes)") {
@@ -148,26 +143,14 @@ TEST_CASE("rows8: repacked weights reach only mul_mat at a level with its kernel
     auto be = create_backend("cpu", opt);
     auto packed = be->repack_weights({a});
     REQUIRE(packed != nullptr);
-    auto expect_error = [&](Tensor* node, Backend& on) {
-        Graph g;
-        g.expand(node);
-        auto buf = allocate_graph(g, on);
-        try {
-            on.compute(g);
-            FAIL("no error for a repacked weight read by " << op_name(node->op) << " on " << on.name());
-        } catch (const Error& e) {
-            CHECK_MESSAGE(std::string(e.what()).find("blk.0.ffn_up.weight") != std::string::npos, e.what());
-            CHECK_MESSAGE(std::string(e.what()).find("repacked") != std::string::npos, e.what());
-        }
-    };
     auto ref = create_backend("reference");
-    expect_error(mul_mat(ctx, a, b), *ref);
+    expect_repacked_weight_refused(mul_mat(ctx, a, b), *ref, "blk.0.ffn_up.weight");
     opt.cpu_level = "portable";
     auto portable = create_backend("cpu", opt);
-    expect_error(mul_mat(ctx, a, b), *portable);
+    expect_repacked_weight_refused(mul_mat(ctx, a, b), *portable, "blk.0.ffn_up.weight");
     Tensor* ids = arena.make(ctx, DType::I32, {2}, "ids");
     arena.fill_i32(ids, {0, 3});
-    expect_error(get_rows(ctx, a, ids), *be);
+    expect_repacked_weight_refused(get_rows(ctx, a, ids), *be, "blk.0.ffn_up.weight");
     // Other types and 3-D weights are left as they are.
     Tensor* q8 = arena.make(ctx, DType::Q8_K, {256, 4}, "q8k");
     Tensor* e3 = arena.make(ctx, DType::Q4_0, {64, 16, 2}, "experts");
