@@ -52,7 +52,8 @@ enum TensorFlags : uint32_t {
     // Weights in a kernel level's own layout, made at load (the cpu backend's amx level: AMX tiles, see
     // backends/cpu/amx_repack.h): data no longer holds GGUF blocks, and only that level's mul_mat reads it.
     kFlagRepacked = 1u << 3,
-    // With kFlagRepacked: the layout is the avx2 / avx512 levels' interleaved rows (backends/cpu/rows8_layout.h),
+    // With kFlagRepacked: the layout is the avx2 / avx512 levels' interleaved rows (backends/cpu/rows8_layout.h;
+    // rows8_k_layout.h for the K-quants),
     // not AMX tiles.
     kFlagRows8 = 1u << 4,
 };

@@ -8,11 +8,13 @@
 // The kernels are those of one level (cpu_level.h), resolved when the backend is made: the best this CPU
 // has, or the one BackendOptions::cpu_level / TESSERA_CPU asks for.
 #include <cstdint>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/rows8_k_layout.h"
 #include "backends/cpu/rows8_layout.h"
 #include "backends/host_backend.h"
 #include "backends/op_family.h"
@@ -63,17 +65,20 @@ public:
     }
 
     // Some levels keep 2-D quantized weights in a layout of their own, made here in parallel: the amx level
-    // Q4_0 / Q8_0 / K-quants in its tiles (amx_repack.h), the avx2 and avx512 levels Q4_0 in interleaved rows
-    // (rows8_layout.h), which a decode batch of several sequences reads once for all of them.
+    // Q4_0 / Q8_0 / K-quants in its tiles (amx_repack.h), the avx2 and avx512 levels Q4_0 (rows8_layout.h) and
+    // Q4_K / Q6_K (rows8_k_layout.h) in interleaved rows, which a decode batch of several sequences reads once
+    // for all of them.
     std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights,
                                            const RepackSourceDone& source_done) override {
         if (k_.level == cpu::CpuLevel::Amx)
-            return repack_into({cpu::amx_layout::repackable, cpu::amx_layout::record_values,
-                                cpu::amx_layout::packed_bytes, cpu::amx_layout::repack, kFlagRepacked},
+            return repack_into({{cpu::amx_layout::repackable, cpu::amx_layout::record_values,
+                                 cpu::amx_layout::packed_bytes, cpu::amx_layout::repack, kFlagRepacked}},
                                weights, source_done);
         if (k_.level == cpu::CpuLevel::Avx2 || k_.level == cpu::CpuLevel::Avx512)
-            return repack_into({cpu::rows8_layout::repackable, [](DType) { return int64_t(cpu::rows8_layout::kBlockValues); },
-                                cpu::rows8_layout::packed_bytes, cpu::rows8_layout::repack, kFlagRepacked | kFlagRows8},
+            return repack_into({{cpu::rows8_layout::repackable, [](DType) { return int64_t(cpu::rows8_layout::kBlockValues); },
+                                 cpu::rows8_layout::packed_bytes, cpu::rows8_layout::repack, kFlagRepacked | kFlagRows8},
+                                {cpu::rows8_k_layout::repackable, [](DType) { return int64_t(cpu::rows8_k_layout::kBlockValues); },
+                                 cpu::rows8_k_layout::packed_bytes, cpu::rows8_k_layout::repack, kFlagRepacked | kFlagRows8}},
                                weights, source_done);
         return nullptr;
     }
@@ -93,16 +98,24 @@ private:
         uint32_t flags;
     };
 
-    std::unique_ptr<Buffer> repack_into(const Layout& L, const std::vector<Tensor*>& weights,
+    // Each weight goes into the first of `layouts` that has its type (none: it stays as it is).
+    std::unique_ptr<Buffer> repack_into(std::initializer_list<Layout> layouts, const std::vector<Tensor*>& weights,
                                         const RepackSourceDone& source_done) {
         std::vector<Tensor*> todo;
+        std::vector<const Layout*> layout_of;
         std::vector<size_t> offset;
         size_t total = 0;
         for (Tensor* t : weights) {
-            if (!t || t->op != Op::None || !t->data || (t->flags & kFlagRepacked) || !L.repackable(t->type)) continue;
+            if (!t || t->op != Op::None || !t->data || (t->flags & kFlagRepacked)) continue;
+            const Layout* found = nullptr;
+            for (const Layout& l : layouts)
+                if (!found && l.repackable(t->type)) found = &l;
+            if (!found) continue;
+            const Layout& L = *found;
             if (t->ne[2] != 1 || t->ne[3] != 1 || t->ne[0] % L.row_multiple(t->type) != 0) continue;
             if (t->nb[0] != type_traits(t->type).block_bytes || t->nb[1] != t->row_bytes()) continue;
             todo.push_back(t);
+            layout_of.push_back(found);
             offset.push_back(total);
             total += (L.packed_bytes(t->type, t->ne[1], t->ne[0]) + 63) / 64 * 64;
         }
@@ -111,13 +124,13 @@ private:
         char* base = static_cast<char*>(buf->base());
         cpu::parallel_for(pool_, int64_t(todo.size()), pool_.size(), [&](int64_t i, int) {
             const Tensor* t = todo[size_t(i)];
-            L.repack(t->type, t->data, t->nb[1], t->ne[1], t->ne[0], base + offset[size_t(i)]);
+            layout_of[size_t(i)]->repack(t->type, t->data, t->nb[1], t->ne[1], t->ne[0], base + offset[size_t(i)]);
             if (source_done) source_done(t->data, t->nbytes());
         });
         for (size_t i = 0; i < todo.size(); ++i) {
             todo[i]->data = base + offset[i];
             todo[i]->buffer = buf.get();
-            todo[i]->flags |= L.flags;
+            todo[i]->flags |= layout_of[i]->flags;
         }
         return buf;
     }

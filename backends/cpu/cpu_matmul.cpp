@@ -16,6 +16,7 @@
 #include "backends/cpu/cpu_matmul_kernel.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/quant_dot.h"
+#include "backends/cpu/rows8_k_matmul.h"
 #include "backends/cpu/rows8_matmul.h"
 #include "core/error.h"
 
@@ -158,7 +159,8 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
     size_t tile_floats = size_t(std::max(kPackPanelRows * (kBlockK + 16), kPackPanelRows * kQuantCols)) + size_t(kLanes);
     for (const auto& j : jobs)
         if (j.amx_repacked) tile_floats = std::max(tile_floats, amx_scratch_floats(j));
-        else if (j.rows8_repacked) tile_floats = std::max(tile_floats, rows8_scratch_floats(j));
+        else if (j.rows8_repacked)
+            tile_floats = std::max(tile_floats, rows8_k_compiled(j.wtype) ? rows8_k_scratch_floats(j) : rows8_scratch_floats(j));
     parallel_for(pool, int64_t(items.size()), threads, [&](int64_t i, int tid) {
         const WorkItem& it = items[size_t(i)];
         const MatmulJob& job = jobs[it.job];
@@ -168,7 +170,9 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
             case DType::F16: float_panel<F16Elem>(job, it.r0, it.r1, buf); break;
             case DType::BF16: float_panel<BF16Elem>(job, it.r0, it.r1, buf); break;
             default:
-                if (job.rows8_repacked)
+                if (job.rows8_repacked && rows8_k_compiled(job.wtype))
+                    rows8_k_panel(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf);
+                else if (job.rows8_repacked)
                     rows8_panel(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf);
                 else if (job.amx_repacked)
                     amx_panel(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf);
@@ -184,7 +188,8 @@ bool mul_mat_ok(const Tensor& node) {
     const Tensor* b = node.src[1];
     if (!a || !b || b->type != DType::F32 || node.type != DType::F32 || !node.is_contiguous()) return false;
     if ((a->flags & kFlagRepacked) && (a->flags & kFlagRows8))  // interleaved rows: levels with AVX2 (rows8_matmul.h)
-        return rows8_compiled() && a->op == Op::None && a->type == DType::Q4_0 && b->ne[2] % a->ne[2] == 0 &&
+        return ((rows8_compiled() && a->type == DType::Q4_0) || rows8_k_compiled(a->type)) && a->op == Op::None &&
+               b->ne[2] % a->ne[2] == 0 &&
                b->ne[3] % a->ne[3] == 0;
     if (a->flags & kFlagRepacked)  // the tile layout: only a level with tiles reads it (amx_matmul.h)
         return amx_tiles_compiled() && a->op == Op::None &&

@@ -26,7 +26,7 @@ struct MatmulJob {
     float* out = nullptr;
     size_t out_stride = 0;  // floats between output columns (one per activation row)
     bool amx_repacked = false;  // w is in amx_repack.h's tile layout (the amx level's kernels only)
-    bool rows8_repacked = false;  // w is in rows8_layout.h's interleaved rows (levels with AVX2)
+    bool rows8_repacked = false;  // w is in rows8_layout.h's (Q4_0) or rows8_k_layout.h's (K-quants) interleaved rows (levels with AVX2)
 };
 
 // Weight types the matmul fast path computes (f32/f16/bf16 directly, the rest through quant_dot.h).

@@ -1,0 +1,298 @@
+// Q4_K and Q6_K weights in the interleaved-rows layout (rows8_k_layout.h) x Q8_K activation rows.
+//
+// Per strip (8 weight rows) and super-block, each 32 values' quants unpack into eight vectors u_g (g < 8),
+// lane n holding row n's values 4g .. 4g + 3 as unsigned bytes (Q4_K 0..15, Q6_K 0..63). For each activation
+// column x's four values are broadcast to every lane, and vpmaddubsw + vpmaddwd give row n's dot in lane n:
+// the eight rows' sums are one vector in row order. Exactly the integers of the K-quant formulas:
+//   Q4_K: dot_n = d_n dx sum_s sc_ns (q . x)_s  -  dmin_n dx sum_s m_ns bsum_s      (8 sub-blocks of 32)
+//   Q6_K: dot_n = d_n dx (sum_s sc_ns (q . x)_s  -  32 sum_s sc_ns bsum_s)        (16 sub-blocks of 16, q = v + 32)
+// where bsum_s is the sum of x over sub-block s (Q8_K's bsums: per 16 values). The sub-block scale
+// multiplies the u8 x s8 pair sums in int16 (vpmaddwd with (sc, sc) in each row's lane), so each integer sum
+// is one int32 per row and super-block, turned into a float and scaled once per super-block for 8 rows.
+//
+// int16 bounds (no VNNI: the pair sums are added in int16 before widening; Q8_K values are within +-127):
+//   Q4_K: eight pair sums of 32 values, each |.| <= 2 x 15 x 127 = 3810: 30480 < 32768.
+//   Q6_K: pair sums |.| <= 2 x 63 x 127 = 16002, so only two are added (32004) before vpmaddwd widens them.
+// int32: Q4_K 8 x 2 x 30480 x 63 = 30.7M; Q6_K 16 x 128 x 16 x 63 x 127 = 262M (+ 32 x 4.2M): both < 2^31.
+//
+// The scales and mins of eight rows come out of the record with a few vector ands and shifts (Q4_K's 6-bit
+// packing, rows8_k_layout.h) and one byte shuffle per sub-block puts (sc, sc) into each row's lane.
+#include "backends/cpu/rows8_k_matmul.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "backends/cpu/quant_dot_kernels.h"
+#include "backends/cpu/rows8_k_layout.h"
+#include "core/error.h"
+
+namespace tessera::cpu::TESSERA_CPU_LEVEL {
+
+#if TESSERA_QDOT_AVX2
+
+namespace {
+
+namespace L = rows8_k_layout;
+using namespace qdot;
+
+constexpr int kPassCols = 8;  // activation columns per pass over a strip: a decode batch of up to 8 sequences unpacks each super-block once
+
+inline __m256i bcast4(const void* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+// vpshufb masks that make, in each 32-bit lane, the two int16 [byte a of the lane, byte b of the lane]:
+// zero-extended (the byte in the low half of each int16), or in the high half, for an arithmetic shift
+// right by 8 to sign-extend (Q6_K's int8 scales).
+struct ByteShuffle {
+    alignas(32) int8_t v[32];
+};
+constexpr ByteShuffle lane_pair(int a, int b, bool high) {
+    ByteShuffle t{};
+    for (int i = 0; i < 32; ++i) {
+        const int lane = (i % 16) / 4, pos = i % 4;  // vpshufb indexes within each 128-bit half
+        const bool data = high ? pos % 2 == 1 : pos % 2 == 0;
+        t.v[i] = data ? int8_t(4 * lane + (pos < 2 ? a : b)) : int8_t(-128);  // -128: a zero byte
+    }
+    return t;
+}
+constexpr ByteShuffle kSame[4] = {lane_pair(0, 0, false), lane_pair(1, 1, false), lane_pair(2, 2, false),
+                                  lane_pair(3, 3, false)};
+constexpr ByteShuffle kNext[2] = {lane_pair(0, 1, false), lane_pair(2, 3, false)};
+constexpr ByteShuffle kSameHi[4] = {lane_pair(0, 0, true), lane_pair(1, 1, true), lane_pair(2, 2, true),
+                                    lane_pair(3, 3, true)};
+constexpr ByteShuffle kNextHi[2] = {lane_pair(0, 1, true), lane_pair(2, 3, true)};
+
+inline __m256i shuffle(__m256i v, const ByteShuffle& m) {
+    return _mm256_shuffle_epi8(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(m.v)));
+}
+inline __m256i shuffle_signed(__m256i v, const ByteShuffle& m) { return _mm256_srai_epi16(shuffle(v, m), 8); }
+
+inline __m256 load_f16x8(const uint8_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Per super-block b and column c < C (entry b * C + c): d_x, and for Q4_K the eight 32-value sums of x
+// (bs8[8 (b * C + c) + s]: |.| <= 32 x 127, an int16).
+void column_terms(DType t, int64_t nblocks, const char* a, size_t a_stride, int C, float* dx, int16_t* bs8) {
+    for (int c = 0; c < C; ++c) {
+        const auto* x = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
+        for (int64_t b = 0; b < nblocks; ++b) {
+            dx[b * C + c] = x[b].d;
+            if (t == DType::Q4_K)
+                for (int s = 0; s < 8; ++s)
+                    bs8[8 * (b * C + c) + s] = int16_t(x[b].bsums[2 * s] + x[b].bsums[2 * s + 1]);
+        }
+    }
+}
+
+template <int C>
+void store_strip(const __m256 (&acc)[C], float* out, size_t out_stride, int rows) {
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+        if (rows == L::kStripRows) {
+            _mm256_storeu_ps(out + size_t(c) * out_stride, acc[c]);
+        } else {
+            alignas(32) float v[8];
+            _mm256_store_ps(v, acc[c]);
+            std::memcpy(out + size_t(c) * out_stride, v, size_t(rows) * sizeof(float));
+        }
+    }
+}
+
+// One Q4_K strip (8 weight rows, `rows` of them real) x C activation columns over nblocks super-blocks;
+// column c's eight results go to out + c * out_stride.
+template <int C>
+void strip_q4_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
+                const int16_t* bs8, float* out, size_t out_stride, int rows) {
+    constexpr size_t kRec = L::kStripRows * sizeof(block_q4_K);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), low6 = _mm256_set1_epi8(0x3F), bits45 = _mm256_set1_epi8(0x30);
+    const block_q8_K* xb[C];
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
+    __m256 acc[C];
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+
+    for (int64_t b = 0; b < nblocks; ++b) {
+        const uint8_t* r = strip + size_t(b) * kRec;
+        // The 12 scale bytes as three words w0 w1 w2 (row n in lane n): scales 0-3 and mins 0-3 are the low
+        // 6 bits of w0 and w1; scales 4-7 (mins 4-7) are w2's low (high) nibbles, topped by the top 2 bits
+        // of w0's (w1's) bytes.
+        const __m256i w0 = loadu256(r + L::kQ4KScales), w1 = loadu256(r + L::kQ4KScales + 32),
+                      w2 = loadu256(r + L::kQ4KScales + 64);
+        const __m256i sc03 = _mm256_and_si256(w0, low6), m03 = _mm256_and_si256(w1, low6);
+        const __m256i sc47 = _mm256_or_si256(_mm256_and_si256(w2, low4), _mm256_and_si256(_mm256_srli_epi32(w0, 2), bits45));
+        const __m256i m47 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, 4), low4),
+                                            _mm256_and_si256(_mm256_srli_epi32(w1, 2), bits45));
+        __m256i isum[C];
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
+        TESSERA_UNROLL for (int s = 0; s < 8; ++s) {  // sub-block s: values 32s .. 32s + 31
+            const __m256i sp = shuffle(s < 4 ? sc03 : sc47, kSame[s % 4]);
+            const uint8_t* chunk = r + L::kQ4KQs + 256 * (s / 2);  // low nibbles: even s, high: odd s
+            __m256i u[8];
+            TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
+                const __m256i v = loadu256(chunk + 32 * g);
+                u[g] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
+            }
+            TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+                const int8_t* x = xb[c][b].qs + 32 * s;
+                __m256i p = _mm256_maddubs_epi16(u[0], bcast4(x));
+                TESSERA_UNROLL for (int g = 1; g < 8; ++g) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(u[g], bcast4(x + 4 * g)));
+                isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sp));
+            }
+        }
+        const __m256i mp0 = shuffle(m03, kNext[0]), mp1 = shuffle(m03, kNext[1]), mp2 = shuffle(m47, kNext[0]),
+                      mp3 = shuffle(m47, kNext[1]);
+        const __m256 d = load_f16x8(r), dmin = load_f16x8(r + L::kQ4KDmin);
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+            const int16_t* bs = bs8 + 8 * (b * C + c);
+            __m256i ms = _mm256_madd_epi16(mp0, bcast4(bs));
+            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp1, bcast4(bs + 2)));
+            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp2, bcast4(bs + 4)));
+            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp3, bcast4(bs + 6)));
+            const __m256 dx_c = _mm256_set1_ps(dx[b * C + c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, dx_c), acc[c]);
+            acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dmin, dx_c), acc[c]);
+        }
+    }
+    store_strip<C>(acc, out, out_stride, rows);
+}
+
+// The high two bits of quarter t's values (qh bits 2t, 2t + 1) moved to bits 4-5 of each byte.
+template <int t>
+inline __m256i q6_high(__m256i h, __m256i bits45) {
+    if constexpr (t == 0) return _mm256_and_si256(_mm256_slli_epi16(h, 4), bits45);
+    if constexpr (t == 1) return _mm256_and_si256(_mm256_slli_epi16(h, 2), bits45);
+    if constexpr (t == 2) return _mm256_and_si256(h, bits45);
+    return _mm256_and_si256(_mm256_srli_epi16(h, 2), bits45);
+}
+
+// Quarter q (values 32q .. 32q + 31: half q / 4, quarter t = q % 4 of it) of a Q6_K record, sub-blocks 2q
+// and 2q + 1, into the C columns' sums.
+template <int C, int q>
+inline void q6_quarter(const uint8_t* r, const __m256i (&sc)[4], const block_q8_K* const (&xb)[C], int64_t b,
+                       __m256i (&isum)[C]) {
+    constexpr int h = q / 4, t = q % 4;
+    const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+    const uint8_t* ql = r + L::kQ6KQl + 256 * (2 * h + (t & 1));  // low nibbles: t 0, 1; high: t 2, 3
+    const uint8_t* qh = r + L::kQ6KQh + 256 * h;
+    const __m256i sp0 = shuffle_signed(sc[q / 2], kSameHi[(2 * q) % 4]);
+    const __m256i sp1 = shuffle_signed(sc[q / 2], kSameHi[(2 * q) % 4 + 1]);
+    __m256i u[8];
+    TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
+        const __m256i l = loadu256(ql + 32 * g);
+        u[g] = _mm256_or_si256(_mm256_and_si256(t >= 2 ? _mm256_srli_epi16(l, 4) : l, low4),
+                               q6_high<t>(loadu256(qh + 32 * g), bits45));
+    }
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+        const int8_t* x = xb[c][b].qs + 32 * q;
+        __m256i p[4];
+        TESSERA_UNROLL for (int i = 0; i < 4; ++i)
+            p[i] = _mm256_add_epi16(_mm256_maddubs_epi16(u[2 * i], bcast4(x + 8 * i)),
+                                    _mm256_maddubs_epi16(u[2 * i + 1], bcast4(x + 8 * i + 4)));
+        const __m256i lo = _mm256_add_epi32(_mm256_madd_epi16(p[0], sp0), _mm256_madd_epi16(p[1], sp0));
+        const __m256i hi = _mm256_add_epi32(_mm256_madd_epi16(p[2], sp1), _mm256_madd_epi16(p[3], sp1));
+        isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(lo, hi));
+    }
+}
+
+template <int C, int... q>
+inline void q6_quarters(const uint8_t* r, const __m256i (&sc)[4], const block_q8_K* const (&xb)[C], int64_t b,
+                        __m256i (&isum)[C], std::integer_sequence<int, q...>) {
+    (q6_quarter<C, q>(r, sc, xb, b, isum), ...);
+}
+
+// One Q6_K strip x C activation columns, as strip_q4_K.
+template <int C>
+void strip_q6_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
+                const int16_t*, float* out, size_t out_stride, int rows) {
+    constexpr size_t kRec = L::kStripRows * sizeof(block_q6_K);
+    const block_q8_K* xb[C];
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
+    __m256 acc[C];
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+
+    for (int64_t b = 0; b < nblocks; ++b) {
+        const uint8_t* r = strip + size_t(b) * kRec;
+        __m256i sc[4];  // sc[i] lane n: row n's int8 scales 4i .. 4i + 3
+        TESSERA_UNROLL for (int i = 0; i < 4; ++i) sc[i] = loadu256(r + L::kQ6KScales + 32 * i);
+        __m256i isum[C];
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
+        q6_quarters<C>(r, sc, xb, b, isum, std::make_integer_sequence<int, 8>{});
+        // The offset: 32 sum_s sc_s bsum_s, two sub-blocks per vpmaddwd.
+        __m256i sp[8];
+        TESSERA_UNROLL for (int i = 0; i < 8; ++i) sp[i] = shuffle_signed(sc[i / 2], kNextHi[i % 2]);
+        const __m256 d = load_f16x8(r);
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+            const int16_t* bs = xb[c][b].bsums;
+            __m256i os = _mm256_madd_epi16(sp[0], bcast4(bs));
+            TESSERA_UNROLL for (int i = 1; i < 8; ++i) os = _mm256_add_epi32(os, _mm256_madd_epi16(sp[i], bcast4(bs + 2 * i)));
+            const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(os, 5));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(d, _mm256_set1_ps(dx[b * C + c])), acc[c]);
+        }
+    }
+    store_strip<C>(acc, out, out_stride, rows);
+}
+
+using StripFn = void (*)(int64_t, const uint8_t*, const char*, size_t, const float*, const int16_t*, float*, size_t, int);
+
+template <int C>
+StripFn strip_fn_for(DType t) {
+    return t == DType::Q4_K ? strip_q4_K<C> : strip_q6_K<C>;
+}
+
+StripFn strip_fn(DType t, int C) {
+    static_assert(kPassCols == 8, "strip_fn: extend the switch");
+    switch (C) {
+        case 1: return strip_fn_for<1>(t);
+        case 2: return strip_fn_for<2>(t);
+        case 3: return strip_fn_for<3>(t);
+        case 4: return strip_fn_for<4>(t);
+        case 5: return strip_fn_for<5>(t);
+        case 6: return strip_fn_for<6>(t);
+        case 7: return strip_fn_for<7>(t);
+        default: return strip_fn_for<8>(t);
+    }
+}
+
+}  // namespace
+
+bool rows8_k_compiled(DType t) { return L::repackable(t); }
+
+size_t rows8_k_scratch_floats(const MatmulJob& job) {
+    // d_x (one float) and eight int16 sums (four floats' room) per super-block and column of a pass.
+    return size_t(5 * (job.k / L::kBlockValues) * kPassCols + 16);
+}
+
+void rows8_k_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch) {
+    TESSERA_CHECK(L::repackable(job.wtype) && r0 % L::kStripRows == 0, "rows8 K-quant matmul: %s weights, rows from %lld",
+                  type_name(job.wtype), (long long)r0);
+    const int64_t nb = job.k / L::kBlockValues;
+    const size_t strip_bytes = size_t(nb) * L::record_bytes(job.wtype);
+    const auto* w = reinterpret_cast<const uint8_t*>(job.w);
+    float* dx = scratch;
+    auto* bs8 = reinterpret_cast<int16_t*>(scratch + nb * kPassCols);
+    for (int64_t j0 = 0; j0 < job.m; j0 += kPassCols) {
+        const int C = int(std::min<int64_t>(kPassCols, job.m - j0));
+        const char* a = qact + size_t(j0) * qstride;
+        column_terms(job.wtype, nb, a, qstride, C, dx, bs8);
+        const StripFn f = strip_fn(job.wtype, C);
+        for (int64_t row = r0; row < r1; row += L::kStripRows)
+            f(nb, w + size_t(row / L::kStripRows) * strip_bytes, a, qstride, dx, bs8,
+              job.out + j0 * int64_t(job.out_stride) + row, job.out_stride,
+              int(std::min<int64_t>(L::kStripRows, r1 - row)));
+    }
+}
+
+#else  // no AVX2: the cpu backend does not make the layout at this level, and mul_mat_ok refuses it
+
+bool rows8_k_compiled(DType) { return false; }
+size_t rows8_k_scratch_floats(const MatmulJob&) { return 0; }
+void rows8_k_panel(const MatmulJob&, int64_t, int64_t, const char*, size_t, float*) {
+    TESSERA_CHECK(false, "rows8 K-quant matmul: this cpu level has no kernels for interleaved-rows weights");
+}
+
+#endif
+
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL
