@@ -19,6 +19,7 @@
 #include <random>
 #include <vector>
 
+#include "backends/cpu/amx_matmul_f16.h"
 #include "backends/cpu/amx_matmul_k.h"
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/amx_repack_k.h"
@@ -322,7 +323,9 @@ std::string amx_self_check() {
     } catch (const std::exception& e) {
         return e.what();
     }
-    return amx_k_self_check();  // 3. the K-quants' tile matmul (amx_matmul_k.cpp)
+    const std::string k_quants = amx_k_self_check();  // 3. the K-quants' tile matmul (amx_matmul_k.cpp)
+    if (!k_quants.empty()) return k_quants;
+    return amx_f16_self_check();  // 4. F16 / BF16 weights on the BF16 tiles (amx_matmul_f16.cpp)
 }
 
 #else  // no tiles at this level

@@ -1,6 +1,7 @@
 // The AMX weight layout (see amx_repack.h): repack and its inverse, both plain loops over bytes.
 #include "backends/cpu/amx_repack.h"
 
+#include "backends/cpu/amx_repack_f16.h"
 #include "backends/cpu/amx_repack_k.h"
 
 #include <cstring>
@@ -19,7 +20,7 @@ constexpr int kVnniBytes = kPanelRows * kBlockValues;  // 512
 constexpr int vnni_pos(int n, int v) { return (v / 4) * (4 * kPanelRows) + 4 * n + v % 4; }
 
 void check_shape(DType t, int64_t rows, int64_t k) {
-    TESSERA_CHECK(repackable(t), "amx repack: type %s has no AMX tile layout (only Q4_0, Q8_0, Q4_K, Q5_K, Q6_K)",
+    TESSERA_CHECK(repackable(t), "amx repack: type %s has no AMX tile layout (only Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, F16, BF16)",
                   type_name(t));
     TESSERA_CHECK(rows > 0 && k > 0 && k % record_values(t) == 0,
                   "amx repack: %lld rows of %lld values (k must be a positive multiple of %lld for %s)", (long long)rows,
@@ -28,16 +29,19 @@ void check_shape(DType t, int64_t rows, int64_t k) {
 
 }  // namespace
 
-bool repackable(DType t) { return t == DType::Q4_0 || t == DType::Q8_0 || is_k_quant(t); }
+bool repackable(DType t) { return t == DType::Q4_0 || t == DType::Q8_0 || is_k_quant(t) || is_float16(t); }
 
-int64_t record_values(DType t) { return is_k_quant(t) ? QK_K : kBlockValues; }
+// F16 / BF16: any k (amx_repack_f16.h pads the last block with zeros).
+int64_t record_values(DType t) { return is_k_quant(t) ? QK_K : is_float16(t) ? 1 : kBlockValues; }
 
 size_t record_bytes(DType t) {
+    if (is_float16(t)) return kPairBlockBytes;
     if (is_k_quant(t)) return k_record_bytes(t);
     return kScaleBytes + (t == DType::Q4_0 ? kVnniBytes / 2 : kVnniBytes);
 }
 
 size_t packed_bytes(DType t, int64_t rows, int64_t k) {
+    if (is_float16(t)) return f16_packed_bytes(rows, k);
     const int64_t panels = (rows + kPanelRows - 1) / kPanelRows;
     return size_t(panels) * size_t(k / record_values(t)) * record_bytes(t);
 }
@@ -45,6 +49,7 @@ size_t packed_bytes(DType t, int64_t rows, int64_t k) {
 void repack(DType t, const void* src, size_t src_row_stride, int64_t rows, int64_t k, void* dst) {
     check_shape(t, rows, k);
     if (is_k_quant(t)) return repack_k(t, src, src_row_stride, rows, k, dst);
+    if (is_float16(t)) return repack_f16(src, src_row_stride, rows, k, dst);
     const int64_t nb = k / kBlockValues, panels = (rows + kPanelRows - 1) / kPanelRows;
     const size_t rec = record_bytes(t);
     const uint8_t* s = static_cast<const uint8_t*>(src);
@@ -90,6 +95,7 @@ void repack(DType t, const void* src, size_t src_row_stride, int64_t rows, int64
 void unpack(DType t, const void* src, int64_t rows, int64_t k, void* dst, size_t dst_row_stride) {
     check_shape(t, rows, k);
     if (is_k_quant(t)) return unpack_k(t, src, rows, k, dst, dst_row_stride);
+    if (is_float16(t)) return unpack_f16(src, rows, k, dst, dst_row_stride);
     const int64_t nb = k / kBlockValues, panels = (rows + kPanelRows - 1) / kPanelRows;
     const size_t rec = record_bytes(t);
     const uint8_t* s = static_cast<const uint8_t*>(src);

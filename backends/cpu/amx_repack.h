@@ -17,7 +17,8 @@
 // repacked weights take the file's size, plus the padding rows of a last partial panel (scale 0, values 0).
 //
 // The K-quants Q4_K, Q5_K and Q6_K have their own records, one per panel and 256-value super-block, made of
-// the same 32-value VNNI blocks: see amx_repack_k.h.
+// the same 32-value VNNI blocks: see amx_repack_k.h. F16 and BF16 weights have theirs for the BF16 tiles
+// (amx_repack_f16.h); the functions below take all of these types.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -30,9 +31,10 @@ constexpr int kPanelRows = 16;  // weight rows per panel: the N of one tile prod
 constexpr int kBlockValues = 32;  // values per quant block: the K of one tile product
 constexpr int kScaleBytes = kPanelRows * 2;
 
-// Types this layout has: Q4_0, Q8_0, and the K-quants of amx_repack_k.h.
+// Types this layout has: Q4_0, Q8_0, the K-quants of amx_repack_k.h, F16 and BF16 (amx_repack_f16.h).
 bool repackable(DType t);
-// Values one record covers along k: 32 (Q4_0, Q8_0), 256 (the K-quants' super-block).
+// Values one record covers along k: 32 (Q4_0, Q8_0), 256 (the K-quants' super-block); 1 for F16 / BF16,
+// which take any k.
 int64_t record_values(DType t);
 // Bytes of one record (one panel's one block or super-block): scales + values.
 size_t record_bytes(DType t);

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "backends/cpu/amx_matmul.h"
+#include "backends/cpu/amx_matmul_f16.h"
 #include "backends/cpu/cpu_act_quant.h"
 #include "backends/cpu/cpu_matmul_kernel.h"
 #include "backends/cpu/cpu_ops.h"
@@ -123,11 +124,20 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
     std::vector<size_t> qoffset(jobs.size(), 0), qstride(jobs.size(), 0);
     std::vector<std::pair<size_t, int64_t>> qrows;
     size_t qtotal = 0;
+    // F16 / BF16 weights repacked for the AMX tiles take their activations split into BF16 parts instead
+    // (amx_matmul_f16.h), the same way: F32 below stands for that format, which no quantized type has.
+    const auto converts = [](const MatmulJob& o) {
+        return type_traits(o.wtype).quantized || (o.amx_repacked && amx_f16_uses_tiles(o));
+    };
+    const auto act_format = [](const MatmulJob& o) {
+        return type_traits(o.wtype).quantized ? activation_type(o.wtype) : DType::F32;
+    };
     for (size_t j = 0; j < jobs.size(); ++j) {
-        if (!type_traits(jobs[j].wtype).quantized) continue;
-        qstride[j] = activation_row_bytes(jobs[j].wtype, jobs[j].k);
+        if (!converts(jobs[j])) continue;
+        qstride[j] = type_traits(jobs[j].wtype).quantized ? activation_row_bytes(jobs[j].wtype, jobs[j].k)
+                                                          : amx_f16_act_row_bytes(jobs[j].k);
         const auto same_input = [&](const MatmulJob& o) {
-            return type_traits(o.wtype).quantized && activation_type(o.wtype) == activation_type(jobs[j].wtype) &&
+            return converts(o) && act_format(o) == act_format(jobs[j]) &&
                    o.act == jobs[j].act && o.act_stride == jobs[j].act_stride && o.m == jobs[j].m && o.k == jobs[j].k;
         };
         const auto earlier = std::find_if(jobs.begin(), jobs.begin() + std::ptrdiff_t(j), same_input);
@@ -144,8 +154,12 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
         for (int64_t i = b; i < e; ++i) {
             const auto [j, r] = qrows[size_t(i)];
             const MatmulJob& job = jobs[j];
-            quantize_activation_row(job.wtype, job.act + r * int64_t(job.act_stride),
-                                    qbuf + qoffset[j] + size_t(r) * qstride[j], job.k);
+            const float* x = job.act + r * int64_t(job.act_stride);
+            char* dst = qbuf + qoffset[j] + size_t(r) * qstride[j];
+            if (type_traits(job.wtype).quantized)
+                quantize_activation_row(job.wtype, x, dst, job.k);
+            else
+                amx_f16_split_activations(x, job.k, dst);
         }
     });
 
@@ -158,13 +172,16 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
     }
     size_t tile_floats = size_t(std::max(kPackPanelRows * (kBlockK + 16), kPackPanelRows * kQuantCols)) + size_t(kLanes);
     for (const auto& j : jobs)
-        if (j.amx_repacked) tile_floats = std::max(tile_floats, amx_scratch_floats(j));
+        if (j.amx_repacked && !type_traits(j.wtype).quantized) tile_floats = std::max(tile_floats, amx_f16_scratch_floats(j));
+        else if (j.amx_repacked) tile_floats = std::max(tile_floats, amx_scratch_floats(j));
         else if (j.rows8_repacked)
             tile_floats = std::max(tile_floats, rows8_k_compiled(j.wtype) ? rows8_k_scratch_floats(j) : rows8_scratch_floats(j));
     parallel_for(pool, int64_t(items.size()), threads, [&](int64_t i, int tid) {
         const WorkItem& it = items[size_t(i)];
         const MatmulJob& job = jobs[it.job];
         float* buf = scratch.thread_floats(tid, tile_floats);
+        if (job.amx_repacked && !type_traits(job.wtype).quantized)  // F16 / BF16 in the tile layout
+            return amx_panel_f16(job, it.r0, it.r1, qbuf + qoffset[it.job], qstride[it.job], buf);
         switch (job.wtype) {
             case DType::F32: float_panel<F32Elem>(job, it.r0, it.r1, buf); break;
             case DType::F16: float_panel<F16Elem>(job, it.r0, it.r1, buf); break;
@@ -193,7 +210,8 @@ bool mul_mat_ok(const Tensor& node) {
                b->ne[3] % a->ne[3] == 0;
     if (a->flags & kFlagRepacked)  // the tile layout: only a level with tiles reads it (amx_matmul.h)
         return amx_tiles_compiled() && a->op == Op::None &&
-               (activation_type(a->type) == DType::Q8_0 || activation_type(a->type) == DType::Q8_K) &&
+               (activation_type(a->type) == DType::Q8_0 || activation_type(a->type) == DType::Q8_K ||
+                a->type == DType::F16 || a->type == DType::BF16) &&
                b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0;
     if (!matmul_weight_type_ok(a->type) || a->nb[0] != type_traits(a->type).block_bytes) return false;
     if (!type_traits(a->type).quantized)
