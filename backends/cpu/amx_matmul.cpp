@@ -13,6 +13,8 @@
 #include "backends/cpu/amx_matmul.h"
 
 #include <algorithm>
+#include <array>
+#include <utility>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -24,6 +26,7 @@
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/amx_repack_k.h"
 #include "backends/cpu/amx_tiles.h"
+#include "backends/cpu/cpu_act_quant.h"
 #include "backends/cpu/quant_dot.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -45,15 +48,29 @@ constexpr int kRows = 16;                              // activation rows per ti
 constexpr int kVnniBytes = L::kPanelRows * L::kBlockValues;  // one B tile: 8 rows of 64 bytes
 constexpr size_t kActBlock = sizeof(block_q8_0);       // 34: fp16 scale, then 32 int8
 
-// Tile 0: C, `rows` activation rows x 16 int32. Tile 1: A, `rows` x 32 int8. Tile 2: B, 8 x 64 (VNNI).
-void configure(int rows) {
+// Where a prepared activation row's tables start (amx_matmul.h): after its Q8_0 blocks, padded to 64 bytes.
+size_t act_tables_offset(int64_t nb) { return (size_t(nb) * kActBlock + 63) / 64 * 64; }
+
+// Up to two groups of 16 activation rows against up to two panels per block: tiles 0, 1 hold the groups'
+// blocks (A: rows x 32 int8), tiles 2, 3 the panels' blocks (B: 8 x 64, VNNI), tile 4 + 2 * group + panel
+// their product (C: rows x 16 int32). Four products per four loads rather than one per two, and four
+// independent products the tile unit can overlap. A group of 0 rows leaves its tiles unconfigured (unused).
+void configure(int rows0, int rows1) {
     TileConfig c;
-    c.rows[0] = uint8_t(rows);
-    c.colsb[0] = 4 * L::kPanelRows;
-    c.rows[1] = uint8_t(rows);
-    c.colsb[1] = L::kBlockValues;
-    c.rows[2] = L::kBlockValues / 4;
-    c.colsb[2] = 4 * L::kPanelRows;
+    const int rows[2] = {rows0, rows1};
+    for (int g = 0; g < 2; ++g) {
+        if (rows[g] == 0) continue;
+        c.rows[g] = uint8_t(rows[g]);
+        c.colsb[g] = L::kBlockValues;
+        for (int p = 0; p < 2; ++p) {
+            c.rows[4 + 2 * g + p] = uint8_t(rows[g]);
+            c.colsb[4 + 2 * g + p] = 4 * L::kPanelRows;
+        }
+    }
+    for (int p = 0; p < 2; ++p) {
+        c.rows[2 + p] = L::kBlockValues / 4;
+        c.colsb[2 + p] = 4 * L::kPanelRows;
+    }
     tile_memory_barrier();
     _tile_loadconfig(&c);
 }
@@ -65,72 +82,118 @@ struct Panel {
     const float* scale;   // block b, row n: scale[b * 16 + n]
 };
 
-void panel_scales(DType t, const uint8_t* panel, int64_t nb, float* scale) {
-    const size_t rec = L::record_bytes(t);
-    for (int64_t b = 0; b < nb; ++b)
-        for (int n = 0; n < L::kPanelRows; ++n) {
-            uint16_t h;
-            std::memcpy(&h, panel + size_t(b) * rec + 2 * n, 2);
-            scale[b * L::kPanelRows + n] = fp16_to_fp32(h);
-        }
+// The 16 fp16 values at p (one per weight row) as 16 floats, exactly.
+__m512 halves16(const uint8_t* p) {
+    const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
 }
 
 Panel prepare_panel(DType t, const uint8_t* panel, int64_t nb, int8_t* widened, float* scale) {
     const size_t rec = L::record_bytes(t);
-    panel_scales(t, panel, nb, scale);
+    for (int64_t b = 0; b < nb; ++b) _mm512_storeu_ps(scale + b * L::kPanelRows, halves16(panel + size_t(b) * rec));
     if (t == DType::Q8_0) return {reinterpret_cast<const int8_t*>(panel + L::kScaleBytes), rec, scale};
+    // Q4_0: nibble byte j holds VNNI byte j (low) and j + 256 (high), unsigned; the tile takes value - 8.
+    const __m512i nibble = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
     for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* q = panel + size_t(b) * rec + L::kScaleBytes;
         int8_t* o = widened + b * kVnniBytes;
-        for (int j = 0; j < kVnniBytes / 2; ++j) {
-            o[j] = int8_t((q[j] & 0x0F) - 8);
-            o[j + kVnniBytes / 2] = int8_t((q[j] >> 4) - 8);
+        for (int j = 0; j < kVnniBytes / 2; j += 64) {
+            const __m512i v = _mm512_loadu_si512(q + j);
+            _mm512_storeu_si512(o + j, _mm512_sub_epi8(_mm512_and_si512(v, nibble), eight));
+            _mm512_storeu_si512(o + j + kVnniBytes / 2, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), nibble), eight));
         }
     }
     return {widened, size_t(kVnniBytes), scale};
 }
 
-// acc[m * 16 + n] = sum over blocks b of C_b[m][n] * (weight scale * activation scale), for the `rows`
-// activation rows at act (stride astride); tiles configured for `rows`.
-void panel_product(const Panel& w, int64_t nb, const char* act, size_t astride, int rows, float* acc, int32_t* c) {
-    std::fill(acc, acc + kRows * L::kPanelRows, 0.0f);
+// Block b's tile products of G groups (the first at act, the second 16 rows below) and P panels, stored as
+// int32 at c + 256 * (2 * group + panel), row m at + 16 m. (The tile intrinsics take literal tile numbers.)
+template <int G, int P>
+void tile_products(const Panel* w, int64_t b, const char* act, size_t astride, int32_t* c) {
+    const char* a = act + size_t(b) * kActBlock + sizeof(half_bits);
+    _tile_loadd(2, w[0].vnni + size_t(b) * w[0].stride, 4 * L::kPanelRows);
+    if constexpr (P > 1) _tile_loadd(3, w[1].vnni + size_t(b) * w[1].stride, 4 * L::kPanelRows);
+    _tile_loadd(0, a, long(astride));
+    if constexpr (G > 1) _tile_loadd(1, a + kRows * astride, long(astride));
+    _tile_zero(4);
+    _tile_dpbssd(4, 0, 2);
+    if constexpr (P > 1) {
+        _tile_zero(5);
+        _tile_dpbssd(5, 0, 3);
+    }
+    if constexpr (G > 1) {
+        _tile_zero(6);
+        _tile_dpbssd(6, 1, 2);
+    }
+    if constexpr (G > 1 && P > 1) {
+        _tile_zero(7);
+        _tile_dpbssd(7, 1, 3);
+    }
+    _tile_stored(4, c, 4 * L::kPanelRows);
+    if constexpr (P > 1) _tile_stored(5, c + 256, 4 * L::kPanelRows);
+    if constexpr (G > 1) _tile_stored(6, c + 512, 4 * L::kPanelRows);
+    if constexpr (G > 1 && P > 1) _tile_stored(7, c + 768, 4 * L::kPanelRows);
+    tile_memory_barrier();  // the loads of c that follow read what the tile stores wrote
+}
+
+// acc (row i of the G * 16 activation rows at acc + i * 32, panel p's 16 values at + 16 p) = the dots of the
+// `rows[g]` prepared activation rows of each group with the P panels: per block the tile products, then per
+// row m and panel p, in 16 lanes,
+//     acc = fma(float(C), weight scales * activation scale, acc)
+// the rounding steps of scalar_product, lane by lane. Tiles configured for `rows`.
+template <int G, int P>
+void block_product(const Panel* w, int64_t nb, const char* act, size_t astride, const int* rows, int32_t* c,
+                   float* acc) {
+    const size_t tables = act_tables_offset(nb);
+    const float* da[2 * kRows];
+    for (int g = 0; g < G; ++g)
+        for (int m = 0; m < rows[g]; ++m) {
+            const int i = g * kRows + m;
+            da[i] = reinterpret_cast<const float*>(act + size_t(i) * astride + tables);
+            for (int p = 0; p < P; ++p) _mm512_storeu_ps(acc + i * 32 + 16 * p, _mm512_setzero_ps());
+        }
     tile_memory_barrier();
     for (int64_t b = 0; b < nb; ++b) {
-        _tile_loadd(2, w.vnni + size_t(b) * w.stride, 4 * L::kPanelRows);
-        _tile_loadd(1, act + size_t(b) * kActBlock + sizeof(half_bits), long(astride));
-        _tile_zero(0);
-        _tile_dpbssd(0, 1, 2);
-        _tile_stored(0, c, 4 * L::kPanelRows);
-        const float* ws = w.scale + b * L::kPanelRows;
-        for (int m = 0; m < rows; ++m) {
-            const auto* ab = reinterpret_cast<const block_q8_0*>(act + size_t(m) * astride) + b;
-            const float da = fp16_to_fp32(ab->d);
-            float* a = acc + m * L::kPanelRows;
-            const int32_t* cm = c + m * L::kPanelRows;
-            for (int n = 0; n < L::kPanelRows; ++n) a[n] = std::fma(float(cm[n]), ws[n] * da, a[n]);
-        }
+        tile_products<G, P>(w, b, act, astride, c);
+        __m512 ws[P];
+        for (int p = 0; p < P; ++p) ws[p] = _mm512_loadu_ps(w[p].scale + b * L::kPanelRows);
+        for (int g = 0; g < G; ++g)
+            for (int m = 0; m < rows[g]; ++m) {
+                const int i = g * kRows + m;
+                const __m512 sa = _mm512_set1_ps(da[i][b]);
+                for (int p = 0; p < P; ++p) {
+                    float* o = acc + i * 32 + 16 * p;
+                    const __m512 cm = _mm512_cvtepi32_ps(_mm512_load_si512(c + 256 * (2 * g + p) + 16 * m));
+                    _mm512_storeu_ps(o, _mm512_fmadd_ps(cm, _mm512_mul_ps(ws[p], sa), _mm512_loadu_ps(o)));
+                }
+            }
     }
 }
 
-#if TESSERA_X86_AMX  // (the amx level has AVX-512 VNNI too)
+using BlockFn = void (*)(const Panel*, int64_t, const char*, size_t, const int*, int32_t*, float*);
+constexpr BlockFn kBlockFns[2][2] = {{block_product<1, 1>, block_product<1, 2>}, {block_product<2, 1>, block_product<2, 2>}};
+
 // Decode: one activation row against a panel, with AVX-512 VNNI instead of tiles (a 1-row tile product would
 // waste 15/16 of each). The panel's VNNI bytes are what VPDPBUSD takes: row g of a block is, for each of the
 // 16 weight rows, its values 4g .. 4g + 3, so one broadcast of the activation's values 4g .. 4g + 3 gives the
 // 16 rows' partial dots in the 16 int32 lanes. VPDPBUSD multiplies unsigned by signed bytes, so the weights
 // go in unsigned (Q4_0: the nibble, value + 8; Q8_0: value + 128, by flipping the sign bit) and the offset
-// times the activation block's sum comes off after: the same exact integer as the tile product, scaled the
-// same way, so decode and batch give the same bits.
-void panel_gemv(DType t, const uint8_t* panel, int64_t nb, const char* act, const float* scale, float* out16) {
+// times the activation block's sum (prepared with the row) comes off after: the same exact integer as the
+// tile product, scaled the same way, so decode and batch give the same bits.
+void panel_gemv(DType t, const uint8_t* panel, int64_t nb, const char* act, float* out16) {
     const size_t rec = L::record_bytes(t);
     const auto* ab = reinterpret_cast<const block_q8_0*>(act);
+    const auto* da = reinterpret_cast<const float*>(act + act_tables_offset(nb));
+    const auto* asum = reinterpret_cast<const int32_t*>(da + nb);
     const __m512i nibble = _mm512_set1_epi8(0x0F), sign = _mm512_set1_epi8(char(0x80));
     const int32_t offset = t == DType::Q8_0 ? 128 : 8;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* q = panel + size_t(b) * rec + L::kScaleBytes;
-        int32_t a4[8], asum = 0;
+        const uint8_t* r = panel + size_t(b) * rec;
+        const uint8_t* q = r + L::kScaleBytes;
+        int32_t a4[8];
         std::memcpy(a4, ab[b].qs, sizeof a4);
-        for (int v = 0; v < L::kBlockValues; ++v) asum += ab[b].qs[v];
         __m512i dot = _mm512_setzero_si512();
         if (t == DType::Q8_0) {
             for (int g = 0; g < 8; ++g) {
@@ -144,13 +207,12 @@ void panel_gemv(DType t, const uint8_t* panel, int64_t nb, const char* act, cons
                 dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(w, 4), nibble), _mm512_set1_epi32(a4[c + 4]));
             }
         }
-        dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(offset * asum));
-        const __m512 s = _mm512_mul_ps(_mm512_loadu_ps(scale + b * L::kPanelRows), _mm512_set1_ps(fp16_to_fp32(ab[b].d)));
+        dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(offset * asum[b]));
+        const __m512 s = _mm512_mul_ps(halves16(r), _mm512_set1_ps(da[b]));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc);
     }
     _mm512_storeu_ps(out16, acc);
 }
-#endif
 
 // The arithmetic of panel_product for one output, in scalar code: the self-check's expectation.
 float scalar_product(DType t, const uint8_t* packed, int64_t nb, int64_t row, const char* act) {
@@ -187,52 +249,83 @@ float scalar_product(DType t, const uint8_t* packed, int64_t nb, int64_t row, co
 
 bool amx_tiles_compiled() { return true; }
 
+size_t amx_act_row_bytes(DType wtype, int64_t k) {
+    if (L::is_k_quant(wtype)) return activation_row_bytes(wtype, k);
+    const int64_t nb = k / L::kBlockValues;
+    return act_tables_offset(nb) + size_t(nb) * (sizeof(float) + sizeof(int32_t));
+}
+
+void amx_prepare_activation_row(DType wtype, const float* x, char* dst, int64_t k) {
+    quantize_activation_row(wtype, x, dst, k);
+    if (L::is_k_quant(wtype)) return;
+    const int64_t nb = k / L::kBlockValues;
+    auto* da = reinterpret_cast<float*>(dst + act_tables_offset(nb));
+    auto* asum = reinterpret_cast<int32_t*>(da + nb);
+    const auto* ab = reinterpret_cast<const block_q8_0*>(dst);
+    for (int64_t b = 0; b < nb; ++b) {
+        da[b] = fp16_to_fp32(ab[b].d);
+        int32_t sum = 0;
+        for (int v = 0; v < L::kBlockValues; ++v) sum += ab[b].qs[v];
+        asum[b] = sum;
+    }
+}
+
 size_t amx_scratch_floats(const MatmulJob& job) {
     if (L::is_k_quant(job.wtype)) return amx_k_scratch_floats(job);
     const size_t nb = size_t(job.k / L::kBlockValues);
-    // acc (16 x 16) + C (16 x 16 int32) + scales (nb x 16) + widened Q4_0 panel (nb x 512 bytes)
-    return 2 * kRows * L::kPanelRows + nb * L::kPanelRows + nb * kVnniBytes / sizeof(float) + 16;
+    // C (4 x 16 x 16 int32, 64-byte aligned) + acc (32 x 32) + per panel of two: scales (nb x 16) and the
+    // widened Q4_0 panel (nb x 512 bytes)
+    return 16 + 4 * kRows * L::kPanelRows + 2 * kRows * 32 + 2 * (nb * L::kPanelRows + nb * kVnniBytes / sizeof(float));
 }
 
 void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch) {
     if (L::is_k_quant(job.wtype)) return amx_panel_k(job, r0, r1, qact, qstride, scratch);
     const int64_t nb = job.k / L::kBlockValues;
     const size_t rec = L::record_bytes(job.wtype);
-    float* acc = scratch;
-    auto* c = reinterpret_cast<int32_t*>(acc + kRows * L::kPanelRows);
-    float* scale = acc + 2 * kRows * L::kPanelRows;
-    auto* widened = reinterpret_cast<int8_t*>(scale + nb * L::kPanelRows);
+    auto* c = reinterpret_cast<int32_t*>((reinterpret_cast<uintptr_t>(scratch) + 63) / 64 * 64);
+    float* acc = reinterpret_cast<float*>(c + 4 * kRows * L::kPanelRows);
+    float* scale[2] = {acc + 2 * kRows * 32, nullptr};
+    int8_t* widened[2] = {reinterpret_cast<int8_t*>(scale[0] + nb * L::kPanelRows), nullptr};
+    scale[1] = reinterpret_cast<float*>(widened[0] + nb * kVnniBytes);
+    widened[1] = reinterpret_cast<int8_t*>(scale[1] + nb * L::kPanelRows);
     const auto* packed = reinterpret_cast<const uint8_t*>(job.w);
-    int configured = 0;
-    for (int64_t p = r0 / L::kPanelRows; p * L::kPanelRows < r1; ++p) {
-#if TESSERA_X86_AMX  // (the amx level has AVX-512 VNNI too)
-        if (job.m == 1) {
-            const uint8_t* panel = packed + size_t(p) * size_t(nb) * rec;
-            panel_scales(job.wtype, panel, nb, scale);
-            panel_gemv(job.wtype, panel, nb, qact, scale, acc);
-            const int64_t row0 = p * L::kPanelRows;
-            const int valid = int(std::min<int64_t>(L::kPanelRows, std::min(r1, job.n) - row0));
-            for (int n = 0; n < valid; ++n) job.out[row0 + n] = acc[n];
-            continue;
+    const auto panel_at = [&](int64_t p) { return packed + size_t(p) * size_t(nb) * rec; };
+    const int64_t end = std::min(r1, job.n);
+    if (job.m == 1) {
+        for (int64_t row0 = r0; row0 < end; row0 += L::kPanelRows) {
+            float* out16 = acc;
+            panel_gemv(job.wtype, panel_at(row0 / L::kPanelRows), nb, qact, out16);
+            const int valid = int(std::min<int64_t>(L::kPanelRows, end - row0));
+            for (int n = 0; n < valid; ++n) job.out[row0 + n] = out16[n];
         }
-#endif
-        const Panel w = prepare_panel(job.wtype, packed + size_t(p) * size_t(nb) * rec, nb, widened, scale);
-        const int64_t row0 = p * L::kPanelRows;
-        const int valid = int(std::min<int64_t>(L::kPanelRows, std::min(r1, job.n) - row0));
-        for (int64_t j0 = 0; j0 < job.m; j0 += kRows) {
-            const int rows = int(std::min<int64_t>(kRows, job.m - j0));
-            if (rows != configured) {
-                configure(rows);
-                configured = rows;
+        return;
+    }
+    int configured[2] = {-1, -1};
+    for (int64_t row0 = r0; row0 < end; row0 += 2 * L::kPanelRows) {  // two panels at a time
+        const int panels = end - row0 > L::kPanelRows ? 2 : 1;
+        Panel w[2];
+        int valid[2];
+        for (int p = 0; p < panels; ++p) {
+            w[p] = prepare_panel(job.wtype, panel_at(row0 / L::kPanelRows + p), nb, widened[p], scale[p]);
+            valid[p] = int(std::min<int64_t>(L::kPanelRows, end - row0 - p * L::kPanelRows));
+        }
+        for (int64_t j0 = 0; j0 < job.m; j0 += 2 * kRows) {  // two groups of activation rows at a time
+            const int rows[2] = {int(std::min<int64_t>(kRows, job.m - j0)),
+                                 int(std::clamp<int64_t>(job.m - j0 - kRows, 0, kRows))};
+            if (rows[0] != configured[0] || rows[1] != configured[1]) {
+                configure(rows[0], rows[1]);
+                configured[0] = rows[0], configured[1] = rows[1];
             }
-            panel_product(w, nb, qact + size_t(j0) * qstride, qstride, rows, acc, c);
-            for (int m = 0; m < rows; ++m) {
-                float* o = job.out + (j0 + m) * int64_t(job.out_stride) + row0;
-                for (int n = 0; n < valid; ++n) o[n] = acc[m * L::kPanelRows + n];
-            }
+            const int groups = rows[1] ? 2 : 1;
+            kBlockFns[groups - 1][panels - 1](w, nb, qact + size_t(j0) * qstride, qstride, rows, c, acc);
+            for (int g = 0; g < groups; ++g)
+                for (int m = 0; m < rows[g]; ++m)
+                    for (int p = 0; p < panels; ++p)
+                        std::memcpy(job.out + (j0 + g * kRows + m) * int64_t(job.out_stride) + row0 + p * L::kPanelRows,
+                                    acc + (g * kRows + m) * 32 + 16 * p, size_t(valid[p]) * sizeof(float));
         }
     }
-    if (configured) _tile_release();
+    if (configured[0] >= 0) _tile_release();
 }
 
 std::string amx_check_repacked_panel(DType t, int64_t n, int64_t k, int64_t m, const std::vector<float>& wf,
@@ -243,9 +336,9 @@ std::string amx_check_repacked_panel(DType t, int64_t n, int64_t k, int64_t m, c
     std::vector<uint8_t> w(size_t(n) * wrow), packed(L::packed_bytes(t, n, k));
     for (int64_t r = 0; r < n; ++r) type_traits(t).from_float(wf.data() + r * k, w.data() + size_t(r) * wrow, k);
     L::repack(t, w.data(), wrow, n, k, packed.data());
-    const size_t qstride = activation_row_bytes(t, k);
+    const size_t qstride = amx_act_row_bytes(t, k);
     std::vector<char> qact(size_t(m) * qstride);
-    for (int64_t j = 0; j < m; ++j) quantize_activations(t, xf.data() + j * k, qact.data() + size_t(j) * qstride, k);
+    for (int64_t j = 0; j < m; ++j) amx_prepare_activation_row(t, xf.data() + j * k, qact.data() + size_t(j) * qstride, k);
     std::vector<float> out(size_t(m * n), NAN);
     MatmulJob job;
     job.wtype = t;
@@ -331,6 +424,10 @@ std::string amx_self_check() {
 #else  // no tiles at this level
 
 bool amx_tiles_compiled() { return false; }
+size_t amx_act_row_bytes(DType wtype, int64_t k) { return activation_row_bytes(wtype, k); }
+void amx_prepare_activation_row(DType wtype, const float* x, char* dst, int64_t k) {
+    quantize_activation_row(wtype, x, dst, k);
+}
 size_t amx_scratch_floats(const MatmulJob&) { return 0; }
 void amx_panel(const MatmulJob&, int64_t, int64_t, const char*, size_t, float*) {
     throw Error("cpu backend: weights repacked for AMX tiles reached a kernel level without them", Status::Unsupported);

@@ -17,10 +17,16 @@ namespace tessera::cpu::TESSERA_CPU_LEVEL {
 bool amx_tiles_compiled();
 // Weight rows per work item of a repacked job (a multiple of the 16-row panel).
 constexpr int64_t kAmxItemRows = 32;
+// Activation rows as amx_panel takes them. Q4_0 / Q8_0 weights: the row's Q8_0 blocks, padded to 64 bytes,
+// then each block's scale as a float and the sum of its 32 values as an int32 (the tile kernel scales 16 rows
+// per block product, decode subtracts the weights' offset times the sum; made once per row here rather than
+// once per weight panel). K-quants: the Q8_K row as it is (its scales are floats, its sums bsums).
+size_t amx_act_row_bytes(DType wtype, int64_t k);
+void amx_prepare_activation_row(DType wtype, const float* x, char* dst, int64_t k);
 // Floats of per-thread scratch amx_panel needs for `job`.
 size_t amx_scratch_floats(const MatmulJob& job);
 // out for weight rows [r0, r1) (r0 a multiple of 16) of a job whose weights are repacked; activations
-// already quantized (activation_type: Q8_0; Q8_K for the K-quants, amx_matmul_k.h), row j at qact + j * qstride.
+// already prepared (amx_prepare_activation_row), row j at qact + j * qstride.
 void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch);
 // A small tile product and a small repacked matmul on this level's tiles, compared with scalar code doing
 // the same arithmetic: "" when both agree exactly, else what differed. Run once before the amx level is used.

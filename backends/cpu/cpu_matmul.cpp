@@ -134,10 +134,11 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
     };
     for (size_t j = 0; j < jobs.size(); ++j) {
         if (!converts(jobs[j])) continue;
-        qstride[j] = type_traits(jobs[j].wtype).quantized ? activation_row_bytes(jobs[j].wtype, jobs[j].k)
-                                                          : amx_f16_act_row_bytes(jobs[j].k);
+        qstride[j] = !type_traits(jobs[j].wtype).quantized ? amx_f16_act_row_bytes(jobs[j].k)
+                     : jobs[j].amx_repacked                ? amx_act_row_bytes(jobs[j].wtype, jobs[j].k)
+                                                           : activation_row_bytes(jobs[j].wtype, jobs[j].k);
         const auto same_input = [&](const MatmulJob& o) {
-            return converts(o) && act_format(o) == act_format(jobs[j]) &&
+            return converts(o) && act_format(o) == act_format(jobs[j]) && o.amx_repacked == jobs[j].amx_repacked &&
                    o.act == jobs[j].act && o.act_stride == jobs[j].act_stride && o.m == jobs[j].m && o.k == jobs[j].k;
         };
         const auto earlier = std::find_if(jobs.begin(), jobs.begin() + std::ptrdiff_t(j), same_input);
@@ -156,7 +157,9 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
             const MatmulJob& job = jobs[j];
             const float* x = job.act + r * int64_t(job.act_stride);
             char* dst = qbuf + qoffset[j] + size_t(r) * qstride[j];
-            if (type_traits(job.wtype).quantized)
+            if (type_traits(job.wtype).quantized && job.amx_repacked)
+                amx_prepare_activation_row(job.wtype, x, dst, job.k);
+            else if (type_traits(job.wtype).quantized)
                 quantize_activation_row(job.wtype, x, dst, job.k);
             else
                 amx_f16_split_activations(x, job.k, dst);
