@@ -174,44 +174,53 @@ void block_product(const Panel* w, int64_t nb, const char* act, size_t astride, 
 using BlockFn = void (*)(const Panel*, int64_t, const char*, size_t, const int*, int32_t*, float*);
 constexpr BlockFn kBlockFns[2][2] = {{block_product<1, 1>, block_product<1, 2>}, {block_product<2, 1>, block_product<2, 2>}};
 
-// Decode: one activation row against a panel, with AVX-512 VNNI instead of tiles (a 1-row tile product would
-// waste 15/16 of each). The panel's VNNI bytes are what VPDPBUSD takes: row g of a block is, for each of the
-// 16 weight rows, its values 4g .. 4g + 3, so one broadcast of the activation's values 4g .. 4g + 3 gives the
-// 16 rows' partial dots in the 16 int32 lanes. VPDPBUSD multiplies unsigned by signed bytes, so the weights
-// go in unsigned (Q4_0: the nibble, value + 8; Q8_0: value + 128, by flipping the sign bit) and the offset
-// times the activation block's sum (prepared with the row) comes off after: the same exact integer as the
-// tile product, scaled the same way, so decode and batch give the same bits.
-void panel_gemv(DType t, const uint8_t* panel, int64_t nb, const char* act, float* out16) {
+// Decode: one activation row against P panels (P = 1, 2; panel p at panel0 + p * panel_bytes), with AVX-512
+// VNNI instead of tiles (a 1-row tile product would waste 15/16 of each). The panel's VNNI bytes are what
+// VPDPBUSD takes: row g of a block is, for each of the 16 weight rows, its values 4g .. 4g + 3, so one
+// broadcast of the activation's values 4g .. 4g + 3 gives the 16 rows' partial dots in the 16 int32 lanes.
+// VPDPBUSD multiplies unsigned by signed bytes, so the weights go in unsigned (Q4_0: the nibble, value + 8;
+// Q8_0: value + 128, by flipping the sign bit) and the offset times the activation block's sum (prepared with
+// the row) comes off after: the same exact integer as the tile product, scaled the same way, so decode and
+// batch give the same bits. Two panels share the activation broadcasts, and each block's dot is two chains
+// of VPDPBUSD (their latency, not memory, bounded a single chain).
+template <int P>
+void panels_gemv(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb, const char* act, float* out) {
     const size_t rec = L::record_bytes(t);
     const auto* ab = reinterpret_cast<const block_q8_0*>(act);
     const auto* da = reinterpret_cast<const float*>(act + act_tables_offset(nb));
     const auto* asum = reinterpret_cast<const int32_t*>(da + nb);
     const __m512i nibble = _mm512_set1_epi8(0x0F), sign = _mm512_set1_epi8(char(0x80));
     const int32_t offset = t == DType::Q8_0 ? 128 : 8;
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc[P];
+    for (int p = 0; p < P; ++p) acc[p] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* r = panel + size_t(b) * rec;
-        const uint8_t* q = r + L::kScaleBytes;
         int32_t a4[8];
         std::memcpy(a4, ab[b].qs, sizeof a4);
-        __m512i dot = _mm512_setzero_si512();
-        if (t == DType::Q8_0) {
-            for (int g = 0; g < 8; ++g) {
-                const __m512i w = _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), sign);
-                dot = _mm512_dpbusd_epi32(dot, w, _mm512_set1_epi32(a4[g]));
+        __m512i x[8];
+        for (int g = 0; g < 8; ++g) x[g] = _mm512_set1_epi32(a4[g]);
+        const __m512i off = _mm512_set1_epi32(offset * asum[b]);
+        const __m512 sa = _mm512_set1_ps(da[b]);
+        for (int p = 0; p < P; ++p) {
+            const uint8_t* r = panel0 + size_t(p) * panel_bytes + size_t(b) * rec;
+            const uint8_t* q = r + L::kScaleBytes;
+            __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
+            if (t == DType::Q8_0) {
+                for (int g = 0; g < 8; g += 2) {
+                    d0 = _mm512_dpbusd_epi32(d0, _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), sign), x[g]);
+                    d1 = _mm512_dpbusd_epi32(d1, _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g + 64), sign), x[g + 1]);
+                }
+            } else {
+                for (int c = 0; c < 4; ++c) {  // 64 bytes: VNNI row c in the low nibbles, row c + 4 in the high
+                    const __m512i w = _mm512_loadu_si512(q + 64 * c);
+                    d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(w, nibble), x[c]);
+                    d1 = _mm512_dpbusd_epi32(d1, _mm512_and_si512(_mm512_srli_epi16(w, 4), nibble), x[c + 4]);
+                }
             }
-        } else {
-            for (int c = 0; c < 4; ++c) {  // 64 bytes: VNNI row c in the low nibbles, row c + 4 in the high
-                const __m512i w = _mm512_loadu_si512(q + 64 * c);
-                dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(w, nibble), _mm512_set1_epi32(a4[c]));
-                dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(w, 4), nibble), _mm512_set1_epi32(a4[c + 4]));
-            }
+            const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(d0, d1), off);
+            acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(halves16(r), sa), acc[p]);
         }
-        dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(offset * asum[b]));
-        const __m512 s = _mm512_mul_ps(halves16(r), _mm512_set1_ps(da[b]));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc);
     }
-    _mm512_storeu_ps(out16, acc);
+    for (int p = 0; p < P; ++p) _mm512_storeu_ps(out + 16 * p, acc[p]);
 }
 
 // The arithmetic of panel_product for one output, in scalar code: the self-check's expectation.
@@ -292,11 +301,16 @@ void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, s
     const auto panel_at = [&](int64_t p) { return packed + size_t(p) * size_t(nb) * rec; };
     const int64_t end = std::min(r1, job.n);
     if (job.m == 1) {
-        for (int64_t row0 = r0; row0 < end; row0 += L::kPanelRows) {
-            float* out16 = acc;
-            panel_gemv(job.wtype, panel_at(row0 / L::kPanelRows), nb, qact, out16);
-            const int valid = int(std::min<int64_t>(L::kPanelRows, end - row0));
-            for (int n = 0; n < valid; ++n) job.out[row0 + n] = out16[n];
+        const size_t panel_bytes = size_t(nb) * rec;
+        for (int64_t row0 = r0; row0 < end; row0 += 2 * L::kPanelRows) {
+            float* out32 = acc;
+            const uint8_t* panel0 = panel_at(row0 / L::kPanelRows);
+            if (end - row0 > L::kPanelRows)
+                panels_gemv<2>(job.wtype, panel0, panel_bytes, nb, qact, out32);
+            else
+                panels_gemv<1>(job.wtype, panel0, panel_bytes, nb, qact, out32);
+            const int valid = int(std::min<int64_t>(2 * L::kPanelRows, end - row0));
+            std::memcpy(job.out + row0, out32, size_t(valid) * sizeof(float));
         }
         return;
     }

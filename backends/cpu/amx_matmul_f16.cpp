@@ -146,29 +146,49 @@ void panel_tiles(const uint16_t* bhi, const uint16_t* blo, int64_t nb, const cha
 
 // Few activation rows: out[j * 16 + n] = dot(weight row n of the panel, activation row j), fp32 FMAs. 64
 // bytes of a block are one pair of values for each of the 16 rows: rows 0..7 in the first 16 lanes loaded,
-// rows 8..15 in the next, each lane pair multiplied by the activation's matching pair.
+// rows 8..15 in the next, each lane pair multiplied by the activation's matching pair. Two pairs per step
+// into separate accumulators: with one, decode waited on the FMA latency, not on memory.
 template <bool F16, int M>
 void panel_small(const uint16_t* panel, int64_t k, const float* act, size_t as, float* out) {
-    __m512 acc[M][2];
-    for (auto& a : acc) a[0] = a[1] = _mm512_setzero_ps();
+    __m512 acc[M][4];
+    for (auto& a : acc)
+        for (auto& v : a) v = _mm512_setzero_ps();
     const int64_t pairs = (k + 1) / 2;
-    for (int64_t q = 0; q < pairs; ++q) {
-        const uint16_t* w = panel + (q / 16) * kBlockHalves + (q % 16) * 32;
+    const auto pair_of = [&](int j, int64_t q) {  // activation values 2q, 2q + 1 of row j in every lane pair
+        float pr[2] = {act[size_t(j) * as + size_t(2 * q)], 0.0f};
+        if (2 * q + 1 < k) pr[1] = act[size_t(j) * as + size_t(2 * q + 1)];
+        long long bits;
+        std::memcpy(&bits, pr, 8);
+        return _mm512_castsi512_ps(_mm512_set1_epi64(bits));
+    };
+    const auto weights_at = [&](int64_t q) { return panel + (q / 16) * kBlockHalves + (q % 16) * 32; };
+    int64_t q = 0;
+    for (; q + 1 < pairs; q += 2) {
+        const uint16_t* wa = weights_at(q);
+        const uint16_t* wb = weights_at(q + 1);
+        _mm_prefetch(reinterpret_cast<const char*>(wa) + 2048, _MM_HINT_T0);
+        const __m512 a0 = load16<F16>(wa), a1 = load16<F16>(wa + 16), b0 = load16<F16>(wb), b1 = load16<F16>(wb + 16);
+        for (int j = 0; j < M; ++j) {
+            const __m512 xa = pair_of(j, q), xb = pair_of(j, q + 1);
+            acc[j][0] = _mm512_fmadd_ps(a0, xa, acc[j][0]);
+            acc[j][1] = _mm512_fmadd_ps(a1, xa, acc[j][1]);
+            acc[j][2] = _mm512_fmadd_ps(b0, xb, acc[j][2]);
+            acc[j][3] = _mm512_fmadd_ps(b1, xb, acc[j][3]);
+        }
+    }
+    if (q < pairs) {
+        const uint16_t* w = weights_at(q);
         const __m512 w0 = load16<F16>(w), w1 = load16<F16>(w + 16);
         for (int j = 0; j < M; ++j) {
-            float pr[2] = {act[size_t(j) * as + size_t(2 * q)], 0.0f};
-            if (2 * q + 1 < k) pr[1] = act[size_t(j) * as + size_t(2 * q + 1)];
-            long long bits;
-            std::memcpy(&bits, pr, 8);
-            const __m512 x = _mm512_castsi512_ps(_mm512_set1_epi64(bits));
+            const __m512 x = pair_of(j, q);
             acc[j][0] = _mm512_fmadd_ps(w0, x, acc[j][0]);
             acc[j][1] = _mm512_fmadd_ps(w1, x, acc[j][1]);
         }
     }
     for (int j = 0; j < M; ++j) {
         alignas(64) float t[32];
-        _mm512_storeu_ps(t, acc[j][0]);
-        _mm512_storeu_ps(t + 16, acc[j][1]);
+        _mm512_storeu_ps(t, _mm512_add_ps(acc[j][0], acc[j][2]));
+        _mm512_storeu_ps(t + 16, _mm512_add_ps(acc[j][1], acc[j][3]));
         for (int n = 0; n < kN; ++n) out[j * kN + n] = t[2 * n] + t[2 * n + 1];
     }
 }
