@@ -198,6 +198,55 @@ void panel_small(const uint16_t* panel, int64_t k, const float* act, size_t as, 
     }
 }
 
+// Decode (one activation row) over two panels at once (panel 1 at panel0 + panel_halves): two streams of
+// weights in flight per thread, and each activation pair broadcast once for both. The arithmetic of
+// panel_small<F16, 1> for each panel, in the same order.
+template <bool F16>
+void two_panels_decode(const uint16_t* panel0, size_t panel_halves, int64_t k, const float* act, float* out) {
+    __m512 acc[2][4];
+    for (auto& a : acc)
+        for (auto& v : a) v = _mm512_setzero_ps();
+    const int64_t pairs = (k + 1) / 2;
+    const auto pair_of = [&](int64_t q) {
+        float pr[2] = {act[size_t(2 * q)], 0.0f};
+        if (2 * q + 1 < k) pr[1] = act[size_t(2 * q + 1)];
+        long long bits;
+        std::memcpy(&bits, pr, 8);
+        return _mm512_castsi512_ps(_mm512_set1_epi64(bits));
+    };
+    const auto weights_at = [&](int p, int64_t q) {
+        return panel0 + size_t(p) * panel_halves + (q / 16) * kBlockHalves + (q % 16) * 32;
+    };
+    int64_t q = 0;
+    for (; q + 1 < pairs; q += 2) {
+        const __m512 xa = pair_of(q), xb = pair_of(q + 1);
+        for (int p = 0; p < 2; ++p) {
+            const uint16_t* wa = weights_at(p, q);
+            const uint16_t* wb = weights_at(p, q + 1);
+            _mm_prefetch(reinterpret_cast<const char*>(wa) + kPrefetchBytes, _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(wb) + kPrefetchBytes, _MM_HINT_T0);
+            acc[p][0] = _mm512_fmadd_ps(load16<F16>(wa), xa, acc[p][0]);
+            acc[p][1] = _mm512_fmadd_ps(load16<F16>(wa + 16), xa, acc[p][1]);
+            acc[p][2] = _mm512_fmadd_ps(load16<F16>(wb), xb, acc[p][2]);
+            acc[p][3] = _mm512_fmadd_ps(load16<F16>(wb + 16), xb, acc[p][3]);
+        }
+    }
+    if (q < pairs) {
+        const __m512 x = pair_of(q);
+        for (int p = 0; p < 2; ++p) {
+            const uint16_t* w = weights_at(p, q);
+            acc[p][0] = _mm512_fmadd_ps(load16<F16>(w), x, acc[p][0]);
+            acc[p][1] = _mm512_fmadd_ps(load16<F16>(w + 16), x, acc[p][1]);
+        }
+    }
+    for (int p = 0; p < 2; ++p) {
+        alignas(64) float t[32];
+        _mm512_storeu_ps(t, _mm512_add_ps(acc[p][0], acc[p][2]));
+        _mm512_storeu_ps(t + 16, _mm512_add_ps(acc[p][1], acc[p][3]));
+        for (int n = 0; n < kN; ++n) out[p * kN + n] = t[2 * n] + t[2 * n + 1];
+    }
+}
+
 template <bool F16>
 void panel_small_rows(int m, const uint16_t* panel, int64_t k, const float* act, size_t as, float* out) {
     switch (m) {
@@ -231,6 +280,14 @@ void amx_panel_f16(const MatmulJob& job, int64_t r0, int64_t r1, const char* spl
         const uint16_t* panel = packed + size_t(p) * panel_halves;
         const int64_t row0 = p * kN;
         const int valid = int(std::min<int64_t>(kN, std::min(r1, job.n) - row0));
+        if (!tiles && job.m == 1 && (p + 1) * kN < std::min(r1, job.n)) {  // this panel and the next
+            if (f16) two_panels_decode<true>(panel, panel_halves, job.k, job.act, c);
+            else two_panels_decode<false>(panel, panel_halves, job.k, job.act, c);
+            const int both = int(std::min<int64_t>(2 * kN, std::min(r1, job.n) - row0));
+            for (int n = 0; n < both; ++n) job.out[row0 + n] = c[n];
+            ++p;
+            continue;
+        }
         if (!tiles) {
             for (int64_t j0 = 0; j0 < job.m; j0 += 4) {
                 const int rows = int(std::min<int64_t>(4, job.m - j0));
