@@ -28,6 +28,7 @@
 #include "backends/cpu/amx_tiles.h"
 #include "backends/cpu/cpu_act_quant.h"
 #include "backends/cpu/quant_dot.h"
+#include "backends/cpu/quant_dot_kernels.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/quant.h"
@@ -46,10 +47,10 @@ namespace {
 namespace L = amx_layout;
 constexpr int kRows = 16;                              // activation rows per tile product (M)
 constexpr int kVnniBytes = L::kPanelRows * L::kBlockValues;  // one B tile: 8 rows of 64 bytes
-constexpr size_t kActBlock = sizeof(block_q8_0);       // 34: fp16 scale, then 32 int8
-
-// Where a prepared activation row's tables start (amx_matmul.h): after its Q8_0 blocks, padded to 64 bytes.
-size_t act_tables_offset(int64_t nb) { return (size_t(nb) * kActBlock + 63) / 64 * 64; }
+// A prepared activation row (amx_matmul.h): its blocks' 32 int8 values back to back (a tile row of a block
+// never straddles two cache lines, as a 34-byte GGUF block's values do half the time), then the blocks'
+// scales as floats, then their sums as int32; rows padded to 64 bytes.
+size_t act_tables_offset(int64_t nb) { return size_t(nb) * L::kBlockValues; }
 
 // Up to two groups of 16 activation rows against up to two panels per block: tiles 0, 1 hold the groups'
 // blocks (A: rows x 32 int8), tiles 2, 3 the panels' blocks (B: 8 x 64, VNNI), tile 4 + 2 * group + panel
@@ -111,7 +112,7 @@ Panel prepare_panel(DType t, const uint8_t* panel, int64_t nb, int8_t* widened, 
 // int32 at c + 256 * (2 * group + panel), row m at + 16 m. (The tile intrinsics take literal tile numbers.)
 template <int G, int P>
 void tile_products(const Panel* w, int64_t b, const char* act, size_t astride, int32_t* c) {
-    const char* a = act + size_t(b) * kActBlock + sizeof(half_bits);
+    const char* a = act + size_t(b) * L::kBlockValues;
     _tile_loadd(2, w[0].vnni + size_t(b) * w[0].stride, 4 * L::kPanelRows);
     if constexpr (P > 1) _tile_loadd(3, w[1].vnni + size_t(b) * w[1].stride, 4 * L::kPanelRows);
     _tile_loadd(0, a, long(astride));
@@ -190,7 +191,6 @@ constexpr size_t kPrefetchRecords = 8;
 template <int P>
 void panels_gemv(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb, const char* act, float* out) {
     const size_t rec = L::record_bytes(t);
-    const auto* ab = reinterpret_cast<const block_q8_0*>(act);
     const auto* da = reinterpret_cast<const float*>(act + act_tables_offset(nb));
     const auto* asum = reinterpret_cast<const int32_t*>(da + nb);
     const __m512i nibble = _mm512_set1_epi8(0x0F), sign = _mm512_set1_epi8(char(0x80));
@@ -199,7 +199,7 @@ void panels_gemv(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb,
     for (int p = 0; p < P; ++p) acc[p] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         int32_t a4[8];
-        std::memcpy(a4, ab[b].qs, sizeof a4);
+        std::memcpy(a4, act + size_t(b) * L::kBlockValues, sizeof a4);
         __m512i x[8];
         for (int g = 0; g < 8; ++g) x[g] = _mm512_set1_epi32(a4[g]);
         const __m512i off = _mm512_set1_epi32(offset * asum[b]);
@@ -207,8 +207,7 @@ void panels_gemv(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb,
         for (int p = 0; p < P; ++p) {
             const uint8_t* r = panel0 + size_t(p) * panel_bytes + size_t(b) * rec;
             const uint8_t* q = r + L::kScaleBytes;
-            for (size_t line = 0; line < rec; line += 64)
-                _mm_prefetch(reinterpret_cast<const char*>(r + kPrefetchRecords * rec + line), _MM_HINT_T0);
+            qdot::prefetch_ahead(r, rec, kPrefetchRecords * rec);
             __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
             if (t == DType::Q8_0) {
                 for (int g = 0; g < 8; g += 2) {
@@ -238,24 +237,25 @@ float scalar_product(DType t, const uint8_t* packed, int64_t nb, int64_t row, co
     const size_t rb = size_t(nb) * (t == DType::Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
     L::unpack(t, packed + size_t(panel) * size_t(nb) * rec, L::kPanelRows, nb * L::kBlockValues, rows.data(), rb);
     const uint8_t* r = rows.data() + size_t(row % L::kPanelRows) * rb;
+    const auto* da = reinterpret_cast<const float*>(act + act_tables_offset(nb));
     float acc = 0;
     for (int64_t b = 0; b < nb; ++b) {
-        const auto* ab = reinterpret_cast<const block_q8_0*>(act) + b;
+        const auto* aq = reinterpret_cast<const int8_t*>(act) + b * L::kBlockValues;
         int32_t dot = 0;
         float dw;
         if (t == DType::Q8_0) {
             const auto* wb = reinterpret_cast<const block_q8_0*>(r) + b;
             dw = fp16_to_fp32(wb->d);
-            for (int v = 0; v < 32; ++v) dot += int32_t(wb->qs[v]) * ab->qs[v];
+            for (int v = 0; v < 32; ++v) dot += int32_t(wb->qs[v]) * aq[v];
         } else {
             const auto* wb = reinterpret_cast<const block_q4_0*>(r) + b;
             dw = fp16_to_fp32(wb->d);
             for (int v = 0; v < 16; ++v) {
-                dot += (int32_t(wb->qs[v] & 0x0F) - 8) * ab->qs[v];
-                dot += (int32_t(wb->qs[v] >> 4) - 8) * ab->qs[v + 16];
+                dot += (int32_t(wb->qs[v] & 0x0F) - 8) * aq[v];
+                dot += (int32_t(wb->qs[v] >> 4) - 8) * aq[v + 16];
             }
         }
-        acc = std::fma(float(dot), dw * fp16_to_fp32(ab->d), acc);
+        acc = std::fma(float(dot), dw * da[b], acc);
     }
     return acc;
 }
@@ -267,22 +267,27 @@ bool amx_tiles_compiled() { return true; }
 size_t amx_act_row_bytes(DType wtype, int64_t k) {
     if (L::is_k_quant(wtype)) return activation_row_bytes(wtype, k);
     const int64_t nb = k / L::kBlockValues;
-    return act_tables_offset(nb) + size_t(nb) * (sizeof(float) + sizeof(int32_t));
+    return (act_tables_offset(nb) + size_t(nb) * (sizeof(float) + sizeof(int32_t)) + 63) / 64 * 64;
 }
 
 void amx_prepare_activation_row(DType wtype, const float* x, char* dst, int64_t k) {
-    quantize_activation_row(wtype, x, dst, k);
-    if (L::is_k_quant(wtype)) return;
+    if (L::is_k_quant(wtype)) return quantize_activation_row(wtype, x, dst, k);
     const int64_t nb = k / L::kBlockValues;
+    thread_local std::vector<block_q8_0> blocks;  // the row as Q8_0 blocks, then taken apart
+    blocks.resize(size_t(nb));
+    quantize_activation_row(wtype, x, blocks.data(), k);
     auto* da = reinterpret_cast<float*>(dst + act_tables_offset(nb));
     auto* asum = reinterpret_cast<int32_t*>(da + nb);
-    const auto* ab = reinterpret_cast<const block_q8_0*>(dst);
     for (int64_t b = 0; b < nb; ++b) {
-        da[b] = fp16_to_fp32(ab[b].d);
+        const block_q8_0& ab = blocks[size_t(b)];
+        std::memcpy(dst + b * L::kBlockValues, ab.qs, L::kBlockValues);
+        da[b] = fp16_to_fp32(ab.d);
         int32_t sum = 0;
-        for (int v = 0; v < L::kBlockValues; ++v) sum += ab[b].qs[v];
+        for (int v = 0; v < L::kBlockValues; ++v) sum += ab.qs[v];
         asum[b] = sum;
     }
+    const size_t used = act_tables_offset(nb) + size_t(nb) * 8;
+    std::memset(dst + used, 0, amx_act_row_bytes(wtype, k) - used);  // the padding, so no byte is left undefined
 }
 
 size_t amx_scratch_floats(const MatmulJob& job) {

@@ -75,6 +75,12 @@ inline void prefetch_next_tile(const uint8_t* w, size_t w_stride, int64_t b) {
     }
 }
 
+// The `bytes` of a weight record `distance` bytes further along the same stream, a line at a time: for
+// kernels that walk one long run of records (the rows8 strips, the amx panels).
+inline void prefetch_ahead(const uint8_t* p, size_t bytes, size_t distance) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + distance + off), _MM_HINT_T0);
+}
+
 #if TESSERA_X86_AVX512
 #define TESSERA_QDOT_VNNI 1
 #endif
