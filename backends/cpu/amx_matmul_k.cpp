@@ -57,15 +57,20 @@ int sub_width(DType t) { return t == DType::Q6_K ? 16 : 32; }
 int subs(DType t) { return QK_K / sub_width(t); }
 bool has_mins(DType t) { return t != DType::Q6_K; }
 
-// Tile 0: C, `rows` x 16 int32. Tile 1: A, `rows` x `width` int8. Tile 2: B, width / 4 x 64 (VNNI).
+// Two sets of tiles, so that one sub-block's product runs while the previous one's result is scaled (a tile
+// store waits for its product, and tiles are not renamed; with one set, every sub-block paid the product's
+// whole latency). Set 0: tile 0 C, `rows` x 16 int32; tile 1 A, `rows` x `width` int8; tile 2 B, width / 4 x
+// 64 (VNNI). Set 1: tiles 3, 4, 5 likewise.
 void configure(int rows, int width) {
     TileConfig c;
-    c.rows[0] = uint8_t(rows);
-    c.colsb[0] = 4 * kN;
-    c.rows[1] = uint8_t(rows);
-    c.colsb[1] = uint16_t(width);
-    c.rows[2] = uint8_t(width / 4);
-    c.colsb[2] = 4 * kN;
+    for (int set = 0; set < 2; ++set) {
+        c.rows[3 * set] = uint8_t(rows);
+        c.colsb[3 * set] = 4 * kN;
+        c.rows[3 * set + 1] = uint8_t(rows);
+        c.colsb[3 * set + 1] = uint16_t(width);
+        c.rows[3 * set + 2] = uint8_t(width / 4);
+        c.colsb[3 * set + 2] = 4 * kN;
+    }
     tile_memory_barrier();
     _tile_loadconfig(&c);
 }
@@ -149,33 +154,35 @@ void widen_panel(DType t, const uint8_t* panel, int64_t nsb, const KPanel& w) {
 }
 
 // acc[m * 16 + n] = the dots of the `rows` Q8_K activation rows at act (stride astride) with the panel's 16
-// rows; tiles configured for (rows, sub_width(t)). Full: rows == 16, so the row loops have a constant count
-// and the 16 rows' int32 sums live in registers (one zmm per activation row, lanes = weight rows). Per lane
-// the float operations are the scalar expectation's, in its order: (da * d) then one fused multiply-add of
-// isum, (da * dmin) then one of -imin; everything before them is exact integer arithmetic, so its order is
-// free.
+// rows; tiles configured for (rows, sub_width(t)). Full: rows == 16, so the row loops have a constant count.
+// Per lane the float operations are the scalar expectation's, in its order: (da * d) then one fused
+// multiply-add of isum, (da * dmin) then one of -imin; everything before them is exact integer arithmetic,
+// so its order is free.
+//
+// The sub-blocks of all super-blocks are one sequence i = b * subs + s, run through the two tile sets in
+// turn (subs is even): product i + 1 is issued before product i is stored and scaled.
 template <bool Full>
 void panel_product(DType t, const KPanel& w, int64_t nsb, const char* act, size_t astride, int rows, float* acc,
                    int32_t* c) {
     const int W = sub_width(t), S = subs(t);
     const int R = Full ? kRows : rows;
+    const int64_t total = nsb * S;
     std::fill(acc, acc + kRows * kN, 0.0f);
-    tile_memory_barrier();
-    for (int64_t b = 0; b < nsb; ++b) {
-        __m512i isum[kRows];
+    __m512i isum[kRows];  // one zmm per activation row, lanes = the panel's weight rows
 #pragma GCC unroll 16
-        for (int m = 0; m < kRows; ++m) isum[m] = _mm512_setzero_si512();
-        for (int s = 0; s < S; ++s) {
-            _tile_loadd(2, w.vals + size_t(b) * kSbBytes + size_t(s * W * kN), 4 * kN);
-            _tile_loadd(1, act + size_t(b) * sizeof(block_q8_K) + kQsOffset + size_t(s * W), long(astride));
-            _tile_zero(0);
-            _tile_dpbssd(0, 1, 2);
-            _tile_stored(0, c, 4 * kN);
-            tile_memory_barrier();  // the loads of c below read what the tile store wrote
-            const __m512i sc = _mm512_loadu_si512(w.sc + (b * S + s) * kN);
+    for (int m = 0; m < kRows; ++m) isum[m] = _mm512_setzero_si512();
+
+    // Sub-block i's B and A (i = b * S + s).
+    auto b_tile = [&](int64_t i) { return w.vals + size_t(i / S) * kSbBytes + size_t((i % S) * W * kN); };
+    auto a_tile = [&](int64_t i) { return act + size_t(i / S) * sizeof(block_q8_K) + kQsOffset + size_t((i % S) * W); };
+    // isum += C * the sub-block's scales, C just stored at c; after the super-block's last sub-block, its
+    // float step into acc and a fresh isum.
+    auto scale = [&](int64_t i) {
+        const int64_t b = i / S;
+        const __m512i sc = _mm512_loadu_si512(w.sc + i * kN);
 #pragma GCC unroll 16
-            for (int m = 0; m < R; ++m) isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(_mm512_loadu_si512(c + m * kN), sc));
-        }
+        for (int m = 0; m < R; ++m) isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(_mm512_loadu_si512(c + m * kN), sc));
+        if (i % S != S - 1) return;
         const __m512 d = _mm512_loadu_ps(w.d + b * kN);
         const __m512 dmin = has_mins(t) ? _mm512_loadu_ps(w.dmin + b * kN) : _mm512_setzero_ps();
 #pragma GCC unroll 16
@@ -194,7 +201,33 @@ void panel_product(DType t, const KPanel& w, int64_t nsb, const char* act, size_
                 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), imin)), _mm512_mul_ps(da, dmin), a);
             }
             _mm512_storeu_ps(acc + m * kN, a);
+            isum[m] = _mm512_setzero_si512();
         }
+    };
+
+    tile_memory_barrier();  // the widened panel is written before the tiles load it
+    _tile_loadd(2, b_tile(0), 4 * kN);
+    _tile_loadd(1, a_tile(0), long(astride));
+    _tile_zero(0);
+    _tile_dpbssd(0, 1, 2);
+    for (int64_t i = 0; i < total; i += 2) {
+        _tile_loadd(5, b_tile(i + 1), 4 * kN);
+        _tile_loadd(4, a_tile(i + 1), long(astride));
+        _tile_zero(3);
+        _tile_dpbssd(3, 4, 5);
+        _tile_stored(0, c, 4 * kN);
+        tile_memory_barrier();  // the loads of c read what the tile store wrote
+        scale(i);
+        if (i + 2 < total) {
+            _tile_loadd(2, b_tile(i + 2), 4 * kN);
+            _tile_loadd(1, a_tile(i + 2), long(astride));
+            _tile_zero(0);
+            _tile_dpbssd(0, 1, 2);
+        }
+        tile_memory_barrier();  // the tile store must not pass the loads of c above
+        _tile_stored(3, c, 4 * kN);
+        tile_memory_barrier();
+        scale(i + 1);
     }
 }
 
