@@ -172,17 +172,46 @@ void panel_product(DType t, const KPanel& w, int64_t nsb, const char* act, size_
 #pragma GCC unroll 16
     for (int m = 0; m < kRows; ++m) isum[m] = _mm512_setzero_si512();
 
-    // Sub-block i's B and A (i = b * S + s).
-    auto b_tile = [&](int64_t i) { return w.vals + size_t(i / S) * kSbBytes + size_t((i % S) * W * kN); };
-    auto a_tile = [&](int64_t i) { return act + size_t(i / S) * sizeof(block_q8_K) + kQsOffset + size_t((i % S) * W); };
-    // isum += C * the sub-block's scales, C just stored at c; after the super-block's last sub-block, its
-    // float step into acc and a fresh isum.
-    auto scale = [&](int64_t i) {
-        const int64_t b = i / S;
-        const __m512i sc = _mm512_loadu_si512(w.sc + i * kN);
-#pragma GCC unroll 16
-        for (int m = 0; m < R; ++m) isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(_mm512_loadu_si512(c + m * kN), sc));
-        if (i % S != S - 1) return;
+    // Sub-block i's B (i = b * S + s; a super-block's S sub-blocks of W * 16 bytes are its 4096), sub-block s
+    // of super-block b's A.
+    auto b_tile = [&](int64_t i) { return w.vals + size_t(i) * size_t(W * kN); };
+    auto a_tile = [&](int64_t b, int s) { return act + size_t(b) * sizeof(block_q8_K) + kQsOffset + size_t(s * W); };
+    // Sub-block i's scales times C (just stored at c) into isum: written out in the loop below rather than
+    // as a function so that the 16 sums stay in registers.
+#define TESSERA_AMX_K_SCALE(i)                                                                                  \
+    do {                                                                                                       \
+        const __m512i sc = _mm512_loadu_si512(w.sc + (i) * kN);                                                \
+        _Pragma("GCC unroll 16") for (int m = 0; m < R; ++m) isum[m] =                                         \
+            _mm512_add_epi32(isum[m], _mm512_mullo_epi32(_mm512_loadu_si512(c + m * kN), sc));                 \
+    } while (0)
+
+    tile_memory_barrier();  // the widened panel is written before the tiles load it
+    _tile_loadd(2, b_tile(0), 4 * kN);
+    _tile_loadd(1, a_tile(0, 0), long(astride));
+    _tile_zero(0);
+    _tile_dpbssd(0, 1, 2);
+    for (int64_t b = 0; b < nsb; ++b) {
+        for (int s = 0; s < S; s += 2) {
+            const int64_t i = b * S + s;
+            _tile_loadd(5, b_tile(i + 1), 4 * kN);
+            _tile_loadd(4, a_tile(b, s + 1), long(astride));
+            _tile_zero(3);
+            _tile_dpbssd(3, 4, 5);
+            _tile_stored(0, c, 4 * kN);
+            tile_memory_barrier();  // the loads of c read what the tile store wrote
+            TESSERA_AMX_K_SCALE(i);
+            if (i + 2 < total) {
+                _tile_loadd(2, b_tile(i + 2), 4 * kN);
+                _tile_loadd(1, s + 2 < S ? a_tile(b, s + 2) : a_tile(b + 1, 0), long(astride));
+                _tile_zero(0);
+                _tile_dpbssd(0, 1, 2);
+            }
+            tile_memory_barrier();  // the tile store must not pass the loads of c above
+            _tile_stored(3, c, 4 * kN);
+            tile_memory_barrier();
+            TESSERA_AMX_K_SCALE(i + 1);
+        }
+        // The super-block's float step into acc, and fresh sums.
         const __m512 d = _mm512_loadu_ps(w.d + b * kN);
         const __m512 dmin = has_mins(t) ? _mm512_loadu_ps(w.dmin + b * kN) : _mm512_setzero_ps();
 #pragma GCC unroll 16
@@ -203,32 +232,8 @@ void panel_product(DType t, const KPanel& w, int64_t nsb, const char* act, size_
             _mm512_storeu_ps(acc + m * kN, a);
             isum[m] = _mm512_setzero_si512();
         }
-    };
-
-    tile_memory_barrier();  // the widened panel is written before the tiles load it
-    _tile_loadd(2, b_tile(0), 4 * kN);
-    _tile_loadd(1, a_tile(0), long(astride));
-    _tile_zero(0);
-    _tile_dpbssd(0, 1, 2);
-    for (int64_t i = 0; i < total; i += 2) {
-        _tile_loadd(5, b_tile(i + 1), 4 * kN);
-        _tile_loadd(4, a_tile(i + 1), long(astride));
-        _tile_zero(3);
-        _tile_dpbssd(3, 4, 5);
-        _tile_stored(0, c, 4 * kN);
-        tile_memory_barrier();  // the loads of c read what the tile store wrote
-        scale(i);
-        if (i + 2 < total) {
-            _tile_loadd(2, b_tile(i + 2), 4 * kN);
-            _tile_loadd(1, a_tile(i + 2), long(astride));
-            _tile_zero(0);
-            _tile_dpbssd(0, 1, 2);
-        }
-        tile_memory_barrier();  // the tile store must not pass the loads of c above
-        _tile_stored(3, c, 4 * kN);
-        tile_memory_barrier();
-        scale(i + 1);
     }
+#undef TESSERA_AMX_K_SCALE
 }
 
 // What panel_product computes for weight row `row` and one activation row, in scalar code straight from the
