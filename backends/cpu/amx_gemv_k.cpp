@@ -11,6 +11,7 @@
 
 #include <cstring>
 
+#include "backends/cpu/amx_k_simd.h"
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/amx_repack_k.h"
 #include "backends/cpu/amx_tiles.h"
@@ -32,13 +33,6 @@ namespace L = amx_layout;
 constexpr int kN = L::kPanelRows;
 
 __m512i lanes(const int32_t* v) { return _mm512_loadu_si512(v); }
-
-// 16 fp16 values (one per weight row) as 16 floats, exactly.
-__m512 halves(const uint8_t* p) {
-    const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
-    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
-}
 
 // Byte g of VNNI rows: the low nibbles of the chunk's nibble bytes are VNNI rows 0..3, the high ones 4..7.
 __m512i nibble_row(const uint8_t* nib, int g) {
@@ -84,25 +78,12 @@ void amx_gemv_k(DType t, const uint8_t* panel, int64_t nsb, const char* act, flo
                 }
             }
         } else {
-            // The 16 rows' packed scale bytes as three words per row (bytes 0-3, 4-7, 8-11), one row per lane,
-            // then sub-block s's 6-bit scale and min decoded in all lanes at once (the layout of get_scale_min).
-            int32_t w[3][kN];
-            for (int n = 0; n < kN; ++n)
-                for (int i = 0; i < 3; ++i) std::memcpy(&w[i][n], r + part.scales + size_t(K_SCALE_SIZE) * n + 4 * i, 4);
-            const __m512i w0 = lanes(w[0]), w1 = lanes(w[1]), w2 = lanes(w[2]);
-            const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+            // The 16 rows' packed scale bytes as three words per row, one row per lane, then sub-block s's 6-bit
+            // scale and min decoded in all lanes at once (the tile path's decoding, amx_k_simd.h).
+            const amx_k::ScaleWords words = amx_k::scale_words(r + part.scales);
             for (int s = 0; s < 8; ++s) {
                 __m512i sc, mn;
-                if (s < 4) {
-                    sc = _mm512_and_si512(_mm512_srli_epi32(w0, 8 * s), m6);
-                    mn = _mm512_and_si512(_mm512_srli_epi32(w1, 8 * s), m6);
-                } else {
-                    const int j = 8 * (s - 4);
-                    const __m512i top_sc = _mm512_and_si512(_mm512_srli_epi32(w0, j + 6), m2);
-                    const __m512i top_mn = _mm512_and_si512(_mm512_srli_epi32(w1, j + 6), m2);
-                    sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, j), m4), _mm512_slli_epi32(top_sc, 4));
-                    mn = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, j + 4), m4), _mm512_slli_epi32(top_mn, 4));
-                }
+                amx_k::scale_min(words, s, &sc, &mn);
                 const uint8_t* nib = r + part.nibbles + size_t(s) * 256;
                 __m512i dot = _mm512_setzero_si512();
                 for (int g = 0; g < 8; ++g) {
@@ -119,10 +100,10 @@ void amx_gemv_k(DType t, const uint8_t* panel, int64_t nsb, const char* act, flo
             }
         }
         const __m512 da = _mm512_set1_ps(ab[b].d);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, halves(r + part.d)), acc);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, amx_k::halves(r + part.d)), acc);
         if (t != DType::Q6_K)
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), imin)),
-                                  _mm512_mul_ps(da, halves(r + part.dmin)), acc);
+                                  _mm512_mul_ps(da, amx_k::halves(r + part.dmin)), acc);
     }
     _mm512_storeu_ps(out16, acc);
 }

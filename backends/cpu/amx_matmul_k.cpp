@@ -25,6 +25,7 @@
 #include <random>
 #include <vector>
 
+#include "backends/cpu/amx_k_simd.h"
 #include "backends/cpu/amx_matmul.h"
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/amx_repack_k.h"
@@ -33,6 +34,11 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/quant.h"
+
+// GCC 12 reports the AVX-512 intrinsics' deliberately undefined pass-through operands as maybe-uninitialized.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
@@ -51,21 +57,27 @@ int sub_width(DType t) { return t == DType::Q6_K ? 16 : 32; }
 int subs(DType t) { return QK_K / sub_width(t); }
 bool has_mins(DType t) { return t != DType::Q6_K; }
 
-// Tile 0: C, `rows` x 16 int32. Tile 1: A, `rows` x `width` int8. Tile 2: B, width / 4 x 64 (VNNI).
+// Two sets of tiles, so that one sub-block's product runs while the previous one's result is scaled (a tile
+// store waits for its product, and tiles are not renamed; with one set, every sub-block paid the product's
+// whole latency). Set 0: tile 0 C, `rows` x 16 int32; tile 1 A, `rows` x `width` int8; tile 2 B, width / 4 x
+// 64 (VNNI). Set 1: tiles 3, 4, 5 likewise.
 void configure(int rows, int width) {
     TileConfig c;
-    c.rows[0] = uint8_t(rows);
-    c.colsb[0] = 4 * kN;
-    c.rows[1] = uint8_t(rows);
-    c.colsb[1] = uint16_t(width);
-    c.rows[2] = uint8_t(width / 4);
-    c.colsb[2] = 4 * kN;
+    for (int set = 0; set < 2; ++set) {
+        c.rows[3 * set] = uint8_t(rows);
+        c.colsb[3 * set] = 4 * kN;
+        c.rows[3 * set + 1] = uint8_t(rows);
+        c.colsb[3 * set + 1] = uint16_t(width);
+        c.rows[3 * set + 2] = uint8_t(width / 4);
+        c.colsb[3 * set + 2] = 4 * kN;
+    }
     tile_memory_barrier();
     _tile_loadconfig(&c);
 }
 
 // Sub-block j's 6-bit scale and min from a Q4_K/Q5_K block's 12 packed bytes (j < 4: low six bits of bytes
-// j and j + 4; j >= 4: a nibble of byte j + 4 with the top two bits of byte j - 4 / j above it).
+// j and j + 4; j >= 4: a nibble of byte j + 4 with the top two bits of byte j - 4 / j above it). The scalar
+// expectation's; the kernels decode 16 rows at once (amx_k_simd.h).
 void scale_min(const uint8_t* p, int j, int32_t* sc, int32_t* mn) {
     if (j < 4) {
         *sc = p[j] & 63;
@@ -77,7 +89,10 @@ void scale_min(const uint8_t* p, int j, int32_t* sc, int32_t* mn) {
 }
 
 // One panel, widened for the tiles: super-block b's B tiles at vals + b * 4096 (sub-block s of width w at
-// + s * w * 16), its scales at sc[(b * subs + s) * 16 + n], mins likewise, d and dmin at [b * 16 + n].
+// + s * w * 16), its scales at sc[(b * subs + s) * 16 + n], d and dmin at [b * 16 + n]. Mins (Q4_K/Q5_K) at
+// mn[(b * 8 + s) * 16 + n], each twice in one int32 (min | min << 16): VPDPWSSD then multiplies it by an
+// activation's pair of bsums (the two 16-value sums of sub-block s, one dword of block_q8_K::bsums) and adds
+// both products, which is the min's share of imin in one instruction.
 struct KPanel {
     int8_t* vals;
     int32_t* sc;
@@ -101,71 +116,124 @@ void widen_panel(DType t, const uint8_t* panel, int64_t nsb, const KPanel& w) {
     const size_t rec = L::k_record_bytes(t);
     const L::KRecordParts part = L::k_record_parts(t);
     const int S = subs(t);
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
     for (int64_t b = 0; b < nsb; ++b) {
         const uint8_t* r = panel + size_t(b) * rec;
-        for (int n = 0; n < kN; ++n) {
-            uint16_t h;
-            std::memcpy(&h, r + part.d + 2 * n, 2);
-            w.d[b * kN + n] = fp16_to_fp32(h);
-            if (has_mins(t)) {
-                std::memcpy(&h, r + part.dmin + 2 * n, 2);
-                w.dmin[b * kN + n] = fp16_to_fp32(h);
-                for (int s = 0; s < S; ++s)
-                    scale_min(r + part.scales + size_t(K_SCALE_SIZE) * n, s, &w.sc[(b * S + s) * kN + n], &w.mn[(b * S + s) * kN + n]);
-            } else {
-                for (int s = 0; s < S; ++s) w.sc[(b * S + s) * kN + n] = int8_t(r[part.scales + size_t(s * kN + n)]);
+        _mm512_storeu_ps(w.d + b * kN, amx_k::halves(r + part.d));
+        if (has_mins(t)) {
+            _mm512_storeu_ps(w.dmin + b * kN, amx_k::halves(r + part.dmin));
+            const amx_k::ScaleWords words = amx_k::scale_words(r + part.scales);
+            for (int s = 0; s < S; ++s) {
+                __m512i sc, mn;
+                amx_k::scale_min(words, s, &sc, &mn);
+                _mm512_storeu_si512(w.sc + (b * S + s) * kN, sc);
+                _mm512_storeu_si512(w.mn + (b * S + s) * kN, _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16)));
             }
+        } else {
+            // (a plain loop: the compiler widens it with VPMOVSXBD, which SIMDe 0.7.4, the emulated twin's, lacks)
+            for (int i = 0; i < S * kN; ++i) w.sc[b * S * kN + i] = int8_t(r[part.scales + size_t(i)]);
         }
         int8_t* o = w.vals + size_t(b) * kSbBytes;
-        for (int c = 0; c < QK_K / 32; ++c, o += 512) {  // chunk c: 256 nibble bytes -> 512 VNNI bytes
+        for (int c = 0; c < QK_K / 32; ++c, o += 512) {  // chunk c: 256 nibble bytes -> 512 VNNI bytes (8 rows of 64)
             const uint8_t* nib = r + part.nibbles + size_t(c) * 256;
-            for (int j = 0; j < 256; ++j) {
-                o[j] = int8_t(nib[j] & 0xF);
-                o[j + 256] = int8_t(nib[j] >> 4);
-            }
-            if (t == DType::Q5_K) {
-                const uint8_t* hi = r + part.high + size_t(c) * 64;
-                for (int j = 0; j < 512; ++j) o[j] = int8_t(o[j] | (((hi[j % 64] >> (j / 64)) & 1) << 4));
-            } else if (t == DType::Q6_K) {
-                const uint8_t* hi = r + part.high + size_t(c) * 128;
-                for (int j = 0; j < 512; ++j) o[j] = int8_t((o[j] | (((hi[j % 128] >> (2 * (j / 128))) & 3) << 4)) - 32);
+            for (int g = 0; g < 8; ++g) {  // VNNI row g: low nibbles of nibble row g (g < 4), high ones of g - 4
+                const __m512i v = _mm512_loadu_si512(nib + 64 * (g % 4));
+                __m512i q = _mm512_and_si512(g < 4 ? v : _mm512_srli_epi16(v, 4), low4);
+                if (t == DType::Q5_K) {  // fifth bit of VNNI byte 64g + i: bit g of plane byte i
+                    const __m512i hi = _mm512_loadu_si512(r + part.high + size_t(c) * 64);
+                    q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hi, unsigned(g)), _mm512_set1_epi8(1)), 4));
+                } else if (t == DType::Q6_K) {  // bits 4, 5 of VNNI byte 64g + i: byte (64g + i) % 128, bits 2 (g / 2)
+                    const __m512i hi = _mm512_loadu_si512(r + part.high + size_t(c) * 128 + 64 * (g % 2));
+                    const __m512i up = _mm512_and_si512(_mm512_srli_epi16(hi, unsigned(2 * (g / 2))), _mm512_set1_epi8(3));
+                    q = _mm512_sub_epi8(_mm512_or_si512(q, _mm512_slli_epi16(up, 4)), _mm512_set1_epi8(32));
+                }
+                _mm512_storeu_si512(o + 64 * g, q);
             }
         }
     }
 }
 
 // acc[m * 16 + n] = the dots of the `rows` Q8_K activation rows at act (stride astride) with the panel's 16
-// rows; tiles configured for (rows, sub_width(t)).
+// rows; tiles configured for (rows, sub_width(t)). Full: rows == 16, so the row loops have a constant count.
+// Per lane the float operations are the scalar expectation's, in its order: (da * d) then one fused
+// multiply-add of isum, (da * dmin) then one of -imin; everything before them is exact integer arithmetic,
+// so its order is free.
+//
+// The sub-blocks of all super-blocks are one sequence i = b * subs + s, run through the two tile sets in
+// turn (subs is even): product i + 1 is issued before product i is stored and scaled.
+template <bool Full>
 void panel_product(DType t, const KPanel& w, int64_t nsb, const char* act, size_t astride, int rows, float* acc,
-                   int32_t* c, int32_t* isum) {
+                   int32_t* c) {
     const int W = sub_width(t), S = subs(t);
+    const int R = Full ? kRows : rows;
+    const int64_t total = nsb * S;
     std::fill(acc, acc + kRows * kN, 0.0f);
-    tile_memory_barrier();
+    __m512i isum[kRows];  // one zmm per activation row, lanes = the panel's weight rows
+#pragma GCC unroll 16
+    for (int m = 0; m < kRows; ++m) isum[m] = _mm512_setzero_si512();
+
+    // Sub-block i's B (i = b * S + s; a super-block's S sub-blocks of W * 16 bytes are its 4096), sub-block s
+    // of super-block b's A.
+    auto b_tile = [&](int64_t i) { return w.vals + size_t(i) * size_t(W * kN); };
+    auto a_tile = [&](int64_t b, int s) { return act + size_t(b) * sizeof(block_q8_K) + kQsOffset + size_t(s * W); };
+    // Sub-block i's scales times C (just stored at c) into isum: written out in the loop below rather than
+    // as a function so that the 16 sums stay in registers.
+#define TESSERA_AMX_K_SCALE(i)                                                                                  \
+    do {                                                                                                       \
+        const __m512i sc = _mm512_loadu_si512(w.sc + (i) * kN);                                                \
+        _Pragma("GCC unroll 16") for (int m = 0; m < R; ++m) isum[m] =                                         \
+            _mm512_add_epi32(isum[m], _mm512_mullo_epi32(_mm512_loadu_si512(c + m * kN), sc));                 \
+    } while (0)
+
+    tile_memory_barrier();  // the widened panel is written before the tiles load it
+    _tile_loadd(2, b_tile(0), 4 * kN);
+    _tile_loadd(1, a_tile(0, 0), long(astride));
+    _tile_zero(0);
+    _tile_dpbssd(0, 1, 2);
     for (int64_t b = 0; b < nsb; ++b) {
-        std::fill(isum, isum + kRows * kN, 0);
-        for (int s = 0; s < S; ++s) {
-            _tile_loadd(2, w.vals + size_t(b) * kSbBytes + size_t(s * W * kN), 4 * kN);
-            _tile_loadd(1, act + size_t(b) * sizeof(block_q8_K) + kQsOffset + size_t(s * W), long(astride));
-            _tile_zero(0);
-            _tile_dpbssd(0, 1, 2);
+        for (int s = 0; s < S; s += 2) {
+            const int64_t i = b * S + s;
+            _tile_loadd(5, b_tile(i + 1), 4 * kN);
+            _tile_loadd(4, a_tile(b, s + 1), long(astride));
+            _tile_zero(3);
+            _tile_dpbssd(3, 4, 5);
             _tile_stored(0, c, 4 * kN);
-            const int32_t* sc = w.sc + (b * S + s) * kN;
-            for (int m = 0; m < rows; ++m)
-                for (int n = 0; n < kN; ++n) isum[m * kN + n] += sc[n] * c[m * kN + n];
-        }
-        for (int m = 0; m < rows; ++m) {
-            const auto* ab = reinterpret_cast<const block_q8_K*>(act + size_t(m) * astride) + b;
-            for (int n = 0; n < kN; ++n) {
-                float& a = acc[m * kN + n];
-                a = std::fma(float(isum[m * kN + n]), ab->d * w.d[b * kN + n], a);
-                if (has_mins(t)) {
-                    int32_t imin = 0;
-                    for (int s = 0; s < S; ++s) imin += w.mn[(b * S + s) * kN + n] * (ab->bsums[2 * s] + ab->bsums[2 * s + 1]);
-                    a = std::fma(float(-imin), ab->d * w.dmin[b * kN + n], a);
-                }
+            tile_memory_barrier();  // the loads of c read what the tile store wrote
+            TESSERA_AMX_K_SCALE(i);
+            if (i + 2 < total) {
+                _tile_loadd(2, b_tile(i + 2), 4 * kN);
+                _tile_loadd(1, s + 2 < S ? a_tile(b, s + 2) : a_tile(b + 1, 0), long(astride));
+                _tile_zero(0);
+                _tile_dpbssd(0, 1, 2);
             }
+            tile_memory_barrier();  // the tile store must not pass the loads of c above
+            _tile_stored(3, c, 4 * kN);
+            tile_memory_barrier();
+            TESSERA_AMX_K_SCALE(i + 1);
+        }
+        // The super-block's float step into acc, and fresh sums.
+        const __m512 d = _mm512_loadu_ps(w.d + b * kN);
+        const __m512 dmin = has_mins(t) ? _mm512_loadu_ps(w.dmin + b * kN) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+        for (int m = 0; m < R; ++m) {
+            const auto* ab = reinterpret_cast<const block_q8_K*>(act + size_t(m) * astride) + b;
+            const __m512 da = _mm512_set1_ps(ab->d);
+            __m512 a = _mm512_loadu_ps(acc + m * kN);
+            a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[m]), _mm512_mul_ps(da, d), a);
+            if (has_mins(t)) {
+                __m512i imin = _mm512_setzero_si512();
+                for (int s = 0; s < 8; ++s) {
+                    int32_t pair;  // bsums[2s] | bsums[2s + 1] << 16
+                    std::memcpy(&pair, ab->bsums + 2 * s, 4);
+                    imin = _mm512_dpwssd_epi32(imin, _mm512_loadu_si512(w.mn + (b * 8 + s) * kN), _mm512_set1_epi32(pair));
+                }
+                a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), imin)), _mm512_mul_ps(da, dmin), a);
+            }
+            _mm512_storeu_ps(acc + m * kN, a);
+            isum[m] = _mm512_setzero_si512();
         }
     }
+#undef TESSERA_AMX_K_SCALE
 }
 
 // What panel_product computes for weight row `row` and one activation row, in scalar code straight from the
@@ -216,8 +284,8 @@ float scalar_product(DType t, const uint8_t* packed, int64_t nsb, int64_t row, c
 }  // namespace
 
 size_t amx_k_scratch_floats(const MatmulJob& job) {
-    // acc (16 x 16 float), C and isum (16 x 16 int32 each), the widened panel, alignment slack
-    return 3 * size_t(kRows) * kN + panel_floats(job.k / QK_K) + 16;
+    // acc (16 x 16 float), C (16 x 16 int32), the widened panel, alignment slack
+    return 2 * size_t(kRows) * kN + panel_floats(job.k / QK_K) + 16;
 }
 
 void amx_panel_k(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch) {
@@ -226,8 +294,7 @@ void amx_panel_k(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact,
     const size_t rec = L::k_record_bytes(t);
     float* acc = scratch;
     auto* c = reinterpret_cast<int32_t*>(acc + kRows * kN);
-    int32_t* isum = c + kRows * kN;
-    const KPanel w = carve(reinterpret_cast<float*>(isum + kRows * kN), nsb);
+    const KPanel w = carve(reinterpret_cast<float*>(c + kRows * kN), nsb);
     const auto* packed = reinterpret_cast<const uint8_t*>(job.w);
     int configured = 0;
     for (int64_t p = r0 / kN; p * kN < r1; ++p) {
@@ -245,7 +312,10 @@ void amx_panel_k(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact,
                 configure(rows, sub_width(t));
                 configured = rows;
             }
-            panel_product(t, w, nsb, qact + size_t(j0) * qstride, qstride, rows, acc, c, isum);
+            if (rows == kRows)
+                panel_product<true>(t, w, nsb, qact + size_t(j0) * qstride, qstride, rows, acc, c);
+            else
+                panel_product<false>(t, w, nsb, qact + size_t(j0) * qstride, qstride, rows, acc, c);
             for (int m = 0; m < rows; ++m) {
                 float* o = job.out + (j0 + m) * int64_t(job.out_stride) + row0;
                 for (int n = 0; n < valid; ++n) o[n] = acc[m * kN + n];

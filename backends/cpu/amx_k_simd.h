@@ -1,0 +1,58 @@
+// AVX-512 pieces shared by the amx level's K-quant kernels (amx_matmul_k.cpp: tiles, amx_gemv_k.cpp: decode):
+// reading a K record's per-row fp16 scales and packed 6-bit scales/mins with one lane per weight row. Both
+// kernels take them from here so that the two paths decode the very same integers and floats.
+#pragma once
+#include <cstdint>
+
+#include "backends/cpu/amx_tiles.h"
+
+#if TESSERA_X86_AMX
+
+namespace tessera::cpu::TESSERA_CPU_LEVEL::amx_k {
+
+// 16 fp16 values (one per weight row) as 16 floats, exactly (F16C's conversion, in two halves of 8).
+inline __m512 halves(const uint8_t* p) {
+    const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+}
+
+// The 16 rows' 12 packed scale/min bytes (a record's scales part, rows 12 bytes apart) as three words per
+// row - bytes 0-3, 4-7, 8-11 - one row per lane: word i of row n is dword 3n + i of the 192 bytes. Three
+// loads and permutes rather than 48 scalar loads, or a gather (slow on parts with the GDS mitigation).
+struct ScaleWords {
+    __m512i w0, w1, w2;
+};
+inline __m512i dwords_3n_plus(const __m512i z0, const __m512i z1, const __m512i z2, int i) {
+    // Lanes n with 3n + i < 32 come from z0:z1 (index bit 4 picks the source), the rest from z2.
+    const __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                            _mm512_set1_epi32(3)),
+                                         _mm512_set1_epi32(i));
+    const __m512i lo = _mm512_permutex2var_epi32(z0, idx, z1);
+    const __mmask16 high = __mmask16(_mm512_cmpge_epi32_mask(idx, _mm512_set1_epi32(32)));
+    return _mm512_mask_permutexvar_epi32(lo, high, _mm512_and_si512(idx, _mm512_set1_epi32(15)), z2);
+}
+inline ScaleWords scale_words(const uint8_t* p) {
+    const __m512i z0 = _mm512_loadu_si512(p), z1 = _mm512_loadu_si512(p + 64), z2 = _mm512_loadu_si512(p + 128);
+    return {dwords_3n_plus(z0, z1, z2, 0), dwords_3n_plus(z0, z1, z2, 1), dwords_3n_plus(z0, z1, z2, 2)};
+}
+
+// Sub-block s's 6-bit scale and min in all 16 lanes (get_scale_min's layout: s < 4: low six bits of bytes s
+// and s + 4; s >= 4: a nibble of byte s + 4 with the top two bits of byte s - 4 / s above it).
+inline void scale_min(const ScaleWords& w, int s, __m512i* sc, __m512i* mn) {
+    const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+    if (s < 4) {
+        *sc = _mm512_and_si512(_mm512_srli_epi32(w.w0, unsigned(8 * s)), m6);
+        *mn = _mm512_and_si512(_mm512_srli_epi32(w.w1, unsigned(8 * s)), m6);
+    } else {
+        const unsigned j = unsigned(8 * (s - 4));
+        const __m512i top_sc = _mm512_and_si512(_mm512_srli_epi32(w.w0, j + 6), m2);
+        const __m512i top_mn = _mm512_and_si512(_mm512_srli_epi32(w.w1, j + 6), m2);
+        *sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w.w2, j), m4), _mm512_slli_epi32(top_sc, 4));
+        *mn = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w.w2, j + 4), m4), _mm512_slli_epi32(top_mn, 4));
+    }
+}
+
+}  // namespace tessera::cpu::TESSERA_CPU_LEVEL::amx_k
+
+#endif
