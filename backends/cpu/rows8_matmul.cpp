@@ -53,6 +53,11 @@ void column_terms(int64_t nblocks, const char* a, size_t a_stride, int C, float*
     }
 }
 
+// Decode reads each weight once, at the speed memory delivers it, and one core's hardware prefetch alone keeps
+// too few lines in flight for that (measured on the amx level's decode, amx_matmul.cpp): the record this far
+// ahead is asked for while one is computed.
+constexpr size_t kPrefetchRecords = 8;
+
 // One strip (8 weight rows, `rows` of them real) x C activation columns over nblocks blocks; column c's
 // eight results go to out + c * out_stride.
 template <int C>
@@ -68,6 +73,7 @@ void strip_q4_0(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_s
 
     for (int64_t b = 0; b < nblocks; ++b) {
         const uint8_t* r = strip + size_t(b) * rec;
+        prefetch_ahead(r, rec, kPrefetchRecords * rec);
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r)));
         __m256i u[8];
         TESSERA_UNROLL for (int m = 0; m < 4; ++m) {
