@@ -182,8 +182,8 @@ constexpr BlockFn kBlockFns[2][2] = {{block_product<1, 1>, block_product<1, 2>},
 // VPDPBUSD multiplies unsigned by signed bytes, so the weights go in unsigned (Q4_0: the nibble, value + 8;
 // Q8_0: value + 128, by flipping the sign bit) and the offset times the activation block's sum (prepared with
 // the row) comes off after: the same exact integer as the tile product, scaled the same way, so decode and
-// batch give the same bits. Two panels share the activation broadcasts, and each block's dot is two chains
-// of VPDPBUSD (their latency, not memory, bounded a single chain).
+// batch give the same bits. Several panels share the activation broadcasts and are read side by side (more
+// lines in flight), and each block's dot is two chains of VPDPBUSD (their latency bounded a single chain).
 // Decode reads each weight once, so it runs at the speed memory delivers it; one core's hardware prefetch
 // alone kept too few lines in flight (tg16 Q4_0, TinyLlama-1.1B shape, 2 threads: 38-39 tok/s without, 41-43
 // at 2 or 4 records ahead, 44-45 at 8). Each line of the record 8 ahead is asked for in advance.
@@ -313,15 +313,17 @@ void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, s
     const int64_t end = std::min(r1, job.n);
     if (job.m == 1) {
         const size_t panel_bytes = size_t(nb) * rec;
-        for (int64_t row0 = r0; row0 < end; row0 += 2 * L::kPanelRows) {
-            float* out32 = acc;
+        for (int64_t row0 = r0; row0 < end;) {  // four panels at a time where there are (items of 64 rows)
+            float* out = acc;
             const uint8_t* panel0 = panel_at(row0 / L::kPanelRows);
-            if (end - row0 > L::kPanelRows)
-                panels_gemv<2>(job.wtype, panel0, panel_bytes, nb, qact, out32);
-            else
-                panels_gemv<1>(job.wtype, panel0, panel_bytes, nb, qact, out32);
-            const int valid = int(std::min<int64_t>(2 * L::kPanelRows, end - row0));
-            std::memcpy(job.out + row0, out32, size_t(valid) * sizeof(float));
+            const int64_t left = end - row0;
+            const int panels = left > 3 * L::kPanelRows ? 4 : left > L::kPanelRows ? 2 : 1;
+            if (panels == 4) panels_gemv<4>(job.wtype, panel0, panel_bytes, nb, qact, out);
+            else if (panels == 2) panels_gemv<2>(job.wtype, panel0, panel_bytes, nb, qact, out);
+            else panels_gemv<1>(job.wtype, panel0, panel_bytes, nb, qact, out);
+            const int valid = int(std::min<int64_t>(panels * L::kPanelRows, left));
+            std::memcpy(job.out + row0, out, size_t(valid) * sizeof(float));
+            row0 += panels * L::kPanelRows;
         }
         return;
     }

@@ -15,8 +15,12 @@ namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 // Whether this level's kernels read AMX-repacked weights.
 bool amx_tiles_compiled();
-// Weight rows per work item of a repacked job (a multiple of the 16-row panel).
+// Weight rows per work item of a repacked job (a multiple of the 16-row panel): two panels for the tiles'
+// two-by-two blocking, four for quantized decode, which reads four panels side by side.
 constexpr int64_t kAmxItemRows = 32;
+inline int64_t amx_item_rows(const MatmulJob& job) {
+    return job.m == 1 && job.wtype != DType::F16 && job.wtype != DType::BF16 ? 2 * kAmxItemRows : kAmxItemRows;
+}
 // Activation rows as amx_panel takes them. Q4_0 / Q8_0 weights: the row quantized to Q8_0, taken apart into
 // its blocks' int8 values back to back, each block's scale as a float and the sum of its 32 values as an int32
 // (the tile kernel scales 16 rows per block product, decode subtracts the weights' offset times the sum; made

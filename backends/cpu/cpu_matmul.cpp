@@ -168,7 +168,7 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
 
     std::vector<WorkItem> items;
     for (size_t j = 0; j < jobs.size(); ++j) {
-        const int64_t panel = jobs[j].amx_repacked          ? kAmxItemRows
+        const int64_t panel = jobs[j].amx_repacked          ? amx_item_rows(jobs[j])
                               : jobs[j].m < kPackMinCols ? kStreamPanelRows
                                                          : kPackPanelRows;  // both whole rows8 strips
         for (int64_t r0 = 0; r0 < jobs[j].n; r0 += panel) items.push_back({j, r0, std::min(jobs[j].n, r0 + panel)});
