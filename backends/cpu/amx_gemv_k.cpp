@@ -55,6 +55,11 @@ void amx_gemv_k(DType t, const uint8_t* panel, int64_t nsb, const char* act, flo
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nsb; ++b) {
         const uint8_t* r = panel + size_t(b) * rec;
+        // Decode reads each weight once; one core's hardware prefetch alone kept too few lines in flight. The
+        // next super-block's record (2-3 KiB) is asked for into L2 while this one is computed (tg16 Q4_K_M,
+        // 2 threads: 27.7 tok/s without; one record ahead 35.4 into L1, 37.9 into L2; two 33.4 into L1; four
+        // 35.7 into L2).
+        for (size_t off = 0; off < rec; off += 64) _mm_prefetch(reinterpret_cast<const char*>(r + rec + off), _MM_HINT_T1);
         const int8_t* a = ab[b].qs;
         const int16_t* bsums = ab[b].bsums;
         __m512i isum = _mm512_setzero_si512(), imin = _mm512_setzero_si512();
