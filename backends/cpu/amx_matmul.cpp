@@ -188,44 +188,79 @@ constexpr BlockFn kBlockFns[2][2] = {{block_product<1, 1>, block_product<1, 2>},
 // alone kept too few lines in flight (tg16 Q4_0, TinyLlama-1.1B shape, 2 threads: 38-39 tok/s without, 41-43
 // at 2 or 4 records ahead, 44-45 at 8). Each line of the record 8 ahead is asked for in advance.
 constexpr size_t kPrefetchRecords = 8;
-template <int P>
-void panels_gemv(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb, const char* act, float* out) {
+template <int P, int M>
+void panels_gemv(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb, const char* act, size_t astride,
+                 float* out) {
     const size_t rec = L::record_bytes(t);
-    const auto* da = reinterpret_cast<const float*>(act + act_tables_offset(nb));
-    const auto* asum = reinterpret_cast<const int32_t*>(da + nb);
     const __m512i nibble = _mm512_set1_epi8(0x0F), sign = _mm512_set1_epi8(char(0x80));
     const int32_t offset = t == DType::Q8_0 ? 128 : 8;
-    __m512 acc[P];
-    for (int p = 0; p < P; ++p) acc[p] = _mm512_setzero_ps();
+    const float* da[M];
+    const int32_t* asum[M];
+    for (int m = 0; m < M; ++m) {
+        da[m] = reinterpret_cast<const float*>(act + size_t(m) * astride + act_tables_offset(nb));
+        asum[m] = reinterpret_cast<const int32_t*>(da[m] + nb);
+    }
+    __m512 acc[M][P];
+    for (auto& row : acc)
+        for (auto& v : row) v = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-        int32_t a4[8];
-        std::memcpy(a4, act + size_t(b) * L::kBlockValues, sizeof a4);
-        __m512i x[8];
-        for (int g = 0; g < 8; ++g) x[g] = _mm512_set1_epi32(a4[g]);
-        const __m512i off = _mm512_set1_epi32(offset * asum[b]);
-        const __m512 sa = _mm512_set1_ps(da[b]);
         for (int p = 0; p < P; ++p) {
             const uint8_t* r = panel0 + size_t(p) * panel_bytes + size_t(b) * rec;
             const uint8_t* q = r + L::kScaleBytes;
             qdot::prefetch_ahead(r, rec, kPrefetchRecords * rec);
-            __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
+            __m512i w[8];  // VNNI rows 0..7 of the block, unsigned, unpacked once for the M activation rows
             if (t == DType::Q8_0) {
-                for (int g = 0; g < 8; g += 2) {
-                    d0 = _mm512_dpbusd_epi32(d0, _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), sign), x[g]);
-                    d1 = _mm512_dpbusd_epi32(d1, _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g + 64), sign), x[g + 1]);
-                }
+                for (int g = 0; g < 8; ++g) w[g] = _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), sign);
             } else {
                 for (int c = 0; c < 4; ++c) {  // 64 bytes: VNNI row c in the low nibbles, row c + 4 in the high
-                    const __m512i w = _mm512_loadu_si512(q + 64 * c);
-                    d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(w, nibble), x[c]);
-                    d1 = _mm512_dpbusd_epi32(d1, _mm512_and_si512(_mm512_srli_epi16(w, 4), nibble), x[c + 4]);
+                    const __m512i v = _mm512_loadu_si512(q + 64 * c);
+                    w[c] = _mm512_and_si512(v, nibble);
+                    w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
                 }
             }
-            const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(d0, d1), off);
-            acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(halves16(r), sa), acc[p]);
+            const __m512 ws = halves16(r);
+            for (int m = 0; m < M; ++m) {
+                const char* x = act + size_t(m) * astride + size_t(b) * L::kBlockValues;
+                int32_t x4[8];
+                std::memcpy(x4, x, sizeof x4);
+                __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
+                for (int g = 0; g < 4; ++g) {
+                    d0 = _mm512_dpbusd_epi32(d0, w[g], _mm512_set1_epi32(x4[g]));
+                    d1 = _mm512_dpbusd_epi32(d1, w[g + 4], _mm512_set1_epi32(x4[g + 4]));
+                }
+                const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(d0, d1), _mm512_set1_epi32(offset * asum[m][b]));
+                acc[m][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws, _mm512_set1_ps(da[m][b])), acc[m][p]);
+            }
         }
     }
-    for (int p = 0; p < P; ++p) _mm512_storeu_ps(out + 16 * p, acc[p]);
+    for (int m = 0; m < M; ++m)
+        for (int p = 0; p < P; ++p) _mm512_storeu_ps(out + m * (16 * P) + 16 * p, acc[m][p]);
+}
+
+// panels_gemv for m activation rows (1 .. kAmxDecodeMaxRows) and up to `panels` panels: as many side by side
+// as the accumulators allow (4 for one row, 2 for up to 4, else 1). Returns the panels done; row j's results
+// at out + j * 16 * done.
+int gemv_rows(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb, const char* act, size_t astride, int m,
+              int panels, float* out) {
+    using Fn = void (*)(DType, const uint8_t*, size_t, int64_t, const char*, size_t, float*);
+    static constexpr Fn kOne[3] = {panels_gemv<1, 1>, panels_gemv<2, 1>, panels_gemv<4, 1>};
+    static constexpr Fn kTwo[3][2] = {{panels_gemv<1, 2>, panels_gemv<2, 2>},
+                                      {panels_gemv<1, 3>, panels_gemv<2, 3>},
+                                      {panels_gemv<1, 4>, panels_gemv<2, 4>}};
+    static constexpr Fn kMany[4] = {panels_gemv<1, 5>, panels_gemv<1, 6>, panels_gemv<1, 7>, panels_gemv<1, 8>};
+    static_assert(kAmxDecodeMaxRows == 8, "gemv_rows: the tables above cover 1 .. 8 rows");
+    int done;
+    if (m == 1) {
+        done = panels >= 4 ? 4 : panels >= 2 ? 2 : 1;
+        kOne[done == 4 ? 2 : done - 1](t, panel0, panel_bytes, nb, act, astride, out);
+    } else if (m <= 4) {
+        done = panels >= 2 ? 2 : 1;
+        kTwo[m - 2][done - 1](t, panel0, panel_bytes, nb, act, astride, out);
+    } else {
+        done = 1;
+        kMany[m - 5](t, panel0, panel_bytes, nb, act, astride, out);
+    }
+    return done;
 }
 
 // The arithmetic of panel_product for one output, in scalar code: the self-check's expectation.
@@ -311,18 +346,16 @@ void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, s
     const auto* packed = reinterpret_cast<const uint8_t*>(job.w);
     const auto panel_at = [&](int64_t p) { return packed + size_t(p) * size_t(nb) * rec; };
     const int64_t end = std::min(r1, job.n);
-    if (job.m == 1) {
+    if (job.m <= kAmxDecodeMaxRows) {
         const size_t panel_bytes = size_t(nb) * rec;
-        for (int64_t row0 = r0; row0 < end;) {  // four panels at a time where there are (items of 64 rows)
-            float* out = acc;
-            const uint8_t* panel0 = panel_at(row0 / L::kPanelRows);
+        const int m = int(job.m);
+        for (int64_t row0 = r0; row0 < end;) {  // several panels at a time where there are (items of 64 rows)
             const int64_t left = end - row0;
-            const int panels = left > 3 * L::kPanelRows ? 4 : left > L::kPanelRows ? 2 : 1;
-            if (panels == 4) panels_gemv<4>(job.wtype, panel0, panel_bytes, nb, qact, out);
-            else if (panels == 2) panels_gemv<2>(job.wtype, panel0, panel_bytes, nb, qact, out);
-            else panels_gemv<1>(job.wtype, panel0, panel_bytes, nb, qact, out);
+            const int panels = gemv_rows(job.wtype, panel_at(row0 / L::kPanelRows), panel_bytes, nb, qact, qstride, m,
+                                         int((left + L::kPanelRows - 1) / L::kPanelRows), acc);
             const int valid = int(std::min<int64_t>(panels * L::kPanelRows, left));
-            std::memcpy(job.out + row0, out, size_t(valid) * sizeof(float));
+            for (int j = 0; j < m; ++j)
+                std::memcpy(job.out + j * int64_t(job.out_stride) + row0, acc + j * 16 * panels, size_t(valid) * sizeof(float));
             row0 += panels * L::kPanelRows;
         }
         return;
@@ -431,7 +464,7 @@ std::string amx_self_check() {
         // 2. A repacked Q4_0 and Q8_0 matmul (a partial panel; a partial activation group through the tiles,
         // and one row, the decode path) through the kernel.
         for (DType t : {DType::Q4_0, DType::Q8_0})
-            for (int64_t m : {5, 1}) {
+            for (int64_t m : {kAmxDecodeMaxRows + 3, int64_t(3), int64_t(1)}) {  // tiles (a partial group), then the decode path
                 const int64_t n = 20, k = 96;
                 std::vector<float> wf(size_t(n * k)), xf(size_t(m * k));
                 std::uniform_real_distribution<float> u(-1.0f, 1.0f);

@@ -15,11 +15,17 @@ namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
 // Whether this level's kernels read AMX-repacked weights.
 bool amx_tiles_compiled();
+// Quantized weights with at most this many activation rows (decode, of up to eight sequences at once) take
+// the VNNI decode path rather than the tiles: a tile product for so few rows wastes most of it, and widening
+// each panel for them cost more than the rows' dots (4 streams decoded at 1.55x one). Each block of weights
+// is unpacked once for all the rows.
+constexpr int64_t kAmxDecodeMaxRows = 8;
 // Weight rows per work item of a repacked job (a multiple of the 16-row panel): two panels for the tiles'
 // two-by-two blocking, four for quantized decode, which reads four panels side by side.
 constexpr int64_t kAmxItemRows = 32;
 inline int64_t amx_item_rows(const MatmulJob& job) {
-    return job.m == 1 && job.wtype != DType::F16 && job.wtype != DType::BF16 ? 2 * kAmxItemRows : kAmxItemRows;
+    return job.m <= kAmxDecodeMaxRows && job.wtype != DType::F16 && job.wtype != DType::BF16 ? 2 * kAmxItemRows
+                                                                                             : kAmxItemRows;
 }
 // Activation rows as amx_panel takes them. Q4_0 / Q8_0 weights: the row quantized to Q8_0, taken apart into
 // its blocks' int8 values back to back, each block's scale as a float and the sum of its 32 values as an int32

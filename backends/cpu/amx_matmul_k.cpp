@@ -300,9 +300,13 @@ void amx_panel_k(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact,
     for (int64_t p = r0 / kN; p * kN < r1; ++p) {
         const int64_t row0 = p * kN;
         const int valid = int(std::min<int64_t>(kN, std::min(r1, job.n) - row0));
-        if (job.m == 1) {  // decode: VNNI dot products on the packed panel (amx_gemv_k.cpp), same bits
-            amx_gemv_k(t, packed + size_t(p) * size_t(nsb) * rec, nsb, qact, acc);
-            for (int n = 0; n < valid; ++n) job.out[row0 + n] = acc[n];
+        // Decode: VNNI dot products on the packed panel (amx_gemv_k.cpp), same bits, row by row (the panel stays
+        // in L1/L2 from one to the next) for up to 4 rows, where that beat the tiles.
+        if (job.m <= std::min<int64_t>(4, kAmxDecodeMaxRows)) {
+            for (int64_t j = 0; j < job.m; ++j) {
+                amx_gemv_k(t, packed + size_t(p) * size_t(nsb) * rec, nsb, qact + size_t(j) * qstride, acc);
+                std::memcpy(job.out + j * int64_t(job.out_stride) + row0, acc, size_t(valid) * sizeof(float));
+            }
             continue;
         }
         widen_panel(t, packed + size_t(p) * size_t(nsb) * rec, nsb, w);
