@@ -1,6 +1,7 @@
 // AVX-512 pieces shared by the amx level's K-quant kernels (amx_matmul_k.cpp: tiles, amx_gemv_k.cpp: decode):
 // reading a K record's per-row fp16 scales and packed 6-bit scales/mins with one lane per weight row. Both
-// kernels take them from here so that the two paths decode the very same integers and floats.
+// kernels take them from here so that the two paths decode the very same integers and floats. The fp16
+// conversion (halves) also serves the Q4_0/Q8_0 kernels (amx_matmul.cpp).
 #pragma once
 #include <cstdint>
 

@@ -1,5 +1,5 @@
 // The amx level's quantized matmul: weights repacked at load (amx_repack.h), activations quantized to Q8_0
-// rows as for every other level, and per 32-value block one tile product
+// and prepared once per row (amx_prepare_activation_row), and per 32-value block one tile product
 //     C (up to 16 activation rows x 16 weight rows, int32) = A (those rows' int8 block) x B (the panel's block)
 // scaled to fp32 with the two blocks' scales and summed over the blocks. The integer part is exact, so the
 // only rounding is the fp32 accumulation (one fused multiply-add per block), as in the other levels' tiles.
@@ -7,14 +7,13 @@
 // Q4_0 panels are widened to int8 (value - 8) once per panel, into per-thread scratch, and reused for every
 // group of 16 activation rows; Q8_0 panels are loaded in place. Edges: a group of fewer than 16 activation
 // rows gets tiles configured with that many rows (nothing is read past the activations), and the padding rows
-// of a last partial panel (scale 0) are computed and not written.
+// of a last partial panel (scale 0) are computed and not written. Up to kAmxDecodeMaxRows activation rows
+// take VNNI dot products instead (panels_gemv), with the same integers and float steps.
 //
 // Compiled at every level; only where tiles exist (amx_tiles.h) does it do anything.
 #include "backends/cpu/amx_matmul.h"
 
 #include <algorithm>
-#include <array>
-#include <utility>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "backends/cpu/amx_matmul_f16.h"
+#include "backends/cpu/amx_k_simd.h"
 #include "backends/cpu/amx_matmul_k.h"
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/amx_repack_k.h"
@@ -83,16 +83,9 @@ struct Panel {
     const float* scale;   // block b, row n: scale[b * 16 + n]
 };
 
-// The 16 fp16 values at p (one per weight row) as 16 floats, exactly.
-__m512 halves16(const uint8_t* p) {
-    const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
-    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
-}
-
 Panel prepare_panel(DType t, const uint8_t* panel, int64_t nb, int8_t* widened, float* scale) {
     const size_t rec = L::record_bytes(t);
-    for (int64_t b = 0; b < nb; ++b) _mm512_storeu_ps(scale + b * L::kPanelRows, halves16(panel + size_t(b) * rec));
+    for (int64_t b = 0; b < nb; ++b) _mm512_storeu_ps(scale + b * L::kPanelRows, amx_k::halves(panel + size_t(b) * rec));
     if (t == DType::Q8_0) return {reinterpret_cast<const int8_t*>(panel + L::kScaleBytes), rec, scale};
     // Q4_0: nibble byte j holds VNNI byte j (low) and j + 256 (high), unsigned; the tile takes value - 8.
     const __m512i nibble = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
@@ -175,8 +168,9 @@ void block_product(const Panel* w, int64_t nb, const char* act, size_t astride, 
 using BlockFn = void (*)(const Panel*, int64_t, const char*, size_t, const int*, int32_t*, float*);
 constexpr BlockFn kBlockFns[2][2] = {{block_product<1, 1>, block_product<1, 2>}, {block_product<2, 1>, block_product<2, 2>}};
 
-// Decode: one activation row against P panels (P = 1, 2; panel p at panel0 + p * panel_bytes), with AVX-512
-// VNNI instead of tiles (a 1-row tile product would waste 15/16 of each). The panel's VNNI bytes are what
+// Decode: M activation rows (up to kAmxDecodeMaxRows) against P panels (panel p at panel0 + p * panel_bytes;
+// row m's results for panel p at out + (m * P + p) * 16), with AVX-512 VNNI instead of tiles (a tile product
+// for so few rows would waste most of each). The panel's VNNI bytes are what
 // VPDPBUSD takes: row g of a block is, for each of the 16 weight rows, its values 4g .. 4g + 3, so one
 // broadcast of the activation's values 4g .. 4g + 3 gives the 16 rows' partial dots in the 16 int32 lanes.
 // VPDPBUSD multiplies unsigned by signed bytes, so the weights go in unsigned (Q4_0: the nibble, value + 8;
@@ -218,7 +212,7 @@ void panels_gemv(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb,
                     w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
                 }
             }
-            const __m512 ws = halves16(r);
+            const __m512 ws = amx_k::halves(r);
             for (int m = 0; m < M; ++m) {
                 const char* x = act + size_t(m) * astride + size_t(b) * L::kBlockValues;
                 int32_t x4[8];
@@ -263,7 +257,7 @@ int gemv_rows(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb, co
     return done;
 }
 
-// The arithmetic of panel_product for one output, in scalar code: the self-check's expectation.
+// The arithmetic of block_product and panels_gemv for one output, in scalar code: the self-check's expectation.
 float scalar_product(DType t, const uint8_t* packed, int64_t nb, int64_t row, const char* act) {
     const int64_t panel = row / L::kPanelRows;
     const size_t rec = L::record_bytes(t);
@@ -321,7 +315,7 @@ void amx_prepare_activation_row(DType wtype, const float* x, char* dst, int64_t 
         for (int v = 0; v < L::kBlockValues; ++v) sum += ab.qs[v];
         asum[b] = sum;
     }
-    const size_t used = act_tables_offset(nb) + size_t(nb) * 8;
+    const size_t used = act_tables_offset(nb) + size_t(nb) * (sizeof(float) + sizeof(int32_t));
     std::memset(dst + used, 0, amx_act_row_bytes(wtype, k) - used);  // the padding, so no byte is left undefined
 }
 

@@ -152,64 +152,19 @@ void panel_tiles(const uint16_t* bhi, const uint16_t* blo, int64_t nb, const cha
 // few lines in flight. Both 64-byte lines of a step are asked for this far ahead (tg16, TinyLlama-1.1B F16, 2
 // threads: 11.3 tok/s with one line of the two at 2 KB; both lines at 1 KB 12.1, 2 KB 13.0, 4 KB 12.4).
 constexpr size_t kPrefetchBytes = 2048;
-template <bool F16, int M>
-void panel_small(const uint16_t* panel, int64_t k, const float* act, size_t as, float* out) {
-    __m512 acc[M][4];
-    for (auto& a : acc)
-        for (auto& v : a) v = _mm512_setzero_ps();
+// P panels side by side (panel p at panel0 + p * panel_halves; decode takes two: two streams of weights in
+// flight per thread, each activation pair broadcast once for both). Row j's results for panel p at
+// out + (j * P + p) * 16.
+template <bool F16, int M, int P = 1>
+void panel_small(const uint16_t* panel0, size_t panel_halves, int64_t k, const float* act, size_t as, float* out) {
+    __m512 acc[M][P][4];
+    for (auto& row : acc)
+        for (auto& a : row)
+            for (auto& v : a) v = _mm512_setzero_ps();
     const int64_t pairs = (k + 1) / 2;
     const auto pair_of = [&](int j, int64_t q) {  // activation values 2q, 2q + 1 of row j in every lane pair
         float pr[2] = {act[size_t(j) * as + size_t(2 * q)], 0.0f};
         if (2 * q + 1 < k) pr[1] = act[size_t(j) * as + size_t(2 * q + 1)];
-        long long bits;
-        std::memcpy(&bits, pr, 8);
-        return _mm512_castsi512_ps(_mm512_set1_epi64(bits));
-    };
-    const auto weights_at = [&](int64_t q) { return panel + (q / 16) * kBlockHalves + (q % 16) * 32; };
-    int64_t q = 0;
-    for (; q + 1 < pairs; q += 2) {
-        const uint16_t* wa = weights_at(q);
-        const uint16_t* wb = weights_at(q + 1);
-        _mm_prefetch(reinterpret_cast<const char*>(wa) + kPrefetchBytes, _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(wb) + kPrefetchBytes, _MM_HINT_T0);
-        const __m512 a0 = load16<F16>(wa), a1 = load16<F16>(wa + 16), b0 = load16<F16>(wb), b1 = load16<F16>(wb + 16);
-        for (int j = 0; j < M; ++j) {
-            const __m512 xa = pair_of(j, q), xb = pair_of(j, q + 1);
-            acc[j][0] = _mm512_fmadd_ps(a0, xa, acc[j][0]);
-            acc[j][1] = _mm512_fmadd_ps(a1, xa, acc[j][1]);
-            acc[j][2] = _mm512_fmadd_ps(b0, xb, acc[j][2]);
-            acc[j][3] = _mm512_fmadd_ps(b1, xb, acc[j][3]);
-        }
-    }
-    if (q < pairs) {
-        const uint16_t* w = weights_at(q);
-        const __m512 w0 = load16<F16>(w), w1 = load16<F16>(w + 16);
-        for (int j = 0; j < M; ++j) {
-            const __m512 x = pair_of(j, q);
-            acc[j][0] = _mm512_fmadd_ps(w0, x, acc[j][0]);
-            acc[j][1] = _mm512_fmadd_ps(w1, x, acc[j][1]);
-        }
-    }
-    for (int j = 0; j < M; ++j) {
-        alignas(64) float t[32];
-        _mm512_storeu_ps(t, _mm512_add_ps(acc[j][0], acc[j][2]));
-        _mm512_storeu_ps(t + 16, _mm512_add_ps(acc[j][1], acc[j][3]));
-        for (int n = 0; n < kN; ++n) out[j * kN + n] = t[2 * n] + t[2 * n + 1];
-    }
-}
-
-// Decode (one activation row) over two panels at once (panel 1 at panel0 + panel_halves): two streams of
-// weights in flight per thread, and each activation pair broadcast once for both. The arithmetic of
-// panel_small<F16, 1> for each panel, in the same order.
-template <bool F16>
-void two_panels_decode(const uint16_t* panel0, size_t panel_halves, int64_t k, const float* act, float* out) {
-    __m512 acc[2][4];
-    for (auto& a : acc)
-        for (auto& v : a) v = _mm512_setzero_ps();
-    const int64_t pairs = (k + 1) / 2;
-    const auto pair_of = [&](int64_t q) {
-        float pr[2] = {act[size_t(2 * q)], 0.0f};
-        if (2 * q + 1 < k) pr[1] = act[size_t(2 * q + 1)];
         long long bits;
         std::memcpy(&bits, pr, 8);
         return _mm512_castsi512_ps(_mm512_set1_epi64(bits));
@@ -219,41 +174,52 @@ void two_panels_decode(const uint16_t* panel0, size_t panel_halves, int64_t k, c
     };
     int64_t q = 0;
     for (; q + 1 < pairs; q += 2) {
-        const __m512 xa = pair_of(q), xb = pair_of(q + 1);
-        for (int p = 0; p < 2; ++p) {
+        __m512 xa[M], xb[M];  // several panels: broadcast once for all (one: where used, fewer live registers)
+        if constexpr (P > 1)
+            for (int j = 0; j < M; ++j) xa[j] = pair_of(j, q), xb[j] = pair_of(j, q + 1);
+        for (int p = 0; p < P; ++p) {
             const uint16_t* wa = weights_at(p, q);
             const uint16_t* wb = weights_at(p, q + 1);
             _mm_prefetch(reinterpret_cast<const char*>(wa) + kPrefetchBytes, _MM_HINT_T0);
             _mm_prefetch(reinterpret_cast<const char*>(wb) + kPrefetchBytes, _MM_HINT_T0);
-            acc[p][0] = _mm512_fmadd_ps(load16<F16>(wa), xa, acc[p][0]);
-            acc[p][1] = _mm512_fmadd_ps(load16<F16>(wa + 16), xa, acc[p][1]);
-            acc[p][2] = _mm512_fmadd_ps(load16<F16>(wb), xb, acc[p][2]);
-            acc[p][3] = _mm512_fmadd_ps(load16<F16>(wb + 16), xb, acc[p][3]);
+            const __m512 a0 = load16<F16>(wa), a1 = load16<F16>(wa + 16), b0 = load16<F16>(wb), b1 = load16<F16>(wb + 16);
+            for (int j = 0; j < M; ++j) {
+                if constexpr (P == 1) xa[j] = pair_of(j, q), xb[j] = pair_of(j, q + 1);
+                acc[j][p][0] = _mm512_fmadd_ps(a0, xa[j], acc[j][p][0]);
+                acc[j][p][1] = _mm512_fmadd_ps(a1, xa[j], acc[j][p][1]);
+                acc[j][p][2] = _mm512_fmadd_ps(b0, xb[j], acc[j][p][2]);
+                acc[j][p][3] = _mm512_fmadd_ps(b1, xb[j], acc[j][p][3]);
+            }
         }
     }
     if (q < pairs) {
-        const __m512 x = pair_of(q);
-        for (int p = 0; p < 2; ++p) {
+        for (int p = 0; p < P; ++p) {
             const uint16_t* w = weights_at(p, q);
-            acc[p][0] = _mm512_fmadd_ps(load16<F16>(w), x, acc[p][0]);
-            acc[p][1] = _mm512_fmadd_ps(load16<F16>(w + 16), x, acc[p][1]);
+            const __m512 w0 = load16<F16>(w), w1 = load16<F16>(w + 16);
+            for (int j = 0; j < M; ++j) {
+                const __m512 x = pair_of(j, q);
+                acc[j][p][0] = _mm512_fmadd_ps(w0, x, acc[j][p][0]);
+                acc[j][p][1] = _mm512_fmadd_ps(w1, x, acc[j][p][1]);
+            }
         }
     }
-    for (int p = 0; p < 2; ++p) {
-        alignas(64) float t[32];
-        _mm512_storeu_ps(t, _mm512_add_ps(acc[p][0], acc[p][2]));
-        _mm512_storeu_ps(t + 16, _mm512_add_ps(acc[p][1], acc[p][3]));
-        for (int n = 0; n < kN; ++n) out[p * kN + n] = t[2 * n] + t[2 * n + 1];
-    }
+    for (int j = 0; j < M; ++j)
+        for (int p = 0; p < P; ++p) {
+            alignas(64) float t[32];
+            _mm512_storeu_ps(t, _mm512_add_ps(acc[j][p][0], acc[j][p][2]));
+            _mm512_storeu_ps(t + 16, _mm512_add_ps(acc[j][p][1], acc[j][p][3]));
+            float* o = out + (j * P + p) * kN;
+            for (int n = 0; n < kN; ++n) o[n] = t[2 * n] + t[2 * n + 1];
+        }
 }
 
 template <bool F16>
 void panel_small_rows(int m, const uint16_t* panel, int64_t k, const float* act, size_t as, float* out) {
     switch (m) {
-        case 1: return panel_small<F16, 1>(panel, k, act, as, out);
-        case 2: return panel_small<F16, 2>(panel, k, act, as, out);
-        case 3: return panel_small<F16, 3>(panel, k, act, as, out);
-        default: return panel_small<F16, 4>(panel, k, act, as, out);
+        case 1: return panel_small<F16, 1>(panel, 0, k, act, as, out);
+        case 2: return panel_small<F16, 2>(panel, 0, k, act, as, out);
+        case 3: return panel_small<F16, 3>(panel, 0, k, act, as, out);
+        default: return panel_small<F16, 4>(panel, 0, k, act, as, out);
     }
 }
 
@@ -281,8 +247,8 @@ void amx_panel_f16(const MatmulJob& job, int64_t r0, int64_t r1, const char* spl
         const int64_t row0 = p * kN;
         const int valid = int(std::min<int64_t>(kN, std::min(r1, job.n) - row0));
         if (!tiles && job.m == 1 && (p + 1) * kN < std::min(r1, job.n)) {  // this panel and the next
-            if (f16) two_panels_decode<true>(panel, panel_halves, job.k, job.act, c);
-            else two_panels_decode<false>(panel, panel_halves, job.k, job.act, c);
+            if (f16) panel_small<true, 1, 2>(panel, panel_halves, job.k, job.act, job.act_stride, c);
+            else panel_small<false, 1, 2>(panel, panel_halves, job.k, job.act, job.act_stride, c);
             const int both = int(std::min<int64_t>(2 * kN, std::min(r1, job.n) - row0));
             for (int n = 0; n < both; ++n) job.out[row0 + n] = c[n];
             ++p;
