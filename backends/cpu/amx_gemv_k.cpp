@@ -15,6 +15,7 @@
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/amx_repack_k.h"
 #include "backends/cpu/amx_tiles.h"
+#include "backends/cpu/quant_dot_kernels.h"
 #include "core/error.h"
 #include "core/quant.h"
 
@@ -59,7 +60,7 @@ void amx_gemv_k(DType t, const uint8_t* panel, int64_t nsb, const char* act, flo
         // next super-block's record (2-3 KiB) is asked for into L2 while this one is computed (tg16 Q4_K_M,
         // 2 threads: 27.7 tok/s without; one record ahead 35.4 into L1, 37.9 into L2; two 33.4 into L1; four
         // 35.7 into L2).
-        for (size_t off = 0; off < rec; off += 64) _mm_prefetch(reinterpret_cast<const char*>(r + rec + off), _MM_HINT_T1);
+        qdot::prefetch_ahead(r, rec, rec, qdot::PrefetchInto::L2);
         const int8_t* a = ab[b].qs;
         const int16_t* bsums = ab[b].bsums;
         __m512i isum = _mm512_setzero_si512(), imin = _mm512_setzero_si512();

@@ -30,7 +30,8 @@ inline int64_t amx_item_rows(const MatmulJob& job) {
 // Activation rows as amx_panel takes them. Q4_0 / Q8_0 weights: the row quantized to Q8_0, taken apart into
 // its blocks' int8 values back to back, each block's scale as a float and the sum of its 32 values as an int32
 // (the tile kernel scales 16 rows per block product, decode subtracts the weights' offset times the sum; made
-// once per row here rather than once per weight panel), padded to 64 bytes. K-quants: the Q8_K row as it is (its scales are floats, its sums bsums).
+// once per row here rather than once per weight panel), padded to 64 bytes. K-quants: the Q8_K row as it is
+// (its scales are floats, its sums bsums).
 size_t amx_act_row_bytes(DType wtype, int64_t k);
 void amx_prepare_activation_row(DType wtype, const float* x, char* dst, int64_t k);
 // Floats of per-thread scratch amx_panel needs for `job`.

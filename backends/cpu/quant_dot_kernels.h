@@ -76,10 +76,18 @@ inline void prefetch_next_tile(const uint8_t* w, size_t w_stride, int64_t b) {
 }
 
 // The `bytes` of a weight record `distance` bytes further along the same stream, a line at a time: for
-// kernels that walk one long run of records (the rows8 strips, the amx panels). Into L1: for these an L2 hint
-// was slower (tg16 Q4_0, 2 threads, amx 51.6 vs 50.6 tok/s, avx2 35.4 vs 32.8).
-inline void prefetch_ahead(const uint8_t* p, size_t bytes, size_t distance) {
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + distance + off), _MM_HINT_T0);
+// kernels that walk one long run of records (the rows8 strips, the amx panels). Into L1 by default: for the
+// Q4_0 kernels an L2 hint was slower (tg16 Q4_0, 2 threads, amx 51.6 vs 50.6 tok/s, avx2 35.4 vs 32.8); the
+// amx K-quant decode, whose records are 2-3 KiB, asks for L2 (amx_gemv_k.cpp).
+enum class PrefetchInto { L1, L2 };
+inline void prefetch_ahead(const uint8_t* p, size_t bytes, size_t distance, PrefetchInto into = PrefetchInto::L1) {
+    for (size_t off = 0; off < bytes; off += 64) {
+        const char* line = reinterpret_cast<const char*>(p + distance + off);
+        if (into == PrefetchInto::L2)
+            _mm_prefetch(line, _MM_HINT_T1);
+        else
+            _mm_prefetch(line, _MM_HINT_T0);
+    }
 }
 
 #if TESSERA_X86_AVX512
