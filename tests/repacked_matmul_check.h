@@ -118,8 +118,9 @@ inline std::vector<float> check_repacked_matmul(const RepackedMatmulCase& c, int
                 wj = j;
             }
         }
-    INFO(s.label << ": " << type_name(c.type) << " k " << c.k << " n " << c.n << " m " << c.m
-                 << (c.strided_b ? " strided b" : "") << " threads " << threads << " level " << level << "; worst at ("
+    // (std::string: doctest's INFO prints a bare const char* as its address)
+    INFO(std::string(s.label) << ": " << std::string(type_name(c.type)) << " k " << c.k << " n " << c.n << " m " << c.m
+                 << std::string(c.strided_b ? " strided b" : "") << " threads " << threads << " level " << level << "; worst at ("
                  << wi << ", " << wj << ") got " << got[size_t(wj * c.n + wi)] << " want " << want[size_t(wj * c.n + wi)]);
     CHECK(worst <= 1.0);
     return got;

@@ -40,14 +40,15 @@ std::vector<float> check_k_matmul(const KCase& c, int threads, const std::string
 TEST_CASE("amx mul_mat K: repacked Q4_K / Q6_K / Q5_K weights against the reference, odd shapes, 1 to 3 threads") {
     const std::string level = amx_level_name();
     if (level.empty()) return;
-    // n 17, 33, 1, 15: partial 16-row panels; m 1 (decode), 2, 5, 17, 33: partial 16-row activation groups;
-    // k 256, 512, 768: one to three super-blocks.
+    // n 17, 33, 1, 15: partial 16-row panels; m 1, 2, 5, 6, 8 (decode, the weights unpacked once for all rows),
+    // 17, 33: partial 16-row activation groups; k 256, 512, 768: one to three super-blocks.
     const KCase cases[] = {
         {DType::Q4_K, 256, 17, 2, false}, {DType::Q4_K, 512, 33, 5, true},  {DType::Q4_K, 768, 1, 17, false},
         {DType::Q4_K, 256, 40, 1, false}, {DType::Q4_K, 512, 15, 33, true}, {DType::Q6_K, 256, 17, 2, false},
         {DType::Q6_K, 512, 33, 5, true},  {DType::Q6_K, 768, 1, 17, false}, {DType::Q6_K, 256, 40, 1, false},
         {DType::Q6_K, 512, 15, 33, true}, {DType::Q5_K, 256, 17, 3, false}, {DType::Q5_K, 768, 20, 17, true},
-        {DType::Q5_K, 512, 33, 1, false},
+        {DType::Q5_K, 512, 33, 1, false}, {DType::Q4_K, 768, 33, 8, false}, {DType::Q6_K, 512, 17, 8, true},
+        {DType::Q5_K, 256, 17, 6, true},
     };
     for (const auto& c : cases)
         check_same_bits_at_1_to_3_threads([&](int threads) { return check_k_matmul(c, threads, level); },
@@ -61,7 +62,7 @@ TEST_CASE("amx mul_mat K: one activation row (the decode path) gives the bits of
     for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q5_K}) {
         Context ctx;
         HostArena arena;
-        const int64_t k = 512, n = 37, m = 6;
+        const int64_t k = 512, n = 37, m = 11;  // more rows than decode takes: the batch goes through the tiles
         Tensor* a = arena.make(ctx, t, {k, n}, "w");
         arena.fill_random(a, 51);
         Tensor* b = arena.make(ctx, DType::F32, {k, m}, "b");

@@ -1,14 +1,16 @@
-// Decode (one activation row) on K-quant weights in the amx layout (amx_repack_k.h), with AVX-512 VNNI
-// instead of tiles: a 1-row tile product would use 1/16 of each, and widening a whole panel for one row would
-// cost more than the dot itself. The packed bytes are read in place. A chunk's VNNI row g (64 bytes: for each
-// of the 16 weight rows its values 4g .. 4g + 3) is what VPDPBUSD takes with a broadcast of the activation's
-// values 4g .. 4g + 3, giving the 16 rows' partial dots in the 16 int32 lanes. VPDPBUSD multiplies unsigned
+// Decode (one to eight activation rows: the tokens of that many sequences) on K-quant weights in the amx
+// layout (amx_repack_k.h), with AVX-512 VNNI instead of tiles: a 1-row tile product would use 1/16 of each,
+// and widening a whole panel for a few rows would cost more than the dots themselves. The packed bytes are
+// read in place. A chunk's VNNI row g (64 bytes: for each of the 16 weight rows its values 4g .. 4g + 3) is
+// what VPDPBUSD takes with a broadcast of the activation's values 4g .. 4g + 3, giving the 16 rows' partial
+// dots in the 16 int32 lanes. VPDPBUSD multiplies unsigned
 // weights by signed activations, which is how the values are stored (Q6_K's offset of 32 comes off after, as
 // 32 times the sub-block's activation sum, bsums). Per lane this is the integer the tile product gives, scaled
 // by the same integer scales and the same float operations in the same order (amx_matmul_k.cpp), so a token's
 // logits do not depend on whether it was decoded alone or in a batch.
 #include "backends/cpu/amx_matmul_k.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "backends/cpu/amx_k_simd.h"
@@ -49,38 +51,60 @@ __m512i broadcast4(const int8_t* a) {
 
 }  // namespace
 
-void amx_gemv_k(DType t, const uint8_t* panel, int64_t nsb, const char* act, float* out16) {
+namespace {
+
+// M activation rows (Q8_K, row m at act + m * astride) against one panel: out + 16 m gets row m's 16 dots.
+// Each sub-block's weights (and scales) are unpacked once into registers and taken by all M rows, so a few
+// sequences decoded together cost little more than one.
+template <int M>
+void gemv_rows(DType t, const uint8_t* panel, int64_t nsb, const char* act, size_t astride, bool ask_for_panel, float* out) {
     const size_t rec = L::k_record_bytes(t);
     const L::KRecordParts part = L::k_record_parts(t);
-    const auto* ab = reinterpret_cast<const block_q8_K*>(act);
-    __m512 acc = _mm512_setzero_ps();
+    // Decode reads each weight once, and one core's hardware prefetch alone kept too few lines in flight. The
+    // record two super-blocks ahead (2-3 KiB) is asked for into L2, a slice of it per sub-block: a whole
+    // record's prefetches issued at once stalled the core until the miss queue drained (tg32 Q4_K_M,
+    // TinyLlama-1.1B shape, 2 threads: one record ahead at once 32.6 tok/s; spread 36.1-36.4, two ahead
+    // 37.3-38.0, four ahead 36.4-37.1; spread into L1 33.0-33.7).
+    const size_t slice = (rec / 8 + 63) / 64 * 64;
+    // (Inlined by force, as qdot::prefetch_ahead is: otherwise GCC deletes its calls; quant_dot_kernels.h.)
+    const auto ask_ahead = [&](const uint8_t* r, int s) __attribute__((always_inline)) {
+        if (ask_for_panel && size_t(s) * slice < rec)
+            qdot::prefetch_ahead(r + size_t(s) * slice, std::min(slice, rec - size_t(s) * slice), 2 * rec,
+                                 qdot::PrefetchInto::L2);
+    };
+    const block_q8_K* ab[M];
+    for (int m = 0; m < M; ++m) ab[m] = reinterpret_cast<const block_q8_K*>(act + size_t(m) * astride);
+    __m512 acc[M];
+    for (auto& v : acc) v = _mm512_setzero_ps();
     for (int64_t b = 0; b < nsb; ++b) {
         const uint8_t* r = panel + size_t(b) * rec;
-        // Decode reads each weight once; one core's hardware prefetch alone kept too few lines in flight. The
-        // next super-block's record (2-3 KiB) is asked for into L2 while this one is computed (tg16 Q4_K_M,
-        // 2 threads: 27.7 tok/s without; one record ahead 35.4 into L1, 37.9 into L2; two 33.4 into L1; four
-        // 35.7 into L2).
-        qdot::prefetch_ahead(r, rec, rec, qdot::PrefetchInto::L2);
-        const int8_t* a = ab[b].qs;
-        const int16_t* bsums = ab[b].bsums;
-        __m512i isum = _mm512_setzero_si512(), imin = _mm512_setzero_si512();
+        __m512i isum[M], imin[M];
+        for (int m = 0; m < M; ++m) isum[m] = imin[m] = _mm512_setzero_si512();
         if (t == DType::Q6_K) {
             for (int c = 0; c < 8; ++c) {  // chunk c: sub-blocks 2c (VNNI rows 0..3) and 2c + 1 (rows 4..7)
+                ask_ahead(r, c);
                 const uint8_t* nib = r + part.nibbles + size_t(c) * 256;
                 const uint8_t* hi = r + part.high + size_t(c) * 128;
                 for (int h = 0; h < 2; ++h) {
-                    __m512i dot = _mm512_setzero_si512();
+                    __m512i w[4];
                     for (int g = 4 * h; g < 4 * h + 4; ++g) {  // bits 4, 5 of VNNI byte 64g + i: byte (64g + i) % 128, bits 2 (g / 2)
                         const __m512i up = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(hi + 64 * (g % 2)), 2 * (g / 2)),
                                                             _mm512_set1_epi8(3));
-                        const __m512i w = _mm512_or_si512(nibble_row(nib, g), _mm512_slli_epi16(up, 4));
-                        dot = _mm512_dpbusd_epi32(dot, w, broadcast4(a + 32 * c + 4 * g));
+                        w[g - 4 * h] = _mm512_or_si512(nibble_row(nib, g), _mm512_slli_epi16(up, 4));
                     }
                     const int s = 2 * c + h;
-                    dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(32 * bsums[s]));
                     int32_t sc[kN];
                     for (int n = 0; n < kN; ++n) sc[n] = int8_t(r[part.scales + size_t(s * kN + n)]);
-                    isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, lanes(sc)));
+                    const __m512i scale = lanes(sc);
+                    for (int m = 0; m < M; ++m) {
+                        const int8_t* a = ab[m][b].qs + 32 * c + 16 * h;
+                        __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], broadcast4(a));
+                        __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], broadcast4(a + 4));
+                        d0 = _mm512_dpbusd_epi32(d0, w[2], broadcast4(a + 8));
+                        d1 = _mm512_dpbusd_epi32(d1, w[3], broadcast4(a + 12));
+                        const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(d0, d1), _mm512_set1_epi32(32 * ab[m][b].bsums[s]));
+                        isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(dot, scale));
+                    }
                 }
             }
         } else {
@@ -88,35 +112,66 @@ void amx_gemv_k(DType t, const uint8_t* panel, int64_t nsb, const char* act, flo
             // scale and min decoded in all lanes at once (the tile path's decoding, amx_k_simd.h).
             const amx_k::ScaleWords words = amx_k::scale_words(r + part.scales);
             for (int s = 0; s < 8; ++s) {
+                ask_ahead(r, s);
                 __m512i sc, mn;
                 amx_k::scale_min(words, s, &sc, &mn);
+                const __m512i mn_pair = _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16));  // m_s in both int16 halves
                 const uint8_t* nib = r + part.nibbles + size_t(s) * 256;
-                __m512i dot = _mm512_setzero_si512();
+                __m512i w[8];
                 for (int g = 0; g < 8; ++g) {
-                    __m512i wv = nibble_row(nib, g);
+                    w[g] = nibble_row(nib, g);
                     if (t == DType::Q5_K) {  // fifth bit of VNNI byte 64g + i: bit g of plane byte i
                         const __m512i fifth = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(r + part.high + size_t(s) * 64), g),
                                                                _mm512_set1_epi8(1));
-                        wv = _mm512_or_si512(wv, _mm512_slli_epi16(fifth, 4));
+                        w[g] = _mm512_or_si512(w[g], _mm512_slli_epi16(fifth, 4));
                     }
-                    dot = _mm512_dpbusd_epi32(dot, wv, broadcast4(a + 32 * s + 4 * g));
                 }
-                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, sc));
-                imin = _mm512_add_epi32(imin, _mm512_mullo_epi32(mn, _mm512_set1_epi32(bsums[2 * s] + bsums[2 * s + 1])));
+                for (int m = 0; m < M; ++m) {
+                    const int8_t* a = ab[m][b].qs + 32 * s;
+                    __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
+                    for (int g = 0; g < 4; ++g) {
+                        d0 = _mm512_dpbusd_epi32(d0, w[g], broadcast4(a + 4 * g));
+                        d1 = _mm512_dpbusd_epi32(d1, w[g + 4], broadcast4(a + 4 * g + 16));
+                    }
+                    isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(_mm512_add_epi32(d0, d1), sc));
+                    int32_t pair;  // bsums[2s] | bsums[2s + 1] << 16: m_s times the sub-block's activation sum
+                    std::memcpy(&pair, ab[m][b].bsums + 2 * s, 4);
+                    imin[m] = _mm512_dpwssd_epi32(imin[m], mn_pair, _mm512_set1_epi32(pair));
+                }
             }
         }
-        const __m512 da = _mm512_set1_ps(ab[b].d);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, amx_k::halves(r + part.d)), acc);
-        if (t != DType::Q6_K)
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), imin)),
-                                  _mm512_mul_ps(da, amx_k::halves(r + part.dmin)), acc);
+        const __m512 d = amx_k::halves(r + part.d);
+        const __m512 dmin = t != DType::Q6_K ? amx_k::halves(r + part.dmin) : _mm512_setzero_ps();
+        for (int m = 0; m < M; ++m) {
+            const __m512 da = _mm512_set1_ps(ab[m][b].d);
+            acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[m]), _mm512_mul_ps(da, d), acc[m]);
+            if (t != DType::Q6_K)
+                acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), imin[m])),
+                                         _mm512_mul_ps(da, dmin), acc[m]);
+        }
     }
-    _mm512_storeu_ps(out16, acc);
+    for (int m = 0; m < M; ++m) _mm512_storeu_ps(out + 16 * m, acc[m]);
+}
+
+}  // namespace
+
+void amx_gemv_k(DType t, const uint8_t* panel, int64_t nsb, const char* act, size_t astride, int m, float* out) {
+    using Fn = void (*)(DType, const uint8_t*, int64_t, const char*, size_t, bool, float*);
+    static_assert(kAmxGemvKRows == 8, "amx_gemv_k: the table below covers 1 .. 8 rows");
+    static constexpr Fn kRowsFns[kAmxGemvKRows] = {gemv_rows<1>, gemv_rows<2>, gemv_rows<3>, gemv_rows<4>,
+                                                   gemv_rows<5>, gemv_rows<6>, gemv_rows<7>, gemv_rows<8>};
+    // Rows in passes of up to kAmxGemvKRows (one pass at the decode sizes amx_panel_k sends); only the first
+    // pass asks for the panel ahead, later ones find it in L2. (Passes of 4 rather than one of 8 rows cost
+    // 15 % at 6 and 8 streams: tg32 x8 Q4_K_M 148 vs 173 tok/s.)
+    for (int j = 0; j < m; j += kAmxGemvKRows) {
+        const int rows = std::min(kAmxGemvKRows, m - j);
+        kRowsFns[rows - 1](t, panel, nsb, act + size_t(j) * astride, astride, j == 0, out + 16 * j);
+    }
 }
 
 #else
 
-void amx_gemv_k(DType, const uint8_t*, int64_t, const char*, float*) {
+void amx_gemv_k(DType, const uint8_t*, int64_t, const char*, size_t, int, float*) {
     throw Error("cpu backend: K-quant weights repacked for AMX tiles reached a kernel level without them", Status::Unsupported);
 }
 

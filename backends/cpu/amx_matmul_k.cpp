@@ -300,13 +300,12 @@ void amx_panel_k(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact,
     for (int64_t p = r0 / kN; p * kN < r1; ++p) {
         const int64_t row0 = p * kN;
         const int valid = int(std::min<int64_t>(kN, std::min(r1, job.n) - row0));
-        // Decode: VNNI dot products on the packed panel (amx_gemv_k.cpp), same bits, row by row (the panel stays
-        // in L1/L2 from one to the next) for up to 4 rows, where that beat the tiles.
-        if (job.m <= std::min<int64_t>(4, kAmxDecodeMaxRows)) {
-            for (int64_t j = 0; j < job.m; ++j) {
-                amx_gemv_k(t, packed + size_t(p) * size_t(nsb) * rec, nsb, qact + size_t(j) * qstride, acc);
-                std::memcpy(job.out + j * int64_t(job.out_stride) + row0, acc, size_t(valid) * sizeof(float));
-            }
+        // Decode: VNNI dot products on the packed panel (amx_gemv_k.cpp), same bits, each weight unpacked once
+        // for several rows.
+        if (job.m <= kAmxDecodeMaxRows) {
+            amx_gemv_k(t, packed + size_t(p) * size_t(nsb) * rec, nsb, qact, qstride, int(job.m), acc);
+            for (int64_t j = 0; j < job.m; ++j)
+                std::memcpy(job.out + j * int64_t(job.out_stride) + row0, acc + 16 * j, size_t(valid) * sizeof(float));
             continue;
         }
         widen_panel(t, packed + size_t(p) * size_t(nsb) * rec, nsb, w);
@@ -333,7 +332,7 @@ std::string amx_k_self_check() {
     try {
         std::mt19937 rng(20261203);
         for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K})
-            for (int64_t m : {5, 1}) {
+            for (int64_t m : {kAmxDecodeMaxRows + 3, int64_t(5), int64_t(1)}) {  // tiles (a partial group), then decode
                 const int64_t n = 20, k = 512;
                 std::vector<float> wf(size_t(n * k)), xf(size_t(m * k));
                 std::uniform_real_distribution<float> u(-1.0f, 1.0f);

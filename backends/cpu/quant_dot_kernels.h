@@ -67,8 +67,12 @@ inline __m256i loadu256(const void* p) { return _mm256_loadu_si256(static_cast<c
 // dozen miss buffers, and prefetches queued there stall the loads in use.
 // Measured (`tessera bench matmul -m 1`, q4_0 4096 x 4096): 1 thread 7.2 -> 12.6 GB/s with an L1 hint,
 // 2 threads 19 -> 21.7 GB/s going from the L1 to the L2 hint; TinyLlama Q4_0 tg32 at 2 threads 16.5 -> 33 tok/s.
+//
+// These helpers are inlined by force: the kernel levels are compiled with -fno-weak, and GCC then takes a
+// function whose only effect is a prefetch for one without effects and deletes the calls to it wherever it
+// was not inlined (a lambda that wrapped prefetch_ahead lost every prefetch, silently).
 template <int R, size_t kBlockBytes>
-inline void prefetch_next_tile(const uint8_t* w, size_t w_stride, int64_t b) {
+[[gnu::always_inline]] inline void prefetch_next_tile(const uint8_t* w, size_t w_stride, int64_t b) {
     for (int r = 0; r < R; ++r) {
         const char* p = reinterpret_cast<const char*>(w + size_t(r + R) * w_stride + size_t(b) * kBlockBytes);
         for (size_t off = 0; off < kBlockBytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T1);
@@ -80,7 +84,7 @@ inline void prefetch_next_tile(const uint8_t* w, size_t w_stride, int64_t b) {
 // Q4_0 kernels an L2 hint was slower (tg16 Q4_0, 2 threads, amx 51.6 vs 50.6 tok/s, avx2 35.4 vs 32.8); the
 // amx K-quant decode, whose records are 2-3 KiB, asks for L2 (amx_gemv_k.cpp).
 enum class PrefetchInto { L1, L2 };
-inline void prefetch_ahead(const uint8_t* p, size_t bytes, size_t distance, PrefetchInto into = PrefetchInto::L1) {
+[[gnu::always_inline]] inline void prefetch_ahead(const uint8_t* p, size_t bytes, size_t distance, PrefetchInto into = PrefetchInto::L1) {
     for (size_t off = 0; off < bytes; off += 64) {
         const char* line = reinterpret_cast<const char*>(p + distance + off);
         if (into == PrefetchInto::L2)
