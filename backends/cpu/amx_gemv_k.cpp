@@ -55,7 +55,10 @@ namespace {
 
 // M activation rows (Q8_K, row m at act + m * astride) against one panel: out + 16 m gets row m's 16 dots.
 // Each sub-block's weights (and scales) are unpacked once into registers and taken by all M rows, so a few
-// sequences decoded together cost little more than one.
+// sequences decoded together cost little more than one. One panel at a time: reading two or four side by side,
+// as the Q4_0 decode does, was slower here (tg32 Q4_K_M, 2 threads: 39.8-40.4 and 38.5-39.7 tok/s against
+// 40.6-43.1), and so was added arithmetic only slightly (a third more VNNI work per sub-block cost 2-5 %):
+// what bounds this loop is how many lines are in flight, not its instructions.
 template <int M>
 void gemv_rows(DType t, const uint8_t* panel, int64_t nsb, const char* act, size_t astride, bool ask_for_panel, float* out) {
     const size_t rec = L::k_record_bytes(t);
