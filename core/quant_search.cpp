@@ -4,6 +4,9 @@
 // Contraction off: see core/quant.cpp. A fused multiply-add in the error sums flips search decisions; the
 // vector code below must round every product and sum exactly as the scalar code does.
 #pragma GCC optimize("fp-contract=off")
+// The 8-lane helpers below pass 32-byte vectors; they are inlined by force (see TESSERA_SEARCH_CLONES), so
+// GCC's note that such values cross calls differently with and without AVX does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
 #include "core/quant_search.h"
 
 #include <algorithm>
@@ -140,22 +143,24 @@ constexpr int kMaxN = 32;
 using vf = float __attribute__((vector_size(kLanes * sizeof(float))));
 using vi = int32_t __attribute__((vector_size(kLanes * sizeof(int32_t))));
 
-inline vf splat(float v) { return vf{v, v, v, v, v, v, v, v}; }
-inline vi splat_i(int32_t v) { return vi{v, v, v, v, v, v, v, v}; }
-inline vf to_float(vi v) { return __builtin_convertvector(v, vf); }
+[[gnu::always_inline]] inline vf splat(float v) { return vf{v, v, v, v, v, v, v, v}; }
+[[gnu::always_inline]] inline vi splat_i(int32_t v) { return vi{v, v, v, v, v, v, v, v}; }
+[[gnu::always_inline]] inline vf to_float(vi v) { return __builtin_convertvector(v, vf); }
 
 // nearest_int (quant_util.h) per lane: the same float add, the same bits taken.
-inline vi nearest_int_v(vf x) {
+[[gnu::always_inline]] inline vi nearest_int_v(vf x) {
     const vf v = x + splat(12582912.f);
     vi i;
     std::memcpy(&i, &v, sizeof i);
     return (i & splat_i(0x007fffff)) - splat_i(0x00400000);
 }
-inline vi clamp_v(vi l, int lo, int hi) {
-    l = l < splat_i(lo) ? splat_i(lo) : l;
-    return l > splat_i(hi) ? splat_i(hi) : l;
+// Bounds as vectors made once outside the loops: GCC rebuilt splats of runtime values lane by lane (four
+// vpinsrd each) inside every iteration.
+[[gnu::always_inline]] inline vi clamp_v(vi l, vi lo, vi hi) {
+    l = l < lo ? lo : l;
+    return l > hi ? hi : l;
 }
-inline vf fabs_v(vf x) {
+[[gnu::always_inline]] inline vf fabs_v(vf x) {
     vi bits;
     std::memcpy(&bits, &x, sizeof bits);
     bits &= splat_i(0x7fffffff);
@@ -163,23 +168,36 @@ inline vf fabs_v(vf x) {
     return x;
 }
 // c ? a : b per lane, c a comparison result (all ones or zero per lane).
-inline vf select(vi c, vf a, vf b) { return c ? a : b; }
+[[gnu::always_inline]] inline vf select(vi c, vf a, vf b) { return c ? a : b; }
+
+// The batched searches are most of `tessera quantize`'s time, and core is built for the baseline of its
+// target: on x86-64 that is SSE2, where the 8-lane vectors split in two and integer compares and selects go
+// lane by lane through scalar code (Q4_K_M of a 1.1B F16 model: 48 s at 2 threads, llama-quantize 32 s).
+// So on x86-64 they are also compiled for AVX2 and the loader picks the clone the CPU runs (GCC's ifunc
+// dispatch). Lane arithmetic is IEEE either way and contraction stays off: the clones give the same bits.
+// The lane helpers above are inlined by force into each clone, so no 32-byte vector crosses a call.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TESSERA_SEARCH_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define TESSERA_SEARCH_CLONES
+#endif
 
 // Lane g of out[i] = src[(first + g) * n + i] for the lanes < count; the other lanes repeat group first
 // (harmless work whose results are dropped).
-inline void transpose_in(const float* src, int first, int count, int n, vf* out) {
+[[gnu::always_inline]] inline void transpose_in(const float* src, int first, int count, int n, vf* out) {
     for (int i = 0; i < n; ++i)
         for (int g = 0; g < kLanes; ++g) out[i][g] = src[(first + (g < count ? g : 0)) * n + i];
 }
 
 // Eight groups (lanes < count are real) of search_scale_min.
-void search_scale_min_x8(int first, int count, int n, int nmax, const float* x, const float* w, uint8_t* L,
+TESSERA_SEARCH_CLONES void search_scale_min_x8(int first, int count, int n, int nmax, const float* x, const float* w, uint8_t* L,
                          float* scales, float* neg_mins, float rmin, float rdelta, int nstep, bool use_mad) {
     vf xt[kMaxN] = {}, wt[kMaxN] = {};  // n >= 1 is checked by the caller; zeroed so the compiler sees it too
     vi Lt[kMaxN], La[kMaxN];
     transpose_in(x, first, count, n, xt);
     transpose_in(w, first, count, n, wt);
 
+    const vi zero_v = splat_i(0), nmax_v = splat_i(nmax);
     vf mn = xt[0], mx = xt[0];
     vf sum_w = wt[0];
     vf sum_x = sum_w * xt[0];
@@ -197,7 +215,7 @@ void search_scale_min_x8(int first, int count, int n, int nmax, const float* x, 
     vf scale = splat(1.0f) / iscale;
     vf best_err = splat(0.0f);
     for (int i = 0; i < n; ++i) {
-        Lt[i] = clamp_v(nearest_int_v(iscale * (xt[i] - mn)), 0, nmax);
+        Lt[i] = clamp_v(nearest_int_v(iscale * (xt[i] - mn)), zero_v, nmax_v);
         vf diff = scale * to_float(Lt[i]) + mn - xt[i];
         diff = use_mad ? fabs_v(diff) : diff * diff;
         best_err += wt[i] * diff;
@@ -206,7 +224,7 @@ void search_scale_min_x8(int first, int count, int n, int nmax, const float* x, 
         iscale = splat(rmin + rdelta * is + nmax) / (mx - mn);
         vf sum_l = splat(0.0f), sum_l2 = splat(0.0f), sum_xl = splat(0.0f);
         for (int i = 0; i < n; ++i) {
-            La[i] = clamp_v(nearest_int_v(iscale * (xt[i] - mn)), 0, nmax);
+            La[i] = clamp_v(nearest_int_v(iscale * (xt[i] - mn)), zero_v, nmax_v);
             const vf l = to_float(La[i]);
             const vf wi = wt[i];
             sum_l += wi * l;
@@ -246,7 +264,7 @@ void search_scale_min_x8(int first, int count, int n, int nmax, const float* x, 
 }
 
 // Eight groups (lanes < count are real) of search_scale_sym.
-void search_scale_sym_x8(int first, int count, int n, int nmax, const float* x, int8_t* L, float* scales) {
+TESSERA_SEARCH_CLONES void search_scale_sym_x8(int first, int count, int n, int nmax, const float* x, int8_t* L, float* scales) {
     vf xt[kMaxN] = {};
     vi Lt[kMaxN], La[kMaxN];
     transpose_in(x, first, count, n, xt);
@@ -258,14 +276,15 @@ void search_scale_sym_x8(int first, int count, int n, int nmax, const float* x, 
         amax = select(larger, ax, amax);
         max = select(larger, xt[i], max);
     }
-    const vi tiny = amax < splat(kGroupMaxEps);  // the scalar form returns early: levels 0, scale 0
+    const vi tiny = amax < splat(kGroupMaxEps);
+    const vi lo_v = splat_i(-nmax), hi_v = splat_i(nmax - 1), nmax_v = splat_i(nmax);  // the scalar form returns early: levels 0, scale 0
 
     // One pass at inverse scale `iscale`: levels (stored + nmax) and the two least-squares sums.
     auto pass = [&](vf iscale, vi* levels, vf& sumlx, vf& suml2) {
         sumlx = suml2 = splat(0.0f);
         for (int i = 0; i < n; ++i) {
-            const vi l = clamp_v(nearest_int_v(iscale * xt[i]), -nmax, nmax - 1);
-            levels[i] = l + splat_i(nmax);
+            const vi l = clamp_v(nearest_int_v(iscale * xt[i]), lo_v, hi_v);
+            levels[i] = l + nmax_v;
             const vf lf = to_float(l);
             const vf wgt = xt[i] * xt[i];
             sumlx += wgt * xt[i] * lf;
