@@ -108,7 +108,8 @@ TEST_CASE("rows8 mul_mat: repacked Q4_0 against the reference, odd shapes, 1 to 
         MESSAGE("no cpu level here repacks Q4_0 into interleaved rows: nothing to check");
         return;
     }
-    // n 1, 7, 9, 21: partial strips; 50 and 100: several 48-row work items, the last partial; m 1 (decode),
+    // n 1, 7, 9, 21: partial strips; 50 and 100: several 48-row work items, the last partial (one column reads
+    // four strips side by side, then two, then one: 100 takes every form); m 1 (decode),
     // 2-8 (a decode batch of several sequences), 9, 17: more than one 4-column pass with a partial last one.
     // k 32, 96: one and three blocks; 2048 a TinyLlama row.
     std::vector<Case> cases;
@@ -123,9 +124,10 @@ TEST_CASE("rows8 mul_mat: repacked Q4_0 against the reference, odd shapes, 1 to 
 }
 
 TEST_CASE("rows8 mul_mat: nibbles all 15 against activations all +127, all 0 against -127 (int16 sums at their extremes)") {
+    // n 40: one column goes through four strips side by side and a lone one; 4 and 8 columns through strip_q4_0.
     for (const std::string& level : rows8_levels())
         for (int64_t m : {1, 4, 8})
-            for (Fill f : {Fill::AllMax, Fill::AllZeroNegX}) check_rows8({256, 16, m, false}, f, 2, level);
+            for (Fill f : {Fill::AllMax, Fill::AllZeroNegX}) check_rows8({256, 40, m, false}, f, 2, level);
 }
 
 TEST_CASE("rows8: repacked weights reach only mul_mat at a level with its kernels; anything else is an error naming them") {
