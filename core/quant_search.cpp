@@ -276,8 +276,8 @@ TESSERA_SEARCH_CLONES void search_scale_sym_x8(int first, int count, int n, int 
         amax = select(larger, ax, amax);
         max = select(larger, xt[i], max);
     }
-    const vi tiny = amax < splat(kGroupMaxEps);
-    const vi lo_v = splat_i(-nmax), hi_v = splat_i(nmax - 1), nmax_v = splat_i(nmax);  // the scalar form returns early: levels 0, scale 0
+    const vi tiny = amax < splat(kGroupMaxEps);  // the scalar form returns early: levels 0, scale 0
+    const vi lo_v = splat_i(-nmax), hi_v = splat_i(nmax - 1), nmax_v = splat_i(nmax);
 
     // One pass at inverse scale `iscale`: levels (stored + nmax) and the two least-squares sums.
     auto pass = [&](vf iscale, vi* levels, vf& sumlx, vf& suml2) {

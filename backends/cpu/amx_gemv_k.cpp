@@ -3,17 +3,17 @@
 // and widening a whole panel for a few rows would cost more than the dots themselves. The packed bytes are
 // read in place. A chunk's VNNI row g (64 bytes: for each of the 16 weight rows its values 4g .. 4g + 3) is
 // what VPDPBUSD takes with a broadcast of the activation's values 4g .. 4g + 3, giving the 16 rows' partial
-// dots in the 16 int32 lanes. VPDPBUSD multiplies unsigned
-// weights by signed activations, which is how the values are stored (Q6_K's offset of 32 comes off after, as
+// dots in the 16 int32 lanes. VPDPBUSD multiplies unsigned weights by signed activations, which is how the
+// values are stored (Q6_K's offset of 32 comes off after, as
 // 32 times the sub-block's activation sum, bsums). Per lane this is the integer the tile product gives, scaled
 // by the same integer scales and the same float operations in the same order (amx_matmul_k.cpp), so a token's
 // logits do not depend on whether it was decoded alone or in a batch.
 #include "backends/cpu/amx_matmul_k.h"
 
-#include <algorithm>
 #include <cstring>
 
 #include "backends/cpu/amx_k_simd.h"
+#include "backends/cpu/amx_matmul.h"
 #include "backends/cpu/amx_repack.h"
 #include "backends/cpu/amx_repack_k.h"
 #include "backends/cpu/amx_tiles.h"
@@ -60,7 +60,7 @@ namespace {
 // 40.6-43.1), and so was added arithmetic only slightly (a third more VNNI work per sub-block cost 2-5 %):
 // what bounds this loop is how many lines are in flight, not its instructions.
 template <int M>
-void gemv_rows(DType t, const uint8_t* panel, int64_t nsb, const char* act, size_t astride, bool ask_for_panel, float* out) {
+void gemv_rows(DType t, const uint8_t* panel, int64_t nsb, const char* act, size_t astride, float* out) {
     const size_t rec = L::k_record_bytes(t);
     const L::KRecordParts part = L::k_record_parts(t);
     // Decode reads each weight once, and one core's hardware prefetch alone kept too few lines in flight. The
@@ -68,12 +68,9 @@ void gemv_rows(DType t, const uint8_t* panel, int64_t nsb, const char* act, size
     // record's prefetches issued at once stalled the core until the miss queue drained (tg32 Q4_K_M,
     // TinyLlama-1.1B shape, 2 threads: one record ahead at once 32.6 tok/s; spread 36.1-36.4, two ahead
     // 37.3-38.0, four ahead 36.4-37.1; spread into L1 33.0-33.7).
-    const size_t slice = (rec / 8 + 63) / 64 * 64;
-    // (Inlined by force, as qdot::prefetch_ahead is: otherwise GCC deletes its calls; quant_dot_kernels.h.)
+    // (Inlined by force, as qdot::prefetch_part is: otherwise GCC deletes its calls; quant_dot_kernels.h.)
     const auto ask_ahead = [&](const uint8_t* r, int s) __attribute__((always_inline)) {
-        if (ask_for_panel && size_t(s) * slice < rec)
-            qdot::prefetch_ahead(r + size_t(s) * slice, std::min(slice, rec - size_t(s) * slice), 2 * rec,
-                                 qdot::PrefetchInto::L2);
+        qdot::prefetch_part(r, rec, s, 8, 2 * rec, qdot::PrefetchInto::L2);
     };
     const block_q8_K* ab[M];
     for (int m = 0; m < M; ++m) ab[m] = reinterpret_cast<const block_q8_K*>(act + size_t(m) * astride);
@@ -159,17 +156,13 @@ void gemv_rows(DType t, const uint8_t* panel, int64_t nsb, const char* act, size
 }  // namespace
 
 void amx_gemv_k(DType t, const uint8_t* panel, int64_t nsb, const char* act, size_t astride, int m, float* out) {
-    using Fn = void (*)(DType, const uint8_t*, int64_t, const char*, size_t, bool, float*);
-    static_assert(kAmxGemvKRows == 8, "amx_gemv_k: the table below covers 1 .. 8 rows");
-    static constexpr Fn kRowsFns[kAmxGemvKRows] = {gemv_rows<1>, gemv_rows<2>, gemv_rows<3>, gemv_rows<4>,
-                                                   gemv_rows<5>, gemv_rows<6>, gemv_rows<7>, gemv_rows<8>};
-    // Rows in passes of up to kAmxGemvKRows (one pass at the decode sizes amx_panel_k sends); only the first
-    // pass asks for the panel ahead, later ones find it in L2. (Passes of 4 rather than one of 8 rows cost
-    // 15 % at 6 and 8 streams: tg32 x8 Q4_K_M 148 vs 173 tok/s.)
-    for (int j = 0; j < m; j += kAmxGemvKRows) {
-        const int rows = std::min(kAmxGemvKRows, m - j);
-        kRowsFns[rows - 1](t, panel, nsb, act + size_t(j) * astride, astride, j == 0, out + 16 * j);
-    }
+    using Fn = void (*)(DType, const uint8_t*, int64_t, const char*, size_t, float*);
+    static_assert(kAmxDecodeMaxRows == 8, "amx_gemv_k: the table below covers 1 .. 8 rows");
+    // All rows in one pass: passes of 4 rows cost 15 % at 6 and 8 streams (tg32 x8 Q4_K_M 148 vs 173 tok/s).
+    static constexpr Fn kRowsFns[kAmxDecodeMaxRows] = {gemv_rows<1>, gemv_rows<2>, gemv_rows<3>, gemv_rows<4>,
+                                                       gemv_rows<5>, gemv_rows<6>, gemv_rows<7>, gemv_rows<8>};
+    TESSERA_CHECK(m >= 1 && m <= kAmxDecodeMaxRows, "amx_gemv_k: %d activation rows (1..%d)", m, int(kAmxDecodeMaxRows));
+    kRowsFns[m - 1](t, panel, nsb, act, astride, out);
 }
 
 #else

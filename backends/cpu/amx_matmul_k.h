@@ -17,9 +17,8 @@ size_t amx_k_scratch_floats(const MatmulJob& job);
 // activations already quantized to Q8_K, row j at qact + j * qstride.
 void amx_panel_k(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch);
 // Decode: out[16 j + n] = the dot of panel row n (16 rows, nsb super-blocks at `panel`) with Q8_K activation
-// row j (of m, at act + j * astride), with AVX-512 VNNI on the packed bytes (amx_gemv_k.cpp), each weight
-// unpacked once for up to kAmxGemvKRows rows; the same bits as the tile path gives each row.
-constexpr int kAmxGemvKRows = 8;
+// row j (of m, 1 .. kAmxDecodeMaxRows, at act + j * astride), with AVX-512 VNNI on the packed bytes
+// (amx_gemv_k.cpp), each weight unpacked once for all m rows; the same bits as the tile path gives each row.
 void amx_gemv_k(DType t, const uint8_t* panel, int64_t nsb, const char* act, size_t astride, int m, float* out);
 // Small repacked Q4_K, Q5_K and Q6_K matmuls (a partial panel, a partial activation group, one row) through
 // amx_panel_k, compared with scalar code doing the same arithmetic on the unpacked blocks: "" when every

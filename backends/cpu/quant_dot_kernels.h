@@ -3,6 +3,7 @@
 // blocks of the weight type; activations are in activation_type(w) (Q8_0 or Q8_K blocks).
 #pragma once
 #include "backends/cpu/kernel_level.h"
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -92,6 +93,17 @@ enum class PrefetchInto { L1, L2 };
         else
             _mm_prefetch(line, _MM_HINT_T0);
     }
+}
+
+// Part i (of `parts`, whole cache lines each) of the record `rec_bytes` long at `record`, `distance` bytes
+// ahead: called once per part as a kernel works through a record, so that the lines of a big record (the
+// K-quants' 1-3 KiB) are asked for a few at a time beside the arithmetic. Asked for all at once, they stalled
+// the core until the miss queue drained (amx_gemv_k.cpp, rows8_k_matmul.cpp have the figures).
+[[gnu::always_inline]] inline void prefetch_part(const uint8_t* record, size_t rec_bytes, int i, int parts,
+                                                 size_t distance, PrefetchInto into) {
+    const size_t slice = (rec_bytes + size_t(parts) * 64 - 1) / (size_t(parts) * 64) * 64;
+    const size_t begin = size_t(i) * slice;
+    if (begin < rec_bytes) prefetch_ahead(record + begin, std::min(slice, rec_bytes - begin), distance, into);
 }
 
 #if TESSERA_X86_AVX512

@@ -110,8 +110,7 @@ void store_strip(const __m256 (&acc)[C], float* out, size_t out_stride, int rows
 constexpr size_t kPrefetchRecords = 4;
 template <size_t kRec>
 [[gnu::always_inline]] inline void ask_ahead_eighth(const uint8_t* record, int i) {
-    constexpr size_t kSlice = (kRec + 7) / 8;
-    prefetch_ahead(record + kSlice * size_t(i), kSlice, kPrefetchRecords * kRec, PrefetchInto::L2);
+    prefetch_part(record, kRec, i, 8, kPrefetchRecords * kRec, PrefetchInto::L2);
 }
 
 // One Q4_K strip (8 weight rows, `rows` of them real) x C activation columns over nblocks super-blocks;
