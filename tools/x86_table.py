@@ -2,7 +2,7 @@
 """Issue 12's speed table on the machine this runs on, at every cpu kernel level it has.
 
 usage: tools/x86_table.py TESSERA LLAMA_BENCH [--models DIR] [--types q4_0,q4_k_m,q8_0,f16] [--rounds N]
-                          [--threads T] [-p 128] [-n 32]
+                          [--threads T] [-p 128] [-n 32] [--levels avx2,avx512,amx]
 
 For each weight type it makes (once, into --models) a TinyLlama-1.1B-shape model with `tessera make-model`,
 then for each level this CPU runs (avx2, avx512, amx: forced with TESSERA_CPU, the ones the CPU lacks are
@@ -74,6 +74,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-p", type=int, default=128)
     ap.add_argument("-n", type=int, default=32)
+    ap.add_argument("--levels", default=",".join(LEVELS), help="levels to measure (default: all it knows)")
     a = ap.parse_args()
 
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -81,7 +82,7 @@ def main():
     print(f"CPU: {model_name}; {a.threads} threads; {a.rounds} alternated rounds; medians", flush=True)
 
     levels = []
-    for level in LEVELS:
+    for level in a.levels.split(","):
         ok, why = level_available(a.tessera, level)
         if ok:
             levels.append(level)

@@ -35,8 +35,6 @@ namespace {
 namespace L = amx_layout;
 constexpr int kN = L::kPanelRows;
 
-__m512i lanes(const int32_t* v) { return _mm512_loadu_si512(v); }
-
 // Byte g of VNNI rows: the low nibbles of the chunk's nibble bytes are VNNI rows 0..3, the high ones 4..7.
 __m512i nibble_row(const uint8_t* nib, int g) {
     const __m512i v = _mm512_loadu_si512(nib + 64 * (g % 4));
@@ -81,21 +79,25 @@ void gemv_rows(DType t, const uint8_t* panel, int64_t nsb, const char* act, size
         __m512i isum[M], imin[M];
         for (int m = 0; m < M; ++m) isum[m] = imin[m] = _mm512_setzero_si512();
         if (t == DType::Q6_K) {
+#pragma GCC unroll 8
             for (int c = 0; c < 8; ++c) {  // chunk c: sub-blocks 2c (VNNI rows 0..3) and 2c + 1 (rows 4..7)
                 ask_ahead(r, c);
                 const uint8_t* nib = r + part.nibbles + size_t(c) * 256;
                 const uint8_t* hi = r + part.high + size_t(c) * 128;
                 for (int h = 0; h < 2; ++h) {
                     __m512i w[4];
-                    for (int g = 4 * h; g < 4 * h + 4; ++g) {  // bits 4, 5 of VNNI byte 64g + i: byte (64g + i) % 128, bits 2 (g / 2)
-                        const __m512i up = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(hi + 64 * (g % 2)), 2 * (g / 2)),
-                                                            _mm512_set1_epi8(3));
-                        w[g - 4 * h] = _mm512_or_si512(nibble_row(nib, g), _mm512_slli_epi16(up, 4));
+                    for (int g = 4 * h; g < 4 * h + 4; ++g) {
+                        // Bits 4, 5 of VNNI byte 64g + i are bits 2 (g / 2), 2 (g / 2) + 1 of byte (64g + i) % 128 of
+                        // the plane: shifted there (within each byte), then masked and joined in one ternary op.
+                        const __m512i plane = _mm512_loadu_si512(hi + 64 * (g % 2));
+                        const int from = 2 * (g / 2);
+                        const __m512i up = from < 4 ? _mm512_slli_epi16(plane, unsigned(4 - from))
+                                           : from == 4 ? plane
+                                                       : _mm512_srli_epi16(plane, 2);
+                        w[g - 4 * h] = _mm512_ternarylogic_epi32(nibble_row(nib, g), up, _mm512_set1_epi8(0x30), 0xF8);  // a | (b & c)
                     }
                     const int s = 2 * c + h;
-                    int32_t sc[kN];
-                    for (int n = 0; n < kN; ++n) sc[n] = int8_t(r[part.scales + size_t(s * kN + n)]);
-                    const __m512i scale = lanes(sc);
+                    const __m512i scale = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + part.scales + size_t(s * kN))));
                     for (int m = 0; m < M; ++m) {
                         const int8_t* a = ab[m][b].qs + 32 * c + 16 * h;
                         __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], broadcast4(a));
@@ -111,18 +113,29 @@ void gemv_rows(DType t, const uint8_t* panel, int64_t nsb, const char* act, size
             // The 16 rows' packed scale bytes as three words per row, one row per lane, then sub-block s's 6-bit
             // scale and min decoded in all lanes at once (the tile path's decoding, amx_k_simd.h).
             const amx_k::ScaleWords words = amx_k::scale_words(r + part.scales);
+            const bool q5 = t == DType::Q5_K;
+            // Unrolled, so that each sub-block's scale/min shifts are constants and its branches go away.
+#pragma GCC unroll 8
             for (int s = 0; s < 8; ++s) {
                 ask_ahead(r, s);
                 __m512i sc, mn;
                 amx_k::scale_min(words, s, &sc, &mn);
                 const __m512i mn_pair = _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16));  // m_s in both int16 halves
                 const uint8_t* nib = r + part.nibbles + size_t(s) * 256;
+                // VNNI rows 0..3 are the low nibbles. Rows 4..7, the high ones, Q4_K takes in place (byte & 0xF0:
+                // 16 times the value, still a u8), which saves a shift per row; their dot comes out exactly 16
+                // times larger and is shifted back once. Q5_K puts its fifth bit above each nibble instead.
                 __m512i w[8];
-                for (int g = 0; g < 8; ++g) {
-                    w[g] = nibble_row(nib, g);
-                    if (t == DType::Q5_K) {  // fifth bit of VNNI byte 64g + i: bit g of plane byte i
-                        const __m512i fifth = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(r + part.high + size_t(s) * 64), g),
-                                                               _mm512_set1_epi8(1));
+                for (int g = 0; g < 4; ++g) {
+                    const __m512i v = _mm512_loadu_si512(nib + 64 * g);
+                    w[g] = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+                    w[g + 4] = q5 ? _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F))
+                                  : _mm512_and_si512(v, _mm512_set1_epi8(char(0xF0)));
+                }
+                if (q5) {
+                    const __m512i plane = _mm512_loadu_si512(r + part.high + size_t(s) * 64);
+                    for (int g = 0; g < 8; ++g) {  // fifth bit of VNNI byte 64g + i: bit g of plane byte i
+                        const __m512i fifth = _mm512_and_si512(_mm512_srli_epi16(plane, g), _mm512_set1_epi8(1));
                         w[g] = _mm512_or_si512(w[g], _mm512_slli_epi16(fifth, 4));
                     }
                 }
@@ -133,7 +146,8 @@ void gemv_rows(DType t, const uint8_t* panel, int64_t nsb, const char* act, size
                         d0 = _mm512_dpbusd_epi32(d0, w[g], broadcast4(a + 4 * g));
                         d1 = _mm512_dpbusd_epi32(d1, w[g + 4], broadcast4(a + 4 * g + 16));
                     }
-                    isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(_mm512_add_epi32(d0, d1), sc));
+                    const __m512i dot = _mm512_add_epi32(d0, q5 ? d1 : _mm512_srai_epi32(d1, 4));
+                    isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(dot, sc));
                     int32_t pair;  // bsums[2s] | bsums[2s + 1] << 16: m_s times the sub-block's activation sum
                     std::memcpy(&pair, ab[m][b].bsums + 2 * s, 4);
                     imin[m] = _mm512_dpwssd_epi32(imin[m], mn_pair, _mm512_set1_epi32(pair));

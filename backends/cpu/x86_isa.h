@@ -53,7 +53,15 @@ inline __m512i cvtps_epi32(__m512 v) {
     const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
     return join(_mm256_cvtps_epi32(lo), _mm256_cvtps_epi32(hi));
 }
+inline __m512i cvtepi8_epi32(__m128i v) {
+    return join(_mm256_cvtepi8_epi32(v), _mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
+}
+inline __m512i srai_epi32(__m512i v, unsigned n) {
+    return join(_mm256_srai_epi32(lo256(v), int(n)), _mm256_srai_epi32(hi256(v), int(n)));
+}
 }  // namespace tessera::cpu::TESSERA_CPU_LEVEL::emu
+#define _mm512_cvtepi8_epi32(v) ::tessera::cpu::TESSERA_CPU_LEVEL::emu::cvtepi8_epi32(v)
+#define _mm512_srai_epi32(v, n) ::tessera::cpu::TESSERA_CPU_LEVEL::emu::srai_epi32(v, n)
 #define _mm512_cvtepi32_ps(v) ::tessera::cpu::TESSERA_CPU_LEVEL::emu::cvtepi32_ps(v)
 #define _mm512_cvtepu8_epi16(v) ::tessera::cpu::TESSERA_CPU_LEVEL::emu::cvtepu8_epi16(v)
 #define _mm512_cvtps_epi32(v) ::tessera::cpu::TESSERA_CPU_LEVEL::emu::cvtps_epi32(v)
