@@ -48,6 +48,16 @@ void float_panel(const MatmulJob& job, int64_t r0, int64_t r1, float* panel) {
     const int64_t as = int64_t(job.act_stride), os = int64_t(job.out_stride), k = job.k, rows = r1 - r0;
     float* out = job.out + r0;
 
+    if (job.m == 1) {
+        int64_t i0 = 0;
+        for (; i0 + kDecodeRows <= rows; i0 += kDecodeRows)
+            dot_block<W, kDecodeRows, 1>(w0 + i0 * ws, ws, job.act, as, k, out + i0, os, false);
+        for (; i0 < rows; i0 += kBlockRows) {
+            const int rn = int(std::min<int64_t>(kBlockRows, rows - i0));
+            dot_block_for<W>(rn, 1)(w0 + i0 * ws, ws, job.act, as, k, out + i0, os, false);
+        }
+        return;
+    }
     if (job.m < kPackMinCols) {
         for (int64_t j0 = 0; j0 < job.m; j0 += kBlockCols) {
             const int rm = int(std::min<int64_t>(kBlockCols, job.m - j0));
