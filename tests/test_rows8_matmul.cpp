@@ -1,4 +1,4 @@
-// Q4_0 weights repacked at load into interleaved rows (backends/cpu/rows8_layout.h) and their matmul
+// Q4_0 and Q8_0 weights repacked at load into interleaved rows (backends/cpu/rows8_layout.h) and their matmul
 // (backends/cpu/rows8_matmul.cpp), against the reference on the same weights unrepacked, at every cpu level
 // this machine runs (the avx512 kernels through their emulated twin where the CPU lacks them): odd shapes,
 // partial strips, 1 to 17 activation rows, strided activations, 1 to 3 threads, the int16 sums' extremes.
@@ -36,8 +36,10 @@ struct Case {
     bool strided_b;
 };
 
-// Weight contents: random blocks, or every nibble 15 / 0 (with every activation +-1) so that the eight
-// u8 x s8 pair sums the avx2 kernel adds in int16 reach their largest size (8 x 2 x 15 x 127 = 30480).
+// Weight contents: random blocks, or the values that take the avx2 kernels' int16 sums to their largest size
+// (with every activation +-1, quantized to +-127): Q4_0 every nibble 15 / 0, eight u8 x s8 pair sums added
+// in int16 (8 x 2 x 15 x 127 = 30480); Q8_0 every value -128 / +127, one pair |w| x (sign(w) x) of
+// 2 x 128 x 127 = 32512 (and, with VNNI, the unsigned operand w + 128 at 0 / 255).
 enum class Fill { Random, AllMax, AllZeroNegX };
 
 // The cpu levels whose backend repacks Q4_0 into this layout, by name; the others are listed in `others`.
@@ -62,47 +64,55 @@ std::vector<std::string> rows8_levels(std::vector<std::string>* others = nullptr
     return names;
 }
 
-// Q4_0 weights in rows8 strips against the reference; activations rounded to Q8_0 (see
+// Q4_0 / Q8_0 weights in rows8 strips against the reference; activations rounded to Q8_0 (see
 // tests/repacked_matmul_check.h). Returns the output for the bit-identity check across thread counts.
-std::vector<float> check_rows8(const Case& c, Fill fill, int threads, const std::string& level) {
-    auto extremes = [fill](HostArena& arena, Tensor* a, Tensor* contiguous_b) {
-        auto* blocks = static_cast<block_q4_0*>(a->data);
-        for (int64_t i = 0; i < a->ne[0] * a->ne[1] / 32; ++i)
-            std::memset(blocks[i].qs, fill == Fill::AllMax ? 0xFF : 0x00, 16);
+std::vector<float> check_rows8(DType t, const Case& c, Fill fill, int threads, const std::string& level) {
+    auto extremes = [fill, t](HostArena& arena, Tensor* a, Tensor* contiguous_b) {
+        const bool high = fill == Fill::AllMax;
+        for (int64_t i = 0; i < a->ne[0] * a->ne[1] / 32; ++i) {
+            if (t == DType::Q8_0)
+                std::memset(static_cast<block_q8_0*>(a->data)[i].qs, high ? 0x80 : 0x7F, 32);
+            else
+                std::memset(static_cast<block_q4_0*>(a->data)[i].qs, high ? 0xFF : 0x00, 16);
+        }
         if (contiguous_b) arena.fill(contiguous_b, std::vector<float>(size_t(contiguous_b->ne[0] * contiguous_b->ne[1]),
-                                                                      fill == Fill::AllMax ? 1.0f : -1.0f));
+                                                                      high ? 1.0f : -1.0f));
     };
-    return check_repacked_matmul({DType::Q4_0, c.k, c.n, c.m, c.strided_b}, threads, level, {32, 0.57},
+    return check_repacked_matmul({t, c.k, c.n, c.m, c.strided_b}, threads, level, {32, 0.57},
                                  {700 + uint64_t(c.k + 3 * c.n), 800 + uint64_t(c.m), kFlagRepacked | kFlagRows8,
-                                  "rows8 fill " + std::to_string(int(fill)),
+                                  std::string(type_name(t)) + " rows8 fill " + std::to_string(int(fill)),
                                   fill == Fill::Random ? nullptr : std::function<void(HostArena&, Tensor*, Tensor*)>(extremes)});
 }
 
 }  // namespace
 
 TEST_CASE("rows8 layout: unpack gives every real row's GGUF blocks back; padding rows are value 0") {
-    for (int64_t rows : {1, 7, 8, 9, 21}) {
-        Context ctx;
-        HostArena arena;
-        Tensor* a = arena.make(ctx, DType::Q4_0, {96, rows}, "w");
-        arena.fill_random(a, 40 + uint64_t(rows));
-        std::vector<uint8_t> packed(L::packed_bytes(DType::Q4_0, rows, 96));
-        CHECK(packed.size() == size_t((rows + 7) / 8 * 8) * 3 * sizeof(block_q4_0));
-        L::repack(DType::Q4_0, a->data, a->nb[1], rows, 96, packed.data());
-        std::vector<uint8_t> back(a->nbytes(), 0xAB);
-        L::unpack(DType::Q4_0, packed.data(), rows, 96, back.data(), a->nb[1]);
-        CHECK(std::memcmp(back.data(), a->data, a->nbytes()) == 0);
-        if (rows % 8) {  // the last strip's padding rows: scale 0, nibbles 8
-            const uint8_t* rec = packed.data() + packed.size() - L::record_bytes(DType::Q4_0);
-            const int pad = int(rows % 8);
-            CHECK((rec[2 * pad] | rec[2 * pad + 1]) == 0);
-            CHECK(rec[L::kScaleBytes + 4 * pad] == 0x88);
+    for (DType t : {DType::Q4_0, DType::Q8_0})
+        for (int64_t rows : {1, 7, 8, 9, 21}) {
+            INFO(type_name(t) << ", " << rows << " rows");
+            Context ctx;
+            HostArena arena;
+            Tensor* a = arena.make(ctx, t, {96, rows}, "w");
+            arena.fill_random(a, 40 + uint64_t(rows));
+            std::vector<uint8_t> packed(L::packed_bytes(t, rows, 96));
+            CHECK(packed.size() == size_t((rows + 7) / 8 * 8) * 3 * type_traits(t).block_bytes);
+            L::repack(t, a->data, a->nb[1], rows, 96, packed.data());
+            std::vector<uint8_t> back(a->nbytes(), 0xAB);
+            L::unpack(t, packed.data(), rows, 96, back.data(), a->nb[1]);
+            CHECK(std::memcmp(back.data(), a->data, a->nbytes()) == 0);
+            // Row 0's value 5 (Q4_0: the low nibble of byte 5; Q8_0: byte 5) sits at record byte 32 + 1.
+            CHECK(packed[L::kScaleBytes + 32 + 1] == static_cast<const uint8_t*>(a->data)[2 + 5]);
+            if (rows % 8) {  // the last strip's padding rows: scale 0, value 0 (Q4_0 nibbles 8)
+                const uint8_t* rec = packed.data() + packed.size() - L::record_bytes(t);
+                const int pad = int(rows % 8);
+                CHECK((rec[2 * pad] | rec[2 * pad + 1]) == 0);
+                CHECK(rec[L::kScaleBytes + 4 * pad] == (t == DType::Q4_0 ? 0x88 : 0x00));
+            }
         }
-    }
     CHECK_THROWS_AS(L::repack(DType::Q8_K, nullptr, 0, 8, 256, nullptr), Error);
 }
 
-TEST_CASE("rows8 mul_mat: repacked Q4_0 against the reference, odd shapes, 1 to 17 columns, 1 to 3 threads") {
+TEST_CASE("rows8 mul_mat: repacked Q4_0 and Q8_0 against the reference, odd shapes, 1 to 17 columns, 1 to 3 threads") {
     const std::vector<std::string> levels = rows8_levels();
     if (levels.empty()) {
         MESSAGE("no cpu level here repacks Q4_0 into interleaved rows: nothing to check");
@@ -118,16 +128,18 @@ TEST_CASE("rows8 mul_mat: repacked Q4_0 against the reference, odd shapes, 1 to 
                          Case{160, 50, 17, true}, Case{64, 100, 8, false}, Case{256, 100, 1, false}})
         cases.push_back(c);
     for (const std::string& level : levels)
-        for (const auto& c : cases)
-            check_same_bits_at_1_to_3_threads([&](int threads) { return check_rows8(c, Fill::Random, threads, level); },
-                                              "");
+        for (DType t : {DType::Q4_0, DType::Q8_0})
+            for (const auto& c : cases)
+                check_same_bits_at_1_to_3_threads([&](int threads) { return check_rows8(t, c, Fill::Random, threads, level); },
+                                                  "");
 }
 
-TEST_CASE("rows8 mul_mat: nibbles all 15 against activations all +127, all 0 against -127 (int16 sums at their extremes)") {
-    // n 40: one column goes through four strips side by side and a lone one; 4 and 8 columns through strip_q4_0.
+TEST_CASE("rows8 mul_mat: weights and activations at the values that take the int16 sums to their extremes") {
+    // n 40: one column goes through four strips side by side and a lone one; 4 and 8 columns through strip<W, C>.
     for (const std::string& level : rows8_levels())
-        for (int64_t m : {1, 4, 8})
-            for (Fill f : {Fill::AllMax, Fill::AllZeroNegX}) check_rows8({256, 40, m, false}, f, 2, level);
+        for (DType t : {DType::Q4_0, DType::Q8_0})
+            for (int64_t m : {1, 4, 8})
+                for (Fill f : {Fill::AllMax, Fill::AllZeroNegX}) check_rows8(t, {256, 40, m, false}, f, 2, level);
 }
 
 TEST_CASE("rows8: repacked weights reach only mul_mat at a level with its kernels; anything else is an error naming them") {

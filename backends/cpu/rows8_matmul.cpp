@@ -1,16 +1,16 @@
-// Q4_0 weights in the interleaved-rows layout (rows8_layout.h) x Q8_0 activation rows.
+// Q4_0 and Q8_0 weights in the interleaved-rows layout (rows8_layout.h) x Q8_0 activation rows.
 //
-// Per strip (8 weight rows) and block, the 128 nibble bytes unpack into eight vectors u_g (g < 8), lane n
-// holding row n's values 4g .. 4g + 3 (as q + 8, 0..15). For each activation column, x's values 4g .. 4g + 3
-// are broadcast to every lane and
-//     dot_n = sum_g sum_i u_g[n, i] * x[4g + i] - 8 * sum(x)     (the offset taken out once per block)
+// Per strip (8 weight rows) and block, the record's value bytes make eight vectors u_g (g < 8), lane n
+// holding row n's values 4g .. 4g + 3 (Q4_0: the nibbles, q + 8, 0..15; Q8_0 with VNNI: q + 128). For each
+// activation column, x's values 4g .. 4g + 3 are broadcast to every lane and
+//     dot_n = sum_g sum_i u_g[n, i] * x[4g + i] - offset * sum(x)     (the offset taken out once per block)
 // lands in lane n: the eight rows' dots are one vector in row order, so the int -> float conversion, the
 // scale product (the eight rows' f16 scales widen in one instruction) and the FMA are one each per block and
-// column for eight rows. Without VNNI the u8 x s8 pair sums are added in int16 before one widening: a pair
-// is at most 2 * 15 * 128 = 3840 in size, eight of them 30720 < 32768.
+// column for eight rows. Without VNNI, VPMADDUBSW's int16 pair sums must not saturate: see Q4_0Rows and
+// Q8_0Rows below for how each type keeps them in range.
 //
-// What depends on the column alone (d_x as float, -8 * sum(x)) is computed once per panel and column, not
-// once per strip.
+// What depends on the column alone (d_x as float, -offset * sum(x)) is computed once per panel and column,
+// not once per strip.
 #include "backends/cpu/rows8_matmul.h"
 
 #include <algorithm>
@@ -37,8 +37,86 @@ inline __m256i bcast4(const int8_t* p) {
     return _mm256_set1_epi32(v);
 }
 
-// Per block b and column c < C (entry b * C + c): d_x as float and -8 * sum(x).
-void column_terms(int64_t nblocks, const char* a, size_t a_stride, int C, float* dx, int32_t* ncorr) {
+// What the strip kernels need of a weight type: the offset its stored values carry as VPDPBUSD's unsigned
+// operand (the offset times sum(x) comes off after, once per block and column), the block's eight VNNI rows
+// made ready once for all columns (unpack), and one column's eight row dots from them (dot): lane n of the
+// result is row n's integer dot, exactly.
+struct Q4_0Rows {
+    static constexpr DType kType = DType::Q4_0;
+    static constexpr int32_t kOffset = 8;  // the nibble is value + 8
+    struct Block {
+        __m256i u[8];  // VNNI row g: lane n holds row n's values 4g .. 4g + 3, as nibbles
+    };
+    static Block unpack(const uint8_t* q) {
+        const __m256i low = _mm256_set1_epi8(0x0F);
+        Block w;
+        TESSERA_UNROLL for (int m = 0; m < 4; ++m) {
+            const __m256i v = loadu256(q + 32 * m);
+            w.u[m] = _mm256_and_si256(v, low);
+            w.u[m + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+        }
+        return w;
+    }
+    static __m256i dot(const Block& w, const int8_t* x, __m256i corr) {
+#if TESSERA_QDOT_VNNI
+        __m256i d0 = corr, d1 = _mm256_setzero_si256();
+        TESSERA_UNROLL for (int g = 0; g < 4; ++g) {
+            d0 = _mm256_dpbusd_epi32(d0, w.u[g], bcast4(x + 4 * g));
+            d1 = _mm256_dpbusd_epi32(d1, w.u[g + 4], bcast4(x + 4 * (g + 4)));
+        }
+        return _mm256_add_epi32(d0, d1);
+#else  // pairs of at most 2 * 15 * 128 = 3840, eight of them summed in int16: 30720 < 32768
+        __m256i s = _mm256_maddubs_epi16(w.u[0], bcast4(x));
+        TESSERA_UNROLL for (int g = 1; g < 8; ++g) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w.u[g], bcast4(x + 4 * g)));
+        return _mm256_add_epi32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)), corr);
+#endif
+    }
+};
+
+struct Q8_0Rows {
+    static constexpr DType kType = DType::Q8_0;
+#if TESSERA_QDOT_VNNI
+    static constexpr int32_t kOffset = 128;  // value + 128 (the sign bit flipped) as the unsigned operand
+    struct Block {
+        __m256i u[8];
+    };
+    static Block unpack(const uint8_t* q) {
+        Block w;
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g) w.u[g] = _mm256_xor_si256(loadu256(q + 32 * g), _mm256_set1_epi8(char(0x80)));
+        return w;
+    }
+    static __m256i dot(const Block& w, const int8_t* x, __m256i corr) {
+        __m256i d0 = corr, d1 = _mm256_setzero_si256();
+        TESSERA_UNROLL for (int g = 0; g < 4; ++g) {
+            d0 = _mm256_dpbusd_epi32(d0, w.u[g], bcast4(x + 4 * g));
+            d1 = _mm256_dpbusd_epi32(d1, w.u[g + 4], bcast4(x + 4 * (g + 4)));
+        }
+        return _mm256_add_epi32(d0, d1);
+    }
+#else
+    // Without VNNI, |w| times x with w's sign moved onto x (VPMADDUBSW's unsigned operand must be |w|): a
+    // pair is at most 2 * 128 * 127 = 32512, so each group's pairs widen to int32 before they are added. Eight
+    // more registers for |w| would not leave room for the columns: the values are read again from L1.
+    static constexpr int32_t kOffset = 0;
+    struct Block {
+        const uint8_t* q;
+    };
+    static Block unpack(const uint8_t* q) { return {q}; }
+    static __m256i dot(const Block& w, const int8_t* x, __m256i) {
+        const __m256i ones16 = _mm256_set1_epi16(1);
+        __m256i d = _mm256_setzero_si256();
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
+            const __m256i v = loadu256(w.q + 32 * g);
+            const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(bcast4(x + 4 * g), v));
+            d = _mm256_add_epi32(d, _mm256_madd_epi16(p, ones16));
+        }
+        return d;
+    }
+#endif
+};
+
+// Per block b and column c < C (entry b * C + c): d_x as float and -offset * sum(x).
+void column_terms(int64_t nblocks, const char* a, size_t a_stride, int C, int32_t offset, float* dx, int32_t* ncorr) {
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int c = 0; c < C; ++c) {
         const auto* x = reinterpret_cast<const block_q8_0*>(a + size_t(c) * a_stride);
@@ -48,7 +126,7 @@ void column_terms(int64_t nblocks, const char* a, size_t a_stride, int C, float*
             s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
             s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
             dx[b * C + c] = h2f(x[b].d);
-            ncorr[b * C + c] = -8 * _mm_cvtsi128_si32(s);
+            ncorr[b * C + c] = -offset * _mm_cvtsi128_si32(s);
         }
     }
 }
@@ -60,12 +138,10 @@ constexpr size_t kPrefetchRecords = 8;
 
 // One strip (8 weight rows, `rows` of them real) x C activation columns over nblocks blocks; column c's
 // eight results go to out + c * out_stride.
-template <int C>
-void strip_q4_0(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
-                const int32_t* ncorr, float* out, size_t out_stride, int rows) {
-    const size_t rec = L::record_bytes(DType::Q4_0);
-    const __m256i low = _mm256_set1_epi8(0x0F);
-    [[maybe_unused]] const __m256i ones16 = _mm256_set1_epi16(1);
+template <class W, int C>
+void strip(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
+           const int32_t* ncorr, float* out, size_t out_stride, int rows) {
+    const size_t rec = L::record_bytes(W::kType);
     const int8_t* xq[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) xq[c] = reinterpret_cast<const block_q8_0*>(a + size_t(c) * a_stride)->qs;
     __m256 acc[C];
@@ -75,23 +151,10 @@ void strip_q4_0(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_s
         const uint8_t* r = strip + size_t(b) * rec;
         prefetch_ahead(r, rec, kPrefetchRecords * rec);
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r)));
-        __m256i u[8];
-        TESSERA_UNROLL for (int m = 0; m < 4; ++m) {
-            const __m256i v = loadu256(r + L::kScaleBytes + 32 * m);
-            u[m] = _mm256_and_si256(v, low);
-            u[m + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-        }
+        const typename W::Block w = W::unpack(r + L::kScaleBytes);
         TESSERA_UNROLL for (int c = 0; c < C; ++c) {
             const int8_t* x = xq[c] + b * int64_t(sizeof(block_q8_0));
-            const __m256i corr = _mm256_set1_epi32(ncorr[b * C + c]);
-#if TESSERA_QDOT_VNNI
-            __m256i d = corr;
-            TESSERA_UNROLL for (int g = 0; g < 8; ++g) d = _mm256_dpbusd_epi32(d, u[g], bcast4(x + 4 * g));
-#else
-            __m256i s = _mm256_maddubs_epi16(u[0], bcast4(x));
-            TESSERA_UNROLL for (int g = 1; g < 8; ++g) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u[g], bcast4(x + 4 * g)));
-            const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(s, ones16), corr);
-#endif
+            const __m256i d = W::dot(w, x, _mm256_set1_epi32(ncorr[b * C + c]));
             acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(dw, _mm256_set1_ps(dx[b * C + c])), acc[c]);
         }
     }
@@ -110,12 +173,11 @@ void strip_q4_0(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_s
 // s * strip_bytes; its eight results at out + 8 s), the strips' records read in turn: S streams in flight
 // rather than one, which one core's prefetching alone did not cover (tg32 Q4_0, TinyLlama-1.1B shape,
 // 2 threads, Xeon at the avx2 level: one strip 35.9-36.1 tok/s, two 41.3-41.6, four 42.7; avx512 35.1-36.2
-// -> 42.8-43.2). The integers and float steps are strip_q4_0<1>'s, so the bits are too.
-template <int S>
-void strips_q4_0_one(int64_t nblocks, const uint8_t* strip0, size_t strip_bytes, const char* a, const float* dx,
-                     const int32_t* ncorr, float* out) {
-    const size_t rec = L::record_bytes(DType::Q4_0);
-    const __m256i low = _mm256_set1_epi8(0x0F);
+// -> 42.8-43.2). The integers and float steps are strip<W, 1>'s, so the bits are too.
+template <class W, int S>
+void strips_one(int64_t nblocks, const uint8_t* strip0, size_t strip_bytes, const char* a, const float* dx,
+                const int32_t* ncorr, float* out) {
+    const size_t rec = L::record_bytes(W::kType);
     const int8_t* xq = reinterpret_cast<const block_q8_0*>(a)->qs;
     __m256 acc[S];
     TESSERA_UNROLL for (int s = 0; s < S; ++s) acc[s] = _mm256_setzero_ps();
@@ -127,23 +189,7 @@ void strips_q4_0_one(int64_t nblocks, const uint8_t* strip0, size_t strip_bytes,
             const uint8_t* r = strip0 + size_t(s) * strip_bytes + size_t(b) * rec;
             prefetch_ahead(r, rec, kPrefetchRecords * rec);
             const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r)));
-#if TESSERA_QDOT_VNNI
-            __m256i d0 = corr, d1 = _mm256_setzero_si256();
-            TESSERA_UNROLL for (int m = 0; m < 4; ++m) {
-                const __m256i v = loadu256(r + L::kScaleBytes + 32 * m);
-                d0 = _mm256_dpbusd_epi32(d0, _mm256_and_si256(v, low), bcast4(x + 4 * m));
-                d1 = _mm256_dpbusd_epi32(d1, _mm256_and_si256(_mm256_srli_epi16(v, 4), low), bcast4(x + 4 * (m + 4)));
-            }
-            const __m256i d = _mm256_add_epi32(d0, d1);
-#else
-            __m256i t = _mm256_setzero_si256();
-            TESSERA_UNROLL for (int m = 0; m < 4; ++m) {
-                const __m256i v = loadu256(r + L::kScaleBytes + 32 * m);
-                t = _mm256_add_epi16(t, _mm256_maddubs_epi16(_mm256_and_si256(v, low), bcast4(x + 4 * m)));
-                t = _mm256_add_epi16(t, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), bcast4(x + 4 * (m + 4))));
-            }
-            const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(t, _mm256_set1_epi16(1)), corr);
-#endif
+            const __m256i d = W::dot(W::unpack(r + L::kScaleBytes), x, corr);
             acc[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(dw, sx), acc[s]);
         }
     }
@@ -151,19 +197,36 @@ void strips_q4_0_one(int64_t nblocks, const uint8_t* strip0, size_t strip_bytes,
 }
 
 using StripFn = void (*)(int64_t, const uint8_t*, const char*, size_t, const float*, const int32_t*, float*, size_t, int);
+using StripsOneFn = void (*)(int64_t, const uint8_t*, size_t, const char*, const float*, const int32_t*, float*);
 
+template <class W>
 StripFn strip_fn(int C) {
     static_assert(kPassCols == 8, "strip_fn: extend the switch");
     switch (C) {
-        case 1: return strip_q4_0<1>;
-        case 2: return strip_q4_0<2>;
-        case 3: return strip_q4_0<3>;
-        case 4: return strip_q4_0<4>;
-        case 5: return strip_q4_0<5>;
-        case 6: return strip_q4_0<6>;
-        case 7: return strip_q4_0<7>;
-        default: return strip_q4_0<8>;
+        case 1: return strip<W, 1>;
+        case 2: return strip<W, 2>;
+        case 3: return strip<W, 3>;
+        case 4: return strip<W, 4>;
+        case 5: return strip<W, 5>;
+        case 6: return strip<W, 6>;
+        case 7: return strip<W, 7>;
+        default: return strip<W, 8>;
     }
+}
+
+// The kernels of weight type W.
+struct TypeKernels {
+    int32_t offset;
+    StripFn (*strip_for)(int C);
+    StripsOneFn four, two;
+};
+template <class W>
+constexpr TypeKernels kernels_of() {
+    return {W::kOffset, strip_fn<W>, strips_one<W, 4>, strips_one<W, 2>};
+}
+const TypeKernels& kernels_for(DType t) {
+    static constexpr TypeKernels kQ4_0 = kernels_of<Q4_0Rows>(), kQ8_0 = kernels_of<Q8_0Rows>();
+    return t == DType::Q8_0 ? kQ8_0 : kQ4_0;
 }
 
 }  // namespace
@@ -173,8 +236,9 @@ bool rows8_compiled() { return true; }
 size_t rows8_scratch_floats(const MatmulJob& job) { return size_t(2 * (job.k / L::kBlockValues) * kPassCols + 16); }
 
 void rows8_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, size_t qstride, float* scratch) {
-    TESSERA_CHECK(job.wtype == DType::Q4_0 && r0 % L::kStripRows == 0, "rows8 matmul: %s weights, rows from %lld",
+    TESSERA_CHECK(L::repackable(job.wtype) && r0 % L::kStripRows == 0, "rows8 matmul: %s weights, rows from %lld",
                   type_name(job.wtype), (long long)r0);
+    const TypeKernels& kern = kernels_for(job.wtype);
     const int64_t nb = job.k / L::kBlockValues;
     const size_t strip_bytes = size_t(nb) * L::record_bytes(job.wtype);
     const auto* w = reinterpret_cast<const uint8_t*>(job.w);
@@ -183,19 +247,14 @@ void rows8_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact,
     for (int64_t j0 = 0; j0 < job.m; j0 += kPassCols) {
         const int C = int(std::min<int64_t>(kPassCols, job.m - j0));
         const char* a = qact + size_t(j0) * qstride;
-        column_terms(nb, a, qstride, C, dx, ncorr);
-        const StripFn f = strip_fn(C);
+        column_terms(nb, a, qstride, C, kern.offset, dx, ncorr);
+        const StripFn f = kern.strip_for(C);
         int64_t row = r0;
-        if (C == 1) {  // four full strips at a time, then two, then the strip_q4_0 loop below
+        if (C == 1) {  // four full strips at a time, then two, then the strip loop below
             for (const int S : {4, 2})
-                for (; row + S * L::kStripRows <= r1; row += S * L::kStripRows) {
-                    const uint8_t* s0 = w + size_t(row / L::kStripRows) * strip_bytes;
-                    float* o = job.out + j0 * int64_t(job.out_stride) + row;
-                    if (S == 4)
-                        strips_q4_0_one<4>(nb, s0, strip_bytes, a, dx, ncorr, o);
-                    else
-                        strips_q4_0_one<2>(nb, s0, strip_bytes, a, dx, ncorr, o);
-                }
+                for (; row + S * L::kStripRows <= r1; row += S * L::kStripRows)
+                    (S == 4 ? kern.four : kern.two)(nb, w + size_t(row / L::kStripRows) * strip_bytes, strip_bytes, a,
+                                                    dx, ncorr, job.out + j0 * int64_t(job.out_stride) + row);
         }
         for (; row < r1; row += L::kStripRows)
             f(nb, w + size_t(row / L::kStripRows) * strip_bytes, a, qstride, dx, ncorr,
