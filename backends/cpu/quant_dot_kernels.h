@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "core/quant.h"
 #include "core/types.h"
@@ -167,6 +168,20 @@ inline __m512 join_ps(float lo, float hi) {
 inline __m256 lo_ps(__m512 v) { return _mm512_castps512_ps256(v); }
 inline __m256 hi_ps(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
 inline __m256i hi_si(__m512i v) { return _mm512_extracti64x4_epi64(v, 1); }
+
+// A 32-value group of eight interleaved rows (the rows8 strips: vector g holds, in lane n, row n's values
+// 4g .. 4g + 3 as unsigned bytes) against x's 32 values, four at a time broadcast to every lane: vectors
+// 0..3 summed into d0, 4..7 into d1 (on top of what they hold), two chains so that VPDPBUSD's latency does
+// not bound the loop.
+inline void dot_rows8_vnni(const __m256i (&u)[8], const int8_t* x, __m256i& d0, __m256i& d1) {
+    TESSERA_UNROLL for (int g = 0; g < 4; ++g) {
+        int32_t lo, hi;
+        std::memcpy(&lo, x + 4 * g, 4);
+        std::memcpy(&hi, x + 4 * (g + 4), 4);
+        d0 = _mm256_dpbusd_epi32(d0, u[g], _mm256_set1_epi32(lo));
+        d1 = _mm256_dpbusd_epi32(d1, u[g + 4], _mm256_set1_epi32(hi));
+    }
+}
 #endif
 
 #endif  // TESSERA_QDOT_AVX2

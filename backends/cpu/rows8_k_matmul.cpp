@@ -151,12 +151,8 @@ void strip_q4_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_s
             TESSERA_UNROLL for (int g = 0; g < 8; ++g)
                 u[g] = _mm256_and_si256(loadu256(chunk + 32 * g), s % 2 ? _mm256_set1_epi8(char(0xF0)) : low4);
             TESSERA_UNROLL for (int c = 0; c < C; ++c) {
-                const int8_t* x = xb[c][b].qs + 32 * s;
                 __m256i d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256();
-                TESSERA_UNROLL for (int g = 0; g < 4; ++g) {
-                    d0 = _mm256_dpbusd_epi32(d0, u[g], bcast4(x + 4 * g));
-                    d1 = _mm256_dpbusd_epi32(d1, u[g + 4], bcast4(x + 4 * (g + 4)));
-                }
+                dot_rows8_vnni(u, xb[c][b].qs + 32 * s, d0, d1);
                 __m256i dot = _mm256_add_epi32(d0, d1);
                 if (s % 2) dot = _mm256_srai_epi32(dot, 4);
                 isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(dot, sc32));
@@ -223,12 +219,8 @@ inline void q6_quarter(const uint8_t* r, const __m256i (&sc)[4], const block_q8_
     // (sc, sc), sign-extended): the same integers with fewer instructions than the int16 pairs below.
     const __m256i sc0 = _mm256_srai_epi32(sp0, 16), sc1 = _mm256_srai_epi32(sp1, 16);
     TESSERA_UNROLL for (int c = 0; c < C; ++c) {
-        const int8_t* x = xb[c][b].qs + 32 * q;
         __m256i d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256();
-        TESSERA_UNROLL for (int g = 0; g < 4; ++g) {
-            d0 = _mm256_dpbusd_epi32(d0, u[g], bcast4(x + 4 * g));
-            d1 = _mm256_dpbusd_epi32(d1, u[g + 4], bcast4(x + 4 * (g + 4)));
-        }
+        dot_rows8_vnni(u, xb[c][b].qs + 32 * q, d0, d1);
         isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_mullo_epi32(d0, sc0), _mm256_mullo_epi32(d1, sc1)));
     }
 #else

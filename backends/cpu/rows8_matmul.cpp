@@ -60,10 +60,7 @@ struct Q4_0Rows {
     static __m256i dot(const Block& w, const int8_t* x, __m256i corr) {
 #if TESSERA_QDOT_VNNI
         __m256i d0 = corr, d1 = _mm256_setzero_si256();
-        TESSERA_UNROLL for (int g = 0; g < 4; ++g) {
-            d0 = _mm256_dpbusd_epi32(d0, w.u[g], bcast4(x + 4 * g));
-            d1 = _mm256_dpbusd_epi32(d1, w.u[g + 4], bcast4(x + 4 * (g + 4)));
-        }
+        dot_rows8_vnni(w.u, x, d0, d1);
         return _mm256_add_epi32(d0, d1);
 #else  // pairs of at most 2 * 15 * 128 = 3840, eight of them summed in int16: 30720 < 32768
         __m256i s = _mm256_maddubs_epi16(w.u[0], bcast4(x));
@@ -87,10 +84,7 @@ struct Q8_0Rows {
     }
     static __m256i dot(const Block& w, const int8_t* x, __m256i corr) {
         __m256i d0 = corr, d1 = _mm256_setzero_si256();
-        TESSERA_UNROLL for (int g = 0; g < 4; ++g) {
-            d0 = _mm256_dpbusd_epi32(d0, w.u[g], bcast4(x + 4 * g));
-            d1 = _mm256_dpbusd_epi32(d1, w.u[g + 4], bcast4(x + 4 * (g + 4)));
-        }
+        dot_rows8_vnni(w.u, x, d0, d1);
         return _mm256_add_epi32(d0, d1);
     }
 #else
