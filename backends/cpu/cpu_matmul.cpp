@@ -18,6 +18,7 @@
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/quant_dot.h"
 #include "backends/cpu/rows8_k_matmul.h"
+#include "backends/cpu/rows8_layout.h"
 #include "backends/cpu/rows8_matmul.h"
 #include "core/error.h"
 
@@ -218,8 +219,7 @@ bool mul_mat_ok(const Tensor& node) {
     const Tensor* b = node.src[1];
     if (!a || !b || b->type != DType::F32 || node.type != DType::F32 || !node.is_contiguous()) return false;
     if ((a->flags & kFlagRepacked) && (a->flags & kFlagRows8))  // interleaved rows: levels with AVX2 (rows8_matmul.h)
-        return ((rows8_compiled() && (a->type == DType::Q4_0 || a->type == DType::Q8_0)) || rows8_k_compiled(a->type)) &&
-               a->op == Op::None &&
+        return ((rows8_compiled() && rows8_layout::repackable(a->type)) || rows8_k_compiled(a->type)) && a->op == Op::None &&
                b->ne[2] % a->ne[2] == 0 &&
                b->ne[3] % a->ne[3] == 0;
     if (a->flags & kFlagRepacked)  // the tile layout: only a level with tiles reads it (amx_matmul.h)
