@@ -163,6 +163,9 @@ Timing time_matmul(Backend& backend, DType type, int64_t k, int64_t n, int64_t m
     const size_t rb = a->row_bytes();
     for (int64_t r = 0; r < n; ++r)
         tr.from_float(wf.data() + size_t(r * k), static_cast<char*>(a->data) + size_t(r) * rb, k);
+    // The layout a loaded model's weights run in: levels with a layout of their own (amx tiles, interleaved
+    // rows) repack at load, and their decode kernels read that, not the file's rows.
+    const auto repacked = backend.repack_weights({a});
 
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -221,7 +224,11 @@ int bench_matmul(int argc, char** argv) {
 
     // The machine: clock, FMA peak, measured read bandwidth per thread count.
     const double mhz = cpu_mhz();
-    const double peak_core = 2.0 * 8 * 2 * mhz / 1000.0;  // 2 FMA units x 8 f32 lanes (AVX2) x 2 flop, GFLOP/s
+    const std::string cpu_level = create_backend("cpu")->kernel_level();  // TESSERA_CPU can force a lower one
+    // The float lanes of the widest vectors the level's kernels use (2 FMA units assumed, as on the x86
+    // cores this project runs on; NEON and the portable level count 128-bit vectors).
+    const int lanes = cpu_level == "amx" || cpu_level == "avx512" ? 16 : cpu_level == "avx2" ? 8 : 4;
+    const double peak_core = 2.0 * lanes * 2 * mhz / 1000.0;  // 2 FMA units x lanes x 2 flop, GFLOP/s
     std::vector<float> bwbuf(size_t(bw_mib) * 1024 * 1024 / sizeof(float), 1.0f);
     std::vector<double> bw, bw_cpu;
     for (int64_t t : thread_counts) {
@@ -231,7 +238,6 @@ int bench_matmul(int argc, char** argv) {
     }
     bwbuf = {};
     const double load_before = load_average();
-    const std::string cpu_level = create_backend("cpu")->kernel_level();  // TESSERA_CPU can force a lower one
     if (json) {
         std::printf("{\"bench\":\"matmul\",\"kind\":\"machine\",\"cpu_mhz\":%.1f,\"clock_source\":\"/proc/cpuinfo cpu MHz\","
                     "\"peak_gflops_per_core\":%.1f,\"bw_buffer_mib\":%d,\"loadavg\":%.2f,\"cpu_level\":\"%s\"",
@@ -243,9 +249,9 @@ int bench_matmul(int argc, char** argv) {
     } else {
         std::printf("tessera bench matmul: weights %d x %d, cpu backend (%s kernels), median of up to %d runs\n", size,
                     size, cpu_level.c_str(), reps);
-        std::printf("peak: %.1f GFLOP/s per core = 2 FMA units x 8 f32 lanes (AVX2) x 2 flop x %.3f GHz "
+        std::printf("peak: %.1f GFLOP/s per core = 2 FMA units x %d f32 lanes x 2 flop x %.3f GHz "
                     "(clock read from /proc/cpuinfo 'cpu MHz')\n",
-                    peak_core, mhz / 1000.0);
+                    peak_core, lanes, mhz / 1000.0);
         std::printf("memory: read-sum over %d MiB:", bw_mib);
         for (size_t i = 0; i < thread_counts.size(); ++i)
             std::printf(" %.1f GB/s (%.1f GB per CPU-second) with %lld thread%s%s", bw[i], bw_cpu[i],
