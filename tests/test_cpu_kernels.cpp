@@ -445,12 +445,15 @@ TEST_CASE("cpu mul_mat: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K weights, decode and prefill
     // The types models ship in. k: an odd number of blocks (the 512-bit kernels hold two blocks or two
     // rows per register; 3 super-blocks for the K types); n not a multiple of the 4-row tile nor of the
     // row pairs; m 1 (decode), 5 (a 4-column group and a 1-column tail), 13 (8 + 5), strided b (packing).
+    // n 300 and 16411 at m 3 and 5: decode-sized work items span many weight rows (the first ones most of
+    // the rows), more than the tile holds at once (72 rows x 16 columns of floats).
     const QuantMatmulCase cases[] = {
         {DType::Q4_0, 224, 131, 1, false}, {DType::Q4_0, 96, 67, 13, true},   {DType::Q4_0, 32, 7, 5, false},
         {DType::Q8_0, 224, 131, 1, false}, {DType::Q8_0, 96, 67, 13, false},  {DType::Q8_0, 32, 5, 6, true},
         {DType::Q4_K, 768, 131, 1, false}, {DType::Q4_K, 256, 67, 13, true},  {DType::Q4_K, 512, 9, 5, false},
         {DType::Q5_K, 768, 131, 1, false}, {DType::Q5_K, 256, 33, 13, false}, {DType::Q5_K, 256, 6, 7, true},
         {DType::Q6_K, 768, 131, 1, false}, {DType::Q6_K, 256, 67, 13, true},  {DType::Q6_K, 512, 3, 2, false},
+        {DType::Q4_0, 32, 16411, 5, false}, {DType::Q5_K, 256, 300, 3, true},
     };
     for (const cpu::CpuKernels* kl : cpu_level_tables())
         for (const auto& c : cases) check_quant_matmul(*kl, c);

@@ -126,7 +126,8 @@ TEST_CASE("rows8 K mul_mat: repacked Q4_K / Q6_K against the reference, odd shap
         MESSAGE("no cpu level here repacks K-quants into interleaved rows: nothing to check");
         return;
     }
-    // n 1, 7, 9, 21: partial strips; 50, 100: several 48-row work items, the last partial; m 1 (decode), 2-8
+    // n 1, 7, 9, 21: partial strips; 50, 100, 300: several 48-row units of work, the last partial (a decode
+    // item spans several); m 1 (decode), 2-8
     // (a decode batch), 9, 17, 40: several 8-column passes, the last partial; k 256 .. 2048: 1 to 8 super-blocks.
     std::vector<RepackedMatmulCase> cases;
     for (DType t : {DType::Q4_K, DType::Q6_K}) {
@@ -134,7 +135,8 @@ TEST_CASE("rows8 K mul_mat: repacked Q4_K / Q6_K against the reference, odd shap
         for (const auto& c : {RepackedMatmulCase{t, 256, 7, 4, false}, RepackedMatmulCase{t, 256, 1, 2, false},
                               RepackedMatmulCase{t, 2048, 9, 5, false}, RepackedMatmulCase{t, 768, 50, 17, true},
                               RepackedMatmulCase{t, 256, 100, 8, false}, RepackedMatmulCase{t, 1280, 100, 1, false},
-                              RepackedMatmulCase{t, 256, 13, 40, true}})
+                              RepackedMatmulCase{t, 256, 13, 40, true}, RepackedMatmulCase{t, 256, 300, 1, false},
+                              RepackedMatmulCase{t, 512, 300, 3, true}})
             cases.push_back(c);
     }
     for (const std::string& level : levels)

@@ -118,14 +118,16 @@ TEST_CASE("rows8 mul_mat: repacked Q4_0 and Q8_0 against the reference, odd shap
         MESSAGE("no cpu level here repacks Q4_0 into interleaved rows: nothing to check");
         return;
     }
-    // n 1, 7, 9, 21: partial strips; 50 and 100: several 48-row work items, the last partial (one column reads
-    // four strips side by side, then two, then one: 100 takes every form); m 1 (decode),
+    // n 1, 7, 9, 21: partial strips; 50, 100 and 300: several 48-row units of work, the last partial (one
+    // column reads four strips side by side, then two, then one: 100 takes every form; a decode item spans
+    // several units); m 1 (decode),
     // 2-8 (a decode batch of several sequences), 9, 17: more than one 4-column pass with a partial last one.
     // k 32, 96: one and three blocks; 2048 a TinyLlama row.
     std::vector<Case> cases;
     for (int64_t m = 1; m <= 9; ++m) cases.push_back({96, 21, m, m == 3});
     for (const Case c : {Case{32, 7, 4, false}, Case{64, 1, 2, false}, Case{2048, 9, 5, false},
-                         Case{160, 50, 17, true}, Case{64, 100, 8, false}, Case{256, 100, 1, false}})
+                         Case{160, 50, 17, true}, Case{64, 100, 8, false}, Case{256, 100, 1, false},
+                         Case{64, 300, 1, false}, Case{96, 300, 3, true}})
         cases.push_back(c);
     for (const std::string& level : levels)
         for (DType t : {DType::Q4_0, DType::Q8_0})

@@ -100,12 +100,17 @@ void quant_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact,
         dot_tile(job.wtype, job.k, w, job.w_stride, nr, qact, qstride, 1, job.out + r0, 1);
         return;
     }
-    for (int64_t j0 = 0; j0 < job.m; j0 += kQuantCols) {
-        const int64_t nc = std::min(kQuantCols, job.m - j0);
-        dot_tile(job.wtype, job.k, w, job.w_stride, nr, qact + size_t(j0) * qstride, qstride, nc, tile, nc);
-        for (int64_t c = 0; c < nc; ++c) {
-            float* o = job.out + (j0 + c) * int64_t(job.out_stride) + r0;
-            for (int64_t r = 0; r < nr; ++r) o[r] = tile[r * nc + c];
+    // The tile holds kPackPanelRows rows at a time (a decode item may span many more: work_items).
+    for (int64_t i0 = 0; i0 < nr; i0 += kPackPanelRows) {
+        const int64_t rows = std::min(kPackPanelRows, nr - i0);
+        for (int64_t j0 = 0; j0 < job.m; j0 += kQuantCols) {
+            const int64_t nc = std::min(kQuantCols, job.m - j0);
+            dot_tile(job.wtype, job.k, w + size_t(i0) * job.w_stride, job.w_stride, rows, qact + size_t(j0) * qstride,
+                     qstride, nc, tile, nc);
+            for (int64_t c = 0; c < nc; ++c) {
+                float* o = job.out + (j0 + c) * int64_t(job.out_stride) + r0 + i0;
+                for (int64_t r = 0; r < rows; ++r) o[r] = tile[r * nc + c];
+            }
         }
     }
 }
@@ -123,6 +128,49 @@ bool matmul_weight_type_ok(DType t) {
     const TypeTraits& tr = type_traits(t);
     return tr.quantized && tr.to_float != nullptr;
 }
+
+namespace {
+
+// Weight rows of the smallest work item of `job`: what its kernel takes in one call (whole rows8 strips,
+// whole amx panels).
+int64_t unit_rows(const MatmulJob& job) {
+    return job.amx_repacked ? amx_item_rows(job) : job.m < kPackMinCols ? kStreamPanelRows : kPackPanelRows;
+}
+
+// The jobs' weight rows cut into work items, handed out in this order to whichever thread asks next.
+// Prefill-sized products (compute-bound) get items of one unit each. Decode-sized ones (each weight byte
+// read once, so memory-bound) get large items first and smaller ones as the rows run out, each a share of
+// the units left (as OpenMP's guided schedule does): an item is a contiguous run of weights that the core
+// reads as a few long streams, and every new item starts its streams cold (the prefetches of the previous
+// one ran past its end, into rows another thread took), while the small last items keep the threads
+// finishing together. tg32 TinyLlama-1.1B shape, 2 threads, tok/s, one unit per item -> guided:
+//   amx Q4_0 41.2-41.5 -> 43.0-46.3, Q4_K_M 36.0-36.2 -> 38.0-39.3 (items of 4 units: 39.2-42.2, 36.5-37.7);
+//   avx512 Q4_0 39.2-40.4 -> 45.6-46.1, Q4_K_M 35.5 -> 39.4-39.9; avx2 Q4_0 37.6-38.0 -> 43.6-45.0;
+//   with a busy neighbour process (bench --neighbour 1), amx Q4_0 24.1-24.5 -> 27.0-27.3.
+// A share of 1 / threads was as good as 1 / (2 threads) or 1 / (4 threads) on an idle machine and the best
+// with the neighbour.
+std::vector<WorkItem> work_items(const std::vector<MatmulJob>& jobs, int threads) {
+    std::vector<WorkItem> items;
+    bool streams = true;
+    int64_t units_left = 0;
+    for (const MatmulJob& job : jobs) {
+        streams = streams && job.m < kPackMinCols;
+        units_left += (job.n + unit_rows(job) - 1) / unit_rows(job);
+    }
+    for (size_t j = 0; j < jobs.size(); ++j) {
+        const int64_t unit = unit_rows(jobs[j]);
+        for (int64_t r0 = 0; r0 < jobs[j].n;) {
+            const int64_t units = streams ? std::max<int64_t>(1, units_left / threads) : 1;
+            const int64_t r1 = std::min(jobs[j].n, r0 + units * unit);
+            items.push_back({j, r0, r1});
+            units_left -= (r1 - r0 + unit - 1) / unit;
+            r0 = r1;
+        }
+    }
+    return items;
+}
+
+}  // namespace
 
 void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scratch& scratch) {
     double macs = 0;
@@ -177,13 +225,7 @@ void run_matmul_jobs(const std::vector<MatmulJob>& jobs, ThreadPool& pool, Scrat
         }
     });
 
-    std::vector<WorkItem> items;
-    for (size_t j = 0; j < jobs.size(); ++j) {
-        const int64_t panel = jobs[j].amx_repacked          ? amx_item_rows(jobs[j])
-                              : jobs[j].m < kPackMinCols ? kStreamPanelRows
-                                                         : kPackPanelRows;  // both whole rows8 strips
-        for (int64_t r0 = 0; r0 < jobs[j].n; r0 += panel) items.push_back({j, r0, std::min(jobs[j].n, r0 + panel)});
-    }
+    const std::vector<WorkItem> items = work_items(jobs, threads);
     size_t tile_floats = size_t(std::max(kPackPanelRows * (kBlockK + 16), kPackPanelRows * kQuantCols)) + size_t(kLanes);
     for (const auto& j : jobs)
         if (j.amx_repacked && !type_traits(j.wtype).quantized) tile_floats = std::max(tile_floats, amx_f16_scratch_floats(j));
