@@ -46,12 +46,15 @@ TEST_CASE("amx mul_mat: repacked Q4_0 / Q8_0 weights against the reference, odd 
     const std::string level = amx_level_name();
     if (level.empty()) return;
     // k 64 and 96: stories260K's widths (2 and 3 blocks). n 17, 33, 15, 1: partial 16-row panels; m 1 (decode),
-    // 2, 5, 17, 33: partial 16-row activation groups; k 256 with m 40 for a longer run of blocks.
+    // 2, 5, 17, 33: partial 16-row activation groups; k 256 with m 40 for a longer run of blocks. n 121, 149
+    // at m 1 and 3: decode items of 8 and 10 panels, read in runs far apart (the last panel partial, inside
+    // the last run at 121, taken alone after the runs at 149).
     const AmxCase cases[] = {
         {DType::Q4_0, 64, 17, 2, false},  {DType::Q8_0, 64, 17, 2, false},  {DType::Q4_0, 96, 33, 5, true},
         {DType::Q8_0, 96, 33, 5, false},  {DType::Q4_0, 64, 64, 1, false},  {DType::Q8_0, 64, 48, 1, false},
         {DType::Q4_0, 256, 40, 17, false}, {DType::Q8_0, 256, 15, 33, true}, {DType::Q4_0, 96, 1, 3, false},
-        {DType::Q8_0, 32, 50, 40, false},
+        {DType::Q8_0, 32, 50, 40, false}, {DType::Q4_0, 64, 121, 1, false}, {DType::Q8_0, 96, 149, 1, false},
+        {DType::Q4_0, 64, 149, 3, true},  {DType::Q8_0, 64, 121, 4, false},
     };
     for (const auto& c : cases)
         check_same_bits_at_1_to_3_threads([&](int threads) { return check_amx_matmul(c, threads, level); }, "");

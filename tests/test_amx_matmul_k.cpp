@@ -42,7 +42,8 @@ TEST_CASE("amx mul_mat K: repacked Q4_K / Q6_K / Q5_K weights against the refere
     if (level.empty()) return;
     // n 17, 33, 1, 15, 70, 77: partial 16-row panels (70, 77: more than one decode item); m 1, 2, 5, 6, 8
     // (decode, the weights unpacked once for all rows), 17, 33: partial 16-row activation groups; k 256, 512,
-    // 768: one to three super-blocks.
+    // 768: one to three super-blocks. n 121, 149, 200 at m 1: decode items of 8 to 13 panels, read in runs far
+    // apart (the last panel partial, inside the last run or taken alone after the runs).
     const KCase cases[] = {
         {DType::Q4_K, 256, 17, 2, false}, {DType::Q4_K, 512, 33, 5, true},  {DType::Q4_K, 768, 1, 17, false},
         {DType::Q4_K, 256, 40, 1, false}, {DType::Q4_K, 512, 15, 33, true}, {DType::Q6_K, 256, 17, 2, false},
@@ -50,6 +51,8 @@ TEST_CASE("amx mul_mat K: repacked Q4_K / Q6_K / Q5_K weights against the refere
         {DType::Q6_K, 512, 15, 33, true}, {DType::Q5_K, 256, 17, 3, false}, {DType::Q5_K, 768, 20, 17, true},
         {DType::Q5_K, 512, 33, 1, false}, {DType::Q4_K, 768, 33, 8, false}, {DType::Q6_K, 512, 17, 8, true},
         {DType::Q5_K, 256, 17, 6, true},  {DType::Q4_K, 512, 70, 1, false}, {DType::Q6_K, 256, 77, 1, true},
+        {DType::Q4_K, 256, 121, 1, false}, {DType::Q6_K, 512, 149, 1, true}, {DType::Q5_K, 256, 200, 1, false},
+        {DType::Q4_K, 256, 149, 2, false},
     };
     for (const auto& c : cases)
         check_same_bits_at_1_to_3_threads([&](int threads) { return check_k_matmul(c, threads, level); },

@@ -177,7 +177,7 @@ constexpr BlockFn kBlockFns[2][2] = {{block_product<1, 1>, block_product<1, 2>},
 // Q8_0: value + 128, by flipping the sign bit) and the offset times the activation block's sum (prepared with
 // the row) comes off after: the same exact integer as the tile product, scaled the same way, so decode and
 // batch give the same bits. Several panels share the activation broadcasts and are read side by side (more
-// lines in flight), and each block's dot is two chains of VPDPBUSD (their latency bounded a single chain).
+// lines in flight; amx_decode_panels takes them from runs of panels far apart), and each block's dot is two chains of VPDPBUSD (their latency bounded a single chain).
 // Decode reads each weight once, so it runs at the speed memory delivers it; one core's hardware prefetch
 // alone kept too few lines in flight (tg16 Q4_0, TinyLlama-1.1B shape, 2 threads: 38-39 tok/s without, 41-43
 // at 2 or 4 records ahead, 44-45 at 8). Each line of the record 8 ahead is asked for in advance.
@@ -231,30 +231,28 @@ void panels_gemv(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb,
         for (int p = 0; p < P; ++p) _mm512_storeu_ps(out + m * (16 * P) + 16 * p, acc[m][p]);
 }
 
-// panels_gemv for m activation rows (1 .. kAmxDecodeMaxRows) and up to `panels` panels: as many side by side
-// as the accumulators allow (4 for one row, 2 for up to 4, else 1). Returns the panels done; row j's results
-// at out + j * 16 * done.
-int gemv_rows(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb, const char* act, size_t astride, int m,
-              int panels, float* out) {
+// How many panels panels_gemv reads side by side for m activation rows: as many as the accumulators allow
+// (4 for one row, 2 for up to 4, else 1).
+int gemv_side_by_side(int m) { return m == 1 ? 4 : m <= 4 ? 2 : 1; }
+
+// panels_gemv for m activation rows (1 .. kAmxDecodeMaxRows) against `panels` panels, 1 or
+// gemv_side_by_side(m) (amx_decode_panels asks for no other count); row j's results at out + j * 16 * panels.
+void gemv_rows(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nb, const char* act, size_t astride, int m,
+               int panels, float* out) {
     using Fn = void (*)(DType, const uint8_t*, size_t, int64_t, const char*, size_t, float*);
-    static constexpr Fn kOne[3] = {panels_gemv<1, 1>, panels_gemv<2, 1>, panels_gemv<4, 1>};
+    static constexpr Fn kOne[2] = {panels_gemv<1, 1>, panels_gemv<4, 1>};
     static constexpr Fn kTwo[3][2] = {{panels_gemv<1, 2>, panels_gemv<2, 2>},
                                       {panels_gemv<1, 3>, panels_gemv<2, 3>},
                                       {panels_gemv<1, 4>, panels_gemv<2, 4>}};
     static constexpr Fn kMany[4] = {panels_gemv<1, 5>, panels_gemv<1, 6>, panels_gemv<1, 7>, panels_gemv<1, 8>};
     static_assert(kAmxDecodeMaxRows == 8, "gemv_rows: the tables above cover 1 .. 8 rows");
-    int done;
-    if (m == 1) {
-        done = panels >= 4 ? 4 : panels >= 2 ? 2 : 1;
-        kOne[done == 4 ? 2 : done - 1](t, panel0, panel_bytes, nb, act, astride, out);
-    } else if (m <= 4) {
-        done = panels >= 2 ? 2 : 1;
-        kTwo[m - 2][done - 1](t, panel0, panel_bytes, nb, act, astride, out);
-    } else {
-        done = 1;
+    TESSERA_CHECK(panels == 1 || panels == gemv_side_by_side(m), "amx decode: %d panels side by side for %d rows", panels, m);
+    if (m == 1)
+        kOne[panels == 1 ? 0 : 1](t, panel0, panel_bytes, nb, act, astride, out);
+    else if (m <= 4)
+        kTwo[m - 2][panels - 1](t, panel0, panel_bytes, nb, act, astride, out);
+    else
         kMany[m - 5](t, panel0, panel_bytes, nb, act, astride, out);
-    }
-    return done;
 }
 
 // The arithmetic of block_product and panels_gemv for one output, in scalar code: the self-check's expectation.
@@ -341,17 +339,11 @@ void amx_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact, s
     const auto panel_at = [&](int64_t p) { return packed + size_t(p) * size_t(nb) * rec; };
     const int64_t end = std::min(r1, job.n);
     if (job.m <= kAmxDecodeMaxRows) {
-        const size_t panel_bytes = size_t(nb) * rec;
         const int m = int(job.m);
-        for (int64_t row0 = r0; row0 < end;) {  // several panels at a time where there are (items of 64 rows)
-            const int64_t left = end - row0;
-            const int panels = gemv_rows(job.wtype, panel_at(row0 / L::kPanelRows), panel_bytes, nb, qact, qstride, m,
-                                         int((left + L::kPanelRows - 1) / L::kPanelRows), acc);
-            const int valid = int(std::min<int64_t>(panels * L::kPanelRows, left));
-            for (int j = 0; j < m; ++j)
-                std::memcpy(job.out + j * int64_t(job.out_stride) + row0, acc + j * 16 * panels, size_t(valid) * sizeof(float));
-            row0 += panels * L::kPanelRows;
-        }
+        amx_decode_panels(job, r0, end, packed, size_t(nb) * rec, gemv_side_by_side(m),
+                          acc, [&](const uint8_t* first, size_t stride, int panels, float* out) {
+                              gemv_rows(job.wtype, first, stride, nb, qact, qstride, m, panels, out);
+                          });
         return;
     }
     int configured[2] = {-1, -1};

@@ -296,18 +296,20 @@ void amx_panel_k(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact,
     auto* c = reinterpret_cast<int32_t*>(acc + kRows * kN);
     const KPanel w = carve(reinterpret_cast<float*>(c + kRows * kN), nsb);
     const auto* packed = reinterpret_cast<const uint8_t*>(job.w);
+    // Decode: VNNI dot products on the packed panels (amx_gemv_k.cpp), same bits, each weight unpacked once
+    // for several rows.
+    if (job.m <= kAmxDecodeMaxRows) {
+        const int m = int(job.m);
+        amx_decode_panels(job, r0, std::min(r1, job.n), packed, size_t(nsb) * rec, amx_gemv_k_side_by_side(m), acc,
+                          [&](const uint8_t* first, size_t stride, int panels, float* out) {
+                              amx_gemv_k(t, first, stride, nsb, qact, qstride, m, panels, out);
+                          });
+        return;
+    }
     int configured = 0;
     for (int64_t p = r0 / kN; p * kN < r1; ++p) {
         const int64_t row0 = p * kN;
         const int valid = int(std::min<int64_t>(kN, std::min(r1, job.n) - row0));
-        // Decode: VNNI dot products on the packed panel (amx_gemv_k.cpp), same bits, each weight unpacked once
-        // for several rows.
-        if (job.m <= kAmxDecodeMaxRows) {
-            amx_gemv_k(t, packed + size_t(p) * size_t(nsb) * rec, nsb, qact, qstride, int(job.m), acc);
-            for (int64_t j = 0; j < job.m; ++j)
-                std::memcpy(job.out + j * int64_t(job.out_stride) + row0, acc + 16 * j, size_t(valid) * sizeof(float));
-            continue;
-        }
         widen_panel(t, packed + size_t(p) * size_t(nsb) * rec, nsb, w);
         for (int64_t j0 = 0; j0 < job.m; j0 += kRows) {
             const int rows = int(std::min<int64_t>(kRows, job.m - j0));
