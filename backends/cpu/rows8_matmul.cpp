@@ -164,13 +164,13 @@ void strip(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride
 }
 
 // Decode of one sequence: one activation column against S full strips side by side (strip s at strip0 +
-// s * strip_bytes; its eight results at out + 8 s), the strips' records read in turn: S streams in flight
-// rather than one, which one core's prefetching alone did not cover (tg32 Q4_0, TinyLlama-1.1B shape,
+// s * strip_bytes; its eight results at out + s * out_step), the strips' records read in turn: S streams in
+// flight rather than one, which one core's prefetching alone did not cover (tg32 Q4_0, TinyLlama-1.1B shape,
 // 2 threads, Xeon at the avx2 level: one strip 35.9-36.1 tok/s, two 41.3-41.6, four 42.7; avx512 35.1-36.2
 // -> 42.8-43.2). The integers and float steps are strip<W, 1>'s, so the bits are too.
 template <class W, int S>
 void strips_one(int64_t nblocks, const uint8_t* strip0, size_t strip_bytes, const char* a, const float* dx,
-                const int32_t* ncorr, float* out) {
+                const int32_t* ncorr, float* out, size_t out_step) {
     const size_t rec = L::record_bytes(W::kType);
     const int8_t* xq = reinterpret_cast<const block_q8_0*>(a)->qs;
     __m256 acc[S];
@@ -187,11 +187,11 @@ void strips_one(int64_t nblocks, const uint8_t* strip0, size_t strip_bytes, cons
             acc[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(dw, sx), acc[s]);
         }
     }
-    TESSERA_UNROLL for (int s = 0; s < S; ++s) _mm256_storeu_ps(out + 8 * s, acc[s]);
+    TESSERA_UNROLL for (int s = 0; s < S; ++s) _mm256_storeu_ps(out + size_t(s) * out_step, acc[s]);
 }
 
 using StripFn = void (*)(int64_t, const uint8_t*, const char*, size_t, const float*, const int32_t*, float*, size_t, int);
-using StripsOneFn = void (*)(int64_t, const uint8_t*, size_t, const char*, const float*, const int32_t*, float*);
+using StripsOneFn = void (*)(int64_t, const uint8_t*, size_t, const char*, const float*, const int32_t*, float*, size_t);
 
 template <class W>
 StripFn strip_fn(int C) {
@@ -244,11 +244,22 @@ void rows8_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact,
         column_terms(nb, a, qstride, C, kern.offset, dx, ncorr);
         const StripFn f = kern.strip_for(C);
         int64_t row = r0;
-        if (C == 1) {  // four full strips at a time, then two, then the strip loop below
-            for (const int S : {4, 2})
-                for (; row + S * L::kStripRows <= r1; row += S * L::kStripRows)
-                    (S == 4 ? kern.four : kern.two)(nb, w + size_t(row / L::kStripRows) * strip_bytes, strip_bytes, a,
-                                                    dx, ncorr, job.out + j0 * int64_t(job.out_stride) + row);
+        if (C == 1) {
+            // The full strips in four runs of equal length, step i taking strip i of every run: each run one
+            // contiguous stream that the prefetches follow across strip boundaries (adjacent strips side by
+            // side restarted every stream cold at each step; amx_decode_panels has the figures). The full
+            // strips left over two at a time, then the strip loop below.
+            const int64_t run = (r1 - r0) / L::kStripRows / 4;
+            const auto at = [&](int64_t r) { return w + size_t(r / L::kStripRows) * strip_bytes; };
+            float* out = job.out + j0 * int64_t(job.out_stride);
+            for (int64_t i = 0; i < run; ++i) {
+                const int64_t first = r0 + i * L::kStripRows;
+                kern.four(nb, at(first), size_t(run) * strip_bytes, a, dx, ncorr, out + first,
+                          size_t(run * L::kStripRows));
+            }
+            row = r0 + 4 * run * L::kStripRows;
+            for (; row + 2 * L::kStripRows <= r1; row += 2 * L::kStripRows)
+                kern.two(nb, at(row), strip_bytes, a, dx, ncorr, out + row, L::kStripRows);
         }
         for (; row < r1; row += L::kStripRows)
             f(nb, w + size_t(row / L::kStripRows) * strip_bytes, a, qstride, dx, ncorr,
