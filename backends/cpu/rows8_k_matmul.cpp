@@ -107,10 +107,76 @@ void store_strip(const __m256 (&acc)[C], float* out, size_t out_stride, int rows
 // quarter) so that the requests trickle out with the arithmetic rather than stall the core in a burst (tg32
 // Q4_K_M, TinyLlama-1.1B shape, 2 threads, Xeon at the avx2 level: none 32.0-32.7 tok/s; 2 ahead 36.6-37.1,
 // 4 ahead 39.2-40.5, 8 ahead 38.6-39.4; into L1 34.6-35.9; avx512 32.1-32.4 -> 40.0-40.3).
-constexpr size_t kPrefetchRecords = 4;
-template <size_t kRec>
+// Four strips read side by side (decode, strips_one) ask for one record ahead each: about as far ahead in all.
+constexpr int kPrefetchRecords = 4;
+template <size_t kRec, int kAhead>
 [[gnu::always_inline]] inline void ask_ahead_eighth(const uint8_t* record, int i) {
-    prefetch_part(record, kRec, i, 8, kPrefetchRecords * kRec, PrefetchInto::L2);
+    prefetch_part(record, kRec, i, 8, size_t(kAhead) * kRec, PrefetchInto::L2);
+}
+
+// Super-block b of a Q4_K strip (its record at r) x C activation columns: column c's eight dots added to
+// acc[c]. The record kAhead further along the strip is asked for as it goes.
+template <int C, int kAhead>
+[[gnu::always_inline]] inline void q4_K_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
+                                               const float* dx, const int16_t* bs8, __m256 (&acc)[C]) {
+    constexpr size_t kRec = L::kStripRows * sizeof(block_q4_K);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), low6 = _mm256_set1_epi8(0x3F), bits45 = _mm256_set1_epi8(0x30);
+    // The 12 scale bytes as three words w0 w1 w2 (row n in lane n): scales 0-3 and mins 0-3 are the low
+    // 6 bits of w0 and w1; scales 4-7 (mins 4-7) are w2's low (high) nibbles, topped by the top 2 bits
+    // of w0's (w1's) bytes.
+    const __m256i w0 = loadu256(r + L::kQ4KScales), w1 = loadu256(r + L::kQ4KScales + 32),
+                  w2 = loadu256(r + L::kQ4KScales + 64);
+    const __m256i sc03 = _mm256_and_si256(w0, low6), m03 = _mm256_and_si256(w1, low6);
+    const __m256i sc47 = _mm256_or_si256(_mm256_and_si256(w2, low4), _mm256_and_si256(_mm256_srli_epi32(w0, 2), bits45));
+    const __m256i m47 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, 4), low4),
+                                        _mm256_and_si256(_mm256_srli_epi32(w1, 2), bits45));
+    __m256i isum[C];
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
+    TESSERA_UNROLL for (int s = 0; s < 8; ++s) {  // sub-block s: values 32s .. 32s + 31
+        ask_ahead_eighth<kRec, kAhead>(r, s);
+        const __m256i sp = shuffle(s < 4 ? sc03 : sc47, kSame[s % 4]);
+        const uint8_t* chunk = r + L::kQ4KQs + 256 * (s / 2);  // low nibbles: even s, high: odd s
+        __m256i u[8];
+#if TESSERA_QDOT_VNNI
+        // VPDPBUSD sums into int32 without saturating, so the high nibbles are taken in place (byte & 0xF0:
+        // 16 times the value) and their dot shifted back once per column, instead of a shift per vector; and
+        // the scale multiplies the int32 dot (sp's low int16 alone: (sc, sc) -> sc).
+        const __m256i sc32 = _mm256_and_si256(sp, _mm256_set1_epi32(0xFFFF));
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g)
+            u[g] = _mm256_and_si256(loadu256(chunk + 32 * g), s % 2 ? _mm256_set1_epi8(char(0xF0)) : low4);
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+            __m256i d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256();
+            dot_rows8_vnni(u, xb[c][b].qs + 32 * s, d0, d1);
+            __m256i dot = _mm256_add_epi32(d0, d1);
+            if (s % 2) dot = _mm256_srai_epi32(dot, 4);
+            isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(dot, sc32));
+        }
+#else
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
+            const __m256i v = loadu256(chunk + 32 * g);
+            u[g] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
+        }
+        TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+            const int8_t* x = xb[c][b].qs + 32 * s;
+            __m256i p = _mm256_maddubs_epi16(u[0], bcast4(x));
+            TESSERA_UNROLL for (int g = 1; g < 8; ++g) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(u[g], bcast4(x + 4 * g)));
+            isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sp));
+        }
+#endif
+    }
+    const __m256i mp0 = shuffle(m03, kNext[0]), mp1 = shuffle(m03, kNext[1]), mp2 = shuffle(m47, kNext[0]),
+                  mp3 = shuffle(m47, kNext[1]);
+    const __m256 d = load_f16x8(r), dmin = load_f16x8(r + L::kQ4KDmin);
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+        const int16_t* bs = bs8 + 8 * (b * C + c);
+        __m256i ms = _mm256_madd_epi16(mp0, bcast4(bs));
+        ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp1, bcast4(bs + 2)));
+        ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp2, bcast4(bs + 4)));
+        ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp3, bcast4(bs + 6)));
+        const __m256 dx_c = _mm256_set1_ps(dx[b * C + c]);
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, dx_c), acc[c]);
+        acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dmin, dx_c), acc[c]);
+    }
 }
 
 // One Q4_K strip (8 weight rows, `rows` of them real) x C activation columns over nblocks super-blocks;
@@ -119,71 +185,11 @@ template <int C>
 void strip_q4_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
                 const int16_t* bs8, float* out, size_t out_stride, int rows) {
     constexpr size_t kRec = L::kStripRows * sizeof(block_q4_K);
-    const __m256i low4 = _mm256_set1_epi8(0x0F), low6 = _mm256_set1_epi8(0x3F), bits45 = _mm256_set1_epi8(0x30);
     const block_q8_K* xb[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
     __m256 acc[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
-
-    for (int64_t b = 0; b < nblocks; ++b) {
-        const uint8_t* r = strip + size_t(b) * kRec;
-        // The 12 scale bytes as three words w0 w1 w2 (row n in lane n): scales 0-3 and mins 0-3 are the low
-        // 6 bits of w0 and w1; scales 4-7 (mins 4-7) are w2's low (high) nibbles, topped by the top 2 bits
-        // of w0's (w1's) bytes.
-        const __m256i w0 = loadu256(r + L::kQ4KScales), w1 = loadu256(r + L::kQ4KScales + 32),
-                      w2 = loadu256(r + L::kQ4KScales + 64);
-        const __m256i sc03 = _mm256_and_si256(w0, low6), m03 = _mm256_and_si256(w1, low6);
-        const __m256i sc47 = _mm256_or_si256(_mm256_and_si256(w2, low4), _mm256_and_si256(_mm256_srli_epi32(w0, 2), bits45));
-        const __m256i m47 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, 4), low4),
-                                            _mm256_and_si256(_mm256_srli_epi32(w1, 2), bits45));
-        __m256i isum[C];
-        TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
-        TESSERA_UNROLL for (int s = 0; s < 8; ++s) {  // sub-block s: values 32s .. 32s + 31
-            ask_ahead_eighth<kRec>(r, s);
-            const __m256i sp = shuffle(s < 4 ? sc03 : sc47, kSame[s % 4]);
-            const uint8_t* chunk = r + L::kQ4KQs + 256 * (s / 2);  // low nibbles: even s, high: odd s
-            __m256i u[8];
-#if TESSERA_QDOT_VNNI
-            // VPDPBUSD sums into int32 without saturating, so the high nibbles are taken in place (byte & 0xF0:
-            // 16 times the value) and their dot shifted back once per column, instead of a shift per vector; and
-            // the scale multiplies the int32 dot (sp's low int16 alone: (sc, sc) -> sc).
-            const __m256i sc32 = _mm256_and_si256(sp, _mm256_set1_epi32(0xFFFF));
-            TESSERA_UNROLL for (int g = 0; g < 8; ++g)
-                u[g] = _mm256_and_si256(loadu256(chunk + 32 * g), s % 2 ? _mm256_set1_epi8(char(0xF0)) : low4);
-            TESSERA_UNROLL for (int c = 0; c < C; ++c) {
-                __m256i d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256();
-                dot_rows8_vnni(u, xb[c][b].qs + 32 * s, d0, d1);
-                __m256i dot = _mm256_add_epi32(d0, d1);
-                if (s % 2) dot = _mm256_srai_epi32(dot, 4);
-                isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(dot, sc32));
-            }
-#else
-            TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
-                const __m256i v = loadu256(chunk + 32 * g);
-                u[g] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
-            }
-            TESSERA_UNROLL for (int c = 0; c < C; ++c) {
-                const int8_t* x = xb[c][b].qs + 32 * s;
-                __m256i p = _mm256_maddubs_epi16(u[0], bcast4(x));
-                TESSERA_UNROLL for (int g = 1; g < 8; ++g) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(u[g], bcast4(x + 4 * g)));
-                isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sp));
-            }
-#endif
-        }
-        const __m256i mp0 = shuffle(m03, kNext[0]), mp1 = shuffle(m03, kNext[1]), mp2 = shuffle(m47, kNext[0]),
-                      mp3 = shuffle(m47, kNext[1]);
-        const __m256 d = load_f16x8(r), dmin = load_f16x8(r + L::kQ4KDmin);
-        TESSERA_UNROLL for (int c = 0; c < C; ++c) {
-            const int16_t* bs = bs8 + 8 * (b * C + c);
-            __m256i ms = _mm256_madd_epi16(mp0, bcast4(bs));
-            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp1, bcast4(bs + 2)));
-            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp2, bcast4(bs + 4)));
-            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp3, bcast4(bs + 6)));
-            const __m256 dx_c = _mm256_set1_ps(dx[b * C + c]);
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, dx_c), acc[c]);
-            acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dmin, dx_c), acc[c]);
-        }
-    }
+    for (int64_t b = 0; b < nblocks; ++b) q4_K_record<C, kPrefetchRecords>(strip + size_t(b) * kRec, xb, b, dx, bs8, acc);
     store_strip<C>(acc, out, out_stride, rows);
 }
 
@@ -198,11 +204,11 @@ inline __m256i q6_high(__m256i h, __m256i bits45) {
 
 // Quarter q (values 32q .. 32q + 31: half q / 4, quarter t = q % 4 of it) of a Q6_K record, sub-blocks 2q
 // and 2q + 1, into the C columns' sums.
-template <int C, int q>
+template <int C, int q, int kAhead>
 inline void q6_quarter(const uint8_t* r, const __m256i (&sc)[4], const block_q8_K* const (&xb)[C], int64_t b,
                        __m256i (&isum)[C]) {
     constexpr int h = q / 4, t = q % 4;
-    ask_ahead_eighth<L::kStripRows * sizeof(block_q6_K)>(r, q);
+    ask_ahead_eighth<L::kStripRows * sizeof(block_q6_K), kAhead>(r, q);
     const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
     const uint8_t* ql = r + L::kQ6KQl + 256 * (2 * h + (t & 1));  // low nibbles: t 0, 1; high: t 2, 3
     const uint8_t* qh = r + L::kQ6KQh + 256 * h;
@@ -237,42 +243,68 @@ inline void q6_quarter(const uint8_t* r, const __m256i (&sc)[4], const block_q8_
 #endif
 }
 
-template <int C, int... q>
+template <int C, int kAhead, int... q>
 inline void q6_quarters(const uint8_t* r, const __m256i (&sc)[4], const block_q8_K* const (&xb)[C], int64_t b,
                         __m256i (&isum)[C], std::integer_sequence<int, q...>) {
-    (q6_quarter<C, q>(r, sc, xb, b, isum), ...);
+    (q6_quarter<C, q, kAhead>(r, sc, xb, b, isum), ...);
+}
+
+// Super-block b of a Q6_K strip x C activation columns, as q4_K_record.
+template <int C, int kAhead>
+[[gnu::always_inline]] inline void q6_K_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
+                                               const float* dx, const int16_t*, __m256 (&acc)[C]) {
+    __m256i sc[4];  // sc[i] lane n: row n's int8 scales 4i .. 4i + 3
+    TESSERA_UNROLL for (int i = 0; i < 4; ++i) sc[i] = loadu256(r + L::kQ6KScales + 32 * i);
+    __m256i isum[C];
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
+    q6_quarters<C, kAhead>(r, sc, xb, b, isum, std::make_integer_sequence<int, 8>{});
+    // The offset: 32 sum_s sc_s bsum_s, two sub-blocks per vpmaddwd.
+    __m256i sp[8];
+    TESSERA_UNROLL for (int i = 0; i < 8; ++i) sp[i] = shuffle_signed(sc[i / 2], kNextHi[i % 2]);
+    const __m256 d = load_f16x8(r);
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+        const int16_t* bs = xb[c][b].bsums;
+        __m256i os = _mm256_madd_epi16(sp[0], bcast4(bs));
+        TESSERA_UNROLL for (int i = 1; i < 8; ++i) os = _mm256_add_epi32(os, _mm256_madd_epi16(sp[i], bcast4(bs + 2 * i)));
+        const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(os, 5));
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(d, _mm256_set1_ps(dx[b * C + c])), acc[c]);
+    }
 }
 
 // One Q6_K strip x C activation columns, as strip_q4_K.
 template <int C>
 void strip_q6_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
-                const int16_t*, float* out, size_t out_stride, int rows) {
+                const int16_t* bs8, float* out, size_t out_stride, int rows) {
     constexpr size_t kRec = L::kStripRows * sizeof(block_q6_K);
     const block_q8_K* xb[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
     __m256 acc[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
-
-    for (int64_t b = 0; b < nblocks; ++b) {
-        const uint8_t* r = strip + size_t(b) * kRec;
-        __m256i sc[4];  // sc[i] lane n: row n's int8 scales 4i .. 4i + 3
-        TESSERA_UNROLL for (int i = 0; i < 4; ++i) sc[i] = loadu256(r + L::kQ6KScales + 32 * i);
-        __m256i isum[C];
-        TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
-        q6_quarters<C>(r, sc, xb, b, isum, std::make_integer_sequence<int, 8>{});
-        // The offset: 32 sum_s sc_s bsum_s, two sub-blocks per vpmaddwd.
-        __m256i sp[8];
-        TESSERA_UNROLL for (int i = 0; i < 8; ++i) sp[i] = shuffle_signed(sc[i / 2], kNextHi[i % 2]);
-        const __m256 d = load_f16x8(r);
-        TESSERA_UNROLL for (int c = 0; c < C; ++c) {
-            const int16_t* bs = xb[c][b].bsums;
-            __m256i os = _mm256_madd_epi16(sp[0], bcast4(bs));
-            TESSERA_UNROLL for (int i = 1; i < 8; ++i) os = _mm256_add_epi32(os, _mm256_madd_epi16(sp[i], bcast4(bs + 2 * i)));
-            const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(os, 5));
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(d, _mm256_set1_ps(dx[b * C + c])), acc[c]);
-        }
-    }
+    for (int64_t b = 0; b < nblocks; ++b) q6_K_record<C, kPrefetchRecords>(strip + size_t(b) * kRec, xb, b, dx, bs8, acc);
     store_strip<C>(acc, out, out_stride, rows);
+}
+
+// Decode of one sequence: one activation column against four full strips side by side (strip s at strip0 +
+// s * strip_stride, its eight results at out + s * out_step), each a record at a time in turn: four streams
+// in flight, as rows8_panel takes them from runs far apart. The integers and float steps are strip<1>'s,
+// so the bits are too.
+template <int kType>
+void strips_four(int64_t nblocks, const uint8_t* strip0, size_t strip_stride, const char* a, const float* dx,
+                 const int16_t* bs8, float* out, size_t out_step) {
+    constexpr bool q4 = kType == int(DType::Q4_K);
+    constexpr size_t kRec = L::kStripRows * (q4 ? sizeof(block_q4_K) : sizeof(block_q6_K));
+    const block_q8_K* const xb[1] = {reinterpret_cast<const block_q8_K*>(a)};
+    __m256 acc[4][1];
+    TESSERA_UNROLL for (int s = 0; s < 4; ++s) acc[s][0] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nblocks; ++b)
+        TESSERA_UNROLL for (int s = 0; s < 4; ++s) {
+            const uint8_t* r = strip0 + size_t(s) * strip_stride + size_t(b) * kRec;
+            if constexpr (q4)
+                q4_K_record<1, 1>(r, xb, b, dx, bs8, acc[s]);
+            else
+                q6_K_record<1, 1>(r, xb, b, dx, bs8, acc[s]);
+        }
+    TESSERA_UNROLL for (int s = 0; s < 4; ++s) _mm256_storeu_ps(out + size_t(s) * out_step, acc[s][0]);
 }
 
 using StripFn = void (*)(int64_t, const uint8_t*, const char*, size_t, const float*, const int16_t*, float*, size_t, int);
@@ -318,7 +350,19 @@ void rows8_k_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qac
         const char* a = qact + size_t(j0) * qstride;
         column_terms(job.wtype, nb, a, qstride, C, dx, bs8);
         const StripFn f = strip_fn(job.wtype, C);
-        for (int64_t row = r0; row < r1; row += L::kStripRows)
+        int64_t row = r0;
+        if (C == 1) {  // the full strips in four runs far apart, side by side (rows8_matmul.cpp's rows8_panel)
+            const int64_t run = (r1 - r0) / L::kStripRows / 4;
+            const auto four = job.wtype == DType::Q4_K ? strips_four<int(DType::Q4_K)> : strips_four<int(DType::Q6_K)>;
+            float* out = job.out + j0 * int64_t(job.out_stride);
+            for (int64_t i = 0; i < run; ++i) {
+                const int64_t first = r0 + i * L::kStripRows;
+                four(nb, w + size_t(first / L::kStripRows) * strip_bytes, size_t(run) * strip_bytes, a, dx, bs8,
+                     out + first, size_t(run * L::kStripRows));
+            }
+            row = r0 + 4 * run * L::kStripRows;
+        }
+        for (; row < r1; row += L::kStripRows)
             f(nb, w + size_t(row / L::kStripRows) * strip_bytes, a, qstride, dx, bs8,
               job.out + j0 * int64_t(job.out_stride) + row, job.out_stride,
               int(std::min<int64_t>(L::kStripRows, r1 - row)));
