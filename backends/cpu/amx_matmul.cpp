@@ -177,7 +177,8 @@ constexpr BlockFn kBlockFns[2][2] = {{block_product<1, 1>, block_product<1, 2>},
 // Q8_0: value + 128, by flipping the sign bit) and the offset times the activation block's sum (prepared with
 // the row) comes off after: the same exact integer as the tile product, scaled the same way, so decode and
 // batch give the same bits. Several panels share the activation broadcasts and are read side by side (more
-// lines in flight; amx_decode_panels takes them from runs of panels far apart), and each block's dot is two chains of VPDPBUSD (their latency bounded a single chain).
+// lines in flight; amx_decode_panels takes them from runs of panels far apart), and each block's dot is two
+// chains of VPDPBUSD (their latency bounded a single chain).
 // Decode reads each weight once, so it runs at the speed memory delivers it; one core's hardware prefetch
 // alone kept too few lines in flight (tg16 Q4_0, TinyLlama-1.1B shape, 2 threads: 38-39 tok/s without, 41-43
 // at 2 or 4 records ahead, 44-45 at 8). Each line of the record 8 ahead is asked for in advance.

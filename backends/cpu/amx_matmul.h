@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "backends/cpu/amx_repack.h"
 #include "backends/cpu/cpu_ops.h"
+#include "backends/cpu/decode_runs.h"
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
@@ -30,20 +32,15 @@ inline int64_t amx_item_rows(const MatmulJob& job) {
     return job.m <= kAmxDecodeMaxRows && job.wtype != DType::F16 && job.wtype != DType::BF16 ? 2 * kAmxItemRows
                                                                                              : kAmxItemRows;
 }
-// Decode over the 16-row panels of weight rows [r0, end) (r0 a multiple of 16; the last panel may be partial)
-// of a job whose panels lie `panel_bytes` apart from `packed`, `side` of them read side by side. The panels
-// are cut into `side` runs of equal length, and step i takes panel i of every run: each run is one contiguous
-// stream, which the hardware prefetcher and the kernel's own prefetches (some records ahead in the same
-// stream) follow across panel boundaries, so `side` long streams stay in flight. Adjacent panels taken
-// side by side instead restarted every stream cold at each step; an item's panels are few (items of one
-// to a few dozen panels), so those starts were a tenth of the decode (tg32 Q4_K_M, TinyLlama-1.1B shape,
-// 2 threads: 37.7-39.0 tok/s against 40.2-42.1 in runs). The panels left over are taken one at a time.
+// Decode over the panels of weight rows [r0, end) (r0 a multiple of the panel; the last may be partial) of a
+// job whose panels lie `panel_bytes` apart from `packed`, `side` of them read side by side from runs far
+// apart (decode_runs.h says why); the panels left over are taken one at a time.
 // gemv(first, stride, panels, out): the products of `panels` panels (panel p at first + p * stride) with the
 // job's activation rows, row j's 16 dots with panel p at out + 16 (j panels + p).
 template <class Gemv>
 void amx_decode_panels(const MatmulJob& job, int64_t r0, int64_t end, const uint8_t* packed, size_t panel_bytes,
                        int side, float* out_scratch, Gemv&& gemv) {
-    constexpr int64_t kPanel = 16;
+    constexpr int64_t kPanel = amx_layout::kPanelRows;
     const int64_t first = r0 / kPanel;
     const int64_t panels = (end - r0 + kPanel - 1) / kPanel;
     const auto write = [&](int64_t panel, const float* from, int stride_floats) {
@@ -52,12 +49,11 @@ void amx_decode_panels(const MatmulJob& job, int64_t r0, int64_t end, const uint
         for (int64_t j = 0; j < job.m; ++j)
             std::memcpy(job.out + j * int64_t(job.out_stride) + row0, from + j * stride_floats, valid * sizeof(float));
     };
-    const int64_t run = side > 1 ? panels / side : 0;
-    for (int64_t i = 0; i < run; ++i) {
+    const int64_t in_runs = decode_in_runs(panels, side, [&](int64_t i, int64_t run) {
         gemv(packed + size_t(first + i) * panel_bytes, size_t(run) * panel_bytes, side, out_scratch);
         for (int p = 0; p < side; ++p) write(first + p * run + i, out_scratch + 16 * p, 16 * side);
-    }
-    for (int64_t p = side * run; p < panels; ++p) {
+    });
+    for (int64_t p = in_runs; p < panels; ++p) {
         gemv(packed + size_t(first + p) * panel_bytes, panel_bytes, 1, out_scratch);
         write(first + p, out_scratch, 16);
     }

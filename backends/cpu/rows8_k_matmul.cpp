@@ -23,6 +23,7 @@
 #include <cstring>
 #include <utility>
 
+#include "backends/cpu/decode_runs.h"
 #include "backends/cpu/quant_dot_kernels.h"
 #include "backends/cpu/rows8_k_layout.h"
 #include "core/error.h"
@@ -286,7 +287,7 @@ void strip_q6_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_s
 
 // Decode of one sequence: one activation column against four full strips side by side (strip s at strip0 +
 // s * strip_stride, its eight results at out + s * out_step), each a record at a time in turn: four streams
-// in flight, as rows8_panel takes them from runs far apart. The integers and float steps are strip<1>'s,
+// in flight, taken from runs far apart (decode_runs.h). The integers and float steps are strip<1>'s,
 // so the bits are too.
 template <int kType>
 void strips_four(int64_t nblocks, const uint8_t* strip0, size_t strip_stride, const char* a, const float* dx,
@@ -351,16 +352,14 @@ void rows8_k_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qac
         column_terms(job.wtype, nb, a, qstride, C, dx, bs8);
         const StripFn f = strip_fn(job.wtype, C);
         int64_t row = r0;
-        if (C == 1) {  // the full strips in four runs far apart, side by side (rows8_matmul.cpp's rows8_panel)
-            const int64_t run = (r1 - r0) / L::kStripRows / 4;
+        if (C == 1) {  // the full strips four at a time from runs far apart (decode_runs.h)
             const auto four = job.wtype == DType::Q4_K ? strips_four<int(DType::Q4_K)> : strips_four<int(DType::Q6_K)>;
             float* out = job.out + j0 * int64_t(job.out_stride);
-            for (int64_t i = 0; i < run; ++i) {
-                const int64_t first = r0 + i * L::kStripRows;
-                four(nb, w + size_t(first / L::kStripRows) * strip_bytes, size_t(run) * strip_bytes, a, dx, bs8,
-                     out + first, size_t(run * L::kStripRows));
-            }
-            row = r0 + 4 * run * L::kStripRows;
+            row = r0 + L::kStripRows * decode_in_runs((r1 - r0) / L::kStripRows, 4, [&](int64_t i, int64_t run) {
+                      const int64_t first = r0 + i * L::kStripRows;
+                      four(nb, w + size_t(first / L::kStripRows) * strip_bytes, size_t(run) * strip_bytes, a, dx,
+                           bs8, out + first, size_t(run * L::kStripRows));
+                  });
         }
         for (; row < r1; row += L::kStripRows)
             f(nb, w + size_t(row / L::kStripRows) * strip_bytes, a, qstride, dx, bs8,

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backends/cpu/decode_runs.h"
 #include "backends/cpu/quant_dot_kernels.h"
 #include "backends/cpu/rows8_layout.h"
 #include "core/error.h"
@@ -245,19 +246,15 @@ void rows8_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qact,
         const StripFn f = kern.strip_for(C);
         int64_t row = r0;
         if (C == 1) {
-            // The full strips in four runs of equal length, step i taking strip i of every run: each run one
-            // contiguous stream that the prefetches follow across strip boundaries (adjacent strips side by
-            // side restarted every stream cold at each step; amx_decode_panels has the figures). The full
-            // strips left over two at a time, then the strip loop below.
-            const int64_t run = (r1 - r0) / L::kStripRows / 4;
+            // The full strips four at a time from runs far apart (decode_runs.h), those left over two at a
+            // time, then the strip loop below.
             const auto at = [&](int64_t r) { return w + size_t(r / L::kStripRows) * strip_bytes; };
             float* out = job.out + j0 * int64_t(job.out_stride);
-            for (int64_t i = 0; i < run; ++i) {
-                const int64_t first = r0 + i * L::kStripRows;
-                kern.four(nb, at(first), size_t(run) * strip_bytes, a, dx, ncorr, out + first,
-                          size_t(run * L::kStripRows));
-            }
-            row = r0 + 4 * run * L::kStripRows;
+            row = r0 + L::kStripRows * decode_in_runs((r1 - r0) / L::kStripRows, 4, [&](int64_t i, int64_t run) {
+                      const int64_t first = r0 + i * L::kStripRows;
+                      kern.four(nb, at(first), size_t(run) * strip_bytes, a, dx, ncorr, out + first,
+                                size_t(run * L::kStripRows));
+                  });
             for (; row + 2 * L::kStripRows <= r1; row += 2 * L::kStripRows)
                 kern.two(nb, at(row), strip_bytes, a, dx, ncorr, out + row, L::kStripRows);
         }
