@@ -4,6 +4,9 @@
 # and writes each step's output under OUT (default $OUT or ./gpu-results). Aimed at a few minutes on an H200.
 #
 #   bash tools/gpu-check.sh [OUT]          SKIP_BENCH=1 to stop after the tests
+#   PREBUILT=1 BUILD=dir bash tools/gpu-check.sh   runs a build made elsewhere (a GPU machine without the
+#                                          Debian headers): no configure, build or ctest, only the programs
+#   STEP_TIMEOUT=S                         stops any one step after S seconds (default 600)
 #
 # Figures it produces:
 #   attention.txt     bench attention --device cuda: decode GB/s per mapping, prefill GFLOP/s at 4K/16K
@@ -22,7 +25,7 @@ step() {  # step NAME COMMAND...: runs it, output to OUT/NAME.txt, and records p
     local name=$1
     shift
     local t0=$SECONDS
-    if "$@" >"$OUT/$name.txt" 2>&1; then
+    if timeout "${STEP_TIMEOUT:-600}" "$@" >"$OUT/$name.txt" 2>&1; then
         echo "ok    $name ($((SECONDS - t0)) s)" | tee -a "$OUT/summary.txt"
     else
         echo "FAIL  $name ($((SECONDS - t0)) s, exit $?): see $name.txt" | tee -a "$OUT/summary.txt"
@@ -44,9 +47,11 @@ echo "shared data: ${SHARED:-none}" | tee -a "$OUT/summary.txt"
 # Only this GPU's architecture: a full sm_80 + sm_90 + PTX build is CI's job.
 ARCH=${CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')}
 ARCH=${ARCH:-90}
-step configure cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="$ARCH-real" ${SHARED:+-DTESSERA_SHARED_DIR="$SHARED"}
-step build cmake --build "$BUILD" -j "$JOBS"
+if [ "${PREBUILT:-0}" != 1 ]; then
+    step configure cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES="$ARCH-real" ${SHARED:+-DTESSERA_SHARED_DIR="$SHARED"}
+    step build cmake --build "$BUILD" -j "$JOBS"
+fi
 T="$BUILD/tessera"
 # The test programs live in $BUILD/tests, not beside the CUDA module: name it for them.
 export TESSERA_CUDA_MODULE="$BUILD/libtessera-cuda.so"
@@ -54,7 +59,16 @@ export TESSERA_CUDA_MODULE="$BUILD/libtessera-cuda.so"
 step test_ops "$BUILD/tests/test_ops"
 step test_cuda "$BUILD/tests/test_cuda"
 step test_attention "$BUILD/tests/test_attention"
-step ctest bash -c "cd '$BUILD' && ctest -j '$JOBS' --output-on-failure -E '^(test_ops|test_cuda|test_attention)$'"
+[ "${PREBUILT:-0}" = 1 ] || step ctest bash -c "cd '$BUILD' && ctest -j '$JOBS' --output-on-failure -E '^(test_ops|test_cuda|test_attention)$'"
+
+# The command on the GPU prints what it prints on the cpu (greedy, stories260K).
+if [ -n "$SHARED" ] && [ -f "$SHARED/models/stories260K.gguf" ]; then
+    for dev in cpu cuda; do
+        step "run-$dev" bash -c "'$T' run -m '$SHARED/models/stories260K.gguf' -p 'Once upon a time' -n 96 \
+            --temp 0 --device $dev >'$OUT/text-$dev.txt'"
+    done
+    step run-same cmp "$OUT/text-cpu.txt" "$OUT/text-cuda.txt"
+fi
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
     step attention "$T" bench attention --device cuda --contexts 1024,4096,16384,32768 --windows 0,4096 \
