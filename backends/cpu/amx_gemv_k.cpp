@@ -11,6 +11,7 @@
 #include "backends/cpu/amx_matmul_k.h"
 
 #include <cstring>
+#include <utility>
 
 #include "backends/cpu/amx_k_simd.h"
 #include "backends/cpu/amx_matmul.h"
@@ -53,8 +54,8 @@ namespace {
 
 // One record (super-block b of a panel, at r) against M activation rows: acc[m] += its 16 rows' dots with
 // row m. The record `ahead` bytes further along the stream is asked for, a slice per sub-block.
-template <int M>
-[[gnu::always_inline]] inline void record_dots(DType t, const uint8_t* r, size_t rec, const L::KRecordParts& part,
+template <int M, DType kType>
+[[gnu::always_inline]] inline void record_dots(const uint8_t* r, size_t rec, const L::KRecordParts& part,
                                                const block_q8_K* const* ab, int64_t b, size_t ahead, __m512* acc) {
     // (Inlined by force, as qdot::prefetch_part is: otherwise GCC deletes its calls; quant_dot_kernels.h.)
     const auto ask_ahead = [&](const uint8_t* record, int s) __attribute__((always_inline)) {
@@ -62,7 +63,8 @@ template <int M>
     };
     __m512i isum[M], imin[M];
     for (int m = 0; m < M; ++m) isum[m] = imin[m] = _mm512_setzero_si512();
-    if (t == DType::Q6_K) {
+    constexpr bool kQ5 = kType == DType::Q5_K;
+    if constexpr (kType == DType::Q6_K) {
 #pragma GCC unroll 8
         for (int c = 0; c < 8; ++c) {  // chunk c: sub-blocks 2c (VNNI rows 0..3) and 2c + 1 (rows 4..7)
             ask_ahead(r, c);
@@ -94,35 +96,33 @@ template <int M>
             }
         }
     } else {
-        // The 16 rows' packed scale bytes as three words per row, one row per lane, then sub-block s's 6-bit
-        // scale and min decoded in all lanes at once (the tile path's decoding, amx_k_simd.h).
-        const amx_k::ScaleWords words = amx_k::scale_words(r + part.scales);
-        const bool q5 = t == DType::Q5_K;
-        // Unrolled, so that each sub-block's scale/min shifts are constants and its branches go away.
-#pragma GCC unroll 8
-        for (int s = 0; s < 8; ++s) {
+        // The 16 rows' packed scale bytes as three words per row, one row per lane, each sub-block's 6-bit
+        // scale and min decoded once for the record (amx_k_simd.h), then sub-block by sub-block; unrolled
+        // through the template so that each sub-block's byte picks and prefetch slices are constants.
+        const amx_k::SixBitScales six = amx_k::six_bit_scales(amx_k::scale_words(r + part.scales));
+        const auto sub_block = [&]<int s>() __attribute__((always_inline)) {
             ask_ahead(r, s);
-            __m512i sc, mn;
-            amx_k::scale_min(words, s, &sc, &mn);
-            const __m512i mn_pair = _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16));  // m_s in both int16 halves
+            const __m512i sc_word = s < 4 ? six.lo_sc : six.hi_sc, mn_word = s < 4 ? six.lo_mn : six.hi_mn;
+            const __m512i mn_pair = amx_k::byte_pair<s % 4>(mn_word);  // m_s in both int16 halves
             const uint8_t* nib = r + part.nibbles + size_t(s) * 256;
             // VNNI rows 0..3 are the low nibbles. Rows 4..7, the high ones, Q4_K takes in place (byte & 0xF0:
             // 16 times the value, still a u8), which saves a shift per row; their dot comes out exactly 16
-            // times larger and is shifted back once. Q5_K puts its fifth bit above each nibble instead.
+            // times larger. Q5_K puts its fifth bit above each nibble instead.
             __m512i w[8];
             for (int g = 0; g < 4; ++g) {
                 const __m512i v = _mm512_loadu_si512(nib + 64 * g);
                 w[g] = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
-                w[g + 4] = q5 ? _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F))
-                              : _mm512_and_si512(v, _mm512_set1_epi8(char(0xF0)));
+                w[g + 4] = kQ5 ? _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F))
+                               : _mm512_and_si512(v, _mm512_set1_epi8(char(0xF0)));
             }
-            if (q5) {
+            if constexpr (kQ5) {
                 const __m512i plane = _mm512_loadu_si512(r + part.high + size_t(s) * 64);
                 for (int g = 0; g < 8; ++g) {  // fifth bit of VNNI byte 64g + i: bit g of plane byte i
                     const __m512i fifth = _mm512_and_si512(_mm512_srli_epi16(plane, g), _mm512_set1_epi8(1));
                     w[g] = _mm512_or_si512(w[g], _mm512_slli_epi16(fifth, 4));
                 }
             }
+            const __m512i sc = kQ5 ? amx_k::byte_lane<s % 4>(sc_word) : amx_k::byte_pair<s % 4>(sc_word);
             for (int m = 0; m < M; ++m) {
                 const int8_t* a = ab[m][b].qs + 32 * s;
                 __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
@@ -130,20 +130,31 @@ template <int M>
                     d0 = _mm512_dpbusd_epi32(d0, w[g], broadcast4(a + 4 * g));
                     d1 = _mm512_dpbusd_epi32(d1, w[g + 4], broadcast4(a + 4 * g + 16));
                 }
-                const __m512i dot = _mm512_add_epi32(d0, q5 ? d1 : _mm512_srai_epi32(d1, 4));
-                isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(dot, sc));
+                if constexpr (kQ5) {
+                    isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(_mm512_add_epi32(d0, d1), sc));
+                } else {
+                    // d0 (values 0..15) and d1 / 16 (values 16..31) each fit an int16: 16 products of at most
+                    // 15 x 127 (Q8_K's values lie in [-127, 127]). d1 << 12 is d1 / 16 in the high half, exactly
+                    // (its low four bits are zero), so one VPDPWSSD with the scale in both halves adds
+                    // sc (d0 + d1 / 16): the very integer of a multiply, in one port-0 op where VPMULLD takes two.
+                    const __m512i halves16 = _mm512_mask_blend_epi16(0xAAAAAAAA, d0, _mm512_slli_epi32(d1, 12));
+                    isum[m] = _mm512_dpwssd_epi32(isum[m], halves16, sc);
+                }
                 int32_t pair;  // bsums[2s] | bsums[2s + 1] << 16: m_s times the sub-block's activation sum
                 std::memcpy(&pair, ab[m][b].bsums + 2 * s, 4);
                 imin[m] = _mm512_dpwssd_epi32(imin[m], mn_pair, _mm512_set1_epi32(pair));
             }
-        }
+        };
+        [&]<int... s>(std::integer_sequence<int, s...>) __attribute__((always_inline)) {
+            (sub_block.template operator()<s>(), ...);
+        }(std::make_integer_sequence<int, 8>{});
     }
     const __m512 d = amx_k::halves(r + part.d);
-    const __m512 dmin = t != DType::Q6_K ? amx_k::halves(r + part.dmin) : _mm512_setzero_ps();
+    const __m512 dmin = kType != DType::Q6_K ? amx_k::halves(r + part.dmin) : _mm512_setzero_ps();
     for (int m = 0; m < M; ++m) {
         const __m512 da = _mm512_set1_ps(ab[m][b].d);
         acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[m]), _mm512_mul_ps(da, d), acc[m]);
-        if (t != DType::Q6_K)
+        if constexpr (kType != DType::Q6_K)
             acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), imin[m])),
                                      _mm512_mul_ps(da, dmin), acc[m]);
     }
@@ -174,9 +185,17 @@ void gemv_panels(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nsb
     __m512 acc[P][M];
     for (auto& panel : acc)
         for (auto& v : panel) v = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nsb; ++b)
-        for (int p = 0; p < P; ++p)
-            record_dots<M>(t, panel0 + size_t(p) * panel_bytes + size_t(b) * rec, rec, part, ab, b, ahead, acc[p]);
+    const auto records = [&]<DType kType>() {
+        for (int64_t b = 0; b < nsb; ++b)
+            for (int p = 0; p < P; ++p)
+                record_dots<M, kType>(panel0 + size_t(p) * panel_bytes + size_t(b) * rec, rec, part, ab, b, ahead, acc[p]);
+    };
+    switch (t) {
+    case DType::Q4_K: records.template operator()<DType::Q4_K>(); break;
+    case DType::Q5_K: records.template operator()<DType::Q5_K>(); break;
+    case DType::Q6_K: records.template operator()<DType::Q6_K>(); break;
+    default: throw Error("amx_gemv_k: not a K-quant type", Status::Unsupported);
+    }
     for (int p = 0; p < P; ++p)
         for (int m = 0; m < M; ++m) _mm512_storeu_ps(out + 16 * (m * P + p), acc[p][m]);
 }

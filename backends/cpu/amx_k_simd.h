@@ -54,6 +54,39 @@ inline void scale_min(const ScaleWords& w, int s, __m512i* sc, __m512i* mn) {
     }
 }
 
+// The 8 sub-blocks' 6-bit scales and mins decoded once per record, a byte each, four to a word: lo_* hold
+// sub-blocks 0..3 (bytes 0..3 of each row's lane), hi_* sub-blocks 4..7. The decode kernel then takes
+// sub-block s's value with one byte shuffle (port 5) instead of the four to six shifts of scale_min (port 0,
+// which VPDPBUSD needs); same integers as scale_min.
+struct SixBitScales {
+    __m512i lo_sc, lo_mn, hi_sc, hi_mn;
+};
+inline SixBitScales six_bit_scales(const ScaleWords& w) {
+    const __m512i m6 = _mm512_set1_epi8(63), m4 = _mm512_set1_epi8(15), top = _mm512_set1_epi8(0x30);
+    // s >= 4, byte j = s - 4: the nibble of w2's byte j (low: scale, high: min), with the top two bits of
+    // byte j of w0 (scale) or w1 (min) above it: those bits 6, 7 shifted to 4, 5 within the byte.
+    const __m512i sc_top = _mm512_and_si512(_mm512_srli_epi32(w.w0, 2), top);
+    const __m512i mn_top = _mm512_and_si512(_mm512_srli_epi32(w.w1, 2), top);
+    return {_mm512_and_si512(w.w0, m6), _mm512_and_si512(w.w1, m6),
+            _mm512_ternarylogic_epi32(w.w2, m4, sc_top, 0xEA),  // (a & b) | c
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w.w2, 4), m4), mn_top)};
+}
+// Byte k of each lane's word in both int16 halves of the lane (k | k << 16): what VPDPWSSD takes.
+template <int k>
+inline __m512i byte_pair(__m512i words) {
+    static_assert(k >= 0 && k < 4, "byte_pair: a word has four bytes");
+    // Within each 128-bit lane, dword d's bytes are 4d .. 4d + 3; -1 (top bit set) writes zero.
+    const __m128i pick = _mm_setr_epi8(k, -1, k, -1, 4 + k, -1, 4 + k, -1, 8 + k, -1, 8 + k, -1, 12 + k, -1, 12 + k, -1);
+    return _mm512_shuffle_epi8(words, _mm512_broadcast_i32x4(pick));
+}
+// Byte k of each lane's word, zero-extended to the lane.
+template <int k>
+inline __m512i byte_lane(__m512i words) {
+    static_assert(k >= 0 && k < 4, "byte_lane: a word has four bytes");
+    const __m128i pick = _mm_setr_epi8(k, -1, -1, -1, 4 + k, -1, -1, -1, 8 + k, -1, -1, -1, 12 + k, -1, -1, -1);
+    return _mm512_shuffle_epi8(words, _mm512_broadcast_i32x4(pick));
+}
+
 }  // namespace tessera::cpu::TESSERA_CPU_LEVEL::amx_k
 
 #endif
