@@ -102,8 +102,7 @@ template <int M, DType kType>
         const amx_k::SixBitScales six = amx_k::six_bit_scales(amx_k::scale_words(r + part.scales));
         const auto sub_block = [&]<int s>() __attribute__((always_inline)) {
             ask_ahead(r, s);
-            const __m512i sc_word = s < 4 ? six.lo_sc : six.hi_sc, mn_word = s < 4 ? six.lo_mn : six.hi_mn;
-            const __m512i mn_pair = amx_k::byte_pair<s % 4>(mn_word);  // m_s in both int16 halves
+            const __m512i mn_pair = amx_k::byte_pair(six.mn_word(s), s % 4);  // m_s in both int16 halves
             const uint8_t* nib = r + part.nibbles + size_t(s) * 256;
             // VNNI rows 0..3 are the low nibbles. Rows 4..7, the high ones, Q4_K takes in place (byte & 0xF0:
             // 16 times the value, still a u8), which saves a shift per row; their dot comes out exactly 16
@@ -122,7 +121,7 @@ template <int M, DType kType>
                     w[g] = _mm512_or_si512(w[g], _mm512_slli_epi16(fifth, 4));
                 }
             }
-            const __m512i sc = kQ5 ? amx_k::byte_lane<s % 4>(sc_word) : amx_k::byte_pair<s % 4>(sc_word);
+            const __m512i sc = kQ5 ? amx_k::byte_lane(six.sc_word(s), s % 4) : amx_k::byte_pair(six.sc_word(s), s % 4);
             for (int m = 0; m < M; ++m) {
                 const int8_t* a = ab[m][b].qs + 32 * s;
                 __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
@@ -202,7 +201,10 @@ void gemv_panels(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nsb
 
 }  // namespace
 
-int amx_gemv_k_side_by_side(int m) { return m == 1 ? 4 : 1; }
+// Panels read side by side for one activation row (gemv_panels says why); several rows read one at a time.
+constexpr int kOneRowPanels = 4;
+
+int amx_gemv_k_side_by_side(int m) { return m == 1 ? kOneRowPanels : 1; }
 
 void amx_gemv_k(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nsb, const char* act, size_t astride,
                 int m, int panels, float* out) {
@@ -215,8 +217,8 @@ void amx_gemv_k(DType t, const uint8_t* panel0, size_t panel_bytes, int64_t nsb,
     TESSERA_CHECK(m >= 1 && m <= kAmxDecodeMaxRows, "amx_gemv_k: %d activation rows (1..%d)", m, int(kAmxDecodeMaxRows));
     TESSERA_CHECK(panels == 1 || panels == amx_gemv_k_side_by_side(m), "amx_gemv_k: %d panels side by side for %d rows",
                   panels, m);
-    if (panels == 4)
-        gemv_panels<1, 4>(t, panel0, panel_bytes, nsb, act, astride, out);
+    if (panels == kOneRowPanels)
+        gemv_panels<1, kOneRowPanels>(t, panel0, panel_bytes, nsb, act, astride, out);
     else
         kRowsFns[m - 1](t, panel0, panel_bytes, nsb, act, astride, out);
 }

@@ -38,28 +38,15 @@ inline ScaleWords scale_words(const uint8_t* p) {
     return {dwords_3n_plus(z0, z1, z2, 0), dwords_3n_plus(z0, z1, z2, 1), dwords_3n_plus(z0, z1, z2, 2)};
 }
 
-// Sub-block s's 6-bit scale and min in all 16 lanes (get_scale_min's layout: s < 4: low six bits of bytes s
-// and s + 4; s >= 4: a nibble of byte s + 4 with the top two bits of byte s - 4 / s above it).
-inline void scale_min(const ScaleWords& w, int s, __m512i* sc, __m512i* mn) {
-    const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
-    if (s < 4) {
-        *sc = _mm512_and_si512(_mm512_srli_epi32(w.w0, unsigned(8 * s)), m6);
-        *mn = _mm512_and_si512(_mm512_srli_epi32(w.w1, unsigned(8 * s)), m6);
-    } else {
-        const unsigned j = unsigned(8 * (s - 4));
-        const __m512i top_sc = _mm512_and_si512(_mm512_srli_epi32(w.w0, j + 6), m2);
-        const __m512i top_mn = _mm512_and_si512(_mm512_srli_epi32(w.w1, j + 6), m2);
-        *sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w.w2, j), m4), _mm512_slli_epi32(top_sc, 4));
-        *mn = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w.w2, j + 4), m4), _mm512_slli_epi32(top_mn, 4));
-    }
-}
-
-// The 8 sub-blocks' 6-bit scales and mins decoded once per record, a byte each, four to a word: lo_* hold
-// sub-blocks 0..3 (bytes 0..3 of each row's lane), hi_* sub-blocks 4..7. The decode kernel then takes
-// sub-block s's value with one byte shuffle (port 5) instead of the four to six shifts of scale_min (port 0,
-// which VPDPBUSD needs); same integers as scale_min.
+// The 8 sub-blocks' 6-bit scales and mins (get_scale_min's layout: s < 4: low six bits of bytes s and s + 4;
+// s >= 4: a nibble of byte s + 4 with the top two bits of byte s - 4 / s above it), decoded once per record,
+// a byte each, four to a word: lo_* hold sub-blocks 0..3 (bytes 0..3 of each row's lane), hi_* 4..7. A
+// kernel then takes sub-block s's value with one byte shuffle (port 5, byte_lane / byte_pair) rather than
+// four to six shifts per sub-block (port 0, which the decode's VPDPBUSD needs).
 struct SixBitScales {
     __m512i lo_sc, lo_mn, hi_sc, hi_mn;
+    __m512i sc_word(int s) const { return s < 4 ? lo_sc : hi_sc; }
+    __m512i mn_word(int s) const { return s < 4 ? lo_mn : hi_mn; }
 };
 inline SixBitScales six_bit_scales(const ScaleWords& w) {
     const __m512i m6 = _mm512_set1_epi8(63), m4 = _mm512_set1_epi8(15), top = _mm512_set1_epi8(0x30);
@@ -71,19 +58,19 @@ inline SixBitScales six_bit_scales(const ScaleWords& w) {
             _mm512_ternarylogic_epi32(w.w2, m4, sc_top, 0xEA),  // (a & b) | c
             _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w.w2, 4), m4), mn_top)};
 }
-// Byte k of each lane's word in both int16 halves of the lane (k | k << 16): what VPDPWSSD takes.
-template <int k>
-inline __m512i byte_pair(__m512i words) {
-    static_assert(k >= 0 && k < 4, "byte_pair: a word has four bytes");
-    // Within each 128-bit lane, dword d's bytes are 4d .. 4d + 3; -1 (top bit set) writes zero.
-    const __m128i pick = _mm_setr_epi8(k, -1, k, -1, 4 + k, -1, 4 + k, -1, 8 + k, -1, 8 + k, -1, 12 + k, -1, 12 + k, -1);
+// Byte k (0..3) of each lane's word, zero-extended to the lane. Within each 128-bit lane, dword d's bytes are
+// 4d .. 4d + 3; a shuffle index of -1 (top bit set) writes zero. (Inlined by force: where k is a constant, as
+// in the decode's unrolled sub-blocks, the pick folds into a constant.)
+[[gnu::always_inline]] inline __m512i byte_lane(__m512i words, int k) {
+    const char b = char(k);
+    const __m128i pick = _mm_setr_epi8(b, -1, -1, -1, char(4 + b), -1, -1, -1, char(8 + b), -1, -1, -1, char(12 + b), -1, -1, -1);
     return _mm512_shuffle_epi8(words, _mm512_broadcast_i32x4(pick));
 }
-// Byte k of each lane's word, zero-extended to the lane.
-template <int k>
-inline __m512i byte_lane(__m512i words) {
-    static_assert(k >= 0 && k < 4, "byte_lane: a word has four bytes");
-    const __m128i pick = _mm_setr_epi8(k, -1, -1, -1, 4 + k, -1, -1, -1, 8 + k, -1, -1, -1, 12 + k, -1, -1, -1);
+// Byte k (0..3) of each lane's word in both int16 halves of the lane (v | v << 16): what VPDPWSSD takes.
+[[gnu::always_inline]] inline __m512i byte_pair(__m512i words, int k) {
+    const char b = char(k);
+    const __m128i pick = _mm_setr_epi8(b, -1, b, -1, char(4 + b), -1, char(4 + b), -1, char(8 + b), -1, char(8 + b), -1,
+                                       char(12 + b), -1, char(12 + b), -1);
     return _mm512_shuffle_epi8(words, _mm512_broadcast_i32x4(pick));
 }
 

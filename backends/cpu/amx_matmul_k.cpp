@@ -122,12 +122,10 @@ void widen_panel(DType t, const uint8_t* panel, int64_t nsb, const KPanel& w) {
         _mm512_storeu_ps(w.d + b * kN, amx_k::halves(r + part.d));
         if (has_mins(t)) {
             _mm512_storeu_ps(w.dmin + b * kN, amx_k::halves(r + part.dmin));
-            const amx_k::ScaleWords words = amx_k::scale_words(r + part.scales);
+            const amx_k::SixBitScales six = amx_k::six_bit_scales(amx_k::scale_words(r + part.scales));
             for (int s = 0; s < S; ++s) {
-                __m512i sc, mn;
-                amx_k::scale_min(words, s, &sc, &mn);
-                _mm512_storeu_si512(w.sc + (b * S + s) * kN, sc);
-                _mm512_storeu_si512(w.mn + (b * S + s) * kN, _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16)));
+                _mm512_storeu_si512(w.sc + (b * S + s) * kN, amx_k::byte_lane(six.sc_word(s), s % 4));
+                _mm512_storeu_si512(w.mn + (b * S + s) * kN, amx_k::byte_pair(six.mn_word(s), s % 4));  // m in both halves
             }
         } else {
             // (a plain loop: the compiler widens it with VPMOVSXBD, which SIMDe 0.7.4, the emulated twin's, lacks)
