@@ -189,9 +189,10 @@ static bool is_matmul_weight(const std::string& name) {
 }
 
 void Model::repack_weights(Backend& backend) {
-    // Host backends read the mapping in place, unless their kernels keep some weights in a layout of their
-    // own (the cpu backend's amx level: AMX tiles). Those are repacked once, here, and the pages they had in
-    // the mapping released, so the copy replaces the file's bytes in memory rather than doubling them.
+    // Host backends read the mapping in place, unless their kernels keep some weights in a layout or memory
+    // of their own (the cpu backend: AMX tiles, interleaved rows, float weights copied onto huge pages). Those
+    // are repacked or copied once, here, and the pages they had in the mapping released, so the copy replaces
+    // the file's bytes in memory rather than doubling them.
     std::vector<Tensor*> candidates;
     std::vector<std::pair<const char*, const char*>> mapped;  // each candidate's bytes in the mapping
     for (Tensor* t : bound_)
@@ -212,7 +213,7 @@ void Model::repack_weights(Backend& backend) {
     // repacked tensors is one of them.
     std::vector<std::pair<const char*, const char*>> gone;
     for (size_t i = 0; i < candidates.size(); ++i)
-        if (candidates[i]->flags & kFlagRepacked) gone.push_back(mapped[i]);
+        if (candidates[i]->buffer != mapping_.get()) gone.push_back(mapped[i]);  // repacked, or copied as it is
     std::sort(gone.begin(), gone.end());
     // The small weights left in the mapping (norms, biases: 1-D) are copied out too. They sit between the
     // repacked matrices, and reading one would map its neighbours' released pages back: the kernel maps a
@@ -220,7 +221,7 @@ void Model::repack_weights(Backend& backend) {
     size_t small_bytes = 0;
     std::vector<Tensor*> small;
     for (Tensor* t : bound_)
-        if (t->buffer == mapping_.get() && !(t->flags & kFlagRepacked) && t->ne[1] == 1 && t->ne[2] == 1 &&
+        if (t->buffer == mapping_.get() && t->ne[1] == 1 && t->ne[2] == 1 &&
             t->ne[3] == 1) {
             small.push_back(t);
             small_bytes += (t->nbytes() + 63) / 64 * 64;

@@ -155,8 +155,9 @@ public:
     // Opened for a device with only some layers uploaded (ModelOptions::gpu_layers): sessions run split.
     bool weights_split() const { return split_; }
     int64_t gpu_layers() const { return gpu_layers_; }
-    // Bytes of weights repacked at load into the cpu kernels' own layout (the amx level's tiles), which
-    // replace those weights' pages of the file in memory; 0 when none were.
+    // Bytes of weights repacked or copied at load into the cpu backend's own memory (the amx level's tiles,
+    // the avx2 / avx512 levels' interleaved rows and float weights on huge pages), which replace those
+    // weights' pages of the file in memory; 0 when none were.
     size_t repacked_weight_bytes() const { return repacked_bytes_; }
     // Bytes of the mapped file those repacked weights took, released from this process's memory (whole pages;
     // the few bytes at a tensor's ends that share a page with other data stay).

@@ -159,34 +159,6 @@ TEST_CASE("amx mul_mat: one activation row (the decode path) gives the bits of t
     }
 }
 
-namespace {
-
-// Bytes of `path`'s mappings that are resident in this process (Linux /proc/self/smaps; -1 elsewhere).
-long long mapped_resident_bytes(const std::string& path) {
-    FILE* f = std::fopen("/proc/self/smaps", "r");
-    if (!f) return -1;
-    char* real = realpath(path.c_str(), nullptr);
-    const std::string file = real ? real : path;
-    std::free(real);
-    long long total = 0;
-    bool in_file = false;
-    char line[4096];
-    while (std::fgets(line, sizeof line, f)) {
-        unsigned long long kb = 0;
-        if (std::sscanf(line, "Rss: %llu kB", &kb) == 1) {
-            if (in_file) total += (long long)kb * 1024;
-        } else if (std::strchr(line, '-') && std::strchr(line, '-') < std::strchr(line, ' ')) {
-            std::string l(line);  // a mapping's header: "start-end perms offset dev inode   path"
-            while (!l.empty() && (l.back() == '\n' || l.back() == ' ')) l.pop_back();
-            in_file = l.size() >= file.size() && l.compare(l.size() - file.size(), file.size(), file) == 0;
-        }
-    }
-    std::fclose(f);
-    return total;
-}
-
-}  // namespace
-
 TEST_CASE("amx: weights repacked at load replace their pages of the mapped file in memory") {
     // The repacked copy is the weights' only resident form: Model::open releases the file pages they were read
     // from. Right after opening, the mapping's resident pages must then fit in what was not released; kept,

@@ -3,6 +3,8 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <sys/stat.h>
@@ -59,6 +61,29 @@ int run_command(const std::string& cmd, std::string* output) {
         if (output) output->append(buf.data(), n);
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+long long mapped_resident_bytes(const std::string& path) {
+    FILE* f = std::fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char* real = realpath(path.c_str(), nullptr);
+    const std::string file = real ? real : path;
+    std::free(real);
+    long long total = 0;
+    bool in_file = false;
+    char line[4096];
+    while (std::fgets(line, sizeof line, f)) {
+        unsigned long long kb = 0;
+        if (std::sscanf(line, "Rss: %llu kB", &kb) == 1) {
+            if (in_file) total += (long long)kb * 1024;
+        } else if (std::strchr(line, '-') && std::strchr(line, '-') < std::strchr(line, ' ')) {
+            std::string l(line);  // a mapping's header: "start-end perms offset dev inode   path"
+            while (!l.empty() && (l.back() == '\n' || l.back() == ' ')) l.pop_back();
+            in_file = l.size() >= file.size() && l.compare(l.size() - file.size(), file.size(), file) == 0;
+        }
+    }
+    std::fclose(f);
+    return total;
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {

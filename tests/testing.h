@@ -21,6 +21,8 @@ std::string cli_path();
 // Runs a shell command, returns its exit status; stdout+stderr captured into *output when given.
 int run_command(const std::string& cmd, std::string* output = nullptr);
 std::vector<uint8_t> read_file(const std::string& path);
+// Bytes of `path`'s mappings that are resident in this process (Linux /proc/self/smaps; -1 elsewhere).
+long long mapped_resident_bytes(const std::string& path);
 // Writes a small random-weight llama model (make-model's "tiny" preset, 2 layers, F32, a training context
 // of n_ctx) to path and returns path.
 std::string make_small_llama(const std::string& path, int64_t n_ctx);

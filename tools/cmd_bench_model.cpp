@@ -183,7 +183,7 @@ int bench(int argc, char** argv) {
 
     const double repacked = double(tessera_model_repacked_bytes(model.m));
     if (!json && repacked > 0)
-        std::fprintf(stderr, "%.1f MiB of those weights repacked at load for the %s kernels (their file pages released)\n",
+        std::fprintf(stderr, "%.1f MiB of those weights repacked or copied at load for the %s kernels (their file pages released)\n",
                      repacked / 1048576.0, cpu_level.c_str());
     if (!json) print_resident("after load", sf.model);
 

@@ -77,8 +77,9 @@ int32_t tessera_model_n_layer(const tessera_model* model);
 uint64_t tessera_model_size(const tessera_model* model); /* bytes of all weights */
 /* Bytes of weights one decoded token reads (every matrix once, one embedding row). */
 uint64_t tessera_model_decode_bytes(const tessera_model* model);
-/* Bytes of weights repacked at load into the cpu kernels' own layout (the amx level's AMX tiles); they
-   replace those weights' pages of the file in memory. 0 when none were. */
+/* Bytes of weights repacked or copied at load into the cpu backend's own memory (AMX tiles, interleaved
+   rows, float weights on huge pages); they replace those weights' pages of the file in memory. 0 when
+   none were. */
 uint64_t tessera_model_repacked_bytes(const tessera_model* model);
 tessera_token tessera_model_bos(const tessera_model* model); /* -1 when none */
 tessera_token tessera_model_eos(const tessera_model* model);
