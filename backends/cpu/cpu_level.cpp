@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "backends/cpu/amx_check.h"
 
@@ -34,6 +35,7 @@ struct Features {
          avx512bf16 = false, os_avx512 = false;
     bool amx_tile = false, amx_int8 = false, amx_bf16 = false, os_amx = false, amx_granted = false;
     std::string amx_check;  // what the amx self-check found wrong on this CPU ("" = passed or not run)
+    bool amd_core = false;  // an AMD (or Hygon: the same cores) CPU
 };
 
 #if TESSERA_CPU_X86
@@ -61,6 +63,11 @@ Features detect() {
     unsigned a, b, c, d;
     if (!__get_cpuid(0, &a, &b, &c, &d)) return f;
     const unsigned max_leaf = a;
+    char vendor[13] = {};  // leaf 0: the vendor string in ebx, edx, ecx
+    std::memcpy(vendor, &b, 4);
+    std::memcpy(vendor + 4, &d, 4);
+    std::memcpy(vendor + 8, &c, 4);
+    f.amd_core = std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0;
     __get_cpuid(1, &a, &b, &c, &d);
     const bool osxsave = bit(c, 27);
     f.fma = bit(c, 12);
@@ -132,6 +139,8 @@ std::string arm_level_missing(CpuLevel level) {
 #endif
 
 }  // namespace
+
+bool cpu_decode_asks_ahead() { return !features().amd_core; }
 
 const char* cpu_level_name(CpuLevel level) {
     switch (level) {

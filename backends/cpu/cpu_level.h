@@ -36,6 +36,13 @@ bool cpu_level_usable(CpuLevel level);
 // or "" when it is usable.
 std::string cpu_level_missing(CpuLevel level);
 
+// Whether the float kernels' decode (one activation row streaming a few weight rows side by side) should ask
+// for each row's lines ahead of use (cpu_matmul_kernel.h): yes on Intel, where the hardware prefetch alone
+// kept too few lines in flight; no on AMD, whose prefetchers follow the rows on their own and where the
+// requests only cost (Zen 4, TinyLlama-1.1B F16 tg32, weights on huge pages: 1 thread 9.3-9.8 tok/s with them,
+// 10.0-10.7 without; 2 threads 14.1-17.7 vs 14.8-19.2). A tuning choice only: results are the same bits.
+bool cpu_decode_asks_ahead();
+
 // Emulated twins. A build with SIMDe compiles some levels' kernels a second time for an AVX2 CPU, their
 // missing instructions taken from SIMDe's portable implementations (CMakeLists.txt:
 // TESSERA_CPU_EMULATED_LEVELS): same source, same results bit for bit, many times slower. They exist so the

@@ -14,6 +14,7 @@
 #include "backends/cpu/amx_matmul.h"
 #include "backends/cpu/amx_matmul_f16.h"
 #include "backends/cpu/cpu_act_quant.h"
+#include "backends/cpu/cpu_level.h"
 #include "backends/cpu/cpu_matmul_kernel.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/quant_dot.h"
@@ -50,9 +51,10 @@ void float_panel(const MatmulJob& job, int64_t r0, int64_t r1, float* panel) {
     float* out = job.out + r0;
 
     if (job.m == 1) {
+        const auto decode_block = cpu_decode_asks_ahead() ? dot_block<W, kDecodeRows, 1, true> : dot_block<W, kDecodeRows, 1, false>;
         int64_t i0 = 0;
         for (; i0 + kDecodeRows <= rows; i0 += kDecodeRows)
-            dot_block<W, kDecodeRows, 1>(w0 + i0 * ws, ws, job.act, as, k, out + i0, os, false);
+            decode_block(w0 + i0 * ws, ws, job.act, as, k, out + i0, os, false);
         for (; i0 < rows; i0 += kBlockRows) {
             const int rn = int(std::min<int64_t>(kBlockRows, rows - i0));
             dot_block_for<W>(rn, 1)(w0 + i0 * ws, ws, job.act, as, k, out + i0, os, false);
