@@ -108,7 +108,8 @@ void store_strip(const __m256 (&acc)[C], float* out, size_t out_stride, int rows
 // quarter) so that the requests trickle out with the arithmetic rather than stall the core in a burst (tg32
 // Q4_K_M, TinyLlama-1.1B shape, 2 threads, Xeon at the avx2 level: none 32.0-32.7 tok/s; 2 ahead 36.6-37.1,
 // 4 ahead 39.2-40.5, 8 ahead 38.6-39.4; into L1 34.6-35.9; avx512 32.1-32.4 -> 40.0-40.3).
-// Four strips read side by side (decode, strips_one) ask for one record ahead each: about as far ahead in all.
+// Four strips read side by side (Q4_K decode, strips_four_q4_K) ask for one record ahead each: about as far
+// ahead in all.
 constexpr int kPrefetchRecords = 4;
 template <size_t kRec, int kAhead>
 [[gnu::always_inline]] inline void ask_ahead_eighth(const uint8_t* record, int i) {
@@ -285,26 +286,24 @@ void strip_q6_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_s
     store_strip<C>(acc, out, out_stride, rows);
 }
 
-// Decode of one sequence: one activation column against four full strips side by side (strip s at strip0 +
-// s * strip_stride, its eight results at out + s * out_step), each a record at a time in turn: four streams
-// in flight, taken from runs far apart (decode_runs.h). The integers and float steps are strip<1>'s,
-// so the bits are too.
-template <int kType>
-void strips_four(int64_t nblocks, const uint8_t* strip0, size_t strip_stride, const char* a, const float* dx,
-                 const int16_t* bs8, float* out, size_t out_step) {
-    constexpr bool q4 = kType == int(DType::Q4_K);
-    constexpr size_t kRec = L::kStripRows * (q4 ? sizeof(block_q4_K) : sizeof(block_q6_K));
+// Decode of one sequence on Q4_K: one activation column against four full strips side by side (strip s at
+// strip0 + s * strip_stride, its eight results at out + s * out_step), each a record at a time in turn: four
+// streams in flight, taken from runs far apart (decode_runs.h). The integers and float steps are
+// strip_q4_K<1>'s, so the bits are too.
+// Q6_K decodes a strip at a time (strip_q6_K<1>): its record keeps more in registers (four scale vectors,
+// eight unpacked quarters), and four records side by side spilled them to the stack, which cost more than
+// the streams gained (bench matmul -n 8192 -m 1, q6_K, AMD EPYC Zen 4, alternated: 1 thread 15.0-15.7 GB/s
+// four side by side, 21.0-22.2 one strip; avx2 level 15.8-16.0 vs 23.3-26.0). Q4_K keeps the four (1
+// thread 25.5-28.4 vs 22.4-24.8 GB/s).
+void strips_four_q4_K(int64_t nblocks, const uint8_t* strip0, size_t strip_stride, const char* a, const float* dx,
+                      const int16_t* bs8, float* out, size_t out_step) {
+    constexpr size_t kRec = L::kStripRows * sizeof(block_q4_K);
     const block_q8_K* const xb[1] = {reinterpret_cast<const block_q8_K*>(a)};
     __m256 acc[4][1];
     TESSERA_UNROLL for (int s = 0; s < 4; ++s) acc[s][0] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nblocks; ++b)
-        TESSERA_UNROLL for (int s = 0; s < 4; ++s) {
-            const uint8_t* r = strip0 + size_t(s) * strip_stride + size_t(b) * kRec;
-            if constexpr (q4)
-                q4_K_record<1, 1>(r, xb, b, dx, bs8, acc[s]);
-            else
-                q6_K_record<1, 1>(r, xb, b, dx, bs8, acc[s]);
-        }
+        TESSERA_UNROLL for (int s = 0; s < 4; ++s)
+            q4_K_record<1, 1>(strip0 + size_t(s) * strip_stride + size_t(b) * kRec, xb, b, dx, bs8, acc[s]);
     TESSERA_UNROLL for (int s = 0; s < 4; ++s) _mm256_storeu_ps(out + size_t(s) * out_step, acc[s][0]);
 }
 
@@ -352,13 +351,12 @@ void rows8_k_panel(const MatmulJob& job, int64_t r0, int64_t r1, const char* qac
         column_terms(job.wtype, nb, a, qstride, C, dx, bs8);
         const StripFn f = strip_fn(job.wtype, C);
         int64_t row = r0;
-        if (C == 1) {  // the full strips four at a time from runs far apart (decode_runs.h)
-            const auto four = job.wtype == DType::Q4_K ? strips_four<int(DType::Q4_K)> : strips_four<int(DType::Q6_K)>;
+        if (C == 1 && job.wtype == DType::Q4_K) {  // the full strips four at a time from runs far apart
             float* out = job.out + j0 * int64_t(job.out_stride);
             row = r0 + L::kStripRows * decode_in_runs((r1 - r0) / L::kStripRows, 4, [&](int64_t i, int64_t run) {
                       const int64_t first = r0 + i * L::kStripRows;
-                      four(nb, w + size_t(first / L::kStripRows) * strip_bytes, size_t(run) * strip_bytes, a, dx,
-                           bs8, out + first, size_t(run * L::kStripRows));
+                      strips_four_q4_K(nb, w + size_t(first / L::kStripRows) * strip_bytes, size_t(run) * strip_bytes,
+                                       a, dx, bs8, out + first, size_t(run * L::kStripRows));
                   });
         }
         for (; row < r1; row += L::kStripRows)
