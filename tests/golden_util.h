@@ -181,20 +181,22 @@ inline void check_run(const Model& model, const Case& c, const RunOptions& o, do
 }
 
 // The golden run's own setting (F32 cache) in one batch, one token at a time and, when chunk > 0, in
-// prefill chunks of `chunk` tokens, at the manifest's tolerance; the files' sizes checked first.
-inline void check_batch_incremental(const Model& model, const Case& c, int64_t chunk = 0) {
+// prefill chunks of `chunk` tokens, at the manifest's tolerance; the files' sizes checked first. `where`
+// (a cpu level, say) is added to each run's label.
+inline void check_batch_incremental(const Model& model, const Case& c, int64_t chunk = 0, const std::string& where = "") {
     const auto ids = read_tokens(c.tokens);
     const auto want = read_f32(c.logits);
     REQUIRE(int64_t(ids.size()) == c.n_tokens);
     REQUIRE(int64_t(want.size()) == c.n_tokens * c.n_vocab);
+    const std::string at = where.empty() ? "" : ", " + where;
     RunOptions o;
-    check_case(c, run_logits(model, ids, o), want, c.tol_rel_rms, "batch");
+    check_case(c, run_logits(model, ids, o), want, c.tol_rel_rms, "batch" + at);
     o.incremental = true;
-    check_case(c, run_logits(model, ids, o), want, c.tol_rel_rms, "incremental");
+    check_case(c, run_logits(model, ids, o), want, c.tol_rel_rms, "incremental" + at);
     if (chunk > 0) {
         o.incremental = false;
         o.n_batch = chunk;
-        check_case(c, run_logits(model, ids, o), want, c.tol_rel_rms, "chunks of " + std::to_string(chunk));
+        check_case(c, run_logits(model, ids, o), want, c.tol_rel_rms, "chunks of " + std::to_string(chunk) + at);
     }
 }
 

@@ -107,12 +107,7 @@ TEST_CASE("amx: the Q4_0 and Q8_0 golden cases (llama-gqa, k 256 and 512) with w
         if (c.weight_type != "Q4_0" && c.weight_type != "Q8_0") continue;
         auto model = Model::open(c.gguf);
         CHECK_MESSAGE(model->repacked_weight_bytes() > 0, c.name << ": nothing was repacked");
-        const auto ids = golden::read_tokens(c.tokens);
-        const auto want = golden::read_f32(c.logits);
-        golden::RunOptions o;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch, " + level);
-        o.incremental = true;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental, " + level);
+        golden::check_batch_incremental(*model, c, 0, level);
         ++checked;
     }
     CHECK(checked >= 2);

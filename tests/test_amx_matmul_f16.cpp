@@ -220,12 +220,7 @@ TEST_CASE("amx: the F16 golden cases with weights repacked at load, batch and in
         if (c.weight_type != "F16") continue;
         auto model = Model::open(c.gguf);
         CHECK_MESSAGE(model->repacked_weight_bytes() > 0, c.name << ": nothing was repacked");
-        const auto ids = golden::read_tokens(c.tokens);
-        const auto want = golden::read_f32(c.logits);
-        golden::RunOptions o;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch, " + level);
-        o.incremental = true;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental, " + level);
+        golden::check_batch_incremental(*model, c, 0, level);
         ++checked;
     }
     CHECK(checked >= 2);

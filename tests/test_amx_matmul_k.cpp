@@ -120,12 +120,7 @@ TEST_CASE("amx: the Q4_K_M golden cases (llama-gqa, gemma2: Q4_K and Q6_K) with 
         }
         CHECK_MESSAGE(q6k > 0, c.name << " has no Q6_K matrix");
         CHECK_MESSAGE(model->repacked_weight_bytes() == q4k + q6k, c.name << ": Q4_K " << q4k << " + Q6_K " << q6k << " bytes");
-        const auto ids = golden::read_tokens(c.tokens);
-        const auto want = golden::read_f32(c.logits);
-        golden::RunOptions o;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch, " + level);
-        o.incremental = true;
-        golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental, " + level);
+        golden::check_batch_incremental(*model, c, 0, level);
         ++checked;
     }
     CHECK(checked >= 2);

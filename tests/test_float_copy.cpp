@@ -138,12 +138,7 @@ TEST_CASE("float weights: the F16 golden cases with their matrices copied at loa
                 const long long file_size = (long long)read_file(c.gguf).size();
                 CHECK(resident <= (file_size + page - 1) / page * page - released);
             }
-            const auto ids = golden::read_tokens(c.tokens);
-            const auto want = golden::read_f32(c.logits);
-            golden::RunOptions o;
-            golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch, " + level);
-            o.incremental = true;
-            golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental, " + level);
+            golden::check_batch_incremental(*model, c, 0, level);
             ++checked;
         }
         CHECK(checked >= 2);

@@ -173,12 +173,7 @@ TEST_CASE("rows8 K: the Q4_K_M golden cases (llama, gemma2) with Q4_K and Q6_K w
             }
             CHECK_MESSAGE(q6k > 0, c.name << " has no Q6_K matrix");
             CHECK_MESSAGE(model->repacked_weight_bytes() == expected, c.name << " at " << level);
-            const auto ids = golden::read_tokens(c.tokens);
-            const auto want = golden::read_f32(c.logits);
-            golden::RunOptions o;
-            golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "batch, " + level);
-            o.incremental = true;
-            golden::check_case(c, golden::run_logits(*model, ids, o), want, c.tol_rel_rms, "incremental, " + level);
+            golden::check_batch_incremental(*model, c, 0, level);
             ++checked;
         }
         CHECK(checked >= 2);
