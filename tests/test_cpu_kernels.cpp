@@ -530,6 +530,18 @@ TEST_CASE("cpu mul_mat: products sharing one input run as a group, each as if al
             }
 }
 
+TEST_CASE("cpu float tuning: TESSERA_CPU_TUNING names the CPU family whose choices the float kernels make") {
+    // CMakeLists.txt runs the float matmul cases under each family; this says the choice took effect there.
+    const char* forced = std::getenv("TESSERA_CPU_TUNING");
+    const std::string family = forced ? forced : "";
+    const cpu::FloatKernelTuning& t = cpu::float_kernel_tuning();
+    MESSAGE("float kernel tuning: " << (family.empty() ? "this CPU's family" : family) << ", decode asks ahead "
+            << t.decode_asks_ahead << ", half-precision prefill widens a panel " << t.half_prefill_widens);
+    CHECK(t.decode_asks_ahead == t.half_prefill_widens);  // both follow the family
+    if (family == "amd") CHECK_FALSE(t.half_prefill_widens);
+    if (family == "intel") CHECK(t.half_prefill_widens);
+}
+
 TEST_CASE("cpu levels: this architecture's names, TESSERA_CPU forces each usable one, others are errors") {
     const std::vector<cpu::CpuLevel> levels = cpu::all_cpu_levels();
     REQUIRE(!levels.empty());

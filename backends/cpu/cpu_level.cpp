@@ -140,7 +140,22 @@ std::string arm_level_missing(CpuLevel level) {
 
 }  // namespace
 
-bool cpu_decode_asks_ahead() { return !features().amd_core; }
+const FloatKernelTuning& float_kernel_tuning() {
+    static const FloatKernelTuning tuning = [] {
+        bool amd = features().amd_core;
+        const char* forced = std::getenv("TESSERA_CPU_TUNING");
+        if (forced && *forced) {
+            if (std::strcmp(forced, "amd") == 0 || std::strcmp(forced, "intel") == 0)
+                amd = forced[0] == 'a';
+            else  // read inside the kernels, where an error cannot be thrown: say so once and go on
+                std::fprintf(stderr, "tessera: TESSERA_CPU_TUNING='%s' is neither 'intel' nor 'amd'; ignored\n", forced);
+        }
+        FloatKernelTuning t;
+        if (amd) t.decode_asks_ahead = t.half_prefill_widens = false;
+        return t;
+    }();
+    return tuning;
+}
 
 const char* cpu_level_name(CpuLevel level) {
     switch (level) {

@@ -36,12 +36,25 @@ bool cpu_level_usable(CpuLevel level);
 // or "" when it is usable.
 std::string cpu_level_missing(CpuLevel level);
 
-// Whether the float kernels' decode (one activation row streaming a few weight rows side by side) should ask
-// for each row's lines ahead of use (cpu_matmul_kernel.h): yes on Intel, where the hardware prefetch alone
-// kept too few lines in flight; no on AMD, whose prefetchers follow the rows on their own and where the
-// requests only cost (Zen 4, TinyLlama-1.1B F16 tg32, weights on huge pages: 1 thread 9.3-9.8 tok/s with them,
-// 10.0-10.7 without; 2 threads 14.1-17.7 vs 14.8-19.2). A tuning choice only: results are the same bits.
-bool cpu_decode_asks_ahead();
+// How the float-weight kernels (cpu_matmul.cpp, cpu_matmul_kernel.h) suit the CPU family they run on, each
+// choice measured; the results agree with the reference either way, only the speed differs.
+struct FloatKernelTuning {
+    // Decode (one activation row streaming a few weight rows side by side) asks for each row's lines ahead
+    // of use. Yes on Intel, where the hardware prefetch alone kept too few lines in flight; no on AMD, whose
+    // prefetchers follow the rows on their own and where the requests only cost (Zen 4, TinyLlama-1.1B F16
+    // tg32, weights on huge pages: 1 thread 9.3-9.8 tok/s with them, 9.9-10.8 without; 2 threads 14.1-17.7
+    // vs 14.8-19.2).
+    bool decode_asks_ahead = true;
+    // Prefill on F16 / BF16 weights first widens a panel of weight rows to f32 (once per thread, reused by
+    // every activation row from L2), rather than widening each weight vector as it is loaded. Kept on Intel,
+    // where it was designed; on AMD converting on load is faster: the kernel then reads half the bytes from
+    // L2 (Zen 4, TinyLlama-1.1B F16 pp128 at 2 threads, alternated: avx512 75-86 tok/s widened, 87-100
+    // converting on load; avx2 75-77 vs 92-93).
+    bool half_prefill_widens = true;
+};
+// The choices for this CPU's family, or for the one TESSERA_CPU_TUNING=intel|amd names (read once), so that
+// the tests check both families' paths on either machine.
+const FloatKernelTuning& float_kernel_tuning();
 
 // Emulated twins. A build with SIMDe compiles some levels' kernels a second time for an AVX2 CPU, their
 // missing instructions taken from SIMDe's portable implementations (CMakeLists.txt:

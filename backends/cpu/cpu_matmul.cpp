@@ -6,7 +6,8 @@
 // weight row once, widening f16/bf16 on the fly, so they run at memory
 // bandwidth. Prefill-sized products widen a panel of weight rows x a k-block
 // to f32 once per thread and reuse it against every activation row; the panel
-// stays in L2 and the kernel runs from cache.
+// stays in L2 and the kernel runs from cache. On AMD, f16/bf16 weights are
+// widened on load in prefill too (cpu_level.h: FloatKernelTuning).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -51,7 +52,8 @@ void float_panel(const MatmulJob& job, int64_t r0, int64_t r1, float* panel) {
     float* out = job.out + r0;
 
     if (job.m == 1) {
-        const auto decode_block = cpu_decode_asks_ahead() ? dot_block<W, kDecodeRows, 1, true> : dot_block<W, kDecodeRows, 1, false>;
+        const auto decode_block = float_kernel_tuning().decode_asks_ahead ? dot_block<W, kDecodeRows, 1, true>
+                                                                           : dot_block<W, kDecodeRows, 1, false>;
         int64_t i0 = 0;
         for (; i0 + kDecodeRows <= rows; i0 += kDecodeRows)
             decode_block(w0 + i0 * ws, ws, job.act, as, k, out + i0, os, false);
@@ -61,7 +63,10 @@ void float_panel(const MatmulJob& job, int64_t r0, int64_t r1, float* panel) {
         }
         return;
     }
-    if (job.m < kPackMinCols) {
+    // Few activation rows, or half-precision weights on a CPU that converts them faster on load
+    // (FloatKernelTuning): each block of weight rows is read from the weights themselves, over the whole k.
+    constexpr bool kHalf = !std::is_same_v<W, F32Elem>;
+    if (job.m < kPackMinCols || (kHalf && !float_kernel_tuning().half_prefill_widens)) {
         for (int64_t j0 = 0; j0 < job.m; j0 += kBlockCols) {
             const int rm = int(std::min<int64_t>(kBlockCols, job.m - j0));
             for (int64_t i0 = 0; i0 < rows; i0 += kBlockRows) {

@@ -45,7 +45,7 @@ constexpr int kDecodeRows = 6;
 
 // out[c * os + r] (+)= dot(w row r, a row c) over k elements, r < RN, c < RM.
 // w rows are ws elements apart, a rows as floats apart. kAskAhead: decode's prefetch (below), which the
-// caller turns off where cpu_decode_asks_ahead() says the CPU's own prefetchers do better.
+// caller turns off where float_kernel_tuning() says the CPU's own prefetchers do better.
 template <class W, int RN, int RM, bool kAskAhead = true>
 void dot_block(const typename W::T* w, int64_t ws, const float* a, int64_t as, int64_t k, float* out, int64_t os,
                bool accumulate) {
@@ -57,7 +57,7 @@ void dot_block(const typename W::T* w, int64_t ws, const float* a, int64_t as, i
     // bytes ahead is asked for into L1 as the kernel reaches a new line (tg16, TinyLlama-1.1B F16, 2 threads,
     // avx512 level: 11.9-12.5 tok/s without, 13.1-13.9 at 512 bytes, 12.7-13.2 at 1 KiB, 12.1-12.4 at 2 KiB;
     // into L2 slower at every distance; blocks of 2, 3 or 4 rows slower than 6). On AMD Zen 4 it is slower
-    // than none (cpu_level.h: cpu_decode_asks_ahead).
+    // than none (cpu_level.h: FloatKernelTuning).
     using T = typename W::T;
     constexpr int64_t kLineElems = 64 / int64_t(sizeof(T)), kAheadElems = 512 / int64_t(sizeof(T));
     for (int64_t p = 0; p < kv; p += kLanes) {
