@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -165,7 +166,7 @@ TEST_CASE("amx: weights repacked at load replace their pages of the mapped file 
     for (const char* name : {"golden/llama-gqa-q4_0.gguf", "golden/llama-gqa-q8_0.gguf", "golden/llama-gqa-q4_k_m.gguf"}) {
         const std::string path = golden::shared_file(name);
         auto model = Model::open(path);
-        const long long file_size = (long long)testing::read_file(path).size();
+        const long long file_size = (long long)std::filesystem::file_size(path);
         const long long released = (long long)model->released_mapped_bytes();
         const long long repacked = (long long)model->repacked_weight_bytes();
         const long long resident = mapped_resident_bytes(path);
