@@ -1,9 +1,10 @@
-// Q4_K and Q6_K weights repacked at load into interleaved rows (backends/cpu/rows8_k_layout.h) and their matmul
+// Q4_K, Q5_K and Q6_K weights repacked at load into interleaved rows (backends/cpu/rows8_k_layout.h) and their matmul
 // (backends/cpu/rows8_k_matmul.cpp), against the reference on the same weights unrepacked, at every cpu level
 // this machine runs that makes the layout (the avx512 kernels through their emulated twin where the CPU lacks
 // them): partial strips, 1 to 40 activation rows, k of 1 to 8 super-blocks, strided activations, 1 to 3
 // threads bit for bit, the int16 sums at their extremes. Also: the layout's inverse gives the file's bytes
-// back, and the Q4_K_M golden cases pass with their weights repacked at load.
+// back, and the Q4_K_M golden cases (and the IQ4 ones, for their Q5_K attn_v) pass with their weights repacked
+// at load.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -32,22 +33,25 @@ namespace {
 
 namespace L = cpu::rows8_k_layout;
 
-// The cpu levels whose backend repacks both Q4_K and Q6_K into this layout, by name.
+constexpr DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+// The cpu levels whose backend repacks Q4_K, Q5_K and Q6_K into this layout, by name.
 std::vector<std::string> rows8_k_levels() {
     std::vector<std::string> names;
     for (const cpu::CpuKernels* k : cpu_level_tables()) {
         const std::string name = cpu::kernel_level_name(k->kernel_level());
         Context ctx;
         HostArena arena;
-        Tensor* q4 = arena.make(ctx, DType::Q4_K, {256, 8}, "q4");
-        Tensor* q6 = arena.make(ctx, DType::Q6_K, {256, 8}, "q6");
-        arena.fill_random(q4, 1);
-        arena.fill_random(q6, 2);
+        std::vector<Tensor*> weights;
+        for (DType t : kTypes) {
+            weights.push_back(arena.make(ctx, t, {256, 8}, type_name(t)));
+            arena.fill_random(weights.back(), weights.size());
+        }
         BackendOptions opt;
         opt.cpu_level = name;
         auto be = create_backend("cpu", opt);
-        auto packed = be->repack_weights({q4, q6});
-        if (packed && (q4->flags & kFlagRows8) && (q6->flags & kFlagRows8)) {
+        auto packed = be->repack_weights(weights);
+        if (packed && std::all_of(weights.begin(), weights.end(), [](Tensor* w) { return (w->flags & kFlagRows8) != 0; })) {
             names.push_back(name);
             MESSAGE("rows8 K-quant kernels checked at cpu level " << name);
         }
@@ -55,9 +59,9 @@ std::vector<std::string> rows8_k_levels() {
     return names;
 }
 
-// Weight contents: random, or every quant at its largest (Q4_K 15, Q6_K 63) with the largest scales and
-// every activation +1, or every quant 0 with every activation -1: the int16 sums at their extremes
-// (Q4_K: 8 x 2 x 15 x 127 = 30480; Q6_K: 2 x 2 x 63 x 127 = 32004). Q6_K's scales alternate 127 and -128
+// Weight contents: random, or every quant at its largest (Q4_K 15, Q5_K 31, Q6_K 63) with the largest scales
+// and every activation +1, or every quant 0 with every activation -1: the int16 sums at their extremes
+// (Q4_K: 8 x 2 x 15 x 127 = 30480; Q5_K: 4 x 2 x 31 x 127 = 31496; Q6_K: 2 x 2 x 63 x 127 = 32004). Q6_K's scales alternate 127 and -128
 // so both signs of the sign extension are used.
 enum class Fill { Random, AllMax, AllZeroNegX };
 
@@ -70,6 +74,13 @@ std::vector<float> check_rows8_k(const RepackedMatmulCase& c, Fill fill, int thr
             for (int64_t i = 0; i < blocks; ++i) {
                 std::memset(w[i].qs, q, sizeof w[i].qs);
                 std::memset(w[i].scales, 0xFF, sizeof w[i].scales);  // every 6-bit scale and min 63
+            }
+        } else if (a->type == DType::Q5_K) {
+            auto* w = static_cast<block_q5_K*>(a->data);
+            for (int64_t i = 0; i < blocks; ++i) {
+                std::memset(w[i].qs, q, sizeof w[i].qs);
+                std::memset(w[i].qh, q, sizeof w[i].qh);
+                std::memset(w[i].scales, 0xFF, sizeof w[i].scales);
             }
         } else {
             auto* w = static_cast<block_q6_K*>(a->data);
@@ -92,7 +103,7 @@ std::vector<float> check_rows8_k(const RepackedMatmulCase& c, Fill fill, int thr
 }  // namespace
 
 TEST_CASE("rows8 K layout: unpack gives every real row's GGUF blocks back; padding rows are all zero") {
-    for (DType t : {DType::Q4_K, DType::Q6_K})
+    for (DType t : kTypes)
         for (int64_t rows : {1, 7, 8, 9, 21})
             for (int64_t k : {256, 768}) {
                 Context ctx;
@@ -116,11 +127,11 @@ TEST_CASE("rows8 K layout: unpack gives every real row's GGUF blocks back; paddi
                 L::repack(t, a->data, a->nb[1], rows, k, again.data());
                 CHECK(again == packed);
             }
-    CHECK_THROWS_AS(L::repack(DType::Q5_K, nullptr, 0, 8, 256, nullptr), Error);
+    CHECK_THROWS_AS(L::repack(DType::Q3_K, nullptr, 0, 8, 256, nullptr), Error);
     CHECK_THROWS_AS(L::repack(DType::Q4_K, nullptr, 0, 8, 128, nullptr), Error);
 }
 
-TEST_CASE("rows8 K mul_mat: repacked Q4_K / Q6_K against the reference, odd shapes, 1 to 40 columns, 1 to 3 threads") {
+TEST_CASE("rows8 K mul_mat: repacked Q4_K / Q5_K / Q6_K against the reference, odd shapes, 1 to 40 columns, 1 to 3 threads") {
     const std::vector<std::string> levels = rows8_k_levels();
     if (levels.empty()) {
         MESSAGE("no cpu level here repacks K-quants into interleaved rows: nothing to check");
@@ -130,7 +141,7 @@ TEST_CASE("rows8 K mul_mat: repacked Q4_K / Q6_K against the reference, odd shap
     // item spans several); m 1 (decode), 2-8
     // (a decode batch), 9, 17, 40: several 8-column passes, the last partial; k 256 .. 2048: 1 to 8 super-blocks.
     std::vector<RepackedMatmulCase> cases;
-    for (DType t : {DType::Q4_K, DType::Q6_K}) {
+    for (DType t : kTypes) {
         for (int64_t m = 1; m <= 9; ++m) cases.push_back({t, 512, 21, m, m == 3});
         for (const auto& c : {RepackedMatmulCase{t, 256, 7, 4, false}, RepackedMatmulCase{t, 256, 1, 2, false},
                               RepackedMatmulCase{t, 2048, 9, 5, false}, RepackedMatmulCase{t, 768, 50, 17, true},
@@ -148,9 +159,23 @@ TEST_CASE("rows8 K mul_mat: repacked Q4_K / Q6_K against the reference, odd shap
 
 TEST_CASE("rows8 K mul_mat: quants and scales at their largest against activations +1, quants 0 against -1") {
     for (const std::string& level : rows8_k_levels())
-        for (DType t : {DType::Q4_K, DType::Q6_K})
+        for (DType t : kTypes)
             for (int64_t m : {1, 4, 8})
                 for (Fill f : {Fill::AllMax, Fill::AllZeroNegX}) check_rows8_k({t, 512, 16, m, false}, f, 2, level);
+}
+
+// Every Q4_K, Q5_K and Q6_K matrix of a golden file but token_embd (read by get_rows) is repacked: the file's
+// bytes, each rounded up to 64, plus the padding rows of partial strips. Also counts the matrices of type t.
+size_t expected_rows8_k_bytes(const std::string& gguf, DType t, int* of_type) {
+    size_t expected = 0;
+    *of_type = 0;
+    const auto file = GGUFFile::open(gguf);
+    for (const auto& ti : file->tensors()) {
+        if (ti.name == "token_embd.weight" || ti.ne[1] == 1 || !L::repackable(ti.type)) continue;
+        expected += (L::packed_bytes(ti.type, ti.ne[1], ti.ne[0]) + 63) / 64 * 64;
+        if (ti.type == t) ++*of_type;
+    }
+    return expected;
 }
 
 TEST_CASE("rows8 K: the Q4_K_M golden cases (llama, gemma2) with Q4_K and Q6_K weights in interleaved rows") {
@@ -161,19 +186,30 @@ TEST_CASE("rows8 K: the Q4_K_M golden cases (llama, gemma2) with Q4_K and Q6_K w
         for (const auto& c : golden::cases_for({"llama", "gemma2"})) {
             if (c.weight_type != "Q4_K_M") continue;
             auto model = Model::open(c.gguf);
-            // Every Q4_K and Q6_K matrix but token_embd (read by get_rows) is repacked: the file's bytes, each
-            // rounded up to 64, plus the padding rows of partial strips.
-            size_t expected = 0, q6k = 0;
-            const auto file = GGUFFile::open(c.gguf);
-            for (const auto& ti : file->tensors()) {
-                if (ti.name == "token_embd.weight" || ti.ne[1] == 1) continue;
-                if (ti.type != DType::Q4_K && ti.type != DType::Q6_K) continue;
-                expected += (L::packed_bytes(ti.type, ti.ne[1], ti.ne[0]) + 63) / 64 * 64;
-                if (ti.type == DType::Q6_K) ++q6k;
-            }
+            int q6k = 0;
+            const size_t expected = expected_rows8_k_bytes(c.gguf, DType::Q6_K, &q6k);
             CHECK_MESSAGE(q6k > 0, c.name << " has no Q6_K matrix");
             CHECK_MESSAGE(model->repacked_weight_bytes() == expected, c.name << " at " << level);
             golden::check_batch_incremental(*model, c, 0, level);
+            ++checked;
+        }
+        CHECK(checked >= 2);
+    }
+}
+
+TEST_CASE("rows8 K: the IQ4 golden cases, whose attn_v is Q5_K, with it in interleaved rows") {
+    if (!golden::have_extra()) return;
+    for (const std::string& level : rows8_k_levels()) {
+        const CpuLevelGuard guard(level);
+        int checked = 0;
+        for (const auto& c : golden::load_manifest("golden/extra")) {
+            if (c.arch != "llama") continue;  // llama-gqa-iq4_nl, llama-gqa-iq4_xs
+            auto model = Model::open(c.gguf);
+            int q5k = 0;
+            const size_t expected = expected_rows8_k_bytes(c.gguf, DType::Q5_K, &q5k);
+            CHECK_MESSAGE(q5k > 0, c.name << " has no Q5_K matrix");
+            CHECK_MESSAGE(model->repacked_weight_bytes() == expected, c.name << " at " << level);
+            golden::check_batch_incremental(*model, c, 7, level);
             ++checked;
         }
         CHECK(checked >= 2);

@@ -27,6 +27,13 @@ constexpr Field kQ4K[] = {
     {offsetof(block_q4_K, scales), K_SCALE_SIZE, kQ4KScales, false},
     {offsetof(block_q4_K, qs), QK_K / 2, kQ4KQs, false},
 };
+constexpr Field kQ5K[] = {
+    {offsetof(block_q5_K, d), 2, 0, true},
+    {offsetof(block_q5_K, dmin), 2, kQ4KDmin, true},
+    {offsetof(block_q5_K, scales), K_SCALE_SIZE, kQ4KScales, false},
+    {offsetof(block_q5_K, qh), QK_K / 8, kQ5KQh, false},
+    {offsetof(block_q5_K, qs), QK_K / 2, kQ5KQs, false},
+};
 constexpr Field kQ6K[] = {
     {offsetof(block_q6_K, d), 2, 0, true},
     {offsetof(block_q6_K, scales), QK_K / 16, kQ6KScales, false},
@@ -40,11 +47,12 @@ struct Fields {
 };
 Fields fields_of(DType t) {
     if (t == DType::Q4_K) return {std::begin(kQ4K), std::end(kQ4K)};
+    if (t == DType::Q5_K) return {std::begin(kQ5K), std::end(kQ5K)};
     return {std::begin(kQ6K), std::end(kQ6K)};
 }
 
 void check_shape(DType t, int64_t rows, int64_t k) {
-    TESSERA_CHECK(repackable(t), "rows8 K-quant repack: type %s has no interleaved-rows layout (only Q4_K, Q6_K)",
+    TESSERA_CHECK(repackable(t), "rows8 K-quant repack: type %s has no interleaved-rows layout (only Q4_K, Q5_K, Q6_K)",
                   type_name(t));
     TESSERA_CHECK(rows > 0 && k > 0 && k % kBlockValues == 0,
                   "rows8 K-quant repack: %lld rows of %lld values (k must be a positive multiple of 256)",
@@ -78,7 +86,7 @@ void for_each_piece(DType t, int64_t rows, int64_t k, Copy copy) {
 
 }  // namespace
 
-bool repackable(DType t) { return t == DType::Q4_K || t == DType::Q6_K; }
+bool repackable(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
 
 size_t record_bytes(DType t) { return kStripRows * type_traits(t).block_bytes; }
 

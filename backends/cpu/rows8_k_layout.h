@@ -1,4 +1,4 @@
-// K-quant weights (Q4_K, Q6_K) with eight rows interleaved, the K-quant sibling of rows8_layout.h: made once
+// K-quant weights (Q4_K, Q5_K, Q6_K) with eight rows interleaved, the K-quant sibling of rows8_layout.h: made once
 // at load by the cpu backend at the avx2 and avx512 levels, read by rows8_k_matmul.cpp. Level-independent:
 // plain byte shuffling, compiled with the baseline flags.
 //
@@ -19,6 +19,10 @@
 //           so the 6-bit scales and mins of eight rows unpack with a few vector ands and shifts
 //     128   qs: the 128 GGUF bytes by 4-byte chunks (1024 bytes); chunk j (GGUF qs[32j .. 32j + 31]: low
 //           nibbles values 64j .., high nibbles values 64j + 32 ..) is the 256 bytes at 128 + 256j
+//   Q5_K, 1408 bytes = 8 x 176: Q4_K's head (d at 0, dmin at 16, scales at 32), then
+//     128   qh: the 32 GGUF high-bit bytes by 4-byte chunks (256 bytes): bit s of byte l is the fifth bit of
+//           value l of sub-block s, so chunk g (bytes 4g .. 4g + 3) goes with every sub-block's values 4g ..
+//     384   qs: as Q4_K's (1024 bytes)
 //   Q6_K, 1680 bytes = 8 x 210:
 //     0     8 x fp16 d
 //     16    scales: the 16 int8 sub-block scales by 4-byte chunks (128 bytes)
@@ -40,9 +44,10 @@ constexpr int kBlockValues = 256;   // values per K-quant super-block
 
 // Record offsets (see above).
 constexpr size_t kQ4KDmin = 16, kQ4KScales = 32, kQ4KQs = 128;
+constexpr size_t kQ5KQh = 128, kQ5KQs = 384;  // d, dmin and scales where Q4_K has them
 constexpr size_t kQ6KScales = 16, kQ6KQl = 144, kQ6KQh = 1168;
 
-// Types this layout has: Q4_K, Q6_K.
+// Types this layout has: Q4_K, Q5_K, Q6_K.
 bool repackable(DType t);
 // Bytes of one record (one strip's one super-block).
 size_t record_bytes(DType t);

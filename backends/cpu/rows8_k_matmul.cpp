@@ -1,10 +1,10 @@
-// Q4_K and Q6_K weights in the interleaved-rows layout (rows8_k_layout.h) x Q8_K activation rows.
+// Q4_K, Q5_K and Q6_K weights in the interleaved-rows layout (rows8_k_layout.h) x Q8_K activation rows.
 //
 // Per strip (8 weight rows) and super-block, each 32 values' quants unpack into eight vectors u_g (g < 8),
-// lane n holding row n's values 4g .. 4g + 3 as unsigned bytes (Q4_K 0..15, Q6_K 0..63). For each activation
+// lane n holding row n's values 4g .. 4g + 3 as unsigned bytes (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63). For each activation
 // column x's four values are broadcast to every lane, and vpmaddubsw + vpmaddwd give row n's dot in lane n:
 // the eight rows' sums are one vector in row order. Exactly the integers of the K-quant formulas:
-//   Q4_K: dot_n = d_n dx sum_s sc_ns (q . x)_s  -  dmin_n dx sum_s m_ns bsum_s      (8 sub-blocks of 32)
+//   Q4_K, Q5_K: dot_n = d_n dx sum_s sc_ns (q . x)_s  -  dmin_n dx sum_s m_ns bsum_s   (8 sub-blocks of 32)
 //   Q6_K: dot_n = d_n dx (sum_s sc_ns (q . x)_s  -  32 sum_s sc_ns bsum_s)        (16 sub-blocks of 16, q = v + 32)
 // where bsum_s is the sum of x over sub-block s (Q8_K's bsums: per 16 values). The sub-block scale
 // multiplies the u8 x s8 pair sums in int16 (vpmaddwd with (sc, sc) in each row's lane), so each integer sum
@@ -12,11 +12,12 @@
 //
 // int16 bounds (no VNNI: the pair sums are added in int16 before widening; Q8_K values are within +-127):
 //   Q4_K: eight pair sums of 32 values, each |.| <= 2 x 15 x 127 = 3810: 30480 < 32768.
+//   Q5_K: pair sums |.| <= 2 x 31 x 127 = 7874, so four are added (31496) before vpmaddwd widens them.
 //   Q6_K: pair sums |.| <= 2 x 63 x 127 = 16002, so only two are added (32004) before vpmaddwd widens them.
-// int32: Q4_K 8 x 2 x 30480 x 63 = 30.7M; Q6_K 16 x 128 x 16 x 63 x 127 = 262M (+ 32 x 4.2M): both < 2^31.
+// int32: Q4_K 8 x 2 x 30480 x 63 = 30.7M; Q5_K 8 x 32 x 31 x 127 x 63 = 63.5M; Q6_K 16 x 128 x 16 x 63 x 127 = 262M (+ 32 x 4.2M): both < 2^31.
 //
-// The scales and mins of eight rows come out of the record with a few vector ands and shifts (Q4_K's 6-bit
-// packing, rows8_k_layout.h) and one byte shuffle per sub-block puts (sc, sc) into each row's lane.
+// The scales and mins of eight rows come out of the record with a few vector ands and shifts (Q4_K's and Q5_K's
+// 6-bit packing, rows8_k_layout.h) and one byte shuffle per sub-block puts (sc, sc) into each row's lane.
 #include "backends/cpu/rows8_k_matmul.h"
 
 #include <algorithm>
@@ -76,14 +77,14 @@ inline __m256 load_f16x8(const uint8_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// Per super-block b and column c < C (entry b * C + c): d_x, and for Q4_K the eight 32-value sums of x
+// Per super-block b and column c < C (entry b * C + c): d_x, and for Q4_K and Q5_K the eight 32-value sums of x
 // (bs8[8 (b * C + c) + s]: |.| <= 32 x 127, an int16).
 void column_terms(DType t, int64_t nblocks, const char* a, size_t a_stride, int C, float* dx, int16_t* bs8) {
     for (int c = 0; c < C; ++c) {
         const auto* x = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
         for (int64_t b = 0; b < nblocks; ++b) {
             dx[b * C + c] = x[b].d;
-            if (t == DType::Q4_K)
+            if (t != DType::Q6_K)
                 for (int s = 0; s < 8; ++s)
                     bs8[8 * (b * C + c) + s] = int16_t(x[b].bsums[2 * s] + x[b].bsums[2 * s + 1]);
         }
@@ -116,12 +117,94 @@ template <size_t kRec, int kAhead>
     prefetch_part(record, kRec, i, 8, size_t(kAhead) * kRec, PrefetchInto::L2);
 }
 
-// Super-block b of a Q4_K strip (its record at r) x C activation columns: column c's eight dots added to
-// acc[c]. The record kAhead further along the strip is asked for as it goes.
-template <int C, int kAhead>
-[[gnu::always_inline]] inline void q4_K_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
-                                               const float* dx, const int16_t* bs8, __m256 (&acc)[C]) {
-    constexpr size_t kRec = L::kStripRows * sizeof(block_q4_K);
+// Q4_K and Q5_K records share their head (d, dmin, the 6-bit scales and mins) and their arithmetic; Q5_K's
+// values have a fifth bit, in qh (bit s of chunk g's bytes for values 4g .. 4g + 3 of sub-block s).
+template <DType T>
+struct NibbleRecord;
+template <>
+struct NibbleRecord<DType::Q4_K> {
+    static constexpr size_t kRec = L::kStripRows * sizeof(block_q4_K), kQs = L::kQ4KQs;
+    static constexpr bool kFifthBit = false;
+};
+template <>
+struct NibbleRecord<DType::Q5_K> {
+    static constexpr size_t kRec = L::kStripRows * sizeof(block_q5_K), kQs = L::kQ5KQs, kQh = L::kQ5KQh;
+    static constexpr bool kFifthBit = true;
+};
+
+// Bit s of each byte of h, moved to bit 4 (16: Q5_K's fifth bit).
+template <int s>
+inline __m256i fifth_bit(__m256i h) {
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    if constexpr (s < 4) return _mm256_and_si256(_mm256_slli_epi16(h, 4 - s), bit4);
+    if constexpr (s == 4) return _mm256_and_si256(h, bit4);
+    return _mm256_and_si256(_mm256_srli_epi16(h, s - 4), bit4);
+}
+
+// Sub-block s (values 32s .. 32s + 31) of a Q4_K / Q5_K record at r, scale pair sp, into the C columns' sums.
+template <DType T, int C, int kAhead, int s>
+[[gnu::always_inline]] inline void nibble_sub_block(const uint8_t* r, __m256i sp, const block_q8_K* const (&xb)[C],
+                                                    int64_t b, __m256i (&isum)[C]) {
+    using R = NibbleRecord<T>;
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    ask_ahead_eighth<R::kRec, kAhead>(r, s);
+    const uint8_t* chunk = r + R::kQs + 256 * (s / 2);  // low nibbles: even s, high: odd s
+    __m256i u[8];
+#if TESSERA_QDOT_VNNI
+    // VPDPBUSD sums into int32 without saturating, so Q4_K's high nibbles are taken in place (byte & 0xF0:
+    // 16 times the value) and their dot shifted back once per column, instead of a shift per vector; and
+    // the scale multiplies the int32 dot (sp's low int16 alone: (sc, sc) -> sc).
+    constexpr bool kInPlace = s % 2 == 1 && !R::kFifthBit;
+    const __m256i sc32 = _mm256_and_si256(sp, _mm256_set1_epi32(0xFFFF));
+    TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
+        const __m256i v = loadu256(chunk + 32 * g);
+        if constexpr (kInPlace) u[g] = _mm256_and_si256(v, _mm256_set1_epi8(char(0xF0)));
+        else u[g] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
+        if constexpr (R::kFifthBit) u[g] = _mm256_or_si256(u[g], fifth_bit<s>(loadu256(r + R::kQh + 32 * g)));
+    }
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+        __m256i d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256();
+        dot_rows8_vnni(u, xb[c][b].qs + 32 * s, d0, d1);
+        __m256i dot = _mm256_add_epi32(d0, d1);
+        if constexpr (kInPlace) dot = _mm256_srai_epi32(dot, 4);
+        isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(dot, sc32));
+    }
+#else
+    TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
+        const __m256i v = loadu256(chunk + 32 * g);
+        u[g] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
+        if constexpr (R::kFifthBit) u[g] = _mm256_or_si256(u[g], fifth_bit<s>(loadu256(r + R::kQh + 32 * g)));
+    }
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+        const int8_t* x = xb[c][b].qs + 32 * s;
+        if constexpr (R::kFifthBit) {  // values up to 31: four pair sums at a time fit in int16
+            __m256i p0 = _mm256_maddubs_epi16(u[0], bcast4(x)), p1 = _mm256_maddubs_epi16(u[4], bcast4(x + 16));
+            TESSERA_UNROLL for (int g = 1; g < 4; ++g) {
+                p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(u[g], bcast4(x + 4 * g)));
+                p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(u[g + 4], bcast4(x + 16 + 4 * g)));
+            }
+            isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p0, sp), _mm256_madd_epi16(p1, sp)));
+        } else {
+            __m256i p = _mm256_maddubs_epi16(u[0], bcast4(x));
+            TESSERA_UNROLL for (int g = 1; g < 8; ++g) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(u[g], bcast4(x + 4 * g)));
+            isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sp));
+        }
+    }
+#endif
+}
+
+template <DType T, int C, int kAhead, int... s>
+[[gnu::always_inline]] inline void nibble_sub_blocks(const uint8_t* r, __m256i sc03, __m256i sc47,
+                                                     const block_q8_K* const (&xb)[C], int64_t b, __m256i (&isum)[C],
+                                                     std::integer_sequence<int, s...>) {
+    (nibble_sub_block<T, C, kAhead, s>(r, shuffle(s < 4 ? sc03 : sc47, kSame[s % 4]), xb, b, isum), ...);
+}
+
+// Super-block b of a Q4_K or Q5_K strip (its record at r) x C activation columns: column c's eight dots added
+// to acc[c]. The record kAhead further along the strip is asked for as it goes.
+template <DType T, int C, int kAhead>
+[[gnu::always_inline]] inline void nibble_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
+                                                 const float* dx, const int16_t* bs8, __m256 (&acc)[C]) {
     const __m256i low4 = _mm256_set1_epi8(0x0F), low6 = _mm256_set1_epi8(0x3F), bits45 = _mm256_set1_epi8(0x30);
     // The 12 scale bytes as three words w0 w1 w2 (row n in lane n): scales 0-3 and mins 0-3 are the low
     // 6 bits of w0 and w1; scales 4-7 (mins 4-7) are w2's low (high) nibbles, topped by the top 2 bits
@@ -134,38 +217,7 @@ template <int C, int kAhead>
                                         _mm256_and_si256(_mm256_srli_epi32(w1, 2), bits45));
     __m256i isum[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
-    TESSERA_UNROLL for (int s = 0; s < 8; ++s) {  // sub-block s: values 32s .. 32s + 31
-        ask_ahead_eighth<kRec, kAhead>(r, s);
-        const __m256i sp = shuffle(s < 4 ? sc03 : sc47, kSame[s % 4]);
-        const uint8_t* chunk = r + L::kQ4KQs + 256 * (s / 2);  // low nibbles: even s, high: odd s
-        __m256i u[8];
-#if TESSERA_QDOT_VNNI
-        // VPDPBUSD sums into int32 without saturating, so the high nibbles are taken in place (byte & 0xF0:
-        // 16 times the value) and their dot shifted back once per column, instead of a shift per vector; and
-        // the scale multiplies the int32 dot (sp's low int16 alone: (sc, sc) -> sc).
-        const __m256i sc32 = _mm256_and_si256(sp, _mm256_set1_epi32(0xFFFF));
-        TESSERA_UNROLL for (int g = 0; g < 8; ++g)
-            u[g] = _mm256_and_si256(loadu256(chunk + 32 * g), s % 2 ? _mm256_set1_epi8(char(0xF0)) : low4);
-        TESSERA_UNROLL for (int c = 0; c < C; ++c) {
-            __m256i d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256();
-            dot_rows8_vnni(u, xb[c][b].qs + 32 * s, d0, d1);
-            __m256i dot = _mm256_add_epi32(d0, d1);
-            if (s % 2) dot = _mm256_srai_epi32(dot, 4);
-            isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(dot, sc32));
-        }
-#else
-        TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
-            const __m256i v = loadu256(chunk + 32 * g);
-            u[g] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
-        }
-        TESSERA_UNROLL for (int c = 0; c < C; ++c) {
-            const int8_t* x = xb[c][b].qs + 32 * s;
-            __m256i p = _mm256_maddubs_epi16(u[0], bcast4(x));
-            TESSERA_UNROLL for (int g = 1; g < 8; ++g) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(u[g], bcast4(x + 4 * g)));
-            isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sp));
-        }
-#endif
-    }
+    nibble_sub_blocks<T, C, kAhead>(r, sc03, sc47, xb, b, isum, std::make_integer_sequence<int, 8>{});
     const __m256i mp0 = shuffle(m03, kNext[0]), mp1 = shuffle(m03, kNext[1]), mp2 = shuffle(m47, kNext[0]),
                   mp3 = shuffle(m47, kNext[1]);
     const __m256 d = load_f16x8(r), dmin = load_f16x8(r + L::kQ4KDmin);
@@ -181,17 +233,17 @@ template <int C, int kAhead>
     }
 }
 
-// One Q4_K strip (8 weight rows, `rows` of them real) x C activation columns over nblocks super-blocks;
-// column c's eight results go to out + c * out_stride.
-template <int C>
-void strip_q4_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
-                const int16_t* bs8, float* out, size_t out_stride, int rows) {
-    constexpr size_t kRec = L::kStripRows * sizeof(block_q4_K);
+// One Q4_K or Q5_K strip (8 weight rows, `rows` of them real) x C activation columns over nblocks
+// super-blocks; column c's eight results go to out + c * out_stride.
+template <DType T, int C>
+void strip_nibbles(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
+                   const int16_t* bs8, float* out, size_t out_stride, int rows) {
+    constexpr size_t kRec = NibbleRecord<T>::kRec;
     const block_q8_K* xb[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
     __m256 acc[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nblocks; ++b) q4_K_record<C, kPrefetchRecords>(strip + size_t(b) * kRec, xb, b, dx, bs8, acc);
+    for (int64_t b = 0; b < nblocks; ++b) nibble_record<T, C, kPrefetchRecords>(strip + size_t(b) * kRec, xb, b, dx, bs8, acc);
     store_strip<C>(acc, out, out_stride, rows);
 }
 
@@ -251,7 +303,7 @@ inline void q6_quarters(const uint8_t* r, const __m256i (&sc)[4], const block_q8
     (q6_quarter<C, q, kAhead>(r, sc, xb, b, isum), ...);
 }
 
-// Super-block b of a Q6_K strip x C activation columns, as q4_K_record.
+// Super-block b of a Q6_K strip x C activation columns, as nibble_record.
 template <int C, int kAhead>
 [[gnu::always_inline]] inline void q6_K_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
                                                const float* dx, const int16_t*, __m256 (&acc)[C]) {
@@ -273,7 +325,7 @@ template <int C, int kAhead>
     }
 }
 
-// One Q6_K strip x C activation columns, as strip_q4_K.
+// One Q6_K strip x C activation columns, as strip_nibbles.
 template <int C>
 void strip_q6_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
                 const int16_t* bs8, float* out, size_t out_stride, int rows) {
@@ -289,21 +341,22 @@ void strip_q6_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_s
 // Decode of one sequence on Q4_K: one activation column against four full strips side by side (strip s at
 // strip0 + s * strip_stride, its eight results at out + s * out_step), each a record at a time in turn: four
 // streams in flight, taken from runs far apart (decode_runs.h). The integers and float steps are
-// strip_q4_K<1>'s, so the bits are too.
+// strip_nibbles<Q4_K, 1>'s, so the bits are too.
 // Q6_K decodes a strip at a time (strip_q6_K<1>): its record keeps more in registers (four scale vectors,
 // eight unpacked quarters), and four records side by side spilled them to the stack, which cost more than
 // the streams gained (bench matmul -n 8192 -m 1, q6_K, AMD EPYC Zen 4, alternated: 1 thread 15.0-15.7 GB/s
 // four side by side, 21.0-22.2 one strip; avx2 level 15.8-16.0 vs 23.3-26.0). Q4_K keeps the four (1
-// thread 25.5-28.4 vs 22.4-24.8 GB/s).
+// thread 25.5-28.4 vs 22.4-24.8 GB/s). Q5_K, whose sub-blocks also unpack qh, reads a strip at a time too (1
+// thread 18.5 GB/s four side by side, 24.1-24.7 one strip, same machine).
 void strips_four_q4_K(int64_t nblocks, const uint8_t* strip0, size_t strip_stride, const char* a, const float* dx,
                       const int16_t* bs8, float* out, size_t out_step) {
-    constexpr size_t kRec = L::kStripRows * sizeof(block_q4_K);
+    constexpr size_t kRec = NibbleRecord<DType::Q4_K>::kRec;
     const block_q8_K* const xb[1] = {reinterpret_cast<const block_q8_K*>(a)};
     __m256 acc[4][1];
     TESSERA_UNROLL for (int s = 0; s < 4; ++s) acc[s][0] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nblocks; ++b)
         TESSERA_UNROLL for (int s = 0; s < 4; ++s)
-            q4_K_record<1, 1>(strip0 + size_t(s) * strip_stride + size_t(b) * kRec, xb, b, dx, bs8, acc[s]);
+            nibble_record<DType::Q4_K, 1, 1>(strip0 + size_t(s) * strip_stride + size_t(b) * kRec, xb, b, dx, bs8, acc[s]);
     TESSERA_UNROLL for (int s = 0; s < 4; ++s) _mm256_storeu_ps(out + size_t(s) * out_step, acc[s][0]);
 }
 
@@ -311,7 +364,9 @@ using StripFn = void (*)(int64_t, const uint8_t*, const char*, size_t, const flo
 
 template <int C>
 StripFn strip_fn_for(DType t) {
-    return t == DType::Q4_K ? strip_q4_K<C> : strip_q6_K<C>;
+    if (t == DType::Q4_K) return strip_nibbles<DType::Q4_K, C>;
+    if (t == DType::Q5_K) return strip_nibbles<DType::Q5_K, C>;
+    return strip_q6_K<C>;
 }
 
 StripFn strip_fn(DType t, int C) {
