@@ -1,4 +1,4 @@
-// Q4_K, Q5_K and Q6_K weights repacked at load into interleaved rows (backends/cpu/rows8_k_layout.h) and their matmul
+// Q4_K, Q5_K, Q6_K and IQ4_XS weights repacked at load into interleaved rows (backends/cpu/rows8_k_layout.h) and their matmul
 // (backends/cpu/rows8_k_matmul.cpp), against the reference on the same weights unrepacked, at every cpu level
 // this machine runs that makes the layout (the avx512 kernels through their emulated twin where the CPU lacks
 // them): partial strips, 1 to 40 activation rows, k of 1 to 8 super-blocks, strided activations, 1 to 3
@@ -33,9 +33,9 @@ namespace {
 
 namespace L = cpu::rows8_k_layout;
 
-constexpr DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
+constexpr DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS};
 
-// The cpu levels whose backend repacks Q4_K, Q5_K and Q6_K into this layout, by name.
+// The cpu levels whose backend repacks all of kTypes into this layout, by name.
 std::vector<std::string> rows8_k_levels() {
     std::vector<std::string> names;
     for (const cpu::CpuKernels* k : cpu_level_tables()) {
@@ -61,7 +61,9 @@ std::vector<std::string> rows8_k_levels() {
 
 // Weight contents: random, or every quant at its largest (Q4_K 15, Q5_K 31, Q6_K 63) with the largest scales
 // and every activation +1, or every quant 0 with every activation -1: the int16 sums at their extremes
-// (Q4_K: 8 x 2 x 15 x 127 = 30480; Q5_K: 4 x 2 x 31 x 127 = 31496; Q6_K: 2 x 2 x 63 x 127 = 32004). Q6_K's scales alternate 127 and -128
+// (Q4_K: 8 x 2 x 15 x 127 = 30480; Q5_K: 4 x 2 x 31 x 127 = 31496; Q6_K: 2 x 2 x 63 x 127 = 32004).
+// IQ4_XS: every index 0 (level -127) under scale 31 against +1, or index 15 (113) under -32 against -1
+// (its pairs: 2 x 127 x 127 = 32258). Q6_K's scales alternate 127 and -128
 // so both signs of the sign extension are used.
 enum class Fill { Random, AllMax, AllZeroNegX };
 
@@ -74,6 +76,14 @@ std::vector<float> check_rows8_k(const RepackedMatmulCase& c, Fill fill, int thr
             for (int64_t i = 0; i < blocks; ++i) {
                 std::memset(w[i].qs, q, sizeof w[i].qs);
                 std::memset(w[i].scales, 0xFF, sizeof w[i].scales);  // every 6-bit scale and min 63
+            }
+        } else if (a->type == DType::IQ4_XS) {
+            auto* w = static_cast<block_iq4_xs*>(a->data);
+            const bool top = fill == Fill::AllMax;  // ls 63 (scale 31), else ls 0 (scale -32)
+            for (int64_t i = 0; i < blocks; ++i) {
+                std::memset(w[i].qs, top ? 0x00 : 0xFF, sizeof w[i].qs);
+                std::memset(w[i].scales_l, top ? 0xFF : 0x00, sizeof w[i].scales_l);
+                w[i].scales_h = top ? 0xFFFF : 0x0000;
             }
         } else if (a->type == DType::Q5_K) {
             auto* w = static_cast<block_q5_K*>(a->data);
@@ -131,7 +141,7 @@ TEST_CASE("rows8 K layout: unpack gives every real row's GGUF blocks back; paddi
     CHECK_THROWS_AS(L::repack(DType::Q4_K, nullptr, 0, 8, 128, nullptr), Error);
 }
 
-TEST_CASE("rows8 K mul_mat: repacked Q4_K / Q5_K / Q6_K against the reference, odd shapes, 1 to 40 columns, 1 to 3 threads") {
+TEST_CASE("rows8 K mul_mat: repacked Q4_K / Q5_K / Q6_K / IQ4_XS against the reference, odd shapes, 1 to 40 columns, 1 to 3 threads") {
     const std::vector<std::string> levels = rows8_k_levels();
     if (levels.empty()) {
         MESSAGE("no cpu level here repacks K-quants into interleaved rows: nothing to check");
@@ -197,7 +207,7 @@ TEST_CASE("rows8 K: the Q4_K_M golden cases (llama, gemma2) with Q4_K and Q6_K w
     }
 }
 
-TEST_CASE("rows8 K: the IQ4 golden cases, whose attn_v is Q5_K, with it in interleaved rows") {
+TEST_CASE("rows8 K: the IQ4 golden cases (their attn_v is Q5_K, IQ4_XS's matrices IQ4_XS) in interleaved rows") {
     if (!golden::have_extra()) return;
     for (const std::string& level : rows8_k_levels()) {
         const CpuLevelGuard guard(level);

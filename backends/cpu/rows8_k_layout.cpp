@@ -18,7 +18,7 @@ struct Field {
     size_t src;     // offset in the GGUF block
     size_t bytes;   // its length per row
     size_t dst;     // offset of the eight rows' copies in the record
-    bool scalar;    // an fp16 (row n at dst + 2n), else interleaved by 4-byte chunks
+    bool scalar;    // 2 bytes (an fp16 or uint16: row n at dst + 2n), else interleaved by 4-byte chunks
 };
 
 constexpr Field kQ4K[] = {
@@ -41,6 +41,13 @@ constexpr Field kQ6K[] = {
     {offsetof(block_q6_K, qh), QK_K / 4, kQ6KQh, false},
 };
 
+constexpr Field kIQ4XS[] = {
+    {offsetof(block_iq4_xs, d), 2, 0, true},
+    {offsetof(block_iq4_xs, scales_h), 2, kIQ4XSScalesH, true},
+    {offsetof(block_iq4_xs, scales_l), QK_K / 64, kIQ4XSScalesL, false},
+    {offsetof(block_iq4_xs, qs), QK_K / 2, kIQ4XSQs, false},
+};
+
 struct Fields {
     const Field* begin;
     const Field* end;
@@ -48,11 +55,12 @@ struct Fields {
 Fields fields_of(DType t) {
     if (t == DType::Q4_K) return {std::begin(kQ4K), std::end(kQ4K)};
     if (t == DType::Q5_K) return {std::begin(kQ5K), std::end(kQ5K)};
+    if (t == DType::IQ4_XS) return {std::begin(kIQ4XS), std::end(kIQ4XS)};
     return {std::begin(kQ6K), std::end(kQ6K)};
 }
 
 void check_shape(DType t, int64_t rows, int64_t k) {
-    TESSERA_CHECK(repackable(t), "rows8 K-quant repack: type %s has no interleaved-rows layout (only Q4_K, Q5_K, Q6_K)",
+    TESSERA_CHECK(repackable(t), "rows8 K-quant repack: type %s has no interleaved-rows layout (only Q4_K, Q5_K, Q6_K, IQ4_XS)",
                   type_name(t));
     TESSERA_CHECK(rows > 0 && k > 0 && k % kBlockValues == 0,
                   "rows8 K-quant repack: %lld rows of %lld values (k must be a positive multiple of 256)",
@@ -86,7 +94,9 @@ void for_each_piece(DType t, int64_t rows, int64_t k, Copy copy) {
 
 }  // namespace
 
-bool repackable(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+bool repackable(DType t) {
+    return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::IQ4_XS;
+}
 
 size_t record_bytes(DType t) { return kStripRows * type_traits(t).block_bytes; }
 

@@ -1,4 +1,4 @@
-// K-quant weights (Q4_K, Q5_K, Q6_K) with eight rows interleaved, the K-quant sibling of rows8_layout.h: made once
+// K-quant weights (Q4_K, Q5_K, Q6_K), and IQ4_XS, with eight rows interleaved, the K-quant sibling of rows8_layout.h: made once
 // at load by the cpu backend at the avx2 and avx512 levels, read by rows8_k_matmul.cpp. Level-independent:
 // plain byte shuffling, compiled with the baseline flags.
 //
@@ -28,6 +28,12 @@
 //     16    scales: the 16 int8 sub-block scales by 4-byte chunks (128 bytes)
 //     144   ql: the 128 GGUF low-bit bytes by 4-byte chunks (1024 bytes)
 //     1168  qh: the 64 GGUF high-bit bytes by 4-byte chunks (512 bytes)
+//   IQ4_XS, 1088 bytes = 8 x 136:
+//     0     8 x fp16 d
+//     16    8 x uint16 scales_h (row n at 16 + 2n)
+//     32    scales_l: the 4 GGUF bytes, one chunk (32 bytes)
+//     64    qs: the 128 GGUF bytes by 4-byte chunks (1024 bytes); sub-block g (values 32g ..) is the 128 bytes at
+//           64 + 128g: chunk m < 4 of it holds values 4m .. in its low nibbles, 16 + 4m .. in its high ones
 //
 // A record holds exactly the bytes of the 8 GGUF blocks it came from, so the repacked weights take the
 // file's size, plus the padding rows of a last partial strip: all bytes 0 (d = 0: they add nothing).
@@ -46,8 +52,9 @@ constexpr int kBlockValues = 256;   // values per K-quant super-block
 constexpr size_t kQ4KDmin = 16, kQ4KScales = 32, kQ4KQs = 128;
 constexpr size_t kQ5KQh = 128, kQ5KQs = 384;  // d, dmin and scales where Q4_K has them
 constexpr size_t kQ6KScales = 16, kQ6KQl = 144, kQ6KQh = 1168;
+constexpr size_t kIQ4XSScalesH = 16, kIQ4XSScalesL = 32, kIQ4XSQs = 64;
 
-// Types this layout has: Q4_K, Q5_K, Q6_K.
+// Types this layout has: Q4_K, Q5_K, Q6_K, IQ4_XS.
 bool repackable(DType t);
 // Bytes of one record (one strip's one super-block).
 size_t record_bytes(DType t);

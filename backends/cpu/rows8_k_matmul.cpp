@@ -1,4 +1,5 @@
-// Q4_K, Q5_K and Q6_K weights in the interleaved-rows layout (rows8_k_layout.h) x Q8_K activation rows.
+// Q4_K, Q5_K, Q6_K and IQ4_XS weights in the interleaved-rows layout (rows8_k_layout.h) x Q8_K activation rows.
+// (IQ4_XS's grid and signed scales: see iq4_xs_sub_block.)
 //
 // Per strip (8 weight rows) and super-block, each 32 values' quants unpack into eight vectors u_g (g < 8),
 // lane n holding row n's values 4g .. 4g + 3 as unsigned bytes (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63). For each activation
@@ -77,7 +78,7 @@ inline __m256 load_f16x8(const uint8_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// Per super-block b and column c < C (entry b * C + c): d_x, and for Q4_K and Q5_K the eight 32-value sums of x
+// Per super-block b and column c < C (entry b * C + c): d_x, and for Q4_K, Q5_K and IQ4_XS the eight 32-value sums of x
 // (bs8[8 (b * C + c) + s]: |.| <= 32 x 127, an int16).
 void column_terms(DType t, int64_t nblocks, const char* a, size_t a_stride, int C, float* dx, int16_t* bs8) {
     for (int c = 0; c < C; ++c) {
@@ -338,6 +339,96 @@ void strip_q6_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_s
     store_strip<C>(acc, out, out_stride, rows);
 }
 
+// IQ4_XS: each nibble indexes kIQ4Grid (int8, -127 .. 113), and sub-block g of 32 values has the signed 6-bit
+// scale ls_g - 32, ls_g = nibble g of scales_l | bits 2g, 2g + 1 of scales_h << 4, under the block's d:
+//   dot_n = d_n dx sum_g (ls_ng - 32) (w . x)_g
+// With VNNI the grid is looked up as unsigned bytes (level + 128; VPDPBUSD sums in int32, so no pair
+// saturates) and 128 bsum_g comes off each sub-block's dot. Without, |w| times x with w's sign moved onto x,
+// as Q8_0's rows8 kernel does: a pair is at most 2 x 127 x 127 = 32258, so each vector's pairs are widened
+// (and scaled) by vpmaddwd on their own. int32: 8 sub-blocks x 32 x 127 x 127 x 32 = 132M < 2^31 (VNNI: the
+// unsigned dot, at most 32 x 241 x 127, before its offset comes off).
+template <int C, int kAhead, int g>
+[[gnu::always_inline]] inline void iq4_xs_sub_block(const uint8_t* r, __m256i wl, __m256i sh, __m256i grid,
+                                                    const block_q8_K* const (&xb)[C], int64_t b, const int16_t* bs8,
+                                                    __m256i (&isum)[C]) {
+    constexpr size_t kRec = L::kStripRows * sizeof(block_iq4_xs);
+    ask_ahead_eighth<kRec, kAhead>(r, g);
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i ls = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(wl, 4 * g), _mm256_set1_epi32(0xF)),
+                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(sh, 2 * g), _mm256_set1_epi32(3)), 4));
+    const __m256i sc = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));  // lane n: row n's scale, -32 .. 31
+    const uint8_t* chunk = r + L::kIQ4XSQs + 128 * g;
+    __m256i u[8];  // u[m]: values 4m .. 4m + 3 of the sub-block; u[m + 4]: values 16 + 4m ..
+    TESSERA_UNROLL for (int m = 0; m < 4; ++m) {
+        const __m256i v = loadu256(chunk + 32 * m);
+        u[m] = _mm256_shuffle_epi8(grid, _mm256_and_si256(v, low4));
+        u[m + 4] = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+    }
+#if TESSERA_QDOT_VNNI
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+        __m256i d0 = _mm256_set1_epi32(-128 * int32_t(bs8[8 * (b * C + c) + g])), d1 = _mm256_setzero_si256();
+        dot_rows8_vnni(u, xb[c][b].qs + 32 * g, d0, d1);
+        isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(_mm256_add_epi32(d0, d1), sc));
+    }
+#else
+    (void)bs8;
+    const __m256i sp = _mm256_or_si256(_mm256_and_si256(sc, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(sc, 16));  // (sc, sc)
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) {
+        const int8_t* x = xb[c][b].qs + 32 * g;
+        TESSERA_UNROLL for (int j = 0; j < 8; ++j) {
+            const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(u[j]), _mm256_sign_epi8(bcast4(x + 4 * j), u[j]));
+            isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sp));
+        }
+    }
+#endif
+}
+
+template <int C, int kAhead, int... g>
+[[gnu::always_inline]] inline void iq4_xs_sub_blocks(const uint8_t* r, __m256i wl, __m256i sh, __m256i grid,
+                                                     const block_q8_K* const (&xb)[C], int64_t b, const int16_t* bs8,
+                                                     __m256i (&isum)[C], std::integer_sequence<int, g...>) {
+    (iq4_xs_sub_block<C, kAhead, g>(r, wl, sh, grid, xb, b, bs8, isum), ...);
+}
+
+// Super-block b of an IQ4_XS strip x C activation columns, as nibble_record.
+template <int C, int kAhead>
+[[gnu::always_inline]] inline void iq4_xs_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
+                                                 const float* dx, const int16_t* bs8, __m256 (&acc)[C]) {
+    alignas(16) static constexpr auto kGrid = [] {  // the levels as VPSHUFB looks them up (VNNI: + 128, unsigned)
+        struct {
+            int8_t v[16];
+        } t{};
+#if TESSERA_QDOT_VNNI
+        for (int i = 0; i < 16; ++i) t.v[i] = int8_t(kIQ4Grid[i] ^ 0x80);
+#else
+        for (int i = 0; i < 16; ++i) t.v[i] = kIQ4Grid[i];
+#endif
+        return t;
+    }();
+    const __m256i grid = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(kGrid.v)));
+    const __m256i wl = loadu256(r + L::kIQ4XSScalesL);
+    const __m256i sh = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + L::kIQ4XSScalesH)));
+    __m256i isum[C];
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
+    iq4_xs_sub_blocks<C, kAhead>(r, wl, sh, grid, xb, b, bs8, isum, std::make_integer_sequence<int, 8>{});
+    const __m256 d = load_f16x8(r);
+    TESSERA_UNROLL for (int c = 0; c < C; ++c)
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, _mm256_set1_ps(dx[b * C + c])), acc[c]);
+}
+
+// One IQ4_XS strip x C activation columns, as strip_nibbles.
+template <int C>
+void strip_iq4_xs(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
+                  const int16_t* bs8, float* out, size_t out_stride, int rows) {
+    constexpr size_t kRec = L::kStripRows * sizeof(block_iq4_xs);
+    const block_q8_K* xb[C];
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
+    __m256 acc[C];
+    TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nblocks; ++b) iq4_xs_record<C, kPrefetchRecords>(strip + size_t(b) * kRec, xb, b, dx, bs8, acc);
+    store_strip<C>(acc, out, out_stride, rows);
+}
+
 // Decode of one sequence on Q4_K: one activation column against four full strips side by side (strip s at
 // strip0 + s * strip_stride, its eight results at out + s * out_step), each a record at a time in turn: four
 // streams in flight, taken from runs far apart (decode_runs.h). The integers and float steps are
@@ -366,6 +457,7 @@ template <int C>
 StripFn strip_fn_for(DType t) {
     if (t == DType::Q4_K) return strip_nibbles<DType::Q4_K, C>;
     if (t == DType::Q5_K) return strip_nibbles<DType::Q5_K, C>;
+    if (t == DType::IQ4_XS) return strip_iq4_xs<C>;
     return strip_q6_K<C>;
 }
 

@@ -11,7 +11,7 @@
 
 namespace tessera::cpu::TESSERA_CPU_LEVEL {
 
-// Whether this level's kernels read rows8 K-quant weights (of type t: Q4_K, Q5_K, Q6_K).
+// Whether this level's kernels read rows8 K-quant weights (of type t: Q4_K, Q5_K, Q6_K, IQ4_XS).
 bool rows8_k_compiled(DType t);
 // Floats of per-thread scratch rows8_k_panel needs for `job`.
 size_t rows8_k_scratch_floats(const MatmulJob& job);
