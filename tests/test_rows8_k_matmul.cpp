@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "backends/cpu/rows8_k_layout.h"
+#include "backends/cpu/rows8_layout.h"
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/gguf.h"
@@ -174,15 +175,21 @@ TEST_CASE("rows8 K mul_mat: quants and scales at their largest against activatio
                 for (Fill f : {Fill::AllMax, Fill::AllZeroNegX}) check_rows8_k({t, 512, 16, m, false}, f, 2, level);
 }
 
-// Every Q4_K, Q5_K and Q6_K matrix of a golden file but token_embd (read by get_rows) is repacked: the file's
-// bytes, each rounded up to 64, plus the padding rows of partial strips. Also counts the matrices of type t.
+// Every matrix of a golden file in a type of this layout or of rows8_layout.h's (IQ4_NL, Q4_0, Q8_0) but
+// token_embd (read by get_rows) is repacked: the file's bytes, each rounded up to 64, plus the padding rows
+// of partial strips. Also counts the matrices of type t.
 size_t expected_rows8_k_bytes(const std::string& gguf, DType t, int* of_type) {
     size_t expected = 0;
     *of_type = 0;
     const auto file = GGUFFile::open(gguf);
     for (const auto& ti : file->tensors()) {
-        if (ti.name == "token_embd.weight" || ti.ne[1] == 1 || !L::repackable(ti.type)) continue;
-        expected += (L::packed_bytes(ti.type, ti.ne[1], ti.ne[0]) + 63) / 64 * 64;
+        if (ti.name == "token_embd.weight" || ti.ne[1] == 1) continue;
+        if (L::repackable(ti.type))
+            expected += (L::packed_bytes(ti.type, ti.ne[1], ti.ne[0]) + 63) / 64 * 64;
+        else if (cpu::rows8_layout::repackable(ti.type))
+            expected += (cpu::rows8_layout::packed_bytes(ti.type, ti.ne[1], ti.ne[0]) + 63) / 64 * 64;
+        else
+            continue;
         if (ti.type == t) ++*of_type;
     }
     return expected;
@@ -207,7 +214,7 @@ TEST_CASE("rows8 K: the Q4_K_M golden cases (llama, gemma2) with Q4_K and Q6_K w
     }
 }
 
-TEST_CASE("rows8 K: the IQ4 golden cases (their attn_v is Q5_K, IQ4_XS's matrices IQ4_XS) in interleaved rows") {
+TEST_CASE("rows8: the IQ4 golden cases with their IQ4_NL / IQ4_XS matrices and Q5_K attn_v in interleaved rows") {
     if (!golden::have_extra()) return;
     for (const std::string& level : rows8_k_levels()) {
         const CpuLevelGuard guard(level);

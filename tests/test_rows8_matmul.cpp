@@ -1,4 +1,4 @@
-// Q4_0 and Q8_0 weights repacked at load into interleaved rows (backends/cpu/rows8_layout.h) and their matmul
+// Q4_0, Q8_0 and IQ4_NL weights repacked at load into interleaved rows (backends/cpu/rows8_layout.h) and their matmul
 // (backends/cpu/rows8_matmul.cpp), against the reference on the same weights unrepacked, at every cpu level
 // this machine runs (the avx512 kernels through their emulated twin where the CPU lacks them): odd shapes,
 // partial strips, 1 to 17 activation rows, strided activations, 1 to 3 threads, the int16 sums' extremes.
@@ -39,7 +39,9 @@ struct Case {
 // Weight contents: random blocks, or the values that take the avx2 kernels' int16 sums to their largest size
 // (with every activation +-1, quantized to +-127): Q4_0 every nibble 15 / 0, eight u8 x s8 pair sums added
 // in int16 (8 x 2 x 15 x 127 = 30480); Q8_0 every value -128 / +127, one pair |w| x (sign(w) x) of
-// 2 x 128 x 127 = 32512 (and, with VNNI, the unsigned operand w + 128 at 0 / 255).
+// 2 x 128 x 127 = 32512 (and, with VNNI, the unsigned operand w + 128 at 0 / 255); IQ4_NL every index 0 / 15
+// (levels -127 / 113: pairs of 2 x 127 x 127 = 32258).
+constexpr DType kTypes[] = {DType::Q4_0, DType::Q8_0, DType::IQ4_NL};
 enum class Fill { Random, AllMax, AllZeroNegX };
 
 // The cpu levels whose backend repacks Q4_0 into this layout, by name; the others are listed in `others`.
@@ -64,7 +66,7 @@ std::vector<std::string> rows8_levels(std::vector<std::string>* others = nullptr
     return names;
 }
 
-// Q4_0 / Q8_0 weights in rows8 strips against the reference; activations rounded to Q8_0 (see
+// Q4_0 / Q8_0 / IQ4_NL weights in rows8 strips against the reference; activations rounded to Q8_0 (see
 // tests/repacked_matmul_check.h). Returns the output for the bit-identity check across thread counts.
 std::vector<float> check_rows8(DType t, const Case& c, Fill fill, int threads, const std::string& level) {
     auto extremes = [fill, t](HostArena& arena, Tensor* a, Tensor* contiguous_b) {
@@ -72,6 +74,8 @@ std::vector<float> check_rows8(DType t, const Case& c, Fill fill, int threads, c
         for (int64_t i = 0; i < a->ne[0] * a->ne[1] / 32; ++i) {
             if (t == DType::Q8_0)
                 std::memset(static_cast<block_q8_0*>(a->data)[i].qs, high ? 0x80 : 0x7F, 32);
+            else if (t == DType::IQ4_NL)
+                std::memset(static_cast<block_iq4_nl*>(a->data)[i].qs, high ? 0x00 : 0xFF, 16);
             else
                 std::memset(static_cast<block_q4_0*>(a->data)[i].qs, high ? 0xFF : 0x00, 16);
         }
@@ -87,7 +91,7 @@ std::vector<float> check_rows8(DType t, const Case& c, Fill fill, int threads, c
 }  // namespace
 
 TEST_CASE("rows8 layout: unpack gives every real row's GGUF blocks back; padding rows are value 0") {
-    for (DType t : {DType::Q4_0, DType::Q8_0})
+    for (DType t : kTypes)
         for (int64_t rows : {1, 7, 8, 9, 21}) {
             INFO(type_name(t) << ", " << rows << " rows");
             Context ctx;
@@ -112,7 +116,7 @@ TEST_CASE("rows8 layout: unpack gives every real row's GGUF blocks back; padding
     CHECK_THROWS_AS(L::repack(DType::Q8_K, nullptr, 0, 8, 256, nullptr), Error);
 }
 
-TEST_CASE("rows8 mul_mat: repacked Q4_0 and Q8_0 against the reference, odd shapes, 1 to 17 columns, 1 to 3 threads") {
+TEST_CASE("rows8 mul_mat: repacked Q4_0, Q8_0 and IQ4_NL against the reference, odd shapes, 1 to 17 columns, 1 to 3 threads") {
     const std::vector<std::string> levels = rows8_levels();
     if (levels.empty()) {
         MESSAGE("no cpu level here repacks Q4_0 into interleaved rows: nothing to check");
@@ -130,7 +134,7 @@ TEST_CASE("rows8 mul_mat: repacked Q4_0 and Q8_0 against the reference, odd shap
                          Case{64, 300, 1, false}, Case{96, 300, 3, true}})
         cases.push_back(c);
     for (const std::string& level : levels)
-        for (DType t : {DType::Q4_0, DType::Q8_0})
+        for (DType t : kTypes)
             for (const auto& c : cases)
                 check_same_bits_at_1_to_3_threads([&](int threads) { return check_rows8(t, c, Fill::Random, threads, level); },
                                                   "");
@@ -139,7 +143,7 @@ TEST_CASE("rows8 mul_mat: repacked Q4_0 and Q8_0 against the reference, odd shap
 TEST_CASE("rows8 mul_mat: weights and activations at the values that take the int16 sums to their extremes") {
     // n 40: one column goes through four strips side by side and a lone one; 4 and 8 columns through strip<W, C>.
     for (const std::string& level : rows8_levels())
-        for (DType t : {DType::Q4_0, DType::Q8_0})
+        for (DType t : kTypes)
             for (int64_t m : {1, 4, 8})
                 for (Fill f : {Fill::AllMax, Fill::AllZeroNegX}) check_rows8(t, {256, 40, m, false}, f, 2, level);
 }

@@ -66,9 +66,9 @@ public:
     }
 
     // Some levels keep 2-D weights in a layout of their own, made here in parallel: the amx level
-    // Q4_0 / Q8_0 / K-quants / F16 / BF16 in its tiles (amx_repack.h), the avx2 and avx512 levels Q4_0 / Q8_0
-    // (rows8_layout.h) and Q4_K / Q5_K / Q6_K / IQ4_XS (rows8_k_layout.h) in interleaved rows, which a decode batch of several
-    // sequences reads once for all of them. At those two levels the float weights (F16, BF16, F32) are copied
+    // Q4_0 / Q8_0 / K-quants / F16 / BF16 in its tiles (amx_repack.h), the avx2 and avx512 levels
+    // Q4_0 / Q8_0 / IQ4_NL (rows8_layout.h) and Q4_K / Q5_K / Q6_K / IQ4_XS (rows8_k_layout.h) in interleaved
+    // rows, which a decode batch of several sequences reads once for all of them. At those two levels the float weights (F16, BF16, F32) are copied
     // as they are (kFloatCopy): the layout is the file's, the memory is the backend's (see float_copy).
     std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights,
                                            const RepackSourceDone& source_done) override {

@@ -109,6 +109,9 @@ enum class PrefetchInto { L1, L2 };
 
 #if TESSERA_X86_AVX512
 #define TESSERA_QDOT_VNNI 1
+constexpr bool kVnni = true;  // the macro, for constant expressions
+#else
+constexpr bool kVnni = false;
 #endif
 
 // acc + sums of 4 adjacent u8 x s8 products per int32 lane. Without VNNI the pairwise int16 step

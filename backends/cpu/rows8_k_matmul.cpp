@@ -394,17 +394,8 @@ template <int C, int kAhead, int... g>
 template <int C, int kAhead>
 [[gnu::always_inline]] inline void iq4_xs_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
                                                  const float* dx, const int16_t* bs8, __m256 (&acc)[C]) {
-    alignas(16) static constexpr auto kGrid = [] {  // the levels as VPSHUFB looks them up (VNNI: + 128, unsigned)
-        struct {
-            int8_t v[16];
-        } t{};
-#if TESSERA_QDOT_VNNI
-        for (int i = 0; i < 16; ++i) t.v[i] = int8_t(kIQ4Grid[i] ^ 0x80);
-#else
-        for (int i = 0; i < 16; ++i) t.v[i] = kIQ4Grid[i];
-#endif
-        return t;
-    }();
+    // The levels as VPSHUFB looks them up (VNNI: + 128, as unsigned bytes).
+    static constexpr ByteTable kGrid = offset_grid(kIQ4Grid, kVnni ? 128 : 0);
     const __m256i grid = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(kGrid.v)));
     const __m256i wl = loadu256(r + L::kIQ4XSScalesL);
     const __m256i sh = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + L::kIQ4XSScalesH)));

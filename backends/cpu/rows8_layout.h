@@ -12,11 +12,11 @@
 //
 //   strip s (weight rows 8s .. 8s + 7), then block b (values 32b .. 32b + 31) of that strip, one record:
 //     8 x fp16  the 8 rows' block scales d
-//     Q4_0:  128 bytes; byte 32m + 4n + i (m < 4, n < 8, i < 4) is row n's GGUF byte qs[4m + i]: its low
+//     Q4_0, IQ4_NL:  128 bytes; byte 32m + 4n + i (m < 4, n < 8, i < 4) is row n's GGUF byte qs[4m + i]: its low
 //            nibble is value 4m + i (group m), its high nibble value 16 + 4m + i (group m + 4)
 //     Q8_0:  256 bytes; byte 32g + 4n + i (g < 8) is row n's value qs[4g + i] (group g), as in the file
 //
-// A record holds the bytes of the 8 GGUF blocks it came from (Q4_0: 144 = 8 x 18, Q8_0: 272 = 8 x 34), so
+// A record holds the bytes of the 8 GGUF blocks it came from (Q4_0, IQ4_NL: 144 = 8 x 18, Q8_0: 272 = 8 x 34), so
 // the repacked weights take the file's size, plus the padding rows of a last partial strip (scale 0,
 // values 0).
 #pragma once
@@ -31,7 +31,7 @@ constexpr int kStripRows = 8;     // weight rows per strip: the lanes of one 256
 constexpr int kBlockValues = 32;  // values per quant block
 constexpr int kScaleBytes = kStripRows * 2;
 
-// Types this layout has: Q4_0, Q8_0.
+// Types this layout has: Q4_0, Q8_0, IQ4_NL.
 bool repackable(DType t);
 // Bytes of one record (one strip's one block): scales + values.
 size_t record_bytes(DType t);

@@ -1,7 +1,7 @@
-// Q4_0 and Q8_0 weights in the interleaved-rows layout (rows8_layout.h) x Q8_0 activation rows.
+// Q4_0, Q8_0 and IQ4_NL weights in the interleaved-rows layout (rows8_layout.h) x Q8_0 activation rows.
 //
 // Per strip (8 weight rows) and block, the record's value bytes make eight vectors u_g (g < 8), lane n
-// holding row n's values 4g .. 4g + 3 (Q4_0: the nibbles, q + 8, 0..15; Q8_0 with VNNI: q + 128). For each
+// holding row n's values 4g .. 4g + 3 (Q4_0: the nibbles, q + 8, 0..15; Q8_0 and IQ4_NL's levels with VNNI: + 128). For each
 // activation column, x's values 4g .. 4g + 3 are broadcast to every lane and
 //     dot_n = sum_g sum_i u_g[n, i] * x[4g + i] - offset * sum(x)     (the offset taken out once per block)
 // lands in lane n: the eight rows' dots are one vector in row order, so the int -> float conversion, the
@@ -108,6 +108,45 @@ struct Q8_0Rows {
         return d;
     }
 #endif
+};
+
+// IQ4_NL: Q4_0's record, each nibble an index into kIQ4Grid (levels -127 .. 113), looked up for eight rows
+// with one byte shuffle per vector. With VNNI the levels are taken as unsigned bytes, + 128, as Q8_0's values
+// are; without it, Q8_0's |w| times x signed by w, from the looked-up levels in registers.
+struct IQ4_NLRows {
+    static constexpr DType kType = DType::IQ4_NL;
+    static constexpr int32_t kOffset = kVnni ? 128 : 0;
+    static constexpr ByteTable kGrid = offset_grid(kIQ4Grid, kOffset);
+    struct Block {
+        __m256i u[8];  // VNNI row g: lane n holds row n's levels 4g .. 4g + 3
+    };
+    static Block unpack(const uint8_t* q) {
+        const __m256i low = _mm256_set1_epi8(0x0F);
+        const __m256i grid = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(kGrid.v)));
+        Block w;
+        TESSERA_UNROLL for (int m = 0; m < 4; ++m) {
+            const __m256i v = loadu256(q + 32 * m);
+            w.u[m] = _mm256_shuffle_epi8(grid, _mm256_and_si256(v, low));
+            w.u[m + 4] = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+        }
+        return w;
+    }
+    static __m256i dot(const Block& w, const int8_t* x, __m256i corr) {
+#if TESSERA_QDOT_VNNI
+        __m256i d0 = corr, d1 = _mm256_setzero_si256();
+        dot_rows8_vnni(w.u, x, d0, d1);
+        return _mm256_add_epi32(d0, d1);
+#else  // pairs of at most 2 * 127 * 127 = 32258: each vector's widen to int32 on their own
+        (void)corr;
+        const __m256i ones16 = _mm256_set1_epi16(1);
+        __m256i d = _mm256_setzero_si256();
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
+            const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w.u[g]), _mm256_sign_epi8(bcast4(x + 4 * g), w.u[g]));
+            d = _mm256_add_epi32(d, _mm256_madd_epi16(p, ones16));
+        }
+        return d;
+#endif
+    }
 };
 
 // Per block b and column c < C (entry b * C + c): d_x as float and -offset * sum(x).
@@ -220,8 +259,9 @@ constexpr TypeKernels kernels_of() {
     return {W::kOffset, strip_fn<W>, strips_one<W, 4>, strips_one<W, 2>};
 }
 const TypeKernels& kernels_for(DType t) {
-    static constexpr TypeKernels kQ4_0 = kernels_of<Q4_0Rows>(), kQ8_0 = kernels_of<Q8_0Rows>();
-    return t == DType::Q8_0 ? kQ8_0 : kQ4_0;
+    static constexpr TypeKernels kQ4_0 = kernels_of<Q4_0Rows>(), kQ8_0 = kernels_of<Q8_0Rows>(),
+                                 kIQ4_NL = kernels_of<IQ4_NLRows>();
+    return t == DType::Q8_0 ? kQ8_0 : t == DType::IQ4_NL ? kIQ4_NL : kQ4_0;
 }
 
 }  // namespace
