@@ -160,6 +160,13 @@ inline __m256i grid_levels(const uint8_t* qs, const ByteTable& table) {
     return _mm256_shuffle_epi8(t, unpack_nibbles(qs));
 }
 
+// Without VNNI, the u8 x s8 pair sums of signed weights v (eight interleaved rows, lane n row n's four) against
+// x's four values broadcast in x4: |v| times x4 with v's sign moved onto it, each pair at most 2 x 128 x 127 =
+// 32512, widened to int32 at once by vpmaddwd with w16 (ones, or a per-row int16 scale pair).
+inline __m256i signed_rows8_dot4(__m256i v, __m256i x4, __m256i w16) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(x4, v)), w16);
+}
+
 #if TESSERA_QDOT_VNNI
 #define TESSERA_QDOT_AVX512 1
 
@@ -184,6 +191,12 @@ inline void dot_rows8_vnni(const __m256i (&u)[8], const int8_t* x, __m256i& d0, 
         d0 = _mm256_dpbusd_epi32(d0, u[g], _mm256_set1_epi32(lo));
         d1 = _mm256_dpbusd_epi32(d1, u[g + 4], _mm256_set1_epi32(hi));
     }
+}
+// The same, one vector: the eight rows' dots on top of `from`.
+inline __m256i dot_rows8_vnni(const __m256i (&u)[8], const int8_t* x, __m256i from) {
+    __m256i d1 = _mm256_setzero_si256();
+    dot_rows8_vnni(u, x, from, d1);
+    return _mm256_add_epi32(from, d1);
 }
 #endif
 

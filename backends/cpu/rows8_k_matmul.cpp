@@ -234,17 +234,27 @@ template <DType T, int C, int kAhead>
     }
 }
 
-// One Q4_K or Q5_K strip (8 weight rows, `rows` of them real) x C activation columns over nblocks
+// What strip<R, C> needs of a record kind: its bytes, and its super-block kernel (nibble_record, ...).
+template <DType T>
+struct NibbleRecords {
+    static constexpr size_t kRec = NibbleRecord<T>::kRec;
+    template <int C, int kAhead>
+    [[gnu::always_inline]] static void record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
+                                              const float* dx, const int16_t* bs8, __m256 (&acc)[C]) {
+        nibble_record<T, C, kAhead>(r, xb, b, dx, bs8, acc);
+    }
+};
+
+// One strip (8 weight rows, `rows` of them real) of record kind R x C activation columns over nblocks
 // super-blocks; column c's eight results go to out + c * out_stride.
-template <DType T, int C>
-void strip_nibbles(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
-                   const int16_t* bs8, float* out, size_t out_stride, int rows) {
-    constexpr size_t kRec = NibbleRecord<T>::kRec;
+template <class R, int C>
+void strip(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
+           const int16_t* bs8, float* out, size_t out_stride, int rows) {
     const block_q8_K* xb[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
     __m256 acc[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nblocks; ++b) nibble_record<T, C, kPrefetchRecords>(strip + size_t(b) * kRec, xb, b, dx, bs8, acc);
+    for (int64_t b = 0; b < nblocks; ++b) R::template record<C, kPrefetchRecords>(strip + size_t(b) * R::kRec, xb, b, dx, bs8, acc);
     store_strip<C>(acc, out, out_stride, rows);
 }
 
@@ -326,18 +336,14 @@ template <int C, int kAhead>
     }
 }
 
-// One Q6_K strip x C activation columns, as strip_nibbles.
-template <int C>
-void strip_q6_K(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
-                const int16_t* bs8, float* out, size_t out_stride, int rows) {
-    constexpr size_t kRec = L::kStripRows * sizeof(block_q6_K);
-    const block_q8_K* xb[C];
-    TESSERA_UNROLL for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
-    __m256 acc[C];
-    TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nblocks; ++b) q6_K_record<C, kPrefetchRecords>(strip + size_t(b) * kRec, xb, b, dx, bs8, acc);
-    store_strip<C>(acc, out, out_stride, rows);
-}
+struct Q6KRecords {
+    static constexpr size_t kRec = L::kStripRows * sizeof(block_q6_K);
+    template <int C, int kAhead>
+    [[gnu::always_inline]] static void record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
+                                              const float* dx, const int16_t* bs8, __m256 (&acc)[C]) {
+        q6_K_record<C, kAhead>(r, xb, b, dx, bs8, acc);
+    }
+};
 
 // IQ4_XS: each nibble indexes kIQ4Grid (int8, -127 .. 113), and sub-block g of 32 values has the signed 6-bit
 // scale ls_g - 32, ls_g = nibble g of scales_l | bits 2g, 2g + 1 of scales_h << 4, under the block's d:
@@ -366,19 +372,15 @@ template <int C, int kAhead, int g>
     }
 #if TESSERA_QDOT_VNNI
     TESSERA_UNROLL for (int c = 0; c < C; ++c) {
-        __m256i d0 = _mm256_set1_epi32(-128 * int32_t(bs8[8 * (b * C + c) + g])), d1 = _mm256_setzero_si256();
-        dot_rows8_vnni(u, xb[c][b].qs + 32 * g, d0, d1);
-        isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(_mm256_add_epi32(d0, d1), sc));
+        const __m256i dot = dot_rows8_vnni(u, xb[c][b].qs + 32 * g, _mm256_set1_epi32(-128 * int32_t(bs8[8 * (b * C + c) + g])));
+        isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(dot, sc));
     }
 #else
     (void)bs8;
     const __m256i sp = _mm256_or_si256(_mm256_and_si256(sc, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(sc, 16));  // (sc, sc)
     TESSERA_UNROLL for (int c = 0; c < C; ++c) {
         const int8_t* x = xb[c][b].qs + 32 * g;
-        TESSERA_UNROLL for (int j = 0; j < 8; ++j) {
-            const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(u[j]), _mm256_sign_epi8(bcast4(x + 4 * j), u[j]));
-            isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sp));
-        }
+        TESSERA_UNROLL for (int j = 0; j < 8; ++j) isum[c] = _mm256_add_epi32(isum[c], signed_rows8_dot4(u[j], bcast4(x + 4 * j), sp));
     }
 #endif
 }
@@ -407,24 +409,20 @@ template <int C, int kAhead>
         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, _mm256_set1_ps(dx[b * C + c])), acc[c]);
 }
 
-// One IQ4_XS strip x C activation columns, as strip_nibbles.
-template <int C>
-void strip_iq4_xs(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride, const float* dx,
-                  const int16_t* bs8, float* out, size_t out_stride, int rows) {
-    constexpr size_t kRec = L::kStripRows * sizeof(block_iq4_xs);
-    const block_q8_K* xb[C];
-    TESSERA_UNROLL for (int c = 0; c < C; ++c) xb[c] = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
-    __m256 acc[C];
-    TESSERA_UNROLL for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nblocks; ++b) iq4_xs_record<C, kPrefetchRecords>(strip + size_t(b) * kRec, xb, b, dx, bs8, acc);
-    store_strip<C>(acc, out, out_stride, rows);
-}
+struct IQ4XSRecords {
+    static constexpr size_t kRec = L::kStripRows * sizeof(block_iq4_xs);
+    template <int C, int kAhead>
+    [[gnu::always_inline]] static void record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
+                                              const float* dx, const int16_t* bs8, __m256 (&acc)[C]) {
+        iq4_xs_record<C, kAhead>(r, xb, b, dx, bs8, acc);
+    }
+};
 
 // Decode of one sequence on Q4_K: one activation column against four full strips side by side (strip s at
 // strip0 + s * strip_stride, its eight results at out + s * out_step), each a record at a time in turn: four
 // streams in flight, taken from runs far apart (decode_runs.h). The integers and float steps are
-// strip_nibbles<Q4_K, 1>'s, so the bits are too.
-// Q6_K decodes a strip at a time (strip_q6_K<1>): its record keeps more in registers (four scale vectors,
+// strip<NibbleRecords<Q4_K>, 1>'s, so the bits are too.
+// Q6_K decodes a strip at a time (strip<Q6KRecords, 1>): its record keeps more in registers (four scale vectors,
 // eight unpacked quarters), and four records side by side spilled them to the stack, which cost more than
 // the streams gained (bench matmul -n 8192 -m 1, q6_K, AMD EPYC Zen 4, alternated: 1 thread 15.0-15.7 GB/s
 // four side by side, 21.0-22.2 one strip; avx2 level 15.8-16.0 vs 23.3-26.0). Q4_K keeps the four (1
@@ -446,10 +444,10 @@ using StripFn = void (*)(int64_t, const uint8_t*, const char*, size_t, const flo
 
 template <int C>
 StripFn strip_fn_for(DType t) {
-    if (t == DType::Q4_K) return strip_nibbles<DType::Q4_K, C>;
-    if (t == DType::Q5_K) return strip_nibbles<DType::Q5_K, C>;
-    if (t == DType::IQ4_XS) return strip_iq4_xs<C>;
-    return strip_q6_K<C>;
+    if (t == DType::Q4_K) return strip<NibbleRecords<DType::Q4_K>, C>;
+    if (t == DType::Q5_K) return strip<NibbleRecords<DType::Q5_K>, C>;
+    if (t == DType::IQ4_XS) return strip<IQ4XSRecords, C>;
+    return strip<Q6KRecords, C>;
 }
 
 StripFn strip_fn(DType t, int C) {

@@ -60,9 +60,7 @@ struct Q4_0Rows {
     }
     static __m256i dot(const Block& w, const int8_t* x, __m256i corr) {
 #if TESSERA_QDOT_VNNI
-        __m256i d0 = corr, d1 = _mm256_setzero_si256();
-        dot_rows8_vnni(w.u, x, d0, d1);
-        return _mm256_add_epi32(d0, d1);
+        return dot_rows8_vnni(w.u, x, corr);
 #else  // pairs of at most 2 * 15 * 128 = 3840, eight of them summed in int16: 30720 < 32768
         __m256i s = _mm256_maddubs_epi16(w.u[0], bcast4(x));
         TESSERA_UNROLL for (int g = 1; g < 8; ++g) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w.u[g], bcast4(x + 4 * g)));
@@ -84,9 +82,7 @@ struct Q8_0Rows {
         return w;
     }
     static __m256i dot(const Block& w, const int8_t* x, __m256i corr) {
-        __m256i d0 = corr, d1 = _mm256_setzero_si256();
-        dot_rows8_vnni(w.u, x, d0, d1);
-        return _mm256_add_epi32(d0, d1);
+        return dot_rows8_vnni(w.u, x, corr);
     }
 #else
     // Without VNNI, |w| times x with w's sign moved onto x (VPMADDUBSW's unsigned operand must be |w|): a
@@ -100,11 +96,8 @@ struct Q8_0Rows {
     static __m256i dot(const Block& w, const int8_t* x, __m256i) {
         const __m256i ones16 = _mm256_set1_epi16(1);
         __m256i d = _mm256_setzero_si256();
-        TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
-            const __m256i v = loadu256(w.q + 32 * g);
-            const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(bcast4(x + 4 * g), v));
-            d = _mm256_add_epi32(d, _mm256_madd_epi16(p, ones16));
-        }
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g)
+            d = _mm256_add_epi32(d, signed_rows8_dot4(loadu256(w.q + 32 * g), bcast4(x + 4 * g), ones16));
         return d;
     }
 #endif
@@ -133,17 +126,12 @@ struct IQ4_NLRows {
     }
     static __m256i dot(const Block& w, const int8_t* x, __m256i corr) {
 #if TESSERA_QDOT_VNNI
-        __m256i d0 = corr, d1 = _mm256_setzero_si256();
-        dot_rows8_vnni(w.u, x, d0, d1);
-        return _mm256_add_epi32(d0, d1);
+        return dot_rows8_vnni(w.u, x, corr);
 #else  // pairs of at most 2 * 127 * 127 = 32258: each vector's widen to int32 on their own
         (void)corr;
         const __m256i ones16 = _mm256_set1_epi16(1);
         __m256i d = _mm256_setzero_si256();
-        TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
-            const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w.u[g]), _mm256_sign_epi8(bcast4(x + 4 * g), w.u[g]));
-            d = _mm256_add_epi32(d, _mm256_madd_epi16(p, ones16));
-        }
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g) d = _mm256_add_epi32(d, signed_rows8_dot4(w.u[g], bcast4(x + 4 * g), ones16));
         return d;
 #endif
     }
