@@ -150,32 +150,25 @@ template <DType T, int C, int kAhead, int s>
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     ask_ahead_eighth<R::kRec, kAhead>(r, s);
     const uint8_t* chunk = r + R::kQs + 256 * (s / 2);  // low nibbles: even s, high: odd s
+    // With VNNI (VPDPBUSD sums into int32 without saturating) Q4_K's high nibbles are taken in place (byte &
+    // 0xF0: 16 times the value) and their dot shifted back once per column, instead of a shift per vector.
+    constexpr bool kInPlace = kVnni && s % 2 == 1 && !R::kFifthBit;
     __m256i u[8];
-#if TESSERA_QDOT_VNNI
-    // VPDPBUSD sums into int32 without saturating, so Q4_K's high nibbles are taken in place (byte & 0xF0:
-    // 16 times the value) and their dot shifted back once per column, instead of a shift per vector; and
-    // the scale multiplies the int32 dot (sp's low int16 alone: (sc, sc) -> sc).
-    constexpr bool kInPlace = s % 2 == 1 && !R::kFifthBit;
-    const __m256i sc32 = _mm256_and_si256(sp, _mm256_set1_epi32(0xFFFF));
     TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
         const __m256i v = loadu256(chunk + 32 * g);
         if constexpr (kInPlace) u[g] = _mm256_and_si256(v, _mm256_set1_epi8(char(0xF0)));
         else u[g] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
         if constexpr (R::kFifthBit) u[g] = _mm256_or_si256(u[g], fifth_bit<s>(loadu256(r + R::kQh + 32 * g)));
     }
+#if TESSERA_QDOT_VNNI
+    // The scale multiplies the int32 dot (sp's low int16 alone: (sc, sc) -> sc).
+    const __m256i sc32 = _mm256_and_si256(sp, _mm256_set1_epi32(0xFFFF));
     TESSERA_UNROLL for (int c = 0; c < C; ++c) {
-        __m256i d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256();
-        dot_rows8_vnni(u, xb[c][b].qs + 32 * s, d0, d1);
-        __m256i dot = _mm256_add_epi32(d0, d1);
+        __m256i dot = dot_rows8_vnni(u, xb[c][b].qs + 32 * s, _mm256_setzero_si256());
         if constexpr (kInPlace) dot = _mm256_srai_epi32(dot, 4);
         isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(dot, sc32));
     }
 #else
-    TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
-        const __m256i v = loadu256(chunk + 32 * g);
-        u[g] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
-        if constexpr (R::kFifthBit) u[g] = _mm256_or_si256(u[g], fifth_bit<s>(loadu256(r + R::kQh + 32 * g)));
-    }
     TESSERA_UNROLL for (int c = 0; c < C; ++c) {
         const int8_t* x = xb[c][b].qs + 32 * s;
         if constexpr (R::kFifthBit) {  // values up to 31: four pair sums at a time fit in int16
