@@ -4,7 +4,7 @@
 // them): partial strips, 1 to 40 activation rows, k of 1 to 8 super-blocks, strided activations, 1 to 3
 // threads bit for bit, the int16 sums at their extremes. Also: the layout's inverse gives the file's bytes
 // back, and the Q4_K_M golden cases (and the IQ4 ones, for their Q5_K attn_v) pass with their weights repacked
-// at load.
+// at load; the IQ4 ones also at the amx level, where the tiles take the K-quants and interleaved rows the IQ4 types.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cpu/amx_repack.h"
 #include "backends/cpu/rows8_k_layout.h"
 #include "backends/cpu/rows8_layout.h"
 #include "core/backend.h"
@@ -175,16 +176,20 @@ TEST_CASE("rows8 K mul_mat: quants and scales at their largest against activatio
                 for (Fill f : {Fill::AllMax, Fill::AllZeroNegX}) check_rows8_k({t, 512, 16, m, false}, f, 2, level);
 }
 
-// Every matrix of a golden file in a type of this layout or of rows8_layout.h's (IQ4_NL, Q4_0, Q8_0) but
-// token_embd (read by get_rows) is repacked: the file's bytes, each rounded up to 64, plus the padding rows
-// of partial strips. Also counts the matrices of type t.
-size_t expected_rows8_k_bytes(const std::string& gguf, DType t, int* of_type) {
+// Every matrix of a golden file but token_embd (read by get_rows) that a layout takes is repacked: the file's
+// bytes, each rounded up to 64, plus the padding rows of partial strips or panels. Below the amx level a
+// matrix in a type of this layout or of rows8_layout.h's (IQ4_NL, Q4_0, Q8_0) is; at the amx level the tile
+// layout (amx_repack.h) takes its types first and interleaved rows the rest. Also counts the matrices of type t.
+size_t expected_repacked_bytes(const std::string& gguf, DType t, int* of_type, bool amx_tiles_first) {
     size_t expected = 0;
     *of_type = 0;
     const auto file = GGUFFile::open(gguf);
     for (const auto& ti : file->tensors()) {
         if (ti.name == "token_embd.weight" || ti.ne[1] == 1) continue;
-        if (L::repackable(ti.type))
+        if (amx_tiles_first && cpu::amx_layout::repackable(ti.type)) {
+            if (ti.ne[0] % cpu::amx_layout::record_values(ti.type) != 0) continue;
+            expected += (cpu::amx_layout::packed_bytes(ti.type, ti.ne[1], ti.ne[0]) + 63) / 64 * 64;
+        } else if (L::repackable(ti.type))
             expected += (L::packed_bytes(ti.type, ti.ne[1], ti.ne[0]) + 63) / 64 * 64;
         else if (cpu::rows8_layout::repackable(ti.type))
             expected += (cpu::rows8_layout::packed_bytes(ti.type, ti.ne[1], ti.ne[0]) + 63) / 64 * 64;
@@ -204,7 +209,7 @@ TEST_CASE("rows8 K: the Q4_K_M golden cases (llama, gemma2) with Q4_K and Q6_K w
             if (c.weight_type != "Q4_K_M") continue;
             auto model = Model::open(c.gguf);
             int q6k = 0;
-            const size_t expected = expected_rows8_k_bytes(c.gguf, DType::Q6_K, &q6k);
+            const size_t expected = expected_repacked_bytes(c.gguf, DType::Q6_K, &q6k, false);
             CHECK_MESSAGE(q6k > 0, c.name << " has no Q6_K matrix");
             CHECK_MESSAGE(model->repacked_weight_bytes() == expected, c.name << " at " << level);
             golden::check_batch_incremental(*model, c, 0, level);
@@ -214,16 +219,21 @@ TEST_CASE("rows8 K: the Q4_K_M golden cases (llama, gemma2) with Q4_K and Q6_K w
     }
 }
 
+// The IQ4 golden files at each level that puts their IQ4 matrices into interleaved rows: the rows8 levels,
+// and the amx level (native or emulated), whose tiles take the Q5_K and Q6_K matrices beside them.
 TEST_CASE("rows8: the IQ4 golden cases with their IQ4_NL / IQ4_XS matrices and Q5_K attn_v in interleaved rows") {
     if (!golden::have_extra()) return;
-    for (const std::string& level : rows8_k_levels()) {
+    std::vector<std::string> levels = rows8_k_levels();
+    if (!amx_level_name().empty()) levels.push_back(amx_level_name());
+    for (const std::string& level : levels) {
         const CpuLevelGuard guard(level);
+        const bool amx = level.rfind("amx", 0) == 0;
         int checked = 0;
         for (const auto& c : golden::load_manifest("golden/extra")) {
             if (c.arch != "llama") continue;  // llama-gqa-iq4_nl, llama-gqa-iq4_xs
             auto model = Model::open(c.gguf);
             int q5k = 0;
-            const size_t expected = expected_rows8_k_bytes(c.gguf, DType::Q5_K, &q5k);
+            const size_t expected = expected_repacked_bytes(c.gguf, DType::Q5_K, &q5k, amx);
             CHECK_MESSAGE(q5k > 0, c.name << " has no Q5_K matrix");
             CHECK_MESSAGE(model->repacked_weight_bytes() == expected, c.name << " at " << level);
             golden::check_batch_incremental(*model, c, 7, level);

@@ -72,17 +72,12 @@ public:
     // as they are (kFloatCopy): the layout is the file's, the memory is the backend's (see float_copy).
     std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights,
                                            const RepackSourceDone& source_done) override {
+        // The amx level's kernels include the avx512 level's, so the types the tiles do not take (IQ4_NL,
+        // IQ4_XS) go into interleaved rows there as they do at avx512.
         if (k_.level == cpu::CpuLevel::Amx)
-            return repack_into({{cpu::amx_layout::repackable, cpu::amx_layout::record_values,
-                                 cpu::amx_layout::packed_bytes, cpu::amx_layout::repack, kFlagRepacked}},
-                               weights, source_done);
+            return repack_into({kAmxTiles, kRows8, kRows8K}, weights, source_done);
         if (k_.level == cpu::CpuLevel::Avx2 || k_.level == cpu::CpuLevel::Avx512)
-            return repack_into({{cpu::rows8_layout::repackable, [](DType) { return int64_t(cpu::rows8_layout::kBlockValues); },
-                                 cpu::rows8_layout::packed_bytes, cpu::rows8_layout::repack, kFlagRepacked | kFlagRows8},
-                                {cpu::rows8_k_layout::repackable, [](DType) { return int64_t(cpu::rows8_k_layout::kBlockValues); },
-                                 cpu::rows8_k_layout::packed_bytes, cpu::rows8_k_layout::repack, kFlagRepacked | kFlagRows8},
-                                kFloatCopy},
-                               weights, source_done);
+            return repack_into({kRows8, kRows8K, kFloatCopy}, weights, source_done);
         return nullptr;
     }
 
@@ -113,6 +108,12 @@ private:
         for (int64_t r = 0; r < rows; ++r)
             std::memcpy(static_cast<char*>(dst) + size_t(r) * row, static_cast<const char*>(src) + size_t(r) * src_row_stride, row);
     }
+    static constexpr Layout kAmxTiles{cpu::amx_layout::repackable, cpu::amx_layout::record_values,
+                                      cpu::amx_layout::packed_bytes, cpu::amx_layout::repack, kFlagRepacked};
+    static constexpr Layout kRows8{cpu::rows8_layout::repackable, [](DType) { return int64_t(cpu::rows8_layout::kBlockValues); },
+                                   cpu::rows8_layout::packed_bytes, cpu::rows8_layout::repack, kFlagRepacked | kFlagRows8};
+    static constexpr Layout kRows8K{cpu::rows8_k_layout::repackable, [](DType) { return int64_t(cpu::rows8_k_layout::kBlockValues); },
+                                    cpu::rows8_k_layout::packed_bytes, cpu::rows8_k_layout::repack, kFlagRepacked | kFlagRows8};
     static constexpr Layout kFloatCopy{float_weight, [](DType) { return int64_t(1); },
                                        [](DType t, int64_t rows, int64_t k) { return size_t(rows) * row_bytes(t, k); },
                                        float_copy, 0};
