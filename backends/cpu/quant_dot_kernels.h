@@ -167,6 +167,20 @@ inline __m256i signed_rows8_dot4(__m256i v, __m256i x4, __m256i w16) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(x4, v)), w16);
 }
 
+// 4-bit grid indices of eight interleaved rows as the rows8 layouts keep them (rows8_layout.h's IQ4_NL
+// record, rows8_k_layout.h's IQ4_XS sub-blocks): four 32-byte chunks, chunk m's bytes 4n .. 4n + 3 being row n's
+// bytes 4m .. 4m + 3 of its 16 (low nibbles values 4m .., high nibbles values 16 + 4m ..). Gives their grid
+// entries (`grid`: the 16-byte table in both 128-bit lanes) as u[m] and u[m + 4], the vectors that
+// dot_rows8_vnni and signed_rows8_dot4 read.
+inline void grid_rows8(const uint8_t* q, __m256i grid, __m256i (&u)[8]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    TESSERA_UNROLL for (int m = 0; m < 4; ++m) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * m));
+        u[m] = _mm256_shuffle_epi8(grid, _mm256_and_si256(v, low4));
+        u[m + 4] = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+    }
+}
+
 #if TESSERA_QDOT_VNNI
 #define TESSERA_QDOT_AVX512 1
 

@@ -352,17 +352,11 @@ template <int C, int kAhead, int g>
                                                     __m256i (&isum)[C]) {
     constexpr size_t kRec = L::kStripRows * sizeof(block_iq4_xs);
     ask_ahead_eighth<kRec, kAhead>(r, g);
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m256i ls = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(wl, 4 * g), _mm256_set1_epi32(0xF)),
                                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(sh, 2 * g), _mm256_set1_epi32(3)), 4));
     const __m256i sc = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));  // lane n: row n's scale, -32 .. 31
-    const uint8_t* chunk = r + L::kIQ4XSQs + 128 * g;
     __m256i u[8];  // u[m]: values 4m .. 4m + 3 of the sub-block; u[m + 4]: values 16 + 4m ..
-    TESSERA_UNROLL for (int m = 0; m < 4; ++m) {
-        const __m256i v = loadu256(chunk + 32 * m);
-        u[m] = _mm256_shuffle_epi8(grid, _mm256_and_si256(v, low4));
-        u[m + 4] = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
-    }
+    grid_rows8(r + L::kIQ4XSQs + 128 * g, grid, u);
 #if TESSERA_QDOT_VNNI
     TESSERA_UNROLL for (int c = 0; c < C; ++c) {
         const __m256i dot = dot_rows8_vnni(u, xb[c][b].qs + 32 * g, _mm256_set1_epi32(-128 * int32_t(bs8[8 * (b * C + c) + g])));

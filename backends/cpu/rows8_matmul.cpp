@@ -114,14 +114,8 @@ struct IQ4_NLRows {
         __m256i u[8];  // VNNI row g: lane n holds row n's levels 4g .. 4g + 3
     };
     static Block unpack(const uint8_t* q) {
-        const __m256i low = _mm256_set1_epi8(0x0F);
-        const __m256i grid = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(kGrid.v)));
         Block w;
-        TESSERA_UNROLL for (int m = 0; m < 4; ++m) {
-            const __m256i v = loadu256(q + 32 * m);
-            w.u[m] = _mm256_shuffle_epi8(grid, _mm256_and_si256(v, low));
-            w.u[m + 4] = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
-        }
+        grid_rows8(q, _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(kGrid.v))), w.u);
         return w;
     }
     static __m256i dot(const Block& w, const int8_t* x, __m256i corr) {
