@@ -1,4 +1,4 @@
-// K-quant weights (Q4_K, Q5_K, Q6_K), and IQ4_XS, with eight rows interleaved, the K-quant sibling of rows8_layout.h: made once
+// K-quant weights (Q3_K, Q4_K, Q5_K, Q6_K), and IQ4_XS, with eight rows interleaved, the K-quant sibling of rows8_layout.h: made once
 // at load by the cpu backend at the avx2 and avx512 levels, read by rows8_k_matmul.cpp. Level-independent:
 // plain byte shuffling, compiled with the baseline flags.
 //
@@ -28,6 +28,13 @@
 //     16    scales: the 16 int8 sub-block scales by 4-byte chunks (128 bytes)
 //     144   ql: the 128 GGUF low-bit bytes by 4-byte chunks (1024 bytes)
 //     1168  qh: the 64 GGUF high-bit bytes by 4-byte chunks (512 bytes)
+//   Q3_K, 880 bytes = 8 x 110:
+//     0     8 x fp16 d
+//     16    scales: the 12 GGUF scale bytes by 4-byte chunks (96 bytes), as Q4_K's
+//     112   hmask: the 32 GGUF high-bit bytes by 4-byte chunks (256 bytes): bit 4h + j of byte l is the third
+//           bit of value 128h + 32j + l, so chunk g goes with values 4g .. 4g + 3 of every 32
+//     368   qs: the 64 GGUF low-bit bytes by 4-byte chunks (512 bytes); half h (values 128h ..: GGUF
+//           qs[32h .. 32h + 31], bits 2j, 2j + 1 of byte l for value 128h + 32j + l) is the 256 bytes at 368 + 256h
 //   IQ4_XS, 1088 bytes = 8 x 136:
 //     0     8 x fp16 d
 //     16    8 x uint16 scales_h (row n at 16 + 2n)
@@ -53,8 +60,9 @@ constexpr size_t kQ4KDmin = 16, kQ4KScales = 32, kQ4KQs = 128;
 constexpr size_t kQ5KQh = 128, kQ5KQs = 384;  // d, dmin and scales where Q4_K has them
 constexpr size_t kQ6KScales = 16, kQ6KQl = 144, kQ6KQh = 1168;
 constexpr size_t kIQ4XSScalesH = 16, kIQ4XSScalesL = 32, kIQ4XSQs = 64;
+constexpr size_t kQ3KScales = 16, kQ3KHmask = 112, kQ3KQs = 368;
 
-// Types this layout has: Q4_K, Q5_K, Q6_K, IQ4_XS.
+// Types this layout has: Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS.
 bool repackable(DType t);
 // Bytes of one record (one strip's one super-block).
 size_t record_bytes(DType t);

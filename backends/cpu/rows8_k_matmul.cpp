@@ -1,12 +1,13 @@
-// Q4_K, Q5_K, Q6_K and IQ4_XS weights in the interleaved-rows layout (rows8_k_layout.h) x Q8_K activation rows.
+// Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights in the interleaved-rows layout (rows8_k_layout.h) x Q8_K activation rows.
 // (IQ4_XS's grid and signed scales: see iq4_xs_sub_block.)
 //
 // Per strip (8 weight rows) and super-block, each 32 values' quants unpack into eight vectors u_g (g < 8),
-// lane n holding row n's values 4g .. 4g + 3 as unsigned bytes (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63). For each activation
+// lane n holding row n's values 4g .. 4g + 3 as unsigned bytes (Q3_K 0..7, Q4_K 0..15, Q5_K 0..31, Q6_K 0..63). For each activation
 // column x's four values are broadcast to every lane, and vpmaddubsw + vpmaddwd give row n's dot in lane n:
 // the eight rows' sums are one vector in row order. Exactly the integers of the K-quant formulas:
 //   Q4_K, Q5_K: dot_n = d_n dx sum_s sc_ns (q . x)_s  -  dmin_n dx sum_s m_ns bsum_s   (8 sub-blocks of 32)
 //   Q6_K: dot_n = d_n dx (sum_s sc_ns (q . x)_s  -  32 sum_s sc_ns bsum_s)        (16 sub-blocks of 16, q = v + 32)
+//   Q3_K: the same with q = v + 4 and 4 sum_s sc_ns bsum_s (its 6-bit scales less 32 as Q6_K's int8 ones)
 // where bsum_s is the sum of x over sub-block s (Q8_K's bsums: per 16 values). The sub-block scale
 // multiplies the u8 x s8 pair sums in int16 (vpmaddwd with (sc, sc) in each row's lane), so each integer sum
 // is one int32 per row and super-block, turned into a float and scaled once per super-block for 8 rows.
@@ -14,8 +15,10 @@
 // int16 bounds (no VNNI: the pair sums are added in int16 before widening; Q8_K values are within +-127):
 //   Q4_K: eight pair sums of 32 values, each |.| <= 2 x 15 x 127 = 3810: 30480 < 32768.
 //   Q5_K: pair sums |.| <= 2 x 31 x 127 = 7874, so four are added (31496) before vpmaddwd widens them.
-//   Q6_K: pair sums |.| <= 2 x 63 x 127 = 16002, so only two are added (32004) before vpmaddwd widens them.
-// int32: Q4_K 8 x 2 x 30480 x 63 = 30.7M; Q5_K 8 x 32 x 31 x 127 x 63 = 63.5M; Q6_K 16 x 128 x 16 x 63 x 127 = 262M (+ 32 x 4.2M): both < 2^31.
+//   Q6_K: pair sums |.| <= 2 x 63 x 127 = 16002, so only two are added (32004) before vpmaddwd widens them;
+//   Q3_K goes the same way, far inside (two pair sums of values up to 7: 3556).
+// int32: Q4_K 8 x 2 x 30480 x 63 = 30.7M; Q5_K 8 x 32 x 31 x 127 x 63 = 63.5M; Q6_K 16 x 128 x 16 x 63 x 127 = 262M (+ 32 x 4.2M);
+// Q3_K 16 x 32 x 16 x 7 x 127 = 7.3M (+ 4 x 4.2M): all < 2^31.
 //
 // The scales and mins of eight rows come out of the record with a few vector ands and shifts (Q4_K's and Q5_K's
 // 6-bit packing, rows8_k_layout.h) and one byte shuffle per sub-block puts (sc, sc) into each row's lane.
@@ -85,7 +88,7 @@ void column_terms(DType t, int64_t nblocks, const char* a, size_t a_stride, int 
         const auto* x = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
         for (int64_t b = 0; b < nblocks; ++b) {
             dx[b * C + c] = x[b].d;
-            if (t != DType::Q6_K)
+            if (t != DType::Q6_K && t != DType::Q3_K)  // (their offsets use the bsums per 16 as they are)
                 for (int s = 0; s < 8; ++s)
                     bs8[8 * (b * C + c) + s] = int16_t(x[b].bsums[2 * s] + x[b].bsums[2 * s + 1]);
         }
@@ -251,6 +254,16 @@ void strip(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride
     store_strip<C>(acc, out, out_stride, rows);
 }
 
+// Q6_K and Q3_K records: 16 sub-blocks of 16 values, each with a signed scale (Q6_K int8, Q3_K 6 bits - 32),
+// and unsigned values u (Q6_K 0..63, Q3_K 0..7) a constant offset above the quants (32, 4), which comes off
+// once per super-block through Q8_K's bsums (per 16 values):
+//   dot_n = d_n dx (sum_s sc_ns (u . x)_s  -  offset sum_s sc_ns bsum_s)
+// What differs is where the bits lie: SixteensRecord<T> unpacks quarter q (values 32q .. 32q + 31) into
+// u[g] (lane n: row n's values 4g .. 4g + 3 of the quarter) and the scales into sc[i] (lane n: row n's
+// four int8 scales 4i .. 4i + 3).
+template <DType T>
+struct SixteensRecord;
+
 // The high two bits of quarter t's values (qh bits 2t, 2t + 1) moved to bits 4-5 of each byte.
 template <int t>
 inline __m256i q6_high(__m256i h, __m256i bits45) {
@@ -260,24 +273,79 @@ inline __m256i q6_high(__m256i h, __m256i bits45) {
     return _mm256_and_si256(_mm256_srli_epi16(h, 2), bits45);
 }
 
-// Quarter q (values 32q .. 32q + 31: half q / 4, quarter t = q % 4 of it) of a Q6_K record, sub-blocks 2q
-// and 2q + 1, into the C columns' sums.
-template <int C, int q, int kAhead>
-inline void q6_quarter(const uint8_t* r, const __m256i (&sc)[4], const block_q8_K* const (&xb)[C], int64_t b,
-                       __m256i (&isum)[C]) {
-    constexpr int h = q / 4, t = q % 4;
-    ask_ahead_eighth<L::kStripRows * sizeof(block_q6_K), kAhead>(r, q);
-    const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
-    const uint8_t* ql = r + L::kQ6KQl + 256 * (2 * h + (t & 1));  // low nibbles: t 0, 1; high: t 2, 3
-    const uint8_t* qh = r + L::kQ6KQh + 256 * h;
+template <>
+struct SixteensRecord<DType::Q6_K> {
+    static constexpr size_t kRec = L::kStripRows * sizeof(block_q6_K);
+    static constexpr int kOffsetShift = 5;  // offset 32
+    static void scales(const uint8_t* r, __m256i (&sc)[4]) {
+        TESSERA_UNROLL for (int i = 0; i < 4; ++i) sc[i] = loadu256(r + L::kQ6KScales + 32 * i);
+    }
+    // Quarter q is quarter t = q % 4 of half h = q / 4: ql's low nibbles for t 0, 1, high for 2, 3.
+    template <int q>
+    [[gnu::always_inline]] static void unpack(const uint8_t* r, __m256i (&u)[8]) {
+        constexpr int h = q / 4, t = q % 4;
+        const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+        const uint8_t* ql = r + L::kQ6KQl + 256 * (2 * h + (t & 1));
+        const uint8_t* qh = r + L::kQ6KQh + 256 * h;
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
+            const __m256i l = loadu256(ql + 32 * g);
+            u[g] = _mm256_or_si256(_mm256_and_si256(t >= 2 ? _mm256_srli_epi16(l, 4) : l, low4),
+                                   q6_high<t>(loadu256(qh + 32 * g), bits45));
+        }
+    }
+};
+
+// Bit b of each byte of h, moved to bit 2 (4: Q3_K's third bit).
+template <int b>
+inline __m256i third_bit(__m256i h) {
+    const __m256i bit2 = _mm256_set1_epi8(0x04);
+    if constexpr (b < 2) return _mm256_and_si256(_mm256_slli_epi16(h, 2 - b), bit2);
+    if constexpr (b == 2) return _mm256_and_si256(h, bit2);
+    return _mm256_and_si256(_mm256_srli_epi16(h, b - 2), bit2);
+}
+
+template <>
+struct SixteensRecord<DType::Q3_K> {
+    static constexpr size_t kRec = L::kStripRows * sizeof(block_q3_K);
+    static constexpr int kOffsetShift = 2;  // offset 4
+    // The 12 scale bytes as three words w0 w1 w2 (row n in lane n), q3_scale's packing for eight rows at once:
+    // scale j's low nibble is nibble j / 8 of byte j % 8 (w0 for j % 8 < 4, else w1), its top two bits are
+    // bits 2 (j / 4), 2 (j / 4) + 1 of byte j % 4 of w2.
+    static void scales(const uint8_t* r, __m256i (&sc)[4]) {
+        const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03), bias = _mm256_set1_epi8(32);
+        const __m256i w0 = loadu256(r + L::kQ3KScales), w1 = loadu256(r + L::kQ3KScales + 32),
+                      w2 = loadu256(r + L::kQ3KScales + 64);
+        const auto top = [&](int i) { return _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w2, 2 * i), low2), 4); };
+        sc[0] = _mm256_or_si256(_mm256_and_si256(w0, low4), top(0));
+        sc[1] = _mm256_or_si256(_mm256_and_si256(w1, low4), top(1));
+        sc[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w0, 4), low4), top(2));
+        sc[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w1, 4), low4), top(3));
+        TESSERA_UNROLL for (int i = 0; i < 4; ++i) sc[i] = _mm256_sub_epi8(sc[i], bias);  // 0..63 -> -32..31
+    }
+    // Quarter q is j = q % 4 of half h = q / 4: bits 2j, 2j + 1 of the half's qs bytes, bit 4h + j of hmask.
+    template <int q>
+    [[gnu::always_inline]] static void unpack(const uint8_t* r, __m256i (&u)[8]) {
+        constexpr int h = q / 4, j = q % 4;
+        const __m256i low2 = _mm256_set1_epi8(0x03);
+        const uint8_t* qs = r + L::kQ3KQs + 256 * h;
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
+            const __m256i l = loadu256(qs + 32 * g);
+            u[g] = _mm256_or_si256(_mm256_and_si256(j ? _mm256_srli_epi16(l, 2 * j) : l, low2),
+                                   third_bit<4 * h + j>(loadu256(r + L::kQ3KHmask + 32 * g)));
+        }
+    }
+};
+
+// Quarter q (values 32q .. 32q + 31), sub-blocks 2q and 2q + 1, of a Q6_K or Q3_K record into the C columns' sums.
+template <DType T, int C, int q, int kAhead>
+inline void sixteens_quarter(const uint8_t* r, const __m256i (&sc)[4], const block_q8_K* const (&xb)[C],
+                                                    int64_t b, __m256i (&isum)[C]) {
+    using R = SixteensRecord<T>;
+    ask_ahead_eighth<R::kRec, kAhead>(r, q);
     const __m256i sp0 = shuffle_signed(sc[q / 2], kSameHi[(2 * q) % 4]);
     const __m256i sp1 = shuffle_signed(sc[q / 2], kSameHi[(2 * q) % 4 + 1]);
     __m256i u[8];
-    TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
-        const __m256i l = loadu256(ql + 32 * g);
-        u[g] = _mm256_or_si256(_mm256_and_si256(t >= 2 ? _mm256_srli_epi16(l, 4) : l, low4),
-                               q6_high<t>(loadu256(qh + 32 * g), bits45));
-    }
+    R::template unpack<q>(r, u);
 #if TESSERA_QDOT_VNNI
     // Each 16-value sub-block's dot in int32 (VPDPBUSD), times its scale as an int32 (the high int16 of
     // (sc, sc), sign-extended): the same integers with fewer instructions than the int16 pairs below.
@@ -301,22 +369,22 @@ inline void q6_quarter(const uint8_t* r, const __m256i (&sc)[4], const block_q8_
 #endif
 }
 
-template <int C, int kAhead, int... q>
-inline void q6_quarters(const uint8_t* r, const __m256i (&sc)[4], const block_q8_K* const (&xb)[C], int64_t b,
-                        __m256i (&isum)[C], std::integer_sequence<int, q...>) {
-    (q6_quarter<C, q, kAhead>(r, sc, xb, b, isum), ...);
+template <DType T, int C, int kAhead, int... q>
+inline void sixteens_quarters(const uint8_t* r, const __m256i (&sc)[4], const block_q8_K* const (&xb)[C],
+                                                     int64_t b, __m256i (&isum)[C], std::integer_sequence<int, q...>) {
+    (sixteens_quarter<T, C, q, kAhead>(r, sc, xb, b, isum), ...);
 }
 
-// Super-block b of a Q6_K strip x C activation columns, as nibble_record.
-template <int C, int kAhead>
-[[gnu::always_inline]] inline void q6_K_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
-                                               const float* dx, const int16_t*, __m256 (&acc)[C]) {
+// Super-block b of a Q6_K or Q3_K strip x C activation columns, as nibble_record.
+template <DType T, int C, int kAhead>
+[[gnu::always_inline]] inline void sixteens_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
+                                                   const float* dx, __m256 (&acc)[C]) {
     __m256i sc[4];  // sc[i] lane n: row n's int8 scales 4i .. 4i + 3
-    TESSERA_UNROLL for (int i = 0; i < 4; ++i) sc[i] = loadu256(r + L::kQ6KScales + 32 * i);
+    SixteensRecord<T>::scales(r, sc);
     __m256i isum[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
-    q6_quarters<C, kAhead>(r, sc, xb, b, isum, std::make_integer_sequence<int, 8>{});
-    // The offset: 32 sum_s sc_s bsum_s, two sub-blocks per vpmaddwd.
+    sixteens_quarters<T, C, kAhead>(r, sc, xb, b, isum, std::make_integer_sequence<int, 8>{});
+    // The offset: sum_s sc_s bsum_s, two sub-blocks per vpmaddwd, times 32 or 4.
     __m256i sp[8];
     TESSERA_UNROLL for (int i = 0; i < 8; ++i) sp[i] = shuffle_signed(sc[i / 2], kNextHi[i % 2]);
     const __m256 d = load_f16x8(r);
@@ -324,17 +392,18 @@ template <int C, int kAhead>
         const int16_t* bs = xb[c][b].bsums;
         __m256i os = _mm256_madd_epi16(sp[0], bcast4(bs));
         TESSERA_UNROLL for (int i = 1; i < 8; ++i) os = _mm256_add_epi32(os, _mm256_madd_epi16(sp[i], bcast4(bs + 2 * i)));
-        const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(os, 5));
+        const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(os, SixteensRecord<T>::kOffsetShift));
         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(d, _mm256_set1_ps(dx[b * C + c])), acc[c]);
     }
 }
 
-struct Q6KRecords {
-    static constexpr size_t kRec = L::kStripRows * sizeof(block_q6_K);
+template <DType T>
+struct SixteensRecords {
+    static constexpr size_t kRec = SixteensRecord<T>::kRec;
     template <int C, int kAhead>
     [[gnu::always_inline]] static void record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
-                                              const float* dx, const int16_t* bs8, __m256 (&acc)[C]) {
-        q6_K_record<C, kAhead>(r, xb, b, dx, bs8, acc);
+                                              const float* dx, const int16_t*, __m256 (&acc)[C]) {
+        sixteens_record<T, C, kAhead>(r, xb, b, dx, acc);
     }
 };
 
@@ -409,7 +478,7 @@ struct IQ4XSRecords {
 // strip0 + s * strip_stride, its eight results at out + s * out_step), each a record at a time in turn: four
 // streams in flight, taken from runs far apart (decode_runs.h). The integers and float steps are
 // strip<NibbleRecords<Q4_K>, 1>'s, so the bits are too.
-// Q6_K decodes a strip at a time (strip<Q6KRecords, 1>): its record keeps more in registers (four scale vectors,
+// Q6_K decodes a strip at a time (strip<SixteensRecords<Q6_K>, 1>), and so does Q3_K: its record keeps more in registers (four scale vectors,
 // eight unpacked quarters), and four records side by side spilled them to the stack, which cost more than
 // the streams gained (bench matmul -n 8192 -m 1, q6_K, AMD EPYC Zen 4, alternated: 1 thread 15.0-15.7 GB/s
 // four side by side, 21.0-22.2 one strip; avx2 level 15.8-16.0 vs 23.3-26.0). Q4_K keeps the four (1
@@ -434,7 +503,8 @@ StripFn strip_fn_for(DType t) {
     if (t == DType::Q4_K) return strip<NibbleRecords<DType::Q4_K>, C>;
     if (t == DType::Q5_K) return strip<NibbleRecords<DType::Q5_K>, C>;
     if (t == DType::IQ4_XS) return strip<IQ4XSRecords, C>;
-    return strip<Q6KRecords, C>;
+    if (t == DType::Q3_K) return strip<SixteensRecords<DType::Q3_K>, C>;
+    return strip<SixteensRecords<DType::Q6_K>, C>;
 }
 
 StripFn strip_fn(DType t, int C) {
