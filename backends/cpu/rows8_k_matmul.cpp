@@ -136,13 +136,13 @@ struct NibbleRecord<DType::Q5_K> {
     static constexpr bool kFifthBit = true;
 };
 
-// Bit s of each byte of h, moved to bit 4 (16: Q5_K's fifth bit).
-template <int s>
-inline __m256i fifth_bit(__m256i h) {
-    const __m256i bit4 = _mm256_set1_epi8(0x10);
-    if constexpr (s < 4) return _mm256_and_si256(_mm256_slli_epi16(h, 4 - s), bit4);
-    if constexpr (s == 4) return _mm256_and_si256(h, bit4);
-    return _mm256_and_si256(_mm256_srli_epi16(h, s - 4), bit4);
+// Bit `from` of each byte of h moved to bit `to`, the other bits 0 (Q5_K's fifth bit: to 4; Q3_K's third: to 2).
+template <int from, int to>
+inline __m256i move_bit(__m256i h) {
+    const __m256i bit = _mm256_set1_epi8(char(1 << to));
+    if constexpr (from < to) return _mm256_and_si256(_mm256_slli_epi16(h, to - from), bit);
+    if constexpr (from == to) return _mm256_and_si256(h, bit);
+    return _mm256_and_si256(_mm256_srli_epi16(h, from - to), bit);
 }
 
 // Sub-block s (values 32s .. 32s + 31) of a Q4_K / Q5_K record at r, scale pair sp, into the C columns' sums.
@@ -161,7 +161,7 @@ template <DType T, int C, int kAhead, int s>
         const __m256i v = loadu256(chunk + 32 * g);
         if constexpr (kInPlace) u[g] = _mm256_and_si256(v, _mm256_set1_epi8(char(0xF0)));
         else u[g] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
-        if constexpr (R::kFifthBit) u[g] = _mm256_or_si256(u[g], fifth_bit<s>(loadu256(r + R::kQh + 32 * g)));
+        if constexpr (R::kFifthBit) u[g] = _mm256_or_si256(u[g], move_bit<s, 4>(loadu256(r + R::kQh + 32 * g)));
     }
 #if TESSERA_QDOT_VNNI
     // The scale multiplies the int32 dot (sp's low int16 alone: (sc, sc) -> sc).
@@ -295,15 +295,6 @@ struct SixteensRecord<DType::Q6_K> {
     }
 };
 
-// Bit b of each byte of h, moved to bit 2 (4: Q3_K's third bit).
-template <int b>
-inline __m256i third_bit(__m256i h) {
-    const __m256i bit2 = _mm256_set1_epi8(0x04);
-    if constexpr (b < 2) return _mm256_and_si256(_mm256_slli_epi16(h, 2 - b), bit2);
-    if constexpr (b == 2) return _mm256_and_si256(h, bit2);
-    return _mm256_and_si256(_mm256_srli_epi16(h, b - 2), bit2);
-}
-
 template <>
 struct SixteensRecord<DType::Q3_K> {
     static constexpr size_t kRec = L::kStripRows * sizeof(block_q3_K);
@@ -331,7 +322,7 @@ struct SixteensRecord<DType::Q3_K> {
         TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
             const __m256i l = loadu256(qs + 32 * g);
             u[g] = _mm256_or_si256(_mm256_and_si256(j ? _mm256_srli_epi16(l, 2 * j) : l, low2),
-                                   third_bit<4 * h + j>(loadu256(r + L::kQ3KHmask + 32 * g)));
+                                   move_bit<4 * h + j, 2>(loadu256(r + L::kQ3KHmask + 32 * g)));
         }
     }
 };
