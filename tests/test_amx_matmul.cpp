@@ -89,8 +89,8 @@ TEST_CASE("amx: repacked weights reach only the amx level's mul_mat; anything el
     Tensor* ids = arena.make(ctx, DType::I32, {2}, "ids");
     arena.fill_i32(ids, {0, 3});
     expect_repacked_weight_refused(get_rows(ctx, a, ids), *amx, "blk.0.attn_q.weight");  // nor another op at the amx level
-    // Types that neither the tiles nor interleaved rows take (Q2_K), and 3-D weights, are left as they are.
-    Tensor* k4 = arena.make(ctx, DType::Q2_K, {256, 4}, "q2k");
+    // Types that neither the tiles nor interleaved rows take (Q4_1), and 3-D weights, are left as they are.
+    Tensor* k4 = arena.make(ctx, DType::Q4_1, {256, 4}, "q41");
     Tensor* e3 = arena.make(ctx, DType::Q8_0, {64, 16, 2}, "experts");
     CHECK(amx->repack_weights({k4, e3}) == nullptr);
     CHECK((k4->flags & kFlagRepacked) == 0);

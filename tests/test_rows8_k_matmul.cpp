@@ -1,4 +1,4 @@
-// Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights repacked at load into interleaved rows (backends/cpu/rows8_k_layout.h) and their matmul
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights repacked at load into interleaved rows (backends/cpu/rows8_k_layout.h) and their matmul
 // (backends/cpu/rows8_k_matmul.cpp), against the reference on the same weights unrepacked, at every cpu level
 // this machine runs that makes the layout (the avx512 kernels through their emulated twin where the CPU lacks
 // them): partial strips, 1 to 40 activation rows, k of 1 to 8 super-blocks, strided activations, 1 to 3
@@ -35,7 +35,7 @@ namespace {
 
 namespace L = cpu::rows8_k_layout;
 
-constexpr DType kTypes[] = {DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS};
+constexpr DType kTypes[] = {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS};
 
 // The cpu levels whose backend repacks all of kTypes into this layout, by name.
 std::vector<std::string> rows8_k_levels() {
@@ -67,7 +67,7 @@ std::vector<std::string> rows8_k_levels() {
 // IQ4_XS: every index 0 (level -127) under scale 31 against +1, or index 15 (113) under -32 against -1
 // (its pairs: 2 x 127 x 127 = 32258). Q6_K's scales alternate 127 and -128
 // so both signs of the sign extension are used. Q3_K: every value 7 (quant 3) under scale 31 against +1, or
-// 0 (quant -4) under -32 against -1.
+// 0 (quant -4) under -32 against -1. Q2_K: every value 3 or 0 under scale and min 15.
 enum class Fill { Random, AllMax, AllZeroNegX };
 
 std::vector<float> check_rows8_k(const RepackedMatmulCase& c, Fill fill, int threads, const std::string& level) {
@@ -87,6 +87,12 @@ std::vector<float> check_rows8_k(const RepackedMatmulCase& c, Fill fill, int thr
                 std::memset(w[i].qs, top ? 0x00 : 0xFF, sizeof w[i].qs);
                 std::memset(w[i].scales_l, top ? 0xFF : 0x00, sizeof w[i].scales_l);
                 w[i].scales_h = top ? 0xFFFF : 0x0000;
+            }
+        } else if (a->type == DType::Q2_K) {
+            auto* w = static_cast<block_q2_K*>(a->data);
+            for (int64_t i = 0; i < blocks; ++i) {
+                std::memset(w[i].qs, q, sizeof w[i].qs);
+                std::memset(w[i].scales, 0xFF, sizeof w[i].scales);
             }
         } else if (a->type == DType::Q3_K) {
             auto* w = static_cast<block_q3_K*>(a->data);
@@ -147,11 +153,11 @@ TEST_CASE("rows8 K layout: unpack gives every real row's GGUF blocks back; paddi
                 L::repack(t, a->data, a->nb[1], rows, k, again.data());
                 CHECK(again == packed);
             }
-    CHECK_THROWS_AS(L::repack(DType::Q2_K, nullptr, 0, 8, 256, nullptr), Error);
+    CHECK_THROWS_AS(L::repack(DType::Q4_1, nullptr, 0, 8, 256, nullptr), Error);
     CHECK_THROWS_AS(L::repack(DType::Q4_K, nullptr, 0, 8, 128, nullptr), Error);
 }
 
-TEST_CASE("rows8 K mul_mat: repacked Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS against the reference, odd shapes, 1 to 40 columns, 1 to 3 threads") {
+TEST_CASE("rows8 K mul_mat: repacked Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS against the reference, odd shapes, 1 to 40 columns, 1 to 3 threads") {
     const std::vector<std::string> levels = rows8_k_levels();
     if (levels.empty()) {
         MESSAGE("no cpu level here repacks K-quants into interleaved rows: nothing to check");

@@ -41,6 +41,12 @@ constexpr Field kQ6K[] = {
     {offsetof(block_q6_K, qh), QK_K / 4, kQ6KQh, false},
 };
 
+constexpr Field kQ2K[] = {
+    {offsetof(block_q2_K, d), 2, 0, true},
+    {offsetof(block_q2_K, dmin), 2, kQ2KDmin, true},
+    {offsetof(block_q2_K, scales), QK_K / 16, kQ2KScales, false},
+    {offsetof(block_q2_K, qs), QK_K / 4, kQ2KQs, false},
+};
 constexpr Field kQ3K[] = {
     {offsetof(block_q3_K, d), 2, 0, true},
     {offsetof(block_q3_K, scales), K_SCALE_SIZE, kQ3KScales, false},
@@ -63,11 +69,12 @@ Fields fields_of(DType t) {
     if (t == DType::Q5_K) return {std::begin(kQ5K), std::end(kQ5K)};
     if (t == DType::IQ4_XS) return {std::begin(kIQ4XS), std::end(kIQ4XS)};
     if (t == DType::Q3_K) return {std::begin(kQ3K), std::end(kQ3K)};
+    if (t == DType::Q2_K) return {std::begin(kQ2K), std::end(kQ2K)};
     return {std::begin(kQ6K), std::end(kQ6K)};
 }
 
 void check_shape(DType t, int64_t rows, int64_t k) {
-    TESSERA_CHECK(repackable(t), "rows8 K-quant repack: type %s has no interleaved-rows layout (only Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)",
+    TESSERA_CHECK(repackable(t), "rows8 K-quant repack: type %s has no interleaved-rows layout (only Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)",
                   type_name(t));
     TESSERA_CHECK(rows > 0 && k > 0 && k % kBlockValues == 0,
                   "rows8 K-quant repack: %lld rows of %lld values (k must be a positive multiple of 256)",
@@ -102,7 +109,7 @@ void for_each_piece(DType t, int64_t rows, int64_t k, Copy copy) {
 }  // namespace
 
 bool repackable(DType t) {
-    return t == DType::Q3_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::IQ4_XS;
+    return t == DType::Q2_K || t == DType::Q3_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::IQ4_XS;
 }
 
 size_t record_bytes(DType t) { return kStripRows * type_traits(t).block_bytes; }

@@ -1,4 +1,4 @@
-// K-quant weights (Q3_K, Q4_K, Q5_K, Q6_K), and IQ4_XS, with eight rows interleaved, the K-quant sibling of rows8_layout.h: made once
+// K-quant weights (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), and IQ4_XS, with eight rows interleaved, the K-quant sibling of rows8_layout.h: made once
 // at load by the cpu backend at the avx2 and avx512 levels, read by rows8_k_matmul.cpp. Level-independent:
 // plain byte shuffling, compiled with the baseline flags.
 //
@@ -28,6 +28,12 @@
 //     16    scales: the 16 int8 sub-block scales by 4-byte chunks (128 bytes)
 //     144   ql: the 128 GGUF low-bit bytes by 4-byte chunks (1024 bytes)
 //     1168  qh: the 64 GGUF high-bit bytes by 4-byte chunks (512 bytes)
+//   Q2_K, 672 bytes = 8 x 84:
+//     0     8 x fp16 d
+//     16    8 x fp16 dmin
+//     32    scales: the 16 GGUF scale bytes (low nibble the scale, high nibble the min of 16 values) by
+//           4-byte chunks (128 bytes)
+//     160   qs: the 64 GGUF bytes by 4-byte chunks (512 bytes), laid out as Q3_K's qs below
 //   Q3_K, 880 bytes = 8 x 110:
 //     0     8 x fp16 d
 //     16    scales: the 12 GGUF scale bytes by 4-byte chunks (96 bytes), as Q4_K's
@@ -61,8 +67,9 @@ constexpr size_t kQ5KQh = 128, kQ5KQs = 384;  // d, dmin and scales where Q4_K h
 constexpr size_t kQ6KScales = 16, kQ6KQl = 144, kQ6KQh = 1168;
 constexpr size_t kIQ4XSScalesH = 16, kIQ4XSScalesL = 32, kIQ4XSQs = 64;
 constexpr size_t kQ3KScales = 16, kQ3KHmask = 112, kQ3KQs = 368;
+constexpr size_t kQ2KDmin = 16, kQ2KScales = 32, kQ2KQs = 160;
 
-// Types this layout has: Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS.
+// Types this layout has: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS.
 bool repackable(DType t);
 // Bytes of one record (one strip's one super-block).
 size_t record_bytes(DType t);

@@ -1,13 +1,14 @@
-// Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights in the interleaved-rows layout (rows8_k_layout.h) x Q8_K activation rows.
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights in the interleaved-rows layout (rows8_k_layout.h) x Q8_K activation rows.
 // (IQ4_XS's grid and signed scales: see iq4_xs_sub_block.)
 //
 // Per strip (8 weight rows) and super-block, each 32 values' quants unpack into eight vectors u_g (g < 8),
-// lane n holding row n's values 4g .. 4g + 3 as unsigned bytes (Q3_K 0..7, Q4_K 0..15, Q5_K 0..31, Q6_K 0..63). For each activation
+// lane n holding row n's values 4g .. 4g + 3 as unsigned bytes (Q2_K 0..3, Q3_K 0..7, Q4_K 0..15, Q5_K 0..31, Q6_K 0..63). For each activation
 // column x's four values are broadcast to every lane, and vpmaddubsw + vpmaddwd give row n's dot in lane n:
 // the eight rows' sums are one vector in row order. Exactly the integers of the K-quant formulas:
 //   Q4_K, Q5_K: dot_n = d_n dx sum_s sc_ns (q . x)_s  -  dmin_n dx sum_s m_ns bsum_s   (8 sub-blocks of 32)
 //   Q6_K: dot_n = d_n dx (sum_s sc_ns (q . x)_s  -  32 sum_s sc_ns bsum_s)        (16 sub-blocks of 16, q = v + 32)
 //   Q3_K: the same with q = v + 4 and 4 sum_s sc_ns bsum_s (its 6-bit scales less 32 as Q6_K's int8 ones)
+//   Q2_K: dot_n = d_n dx sum_s sc_ns (q . x)_s  -  dmin_n dx sum_s m_ns bsum_s      (16 sub-blocks of 16)
 // where bsum_s is the sum of x over sub-block s (Q8_K's bsums: per 16 values). The sub-block scale
 // multiplies the u8 x s8 pair sums in int16 (vpmaddwd with (sc, sc) in each row's lane), so each integer sum
 // is one int32 per row and super-block, turned into a float and scaled once per super-block for 8 rows.
@@ -16,9 +17,9 @@
 //   Q4_K: eight pair sums of 32 values, each |.| <= 2 x 15 x 127 = 3810: 30480 < 32768.
 //   Q5_K: pair sums |.| <= 2 x 31 x 127 = 7874, so four are added (31496) before vpmaddwd widens them.
 //   Q6_K: pair sums |.| <= 2 x 63 x 127 = 16002, so only two are added (32004) before vpmaddwd widens them;
-//   Q3_K goes the same way, far inside (two pair sums of values up to 7: 3556).
+//   Q3_K and Q2_K go the same way, far inside (two pair sums of values up to 7: 3556).
 // int32: Q4_K 8 x 2 x 30480 x 63 = 30.7M; Q5_K 8 x 32 x 31 x 127 x 63 = 63.5M; Q6_K 16 x 128 x 16 x 63 x 127 = 262M (+ 32 x 4.2M);
-// Q3_K 16 x 32 x 16 x 7 x 127 = 7.3M (+ 4 x 4.2M): all < 2^31.
+// Q3_K 16 x 32 x 16 x 7 x 127 = 7.3M (+ 4 x 4.2M); Q2_K 16 x 15 x 16 x 3 x 127 = 1.5M: all < 2^31.
 //
 // The scales and mins of eight rows come out of the record with a few vector ands and shifts (Q4_K's and Q5_K's
 // 6-bit packing, rows8_k_layout.h) and one byte shuffle per sub-block puts (sc, sc) into each row's lane.
@@ -88,7 +89,7 @@ void column_terms(DType t, int64_t nblocks, const char* a, size_t a_stride, int 
         const auto* x = reinterpret_cast<const block_q8_K*>(a + size_t(c) * a_stride);
         for (int64_t b = 0; b < nblocks; ++b) {
             dx[b * C + c] = x[b].d;
-            if (t != DType::Q6_K && t != DType::Q3_K)  // (their offsets use the bsums per 16 as they are)
+            if (t == DType::Q4_K || t == DType::Q5_K || t == DType::IQ4_XS)  // (the others use the bsums per 16 as they are)
                 for (int s = 0; s < 8; ++s)
                     bs8[8 * (b * C + c) + s] = int16_t(x[b].bsums[2 * s] + x[b].bsums[2 * s + 1]);
         }
@@ -143,6 +144,12 @@ inline __m256i move_bit(__m256i h) {
     if constexpr (from < to) return _mm256_and_si256(_mm256_slli_epi16(h, to - from), bit);
     if constexpr (from == to) return _mm256_and_si256(h, bit);
     return _mm256_and_si256(_mm256_srli_epi16(h, from - to), bit);
+}
+
+// Bits 2j, 2j + 1 of each byte of v as a value 0..3 (Q2_K's and Q3_K's low bits).
+template <int j>
+inline __m256i bit_pair(__m256i v) {
+    return _mm256_and_si256(j ? _mm256_srli_epi16(v, 2 * j) : v, _mm256_set1_epi8(0x03));
 }
 
 // Sub-block s (values 32s .. 32s + 31) of a Q4_K / Q5_K record at r, scale pair sp, into the C columns' sums.
@@ -254,10 +261,11 @@ void strip(int64_t nblocks, const uint8_t* strip, const char* a, size_t a_stride
     store_strip<C>(acc, out, out_stride, rows);
 }
 
-// Q6_K and Q3_K records: 16 sub-blocks of 16 values, each with a signed scale (Q6_K int8, Q3_K 6 bits - 32),
+// Q6_K, Q3_K and Q2_K records: 16 sub-blocks of 16 values, each with a signed scale (Q6_K int8, Q3_K 6 bits - 32)
 // and unsigned values u (Q6_K 0..63, Q3_K 0..7) a constant offset above the quants (32, 4), which comes off
 // once per super-block through Q8_K's bsums (per 16 values):
 //   dot_n = d_n dx (sum_s sc_ns (u . x)_s  -  offset sum_s sc_ns bsum_s)
+// or (Q2_K) an unsigned 4-bit scale and min each, the mins' term taken off the same way (see below).
 // What differs is where the bits lie: SixteensRecord<T> unpacks quarter q (values 32q .. 32q + 31) into
 // u[g] (lane n: row n's values 4g .. 4g + 3 of the quarter) and the scales into sc[i] (lane n: row n's
 // four int8 scales 4i .. 4i + 3).
@@ -276,6 +284,7 @@ inline __m256i q6_high(__m256i h, __m256i bits45) {
 template <>
 struct SixteensRecord<DType::Q6_K> {
     static constexpr size_t kRec = L::kStripRows * sizeof(block_q6_K);
+    static constexpr bool kMins = false;
     static constexpr int kOffsetShift = 5;  // offset 32
     static void scales(const uint8_t* r, __m256i (&sc)[4]) {
         TESSERA_UNROLL for (int i = 0; i < 4; ++i) sc[i] = loadu256(r + L::kQ6KScales + 32 * i);
@@ -298,6 +307,7 @@ struct SixteensRecord<DType::Q6_K> {
 template <>
 struct SixteensRecord<DType::Q3_K> {
     static constexpr size_t kRec = L::kStripRows * sizeof(block_q3_K);
+    static constexpr bool kMins = false;
     static constexpr int kOffsetShift = 2;  // offset 4
     // The 12 scale bytes as three words w0 w1 w2 (row n in lane n), q3_scale's packing for eight rows at once:
     // scale j's low nibble is nibble j / 8 of byte j % 8 (w0 for j % 8 < 4, else w1), its top two bits are
@@ -317,17 +327,34 @@ struct SixteensRecord<DType::Q3_K> {
     template <int q>
     [[gnu::always_inline]] static void unpack(const uint8_t* r, __m256i (&u)[8]) {
         constexpr int h = q / 4, j = q % 4;
-        const __m256i low2 = _mm256_set1_epi8(0x03);
         const uint8_t* qs = r + L::kQ3KQs + 256 * h;
-        TESSERA_UNROLL for (int g = 0; g < 8; ++g) {
-            const __m256i l = loadu256(qs + 32 * g);
-            u[g] = _mm256_or_si256(_mm256_and_si256(j ? _mm256_srli_epi16(l, 2 * j) : l, low2),
-                                   move_bit<4 * h + j, 2>(loadu256(r + L::kQ3KHmask + 32 * g)));
-        }
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g)
+            u[g] = _mm256_or_si256(bit_pair<j>(loadu256(qs + 32 * g)), move_bit<4 * h + j, 2>(loadu256(r + L::kQ3KHmask + 32 * g)));
     }
 };
 
-// Quarter q (values 32q .. 32q + 31), sub-blocks 2q and 2q + 1, of a Q6_K or Q3_K record into the C columns' sums.
+// Q2_K: values 0..3 (Q3_K's low bits, in the same order), each 16 with an unsigned 4-bit scale and min:
+//   dot_n = d_n dx sum_s sc_ns (u . x)_s  -  dmin_n dx sum_s m_ns bsum_s
+template <>
+struct SixteensRecord<DType::Q2_K> {
+    static constexpr size_t kRec = L::kStripRows * sizeof(block_q2_K);
+    static constexpr bool kMins = true;
+    static constexpr int kOffsetShift = 0;  // no constant offset: the mins' term instead
+    static void scales(const uint8_t* r, __m256i (&sc)[4]) {
+        TESSERA_UNROLL for (int i = 0; i < 4; ++i) sc[i] = _mm256_and_si256(loadu256(r + L::kQ2KScales + 32 * i), _mm256_set1_epi8(0x0F));
+    }
+    static void mins(const uint8_t* r, __m256i (&m)[4]) {
+        TESSERA_UNROLL for (int i = 0; i < 4; ++i)
+            m[i] = _mm256_and_si256(_mm256_srli_epi16(loadu256(r + L::kQ2KScales + 32 * i), 4), _mm256_set1_epi8(0x0F));
+    }
+    template <int q>
+    [[gnu::always_inline]] static void unpack(const uint8_t* r, __m256i (&u)[8]) {
+        const uint8_t* qs = r + L::kQ2KQs + 256 * (q / 4);
+        TESSERA_UNROLL for (int g = 0; g < 8; ++g) u[g] = bit_pair<q % 4>(loadu256(qs + 32 * g));
+    }
+};
+
+// Quarter q (values 32q .. 32q + 31), sub-blocks 2q and 2q + 1, of a Q6_K, Q3_K or Q2_K record into the C columns' sums.
 template <DType T, int C, int q, int kAhead>
 inline void sixteens_quarter(const uint8_t* r, const __m256i (&sc)[4], const block_q8_K* const (&xb)[C],
                                                     int64_t b, __m256i (&isum)[C]) {
@@ -366,7 +393,7 @@ inline void sixteens_quarters(const uint8_t* r, const __m256i (&sc)[4], const bl
     (sixteens_quarter<T, C, q, kAhead>(r, sc, xb, b, isum), ...);
 }
 
-// Super-block b of a Q6_K or Q3_K strip x C activation columns, as nibble_record.
+// Super-block b of a Q6_K, Q3_K or Q2_K strip x C activation columns, as nibble_record.
 template <DType T, int C, int kAhead>
 [[gnu::always_inline]] inline void sixteens_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
                                                    const float* dx, __m256 (&acc)[C]) {
@@ -375,16 +402,27 @@ template <DType T, int C, int kAhead>
     __m256i isum[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
     sixteens_quarters<T, C, kAhead>(r, sc, xb, b, isum, std::make_integer_sequence<int, 8>{});
-    // The offset: sum_s sc_s bsum_s, two sub-blocks per vpmaddwd, times 32 or 4.
+    // The offset: sum_s f_s bsum_s, two sub-blocks per vpmaddwd, with f the scales (Q6_K, Q3_K: then times
+    // the constant offset, 32 or 4) or Q2_K's mins (then times dmin).
+    using R = SixteensRecord<T>;
+    __m256i f[4];
+    if constexpr (R::kMins) R::mins(r, f);
+    else TESSERA_UNROLL for (int i = 0; i < 4; ++i) f[i] = sc[i];
     __m256i sp[8];
-    TESSERA_UNROLL for (int i = 0; i < 8; ++i) sp[i] = shuffle_signed(sc[i / 2], kNextHi[i % 2]);
+    TESSERA_UNROLL for (int i = 0; i < 8; ++i) sp[i] = shuffle_signed(f[i / 2], kNextHi[i % 2]);
     const __m256 d = load_f16x8(r);
     TESSERA_UNROLL for (int c = 0; c < C; ++c) {
         const int16_t* bs = xb[c][b].bsums;
         __m256i os = _mm256_madd_epi16(sp[0], bcast4(bs));
         TESSERA_UNROLL for (int i = 1; i < 8; ++i) os = _mm256_add_epi32(os, _mm256_madd_epi16(sp[i], bcast4(bs + 2 * i)));
-        const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(os, SixteensRecord<T>::kOffsetShift));
-        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(d, _mm256_set1_ps(dx[b * C + c])), acc[c]);
+        const __m256 dx_c = _mm256_set1_ps(dx[b * C + c]);
+        if constexpr (R::kMins) {
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, dx_c), acc[c]);
+            acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(os), _mm256_mul_ps(load_f16x8(r + L::kQ2KDmin), dx_c), acc[c]);
+        } else {
+            const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(os, R::kOffsetShift));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(d, dx_c), acc[c]);
+        }
     }
 }
 
@@ -495,6 +533,7 @@ StripFn strip_fn_for(DType t) {
     if (t == DType::Q5_K) return strip<NibbleRecords<DType::Q5_K>, C>;
     if (t == DType::IQ4_XS) return strip<IQ4XSRecords, C>;
     if (t == DType::Q3_K) return strip<SixteensRecords<DType::Q3_K>, C>;
+    if (t == DType::Q2_K) return strip<SixteensRecords<DType::Q2_K>, C>;
     return strip<SixteensRecords<DType::Q6_K>, C>;
 }
 
