@@ -67,13 +67,13 @@ public:
 
     // Some levels keep 2-D weights in a layout of their own, made here in parallel: the amx level
     // Q4_0 / Q8_0 / K-quants / F16 / BF16 in its tiles (amx_repack.h), the avx2 and avx512 levels
-    // Q4_0 / Q8_0 / IQ4_NL (rows8_layout.h) and Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS (rows8_k_layout.h) in interleaved
+    // Q4_0 / Q8_0 / IQ4_NL (rows8_layout.h) and Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS (rows8_k_layout.h) in interleaved
     // rows, which a decode batch of several sequences reads once for all of them. At those two levels the float weights (F16, BF16, F32) are copied
     // as they are (kFloatCopy): the layout is the file's, the memory is the backend's (see float_copy).
     std::unique_ptr<Buffer> repack_weights(const std::vector<Tensor*>& weights,
                                            const RepackSourceDone& source_done) override {
         // The amx level's kernels include the avx512 level's, so the types the tiles do not take (IQ4_NL,
-        // IQ4_XS, Q3_K) go into interleaved rows there as they do at avx512.
+        // IQ4_XS, Q2_K, Q3_K) go into interleaved rows there as they do at avx512.
         if (k_.level == cpu::CpuLevel::Amx)
             return repack_into({kAmxTiles, kRows8, kRows8K}, weights, source_done);
         if (k_.level == cpu::CpuLevel::Avx2 || k_.level == cpu::CpuLevel::Avx512)
