@@ -82,6 +82,13 @@ inline __m256 load_f16x8(const uint8_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+// acc + d dx isum - dmin dx mins: one column's eight rows of a super-block whose values carry a min (Q4_K,
+// Q5_K, Q2_K).
+inline __m256 add_less_mins(__m256 acc, __m256i isum, __m256i mins, __m256 d, __m256 dmin, __m256 dx) {
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, dx), acc);
+    return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(dmin, dx), acc);
+}
+
 // Per super-block b and column c < C (entry b * C + c): d_x, and for Q4_K, Q5_K and IQ4_XS the eight 32-value sums of x
 // (bs8[8 (b * C + c) + s]: |.| <= 32 x 127, an int16).
 void column_terms(DType t, int64_t nblocks, const char* a, size_t a_stride, int C, float* dx, int16_t* bs8) {
@@ -231,9 +238,7 @@ template <DType T, int C, int kAhead>
         ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp1, bcast4(bs + 2)));
         ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp2, bcast4(bs + 4)));
         ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp3, bcast4(bs + 6)));
-        const __m256 dx_c = _mm256_set1_ps(dx[b * C + c]);
-        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, dx_c), acc[c]);
-        acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dmin, dx_c), acc[c]);
+        acc[c] = add_less_mins(acc[c], isum[c], ms, d, dmin, _mm256_set1_ps(dx[b * C + c]));
     }
 }
 
@@ -340,6 +345,7 @@ struct SixteensRecord<DType::Q2_K> {
     static constexpr size_t kRec = L::kStripRows * sizeof(block_q2_K);
     static constexpr bool kMins = true;
     static constexpr int kOffsetShift = 0;  // no constant offset: the mins' term instead
+    static constexpr size_t kDmin = L::kQ2KDmin;
     static void scales(const uint8_t* r, __m256i (&sc)[4]) {
         TESSERA_UNROLL for (int i = 0; i < 4; ++i) sc[i] = _mm256_and_si256(loadu256(r + L::kQ2KScales + 32 * i), _mm256_set1_epi8(0x0F));
     }
@@ -397,28 +403,29 @@ inline void sixteens_quarters(const uint8_t* r, const __m256i (&sc)[4], const bl
 template <DType T, int C, int kAhead>
 [[gnu::always_inline]] inline void sixteens_record(const uint8_t* r, const block_q8_K* const (&xb)[C], int64_t b,
                                                    const float* dx, __m256 (&acc)[C]) {
+    using R = SixteensRecord<T>;
     __m256i sc[4];  // sc[i] lane n: row n's int8 scales 4i .. 4i + 3
-    SixteensRecord<T>::scales(r, sc);
+    R::scales(r, sc);
     __m256i isum[C];
     TESSERA_UNROLL for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
     sixteens_quarters<T, C, kAhead>(r, sc, xb, b, isum, std::make_integer_sequence<int, 8>{});
     // The offset: sum_s f_s bsum_s, two sub-blocks per vpmaddwd, with f the scales (Q6_K, Q3_K: then times
     // the constant offset, 32 or 4) or Q2_K's mins (then times dmin).
-    using R = SixteensRecord<T>;
     __m256i f[4];
     if constexpr (R::kMins) R::mins(r, f);
     else TESSERA_UNROLL for (int i = 0; i < 4; ++i) f[i] = sc[i];
     __m256i sp[8];
     TESSERA_UNROLL for (int i = 0; i < 8; ++i) sp[i] = shuffle_signed(f[i / 2], kNextHi[i % 2]);
     const __m256 d = load_f16x8(r);
+    __m256 dmin = _mm256_setzero_ps();
+    if constexpr (R::kMins) dmin = load_f16x8(r + R::kDmin);
     TESSERA_UNROLL for (int c = 0; c < C; ++c) {
         const int16_t* bs = xb[c][b].bsums;
         __m256i os = _mm256_madd_epi16(sp[0], bcast4(bs));
         TESSERA_UNROLL for (int i = 1; i < 8; ++i) os = _mm256_add_epi32(os, _mm256_madd_epi16(sp[i], bcast4(bs + 2 * i)));
         const __m256 dx_c = _mm256_set1_ps(dx[b * C + c]);
         if constexpr (R::kMins) {
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, dx_c), acc[c]);
-            acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(os), _mm256_mul_ps(load_f16x8(r + L::kQ2KDmin), dx_c), acc[c]);
+            acc[c] = add_less_mins(acc[c], isum[c], os, d, dmin, dx_c);
         } else {
             const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(os, R::kOffsetShift));
             acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(d, dx_c), acc[c]);
